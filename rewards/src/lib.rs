@@ -1,0 +1,1 @@
+//! Pure scoring of an agent's final answer against the dataset's ground truth.

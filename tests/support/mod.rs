@@ -1,0 +1,56 @@
+//! Shared helpers for the workspace integration tests: locating and running the `omnirl`
+//! binary that `cargo build --workspace` put beside the test executables.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Path of the built `omnirl` binary (target/<profile>/omnirl).
+pub fn omnirl_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test-binary>
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let bin = profile_dir.join("omnirl");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build --workspace` (the Makefile's test target does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository root (the workspace directory).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A `Command` for `omnirl` run from the repository root, with the rank variables of the
+/// surrounding environment removed so tests see a single-process plan unless they set one.
+pub fn omnirl() -> Command {
+    let mut cmd = Command::new(omnirl_bin());
+    cmd.current_dir(repo_root());
+    for var in RANK_VARIABLES {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Every environment variable the distributed-plan discovery reads.
+pub const RANK_VARIABLES: &[&str] = &[
+    "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+    "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+    "OMPI_COMM_WORLD_LOCAL_SIZE", "PMI_RANK", "PMI_SIZE", "PMI_LOCAL_RANK", "PMI_LOCAL_SIZE",
+    "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+    "SLURM_NTASKS_PER_NODE", "SLURM_NNODES", "SLURM_NODEID", "SLURM_STEP_NUM_TASKS",
+    "GPU_IDS", "CUDA_VISIBLE_DEVICES",
+];
+
+/// Stdout of a finished command as UTF-8.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stderr of a finished command as UTF-8.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -1,0 +1,3 @@
+//! The `omnirl` command line: one subcommand per file.
+
+pub mod score;

@@ -1,0 +1,32 @@
+//! The `omnirl` binary: parses the command line and hands over to `trainer::cli`.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use trainer::cli;
+
+#[derive(Debug, Parser)]
+#[command(name = "omnirl", version, about = "Train omni-modal active-perception video agents with SFT and RL")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Score predictions against ground truth, one JSON line per input line.
+    Score(cli::score::ScoreArgs),
+}
+
+fn main() -> ExitCode {
+    let parsed = Cli::parse();
+    let result = match &parsed.command {
+        Command::Score(args) => cli::score::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("omnirl: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
