@@ -1,5 +1,11 @@
 //! omnirl's trainer crate: the policy model on libtorch, the learners, the distributed
 //! runtime, checkpoints, recipes and the plan (`omnirl validate`), and the CLI.
 
+pub mod checkpoint;
 pub mod cli;
+pub mod dist;
+pub mod dry_run;
+pub mod model;
+pub mod plan;
+pub mod recipe;
 pub mod report;

@@ -13,6 +13,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Dry run: check a recipe, its data and model, and print the plan, before any GPU is touched.
+    Validate(cli::validate::ValidateArgs),
     /// Score predictions against ground truth, one JSON line per input line.
     Score(cli::score::ScoreArgs),
 }
@@ -20,6 +22,7 @@ enum Command {
 fn main() -> ExitCode {
     let parsed = Cli::parse();
     let result = match &parsed.command {
+        Command::Validate(args) => cli::validate::run(args),
         Command::Score(args) => cli::score::run(args),
     };
     match result {

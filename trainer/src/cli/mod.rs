@@ -1,3 +1,4 @@
 //! The `omnirl` command line: one subcommand per file.
 
 pub mod score;
+pub mod validate;

@@ -1,0 +1,157 @@
+//! The data pass of the dry run: every data file of every stage is checked once (files shared
+//! by stages are checked once per format and media root), in parallel, with the line-level
+//! checks of `rollout::data`. RL files also yield the video durations the turn budget needs.
+//!
+//! Formats by role: sft train files are SFT turns; rl train files are RL samples; rl
+//! validation files and eval files are checked as evaluation samples (an RL line is also a
+//! valid evaluation line; missing video metadata is probed at run time).
+
+use crate::recipe::{Recipe, StageKind};
+use crate::report::{Problem, Severity};
+use rayon::prelude::*;
+use rollout::data::{self, CheckOptions, DataFormat, DataReport, RlSample};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// One file a stage reads, and in which role.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DataTask {
+    pub file: PathBuf,
+    pub format: DataFormat,
+    pub media_root: Option<PathBuf>,
+    pub check_media: bool,
+}
+
+/// What the plan shows for one checked file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileSummary {
+    pub file: PathBuf,
+    pub role: &'static str,
+    pub format: DataFormat,
+    pub samples: usize,
+    pub question_types: std::collections::BTreeMap<String, usize>,
+    pub distinct_media: usize,
+    pub missing_media: usize,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+/// The checked files of one stage.
+#[derive(Debug, Clone, Default)]
+pub struct StageData {
+    pub train: Vec<FileSummary>,
+    pub val: Vec<FileSummary>,
+    /// Durations of the valid RL training samples (for turn budgets).
+    pub durations: Vec<f64>,
+}
+
+impl StageData {
+    pub fn train_samples(&self) -> u64 {
+        self.train.iter().map(|f| f.samples as u64).sum()
+    }
+}
+
+struct Checked {
+    report: DataReport,
+    durations: Vec<f64>,
+}
+
+fn run_task(task: &DataTask) -> Checked {
+    let opts = CheckOptions { media_root: task.media_root.clone(), check_media: task.check_media, ..CheckOptions::default() };
+    if task.format == DataFormat::Rl {
+        let (report, records) = data::read_records::<RlSample>(&task.file, &opts);
+        let durations = records.iter().map(|(_, r)| r.duration_seconds).collect();
+        Checked { report, durations }
+    } else {
+        Checked { report: data::check_file(&task.file, task.format, &opts), durations: Vec::new() }
+    }
+}
+
+fn tasks_of(recipe: &Recipe) -> Vec<Vec<(DataTask, &'static str)>> {
+    recipe
+        .stages
+        .iter()
+        .map(|stage| {
+            let d = &stage.data;
+            let task = |file: &PathBuf, format| DataTask {
+                file: file.clone(),
+                format,
+                media_root: d.media_root.clone(),
+                check_media: d.check_media,
+            };
+            let mut out = Vec::new();
+            match stage.kind {
+                Some(StageKind::Sft) => out.extend(d.train_files.iter().map(|f| (task(f, DataFormat::Sft), "train"))),
+                Some(StageKind::Rl) => {
+                    out.extend(d.train_files.iter().map(|f| (task(f, DataFormat::Rl), "train")));
+                    out.extend(d.val_files.iter().map(|f| (task(f, DataFormat::Eval), "val")));
+                }
+                Some(StageKind::Eval) => out.extend(d.val_files.iter().map(|f| (task(f, DataFormat::Eval), "eval"))),
+                None => {}
+            }
+            out
+        })
+        .collect()
+}
+
+fn to_problem(p: &data::DataProblem) -> Problem {
+    Problem {
+        severity: if p.is_error() { Severity::Error } else { Severity::Warning },
+        location: p.location(),
+        key: None,
+        message: p.detail(),
+    }
+}
+
+/// Checks every data file of `recipe`; returns per-stage summaries and all problems (each
+/// file's problems once, however many stages read it).
+pub fn check_recipe_data(recipe: &Recipe) -> (Vec<StageData>, Vec<Problem>) {
+    let per_stage = tasks_of(recipe);
+    let mut unique: Vec<DataTask> = Vec::new();
+    for (task, _) in per_stage.iter().flatten() {
+        if !unique.contains(task) {
+            unique.push(task.clone());
+        }
+    }
+    let checked: Vec<Checked> = unique.par_iter().map(run_task).collect();
+    let mut problems = Vec::new();
+    for c in &checked {
+        problems.extend(c.report.problems.iter().map(to_problem));
+        if c.report.problems_omitted > 0 {
+            problems.push(Problem::warning(
+                c.report.file.display().to_string(),
+                format!("{} more problems in this file not shown", c.report.problems_omitted),
+            ));
+        }
+    }
+    let stages = per_stage
+        .iter()
+        .map(|tasks| {
+            let mut sd = StageData::default();
+            for (task, role) in tasks {
+                let Some(idx) = unique.iter().position(|t| t == task) else { continue };
+                let c = &checked[idx];
+                let r = &c.report;
+                let summary = FileSummary {
+                    file: r.file.clone(),
+                    role,
+                    format: r.format,
+                    samples: r.samples,
+                    question_types: r.question_types.clone(),
+                    distinct_media: r.distinct_media,
+                    missing_media: r.missing_media,
+                    errors: r.errors,
+                    warnings: r.warnings,
+                };
+                if *role == "train" {
+                    sd.durations.extend(&c.durations);
+                    sd.train.push(summary);
+                } else {
+                    sd.val.push(summary);
+                }
+            }
+            sd
+        })
+        .collect();
+    (stages, problems)
+}

@@ -1,0 +1,206 @@
+//! `omnirl validate`: the dry run. Loads the recipe with its overrides, discovers the rank
+//! layout, checks every data file and model directory, and computes the plan (batch layout,
+//! steps, turn budgets, media token bounds, memory per rank), reporting every problem at
+//! once. Nothing here touches a GPU, the network, or tensor data (checkpoint headers only).
+
+pub mod batch;
+pub mod data;
+pub mod model;
+
+use crate::dist::{self, RankInfo};
+use crate::recipe::{self, AppliedOverride, Recipe, Stage, StageKind};
+use crate::report::{Problem, Severity};
+use batch::{MediaTokenBounds, RlBatch, SftBatch, StepPlan};
+use data::{FileSummary, StageData};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+/// Everything `omnirl validate` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRun {
+    pub ok: bool,
+    pub recipe_file: String,
+    pub errors: usize,
+    pub warnings: usize,
+    pub problems: Vec<Problem>,
+    pub overrides: Vec<AppliedOverride>,
+    /// The resolved recipe (defaults filled, overrides applied), when it could be read.
+    #[serde(skip)]
+    pub recipe: Option<Recipe>,
+    /// The resolved recipe as printed: each stage without the sections its kind ignores.
+    #[serde(rename = "recipe")]
+    pub resolved: Option<serde_json::Value>,
+    pub plan: Plan,
+    pub elapsed_ms: u64,
+}
+
+/// The rank layout of this process and what each stage will do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    #[serde(flatten)]
+    pub ranks: RankInfo,
+    pub stages: Vec<StagePlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnBudget {
+    pub min: u32,
+    pub max: u32,
+    /// The formula's cap, for data whose durations are not known before probing.
+    pub cap: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StagePlan {
+    pub name: String,
+    pub kind: Option<StageKind>,
+    pub model: model::ModelPlan,
+    pub data: Vec<FileSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rl_batch: Option<RlBatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sft_batch: Option<SftBatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_waves: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<StepPlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn_budget: Option<TurnBudget>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_tokens: Option<MediaTokenBounds>,
+}
+
+/// Runs the whole dry run. `env` is the process environment (injectable for tests).
+pub fn run(recipe_path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<String>) -> DryRun {
+    let started = Instant::now();
+    let loaded = recipe::load(recipe_path, sets, env);
+    let mut problems = loaded.problems.clone();
+    let (ranks, rank_problems) = dist::discover(env);
+    problems.extend(
+        rank_problems
+            .into_iter()
+            .map(|p| Problem::error(format!("environment variable {}", p.variable), p.message)),
+    );
+    let mut stages = Vec::new();
+    if let Some(recipe) = &loaded.recipe {
+        problems.extend(recipe.validate(&loaded.origins));
+        let (stage_data, data_problems) = data::check_recipe_data(recipe);
+        problems.extend(data_problems);
+        let models = model::check_models(recipe, ranks.world_size);
+        for (i, (stage, (sd, mp))) in recipe.stages.iter().zip(stage_data.into_iter().zip(models)).enumerate() {
+            let (plan, issues) = stage_plan(stage, sd, mp.0, ranks.world_size);
+            problems.extend(mp.1);
+            problems.extend(issues.into_iter().map(|iss| {
+                loaded.origins.problem(&format!("stages[{i}].{}", iss.key), iss.error, iss.message)
+            }));
+            stages.push(plan);
+        }
+    }
+    problems.sort_by_key(|p| p.severity);
+    let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
+    DryRun {
+        ok: errors == 0,
+        recipe_file: recipe_path.display().to_string(),
+        errors,
+        warnings: problems.len() - errors,
+        problems,
+        overrides: loaded.overrides,
+        resolved: loaded.recipe.as_ref().map(printable),
+        recipe: loaded.recipe,
+        plan: Plan { ranks, stages },
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// The recipe as JSON without the sections a stage's kind does not use.
+fn printable(recipe: &Recipe) -> serde_json::Value {
+    let mut value = serde_json::to_value(recipe).unwrap_or_default();
+    if let Some(stages) = value.get_mut("stages").and_then(|s| s.as_array_mut()) {
+        for (stage, typed) in stages.iter_mut().zip(&recipe.stages) {
+            let unused: &[&str] = match typed.kind {
+                Some(StageKind::Sft) => &["environment", "rollout", "reward", "algorithm"],
+                Some(StageKind::Eval) => &["algorithm", "optimizer", "checkpoint", "schedule"],
+                Some(StageKind::Rl) | None => &[],
+            };
+            if let Some(map) = stage.as_object_mut() {
+                for key in unused {
+                    map.remove(*key);
+                }
+            }
+        }
+    }
+    value
+}
+
+fn capped(samples: u64, max: Option<usize>, files: usize) -> u64 {
+    match max {
+        Some(m) => samples.min(m as u64 * files as u64),
+        None => samples,
+    }
+}
+
+fn stage_plan(stage: &Stage, sd: StageData, model: model::ModelPlan, world: u32) -> (StagePlan, Vec<batch::BatchIssue>) {
+    let mut issues = Vec::new();
+    let mut plan = StagePlan {
+        name: stage.display_name(),
+        kind: stage.kind,
+        model,
+        data: sd.train.iter().chain(&sd.val).cloned().collect(),
+        rl_batch: None,
+        sft_batch: None,
+        eval_waves: None,
+        steps: None,
+        turn_budget: None,
+        media_tokens: None,
+    };
+    let Some(kind) = stage.kind else { return (plan, issues) };
+    let samples = capped(sd.train_samples(), stage.data.max_samples, sd.train.len());
+    let warmup = stage.optimizer.warmup_ratio.unwrap_or(0.0);
+    let save_every = stage.checkpoint.save_every.unwrap_or(1);
+    match kind {
+        StageKind::Sft => {
+            let b = batch::sft_batch(&stage.schedule, world);
+            let (steps, step_issues) = batch::steps(samples, b.global_batch_size, false, &stage.schedule, warmup, save_every);
+            if samples > 0 && samples < b.global_batch_size {
+                issues.push(batch::BatchIssue {
+                    key: "schedule.per_device_batch_size",
+                    error: false,
+                    message: format!("{samples} training rows are fewer than one global batch of {}", b.global_batch_size),
+                });
+            }
+            issues.extend(step_issues);
+            plan.sft_batch = Some(b);
+            plan.steps = Some(steps);
+        }
+        StageKind::Rl => {
+            let (b, batch_issues) = batch::rl_batch(&stage.rollout, &stage.algorithm, world);
+            issues.extend(batch_issues);
+            let (steps, step_issues) =
+                batch::steps(samples, u64::from(stage.rollout.prompts_per_step), true, &stage.schedule, warmup, save_every);
+            issues.extend(step_issues);
+            plan.rl_batch = Some(b);
+            plan.steps = Some(steps);
+        }
+        StageKind::Eval => {
+            let evals: u64 = sd.val.iter().map(|f| f.samples as u64).sum();
+            let evals = capped(evals, stage.data.max_samples, sd.val.len());
+            let per_wave = u64::from(world.max(1)) * u64::from(stage.rollout.micro_ratio.max(1));
+            plan.eval_waves = Some((evals * u64::from(stage.rollout.group_size.unwrap_or(1))).div_ceil(per_wave));
+        }
+    }
+    if kind != StageKind::Sft {
+        let env = &stage.environment;
+        let budgets: Vec<u32> = sd.durations.iter().map(|d| batch::turn_budget(env, *d)).collect();
+        let cap = env.max_steps.unwrap_or(0);
+        plan.turn_budget = Some(TurnBudget {
+            min: budgets.iter().copied().min().unwrap_or(cap),
+            max: budgets.iter().copied().max().unwrap_or(cap),
+            cap,
+        });
+        let bounds = batch::media_token_bounds(env, &stage.preprocess);
+        issues.extend(batch::media_issues(&bounds, &stage.rollout));
+        plan.media_tokens = Some(bounds);
+    }
+    (plan, issues)
+}
