@@ -23,8 +23,8 @@ pub use prompt::{build_prompt, parse_judgement};
 use crate::Score;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::Semaphore;
@@ -106,7 +106,12 @@ impl JudgeConfig {
     /// the defaults.
     pub fn from_env() -> JudgeConfig {
         let file = dotenv::load_from_cwd();
-        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| file.get(name).cloned()))
+        Self::from_lookup(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| file.get(name).cloned())
+        })
     }
 
     /// [`JudgeConfig::from_env`] over explicit variables (for tests and embedding).
@@ -115,23 +120,30 @@ impl JudgeConfig {
     }
 
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> JudgeConfig {
-        let mut c = JudgeConfig::default();
-        c.api_key = get("DASHSCOPE_API_KEY").and_then(ApiKey::new).or_else(|| get("OSS_ACCESS_KEY").and_then(ApiKey::new));
+        let mut c = JudgeConfig {
+            api_key: get("DASHSCOPE_API_KEY")
+                .and_then(ApiKey::new)
+                .or_else(|| get("OSS_ACCESS_KEY").and_then(ApiKey::new)),
+            ..JudgeConfig::default()
+        };
         if let Some(url) = get("DASHSCOPE_BASE_URL").filter(|u| !u.trim().is_empty()) {
             c.base_url = url.trim().to_owned();
         }
         if let Some(model) = get("OMNIRL_JUDGE_MODEL").filter(|m| !m.trim().is_empty()) {
             c.model = model.trim().to_owned();
         }
-        if let Some(t) = get("OMNIRL_JUDGE_TIMEOUT_S").and_then(|v| v.trim().parse::<f64>().ok()) {
-            if t.is_finite() && t > 0.0 {
-                c.timeout = Duration::from_secs_f64(t);
-            }
+        if let Some(t) = get("OMNIRL_JUDGE_TIMEOUT_S")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|t| t.is_finite() && *t > 0.0 && *t < 1e9)
+        {
+            c.timeout = Duration::from_secs_f64(t);
         }
         if let Some(n) = get("OMNIRL_JUDGE_ATTEMPTS").and_then(|v| v.trim().parse::<u32>().ok()) {
             c.max_attempts = n.max(1);
         }
-        if let Some(n) = get("OMNIRL_JUDGE_CONCURRENCY").and_then(|v| v.trim().parse::<usize>().ok()) {
+        if let Some(n) =
+            get("OMNIRL_JUDGE_CONCURRENCY").and_then(|v| v.trim().parse::<usize>().ok())
+        {
             c.concurrency = n.max(1);
         }
         if let Some(b) = get("OMNIRL_JUDGE_BEARER") {
@@ -143,7 +155,11 @@ impl JudgeConfig {
     /// The chat-completions URL requests are sent to.
     pub fn endpoint(&self) -> String {
         let base = self.base_url.trim_end_matches('/');
-        if base.ends_with("/chat/completions") { base.to_owned() } else { format!("{base}/chat/completions") }
+        if base.ends_with("/chat/completions") {
+            base.to_owned()
+        } else {
+            format!("{base}/chat/completions")
+        }
     }
 }
 
@@ -192,7 +208,9 @@ pub struct Judge {
 
 impl fmt::Debug for Judge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Judge").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Judge")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -250,7 +268,9 @@ impl Judge {
         let prediction = crate::mcq::py_strip(&item.prediction);
         let (Some(client), Some(key)) = (&self.client, &self.config.api_key) else {
             if self.warned.fetch_add(1, Ordering::Relaxed) == 0 {
-                (self.warn)("no judge API key (DASHSCOPE_API_KEY or OSS_ACCESS_KEY, environment or .env): FF answers score 0.0");
+                (self.warn)(
+                    "no judge API key (DASHSCOPE_API_KEY or OSS_ACCESS_KEY, environment or .env): FF answers score 0.0",
+                );
             }
             return Ok(Score::from_reward(0.0));
         };
@@ -266,19 +286,29 @@ impl Judge {
             }],
         })
         .to_string();
-        let auth = if self.config.bearer { format!("Bearer {}", key.expose()) } else { key.expose().to_owned() };
+        let auth = if self.config.bearer {
+            format!("Bearer {}", key.expose())
+        } else {
+            key.expose().to_owned()
+        };
         let attempts = self.config.max_attempts.max(1);
         let mut backoff = self.config.initial_backoff;
         let mut last = String::new();
         for attempt in 1..=attempts {
             let outcome = {
-                let _permit = self.limit.acquire().await.map_err(|e| JudgeError::Setup(e.to_string()))?;
+                let _permit = self
+                    .limit
+                    .acquire()
+                    .await
+                    .map_err(|e| JudgeError::Setup(e.to_string()))?;
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 self.attempt(client, &auth, &body).await
             };
             match outcome {
                 Ok(reply) => return Ok(Score::from_reward(parse_judgement(&reply))),
-                Err(Attempt::Fatal(msg)) => return Err(JudgeError::Rejected(redact(&msg, Some(key)))),
+                Err(Attempt::Fatal(msg)) => {
+                    return Err(JudgeError::Rejected(redact(&msg, Some(key))));
+                }
                 Err(Attempt::Retry(msg)) => last = redact(&msg, Some(key)),
             }
             if attempt < attempts {
@@ -289,31 +319,57 @@ impl Judge {
         Err(JudgeError::Exhausted { attempts, last })
     }
 
-    async fn attempt(&self, client: &reqwest::Client, auth: &str, body: &str) -> Result<String, Attempt> {
+    async fn attempt(
+        &self,
+        client: &reqwest::Client,
+        auth: &str,
+        body: &str,
+    ) -> Result<String, Attempt> {
         let response = client
             .post(&self.endpoint)
             .header("Content-Type", "application/json")
             .header("Authorization", auth)
-            .header("X-DashScope-DataInspection", r#"{"input":"disable","output":"disable"}"#)
+            .header(
+                "X-DashScope-DataInspection",
+                r#"{"input":"disable","output":"disable"}"#,
+            )
             .body(body.to_owned())
             .send()
             .await
             .map_err(|e| Attempt::Retry(describe_transport(&e)))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| Attempt::Retry(describe_transport(&e)))?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Attempt::Retry(describe_transport(&e)))?;
         if !status.is_success() {
-            let msg = format!("HTTP {}: {}", status.as_u16(), crate::error::excerpt(&text, 200));
-            let transient = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
-            return Err(if transient { Attempt::Retry(msg) } else { Attempt::Fatal(msg) });
+            let msg = format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                crate::error::excerpt(&text, 200)
+            );
+            let transient =
+                status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
+            return Err(if transient {
+                Attempt::Retry(msg)
+            } else {
+                Attempt::Fatal(msg)
+            });
         }
         reply_content(&text).ok_or_else(|| {
-            Attempt::Retry(format!("reply has no choices[0].message.content: {}", crate::error::excerpt(&text, 200)))
+            Attempt::Retry(format!(
+                "reply has no choices[0].message.content: {}",
+                crate::error::excerpt(&text, 200)
+            ))
         })
     }
 
     /// Judges many items with at most `concurrency` requests in flight; results come back in
     /// the order of `items`.
-    pub async fn judge_all(self: &Arc<Self>, items: Vec<JudgeItem>) -> Vec<Result<Score, JudgeError>> {
+    pub async fn judge_all(
+        self: &Arc<Self>,
+        items: Vec<JudgeItem>,
+    ) -> Vec<Result<Score, JudgeError>> {
         let n = items.len();
         let mut set = JoinSet::new();
         for (i, item) in items.into_iter().enumerate() {
@@ -332,12 +388,17 @@ impl Judge {
             }
         }
         out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(JudgeError::Setup("judge task did not finish".to_owned()))))
+            .map(|r| {
+                r.unwrap_or_else(|| Err(JudgeError::Setup("judge task did not finish".to_owned())))
+            })
             .collect()
     }
 
     /// [`Judge::judge_all`] on a private tokio runtime, for synchronous callers.
-    pub fn judge_all_blocking(self: &Arc<Self>, items: Vec<JudgeItem>) -> Result<Vec<Result<Score, JudgeError>>, JudgeError> {
+    pub fn judge_all_blocking(
+        self: &Arc<Self>,
+        items: Vec<JudgeItem>,
+    ) -> Result<Vec<Result<Score, JudgeError>>, JudgeError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -354,9 +415,12 @@ fn reply_content(text: &str) -> Option<String> {
     let content = v.get("choices")?.get(0)?.get("message")?.get("content")?;
     match content {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(parts) => {
-            Some(parts.iter().filter_map(|p| p.get("text").and_then(|t| t.as_str())).collect())
-        }
+        serde_json::Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+                .collect(),
+        ),
         _ => None,
     }
 }
@@ -396,7 +460,10 @@ mod tests {
     fn config_from_vars() {
         let vars: HashMap<String, String> = [
             ("OSS_ACCESS_KEY", "oss-secret"),
-            ("DASHSCOPE_BASE_URL", "http://127.0.0.1:9/v1/chat/completions"),
+            (
+                "DASHSCOPE_BASE_URL",
+                "http://127.0.0.1:9/v1/chat/completions",
+            ),
             ("OMNIRL_JUDGE_TIMEOUT_S", "0.5"),
             ("OMNIRL_JUDGE_ATTEMPTS", "0"),
             ("OMNIRL_JUDGE_CONCURRENCY", "3"),
@@ -414,15 +481,24 @@ mod tests {
 
         let mut vars = vars;
         vars.insert("DASHSCOPE_API_KEY".to_owned(), "ds-secret".to_owned());
-        assert_eq!(JudgeConfig::from_vars(&vars).api_key.map(|k| k.0), Some("ds-secret".to_owned()));
+        assert_eq!(
+            JudgeConfig::from_vars(&vars).api_key.map(|k| k.0),
+            Some("ds-secret".to_owned())
+        );
         vars.insert("DASHSCOPE_API_KEY".to_owned(), String::new()); // empty: falls back
-        assert_eq!(JudgeConfig::from_vars(&vars).api_key.map(|k| k.0), Some("oss-secret".to_owned()));
+        assert_eq!(
+            JudgeConfig::from_vars(&vars).api_key.map(|k| k.0),
+            Some("oss-secret".to_owned())
+        );
     }
 
     #[test]
     fn default_endpoint_is_dashscope_compatible_mode() {
         let c = JudgeConfig::default();
-        assert_eq!(c.endpoint(), "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions");
+        assert_eq!(
+            c.endpoint(),
+            "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions"
+        );
         assert_eq!(c.model, "gpt-5-2025-08-07");
         assert!(c.api_key.is_none());
     }
@@ -431,15 +507,22 @@ mod tests {
     fn key_is_redacted() {
         let key = ApiKey::new(" sk-123 ").unwrap();
         assert_eq!(format!("{key:?}"), "ApiKey(***)");
-        assert_eq!(redact("bad key sk-123 given", Some(&key)), "bad key *** given");
+        assert_eq!(
+            redact("bad key sk-123 given", Some(&key)),
+            "bad key *** given"
+        );
         assert!(ApiKey::new("  ").is_none());
     }
 
     #[test]
     fn reply_content_shapes() {
-        assert_eq!(reply_content(r#"{"choices":[{"message":{"content":"Judgement: 1"}}]}"#).as_deref(), Some("Judgement: 1"));
         assert_eq!(
-            reply_content(r#"{"choices":[{"message":{"content":[{"type":"text","text":"1"}]}}]}"#).as_deref(),
+            reply_content(r#"{"choices":[{"message":{"content":"Judgement: 1"}}]}"#).as_deref(),
+            Some("Judgement: 1")
+        );
+        assert_eq!(
+            reply_content(r#"{"choices":[{"message":{"content":[{"type":"text","text":"1"}]}}]}"#)
+                .as_deref(),
             Some("1")
         );
         assert_eq!(reply_content(r#"{"choices":[]}"#), None);

@@ -43,7 +43,9 @@ pub fn mcq_ground_truth(answer: &str) -> Option<char> {
 /// MCQ reward: 1.0 when the stripped, upper-cased prediction equals the ground-truth letter,
 /// else 0.0; 0.0 when the ground truth is empty (as the reference).
 pub fn mcq_score(prediction: &str, answer: &str) -> f64 {
-    let Some(gt) = mcq_ground_truth(answer) else { return 0.0 };
+    let Some(gt) = mcq_ground_truth(answer) else {
+        return 0.0;
+    };
     let pred = py_strip(prediction);
     let mut pred_upper = pred.chars().flat_map(char::to_uppercase);
     let mut gt_upper = gt.to_uppercase();
@@ -66,10 +68,10 @@ mod tests {
         let cases = [
             ("B", Some('B')),
             ("b", Some('B')),
-            (" B", Some('B')),      // reference: " "[0].strip() == "" (deviation)
+            (" B", Some('B')), // reference: " "[0].strip() == "" (deviation)
             ("\tC \n", Some('C')),
             ("D. a dog", Some('D')),
-            ("['B']", Some('B')),   // reference: "[" (deviation, spec §12.13)
+            ("['B']", Some('B')), // reference: "[" (deviation, spec §12.13)
             ("[\"c\"]", Some('C')),
             ("[ 'A' ]", Some('A')),
             ("['A', 'B']", Some('[')), // not a single item: taken literally
@@ -104,7 +106,11 @@ mod tests {
             ("\u{3000}C\u{3000}", "C", 1.0), // ideographic space is stripped by both
         ];
         for (pred, answer, want) in cases {
-            assert_eq!(mcq_score(pred, answer), want, "pred {pred:?} answer {answer:?}");
+            assert_eq!(
+                mcq_score(pred, answer),
+                want,
+                "pred {pred:?} answer {answer:?}"
+            );
         }
     }
 }

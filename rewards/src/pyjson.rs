@@ -27,7 +27,10 @@ pub(crate) enum PyJson {
 /// Decodes one complete JSON document the way `json.loads` does (surrounding JSON
 /// whitespace allowed, anything else after the value is an error).
 pub(crate) fn loads(text: &str) -> Result<PyJson, String> {
-    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
     p.ws();
     let v = p.value(0)?;
     p.ws();
@@ -132,7 +135,10 @@ impl Parser<'_> {
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
-                return Err(format!("expecting property name in double quotes at byte {}", self.i));
+                return Err(format!(
+                    "expecting property name in double quotes at byte {}",
+                    self.i
+                ));
             }
             self.string()?;
             self.ws();
@@ -180,7 +186,9 @@ impl Parser<'_> {
                         _ => return Err(format!("invalid escape at byte {}", self.i)),
                     }
                 }
-                Some(c) if c < 0x20 => return Err(format!("invalid control character at byte {}", self.i)),
+                Some(c) if c < 0x20 => {
+                    return Err(format!("invalid control character at byte {}", self.i));
+                }
                 Some(_) => self.i += 1,
             }
         }
@@ -225,7 +233,9 @@ impl Parser<'_> {
         let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
         // Rust's float parser is correctly rounded like Python's; out-of-range values become
         // +-inf as with Python's float().
-        text.parse::<f64>().map(PyJson::Num).map_err(|e| format!("bad number {text:?}: {e}"))
+        text.parse::<f64>()
+            .map(PyJson::Num)
+            .map_err(|e| format!("bad number {text:?}: {e}"))
     }
 }
 
@@ -238,8 +248,14 @@ mod tests {
     fn accepts_what_python_accepts() {
         // Expected values: what CPython's json.loads returns for each text.
         assert_eq!(loads("[]").unwrap(), List(vec![]));
-        assert_eq!(loads(" [1, 2.5] \n").unwrap(), List(vec![Num(1.0), Num(2.5)]));
-        assert_eq!(loads("[[1e2, -0.5E-1]]").unwrap(), List(vec![List(vec![Num(100.0), Num(-0.05)])]));
+        assert_eq!(
+            loads(" [1, 2.5] \n").unwrap(),
+            List(vec![Num(1.0), Num(2.5)])
+        );
+        assert_eq!(
+            loads("[[1e2, -0.5E-1]]").unwrap(),
+            List(vec![List(vec![Num(100.0), Num(-0.05)])])
+        );
         assert_eq!(loads("null").unwrap(), Null);
         assert_eq!(loads("true").unwrap(), Bool(true));
         assert_eq!(loads("\"a\\u00e9\\ud800\"").unwrap(), Str);
@@ -253,9 +269,32 @@ mod tests {
     #[test]
     fn rejects_what_python_rejects() {
         for text in [
-            "", " ", "[", "[1,]", "[1 2]", "01", "1.", ".5", "+1", "-", "[1]]", "nan", "inf",
-            "'a'", "{1: 2}", "{\"a\" 1}", "\"\\x\"", "\"a\tb\"", "\"\\u12\"", "\u{feff}[]", "[1,2] x",
-            "True", "None", "-NaN", "1e", "tru",
+            "",
+            " ",
+            "[",
+            "[1,]",
+            "[1 2]",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "-",
+            "[1]]",
+            "nan",
+            "inf",
+            "'a'",
+            "{1: 2}",
+            "{\"a\" 1}",
+            "\"\\x\"",
+            "\"a\tb\"",
+            "\"\\u12\"",
+            "\u{feff}[]",
+            "[1,2] x",
+            "True",
+            "None",
+            "-NaN",
+            "1e",
+            "tru",
         ] {
             assert!(loads(text).is_err(), "{text:?} should not parse");
         }

@@ -94,7 +94,9 @@ fn describe<T: JsonNode>(v: &T) -> &'static str {
 fn bound<T: JsonNode>(v: &T, span_index: usize) -> Result<f64, RewardError> {
     match v.node() {
         Node::Num(x) if x.is_finite() => Ok(x),
-        Node::Num(_) => Err(RewardError::SpanFormat(format!("span {span_index} contains NaN or Inf"))),
+        Node::Num(_) => Err(RewardError::SpanFormat(format!(
+            "span {span_index} contains NaN or Inf"
+        ))),
         _ => Err(RewardError::SpanFormat(format!(
             "span {span_index}: bounds must be numbers, got a {}",
             describe(v)
@@ -113,7 +115,9 @@ fn spans_from<T: JsonNode>(v: &T) -> Result<Vec<TimeSpan>, RewardError> {
             )));
         }
     };
-    let Some(first) = items.first() else { return Ok(Vec::new()) };
+    let Some(first) = items.first() else {
+        return Ok(Vec::new());
+    };
     if matches!(first.node(), Node::List(_)) {
         // Nested: every element must be a two-element list of numbers.
         let mut spans = Vec::with_capacity(items.len());
@@ -201,7 +205,10 @@ pub fn parse_ground_truth_value(answer: &Value) -> Result<Vec<TimeSpan>, RewardE
 }
 
 fn not_a_list(v: &Value) -> RewardError {
-    RewardError::GtJsonParse(format!("TR ground truth must be a list, but got a {}", describe(v)))
+    RewardError::GtJsonParse(format!(
+        "TR ground truth must be a list, but got a {}",
+        describe(v)
+    ))
 }
 
 /// Scores a TR prediction against a ground-truth string, checking in the reference's order:
@@ -269,9 +276,15 @@ impl TemporalIoU {
     /// the whole prediction (IoU 0, `rejected`); otherwise [`temporal_iou`].
     pub fn score(pred: &[TimeSpan], gt: &[TimeSpan]) -> TemporalIoU {
         if pred.iter().any(TimeSpan::is_reversed) {
-            return TemporalIoU { iou: 0.0, rejected: true };
+            return TemporalIoU {
+                iou: 0.0,
+                rejected: true,
+            };
         }
-        TemporalIoU { iou: temporal_iou(pred, gt), rejected: false }
+        TemporalIoU {
+            iou: temporal_iou(pred, gt),
+            rejected: false,
+        }
     }
 
     /// `won` as the reference defines it for TR: IoU >= 0.5.
@@ -294,7 +307,10 @@ pub fn temporal_iou(pred: &[TimeSpan], gt: &[TimeSpan]) -> f64 {
     }
     // IoU is scale-invariant; spans near the f64 limits are scaled down by an exact power of
     // two so that lengths and sums cannot overflow to infinity.
-    let huge = pred.iter().chain(gt).any(|s| s.start.abs().max(s.end.abs()) > 1e300);
+    let huge = pred
+        .iter()
+        .chain(gt)
+        .any(|s| s.start.abs().max(s.end.abs()) > 1e300);
     let scale = if huge { f64::powi(2.0, -64) } else { 1.0 };
     let prep = |s: &TimeSpan| TimeSpan::new(s.start * scale, (s.end * scale).max(s.start * scale));
     let p = merge_spans(&pred.iter().map(prep).collect::<Vec<_>>());
@@ -324,7 +340,11 @@ pub fn temporal_iou(pred: &[TimeSpan], gt: &[TimeSpan]) -> f64 {
         return if p == g { 1.0 } else { 0.0 };
     }
     let iou = inter / union;
-    if iou.is_nan() { 0.0 } else { iou.clamp(0.0, 1.0) }
+    if iou.is_nan() {
+        0.0
+    } else {
+        iou.clamp(0.0, 1.0)
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,13 @@
 use proptest::prelude::*;
 use rewards::{QuestionType, RewardError};
 
-const CODES: [&str; 5] = ["ANSWER_JSON_PARSE", "SPAN_FORMAT", "ANSWER_NOT_STRING", "GT_JSON_PARSE", "UNKNOWN_QTYPE"];
+const CODES: [&str; 5] = [
+    "ANSWER_JSON_PARSE",
+    "SPAN_FORMAT",
+    "ANSWER_NOT_STRING",
+    "GT_JSON_PARSE",
+    "UNKNOWN_QTYPE",
+];
 
 fn check(result: Result<rewards::Score, RewardError>) -> Result<(), TestCaseError> {
     match result {
@@ -21,14 +27,28 @@ fn check(result: Result<rewards::Score, RewardError>) -> Result<(), TestCaseErro
 /// Text built from the tokens span answers are made of, so the parsers' deeper paths run.
 fn jsonish() -> impl Strategy<Value = String> {
     let token = prop_oneof![
-        Just("[".to_owned()), Just("]".to_owned()), Just(",".to_owned()), Just(" ".to_owned()),
-        Just("{".to_owned()), Just("}".to_owned()), Just(":".to_owned()), Just("\"".to_owned()),
-        Just("null".to_owned()), Just("true".to_owned()), Just("NaN".to_owned()),
-        Just("Infinity".to_owned()), Just("-Infinity".to_owned()), Just("\\u".to_owned()),
-        Just("1e400".to_owned()), Just("-".to_owned()), Just(".".to_owned()), Just("e".to_owned()),
+        Just("[".to_owned()),
+        Just("]".to_owned()),
+        Just(",".to_owned()),
+        Just(" ".to_owned()),
+        Just("{".to_owned()),
+        Just("}".to_owned()),
+        Just(":".to_owned()),
+        Just("\"".to_owned()),
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("NaN".to_owned()),
+        Just("Infinity".to_owned()),
+        Just("-Infinity".to_owned()),
+        Just("\\u".to_owned()),
+        Just("1e400".to_owned()),
+        Just("-".to_owned()),
+        Just(".".to_owned()),
+        Just("e".to_owned()),
         (-1000i32..1000).prop_map(|n| n.to_string()),
         (-1e3f64..1e3).prop_map(|x| x.to_string()),
-        "[0-9]{1,3}", "\\PC{0,3}",
+        "[0-9]{1,3}",
+        "\\PC{0,3}",
     ];
     prop::collection::vec(token, 0..40).prop_map(|t| t.concat())
 }
@@ -91,10 +111,21 @@ fn pathological_inputs() {
     let long_number = "9".repeat(100_000);
     let many_spans = format!("[{}[0, 1]]", "[0, 1], ".repeat(100_000));
     for qt in QuestionType::ALL {
-        for text in [deep.as_str(), long_number.as_str(), many_spans.as_str(), "\u{0}", "\u{feff}[]"] {
+        for text in [
+            deep.as_str(),
+            long_number.as_str(),
+            many_spans.as_str(),
+            "\u{0}",
+            "\u{feff}[]",
+        ] {
             let _ = rewards::score(qt, text, text);
             let _ = rewards::score(qt, text, "[[0, 1]]");
         }
     }
-    assert_eq!(rewards::score(QuestionType::Tr, &many_spans, "[[0, 1]]").unwrap().reward, 1.0);
+    assert_eq!(
+        rewards::score(QuestionType::Tr, &many_spans, "[[0, 1]]")
+            .unwrap()
+            .reward,
+        1.0
+    );
 }

@@ -11,13 +11,13 @@ fn number_extraction_follows_the_reference_regex() {
         ("  39.5 square meters", Some(39.5)),
         ("The answer is -3.25.", Some(-3.25)),
         ("+7", Some(7.0)),
-        ("1e3", Some(1.0)),        // exponent ignored
-        ("1,000", Some(1.0)),      // thousands separator ends the match
-        (".5", Some(5.0)),         // leading-dot decimal loses its point
-        ("-.5", Some(5.0)),        // '-' not followed by a digit is skipped
-        ("1.", Some(1.0)),         // a dangling point is not part of the number
+        ("1e3", Some(1.0)),   // exponent ignored
+        ("1,000", Some(1.0)), // thousands separator ends the match
+        (".5", Some(5.0)),    // leading-dot decimal loses its point
+        ("-.5", Some(5.0)),   // '-' not followed by a digit is skipped
+        ("1.", Some(1.0)),    // a dangling point is not part of the number
         ("1.2.3", Some(1.2)),
-        ("--5", Some(-5.0)),       // the second '-' starts the match
+        ("--5", Some(-5.0)), // the second '-' starts the match
         ("+-5", Some(-5.0)),
         ("a-b 3", Some(3.0)),
         ("x12y34", Some(12.0)),
@@ -27,13 +27,16 @@ fn number_extraction_follows_the_reference_regex() {
         ("", None),
         ("no digits", None),
         ("+-.", None),
-        ("٣", None),               // Arabic-Indic three: Python's \d matches it (deviation)
-        ("３", None),              // fullwidth three: likewise
+        ("٣", None),  // Arabic-Indic three: Python's \d matches it (deviation)
+        ("３", None), // fullwidth three: likewise
     ];
     for (text, want) in cases {
         let got = extract_number(text);
         match (got, want) {
-            (Some(g), Some(w)) => assert!(g == w && g.is_sign_negative() == w.is_sign_negative(), "{text:?}: {g} != {w}"),
+            (Some(g), Some(w)) => assert!(
+                g == w && g.is_sign_negative() == w.is_sign_negative(),
+                "{text:?}: {g} != {w}"
+            ),
             (None, None) => {}
             _ => panic!("{text:?}: got {got:?}, want {want:?}"),
         }
@@ -49,14 +52,14 @@ fn number_extraction_follows_the_reference_regex() {
 fn round2_matches_python() {
     // (x, round(x, 2)) from CPython 3.11.
     let cases = [
-        (0.125, 0.12),   // exact binary tie -> even
-        (0.375, 0.38),   // exact binary tie -> even
-        (2.675, 2.67),   // binary value 2.67499999999999982236431605997495353221893310546875
-        (1.005, 1.0),    // binary value 1.00499999999999989341858963598497211933135986328125
+        (0.125, 0.12), // exact binary tie -> even
+        (0.375, 0.38), // exact binary tie -> even
+        (2.675, 2.67), // binary value 2.67499999999999982236431605997495353221893310546875
+        (1.005, 1.0),  // binary value 1.00499999999999989341858963598497211933135986328125
         (-2.675, -2.67),
         (-0.125, -0.12),
-        (0.005, 0.01),   // binary value slightly above 0.005
-        (0.015, 0.01),   // binary value slightly below 0.015
+        (0.005, 0.01), // binary value slightly above 0.005
+        (0.015, 0.01), // binary value slightly below 0.015
         (0.025, 0.03),
         (0.045, 0.04),
         (1.115, 1.11),
@@ -85,18 +88,18 @@ fn num_exact_match_table() {
     let cases = [
         ("3", "3", 1.0),
         ("3.0", "3", 1.0),
-        ("3.001", "3", 1.0),          // 3.0 == 3.0
+        ("3.001", "3", 1.0), // 3.0 == 3.0
         ("3.004", "3.00", 1.0),
-        ("3.006", "3", 0.0),          // 3.01 != 3.0
-        ("2.675", "2.67", 1.0),       // round(2.675, 2) == 2.67
-        ("0.125", "0.13", 0.0),       // 0.12 != 0.13
+        ("3.006", "3", 0.0),    // 3.01 != 3.0
+        ("2.675", "2.67", 1.0), // round(2.675, 2) == 2.67
+        ("0.125", "0.13", 0.0), // 0.12 != 0.13
         ("0.125", "0.12", 1.0),
         ("The answer is 42 apples", "42", 1.0),
         ("-5", "5", 0.0),
-        ("1e3", "1", 1.0),            // regex quirk kept
-        ("1,000", "1000", 0.0),       // 1 != 1000
+        ("1e3", "1", 1.0),      // regex quirk kept
+        ("1,000", "1000", 0.0), // 1 != 1000
         ("about 7.", "7", 1.0),
-        ("7", "[7]", 1.0),            // the gt number is found inside a stringified list
+        ("7", "[7]", 1.0), // the gt number is found inside a stringified list
     ];
     for (pred, gt, want) in cases {
         let s = crate::score(crate::QuestionType::Num, pred, gt).unwrap();
@@ -109,12 +112,27 @@ fn num_exact_match_table() {
 fn num_and_size_errors() {
     use crate::QuestionType::{Num, Size};
     for qt in [Num, Size] {
-        assert_eq!(crate::score(qt, "no idea", "5").unwrap_err().code(), "ANSWER_NOT_STRING");
-        assert_eq!(crate::score(qt, "", "5").unwrap_err().code(), "ANSWER_NOT_STRING");
-        assert_eq!(crate::score(qt, "٣", "3").unwrap_err().code(), "ANSWER_NOT_STRING");
-        assert_eq!(crate::score(qt, "5", "n/a").unwrap_err().code(), "GT_JSON_PARSE");
+        assert_eq!(
+            crate::score(qt, "no idea", "5").unwrap_err().code(),
+            "ANSWER_NOT_STRING"
+        );
+        assert_eq!(
+            crate::score(qt, "", "5").unwrap_err().code(),
+            "ANSWER_NOT_STRING"
+        );
+        assert_eq!(
+            crate::score(qt, "٣", "3").unwrap_err().code(),
+            "ANSWER_NOT_STRING"
+        );
+        assert_eq!(
+            crate::score(qt, "5", "n/a").unwrap_err().code(),
+            "GT_JSON_PARSE"
+        );
         // The ground truth is checked first, as in the reference.
-        assert_eq!(crate::score(qt, "x", "y").unwrap_err().code(), "GT_JSON_PARSE");
+        assert_eq!(
+            crate::score(qt, "x", "y").unwrap_err().code(),
+            "GT_JSON_PARSE"
+        );
     }
 }
 
@@ -139,12 +157,12 @@ fn size_mra_table() {
         (-10.0, 10.0, 0.0),  // rel 2
         (-12.0, -10.0, 0.6), // negative ground truth, rel 0.2
         (39.5, 39.5, 1.0),
-        (30.0, 39.5, 0.6),   // rel 9.5/39.5 = 0.2405: 0.50..0.25 -> 6
-        (1.2, 1.0, 0.6),     // rel 0.2 exactly in decimal (binary: 0.19999999999999996)
-        (5.5, 5.0, 0.8),     // rel 0.1: 0.50..0.15 -> 8 (reference float32: 0.9)
-        (1.3, 1.0, 0.4),     // rel 0.3: 0.50..0.35 -> 4 (reference float32: 0.5)
-        (0.0, 0.0, 1.0),     // gt 0: exact match only
-        (1e-9, 0.0, 0.0),    // gt 0: reference divides by 1e-8 and gives 0.9
+        (30.0, 39.5, 0.6), // rel 9.5/39.5 = 0.2405: 0.50..0.25 -> 6
+        (1.2, 1.0, 0.6),   // rel 0.2 exactly in decimal (binary: 0.19999999999999996)
+        (5.5, 5.0, 0.8),   // rel 0.1: 0.50..0.15 -> 8 (reference float32: 0.9)
+        (1.3, 1.0, 0.4),   // rel 0.3: 0.50..0.35 -> 4 (reference float32: 0.5)
+        (0.0, 0.0, 1.0),   // gt 0: exact match only
+        (1e-9, 0.0, 0.0),  // gt 0: reference divides by 1e-8 and gives 0.9
         (f64::INFINITY, 10.0, 0.0),
         (f64::INFINITY, f64::INFINITY, 0.0), // inf - inf is NaN, as in the reference
     ];

@@ -26,7 +26,11 @@ pub(crate) fn take_question_type(
     match QuestionType::from_raw(&raw) {
         Ok(qt) => Some((raw, Some(qt))),
         Err(e) => {
-            cx.error(ProblemCode::QuestionType, Some("question_type"), e.detail().to_string());
+            cx.error(
+                ProblemCode::QuestionType,
+                Some("question_type"),
+                e.detail().to_string(),
+            );
             Some((raw, None))
         }
     }
@@ -36,7 +40,11 @@ pub(crate) fn take_question_type(
 /// reference reads `answer[0]`), for TR a JSON list of spans given inline, kept as its JSON
 /// text so every consumer sees the string form, or for NUM/SIZE a bare JSON number, kept as
 /// its text with a warning (the spec stores numbers as strings; the reward accepts both).
-pub(crate) fn take_answer(cx: &mut LineCx, obj: &mut Map<String, Value>, qtype: Option<QuestionType>) -> Option<String> {
+pub(crate) fn take_answer(
+    cx: &mut LineCx,
+    obj: &mut Map<String, Value>,
+    qtype: Option<QuestionType>,
+) -> Option<String> {
     match cx.take(obj, "answer", Need::Required)? {
         Value::String(s) => Some(s),
         Value::Array(mut items) if items.len() == 1 && items[0].is_string() => match items.pop() {
@@ -94,20 +102,31 @@ pub(crate) fn option_label(option: &str) -> Option<char> {
 
 fn check_mcq(cx: &mut LineCx, answer: &str, options: &[String]) {
     if options.is_empty() {
-        cx.error(ProblemCode::BadValue, Some("options"), "an MCQ question needs a non-empty list of options");
+        cx.error(
+            ProblemCode::BadValue,
+            Some("options"),
+            "an MCQ question needs a non-empty list of options",
+        );
     }
     let mut labels: Vec<char> = Vec::with_capacity(options.len());
     for (i, option) in options.iter().enumerate() {
         let field = format!("options[{i}]");
         match option_label(option) {
             Some(c) if labels.contains(&c) => {
-                cx.warn(ProblemCode::OptionLabel, Some(&field), format!("label {c} is used by more than one option"));
+                cx.warn(
+                    ProblemCode::OptionLabel,
+                    Some(&field),
+                    format!("label {c} is used by more than one option"),
+                );
             }
             Some(c) => labels.push(c),
             None => cx.warn(
                 ProblemCode::OptionLabel,
                 Some(&field),
-                format!("option does not start with a letter label like \"A.\": {}", quote(option)),
+                format!(
+                    "option does not start with a letter label like \"A.\": {}",
+                    quote(option)
+                ),
             ),
         }
     }
@@ -120,15 +139,26 @@ fn check_mcq(cx: &mut LineCx, answer: &str, options: &[String]) {
         let mut sorted = labels.clone();
         sorted.sort_unstable();
         let list: Vec<String> = sorted.iter().map(char::to_string).collect();
-        let mut msg = format!("answer {} is not among the options ({})", quote(trimmed), list.join(", "));
+        let mut msg = format!(
+            "answer {} is not among the options ({})",
+            quote(trimmed),
+            list.join(", ")
+        );
         if trimmed.starts_with('[') {
             msg.push_str("; an MCQ answer is one option letter, not a list");
         }
         cx.error(ProblemCode::AnswerNotInOptions, Some("answer"), msg);
     } else if labels.is_empty() && !letter.is_ascii_uppercase() {
-        cx.error(ProblemCode::Answer, Some("answer"), format!("MCQ answer {} is not an option letter", quote(trimmed)));
+        cx.error(
+            ProblemCode::Answer,
+            Some("answer"),
+            format!("MCQ answer {} is not an option letter", quote(trimmed)),
+        );
     } else if trimmed.chars().nth(1).is_some() {
-        let msg = format!("MCQ answer {} is read as the letter {letter}", quote(trimmed));
+        let msg = format!(
+            "MCQ answer {} is read as the letter {letter}",
+            quote(trimmed)
+        );
         cx.warn(ProblemCode::Answer, Some("answer"), msg);
     }
 }
@@ -148,21 +178,38 @@ fn check_tr(cx: &mut LineCx, answer: &str, duration: Option<f64>) {
                 cx.error(ProblemCode::SpanReversed, Some("answer"), msg);
             }
             if reversed.is_empty() {
-                let msg = format!("TR answer {} cannot be scored ({}): {}", quote(answer), e.code(), e.detail());
+                let msg = format!(
+                    "TR answer {} cannot be scored ({}): {}",
+                    quote(answer),
+                    e.code(),
+                    e.detail()
+                );
                 cx.error(ProblemCode::Answer, Some("answer"), msg);
             }
             return;
         }
     };
     if spans.is_empty() {
-        cx.warn(ProblemCode::Answer, Some("answer"), "TR answer has no spans; only an empty prediction can score");
+        cx.warn(
+            ProblemCode::Answer,
+            Some("answer"),
+            "TR answer has no spans; only an empty prediction can score",
+        );
     }
     for span in &spans {
         if span.start < 0.0 {
-            cx.warn(ProblemCode::SpanOutOfRange, Some("answer"), format!("TR answer span {} starts before 0 s", show(span)));
+            cx.warn(
+                ProblemCode::SpanOutOfRange,
+                Some("answer"),
+                format!("TR answer span {} starts before 0 s", show(span)),
+            );
         }
         if let Some(d) = duration.filter(|d| span.end > *d) {
-            let msg = format!("TR answer span {} ends after duration_seconds {}", show(span), num(d));
+            let msg = format!(
+                "TR answer span {} ends after duration_seconds {}",
+                show(span),
+                num(d)
+            );
             cx.warn(ProblemCode::SpanOutOfRange, Some("answer"), msg);
         }
     }
@@ -185,7 +232,11 @@ fn check_number(cx: &mut LineCx, qtype: QuestionType, answer: &str) {
                 cx.warn(
                     ProblemCode::Answer,
                     Some("answer"),
-                    format!("{qtype} answer {} is read as {} (the first plain decimal number in it)", quote(trimmed), num(x)),
+                    format!(
+                        "{qtype} answer {} is read as {} (the first plain decimal number in it)",
+                        quote(trimmed),
+                        num(x)
+                    ),
                 );
             }
         }

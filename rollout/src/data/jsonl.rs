@@ -7,47 +7,73 @@
 //! are accepted; a UTF-8 byte-order mark at the start of the file is skipped with a warning.
 //! JSON errors give the column inside the line (1-based, in bytes, as serde_json counts).
 //!
+//! The workers also summarise each valid record (question type, duplicate key) and then
+//! either drop it (`check_file`) or map it to what the caller keeps (the record itself for the
+//! loaders, or a projection such as the duration), so no large set of records is built or
+//! dropped on one thread unless it is asked for.
+//!
 //! Left out: streaming. The file is read into memory at once, which is what makes the
 //! parallel split simple; data files are tens of megabytes (SFT files with long contexts may
 //! reach gigabytes, which still fit the training hosts' memory). `NaN` and `Infinity` are
 //! rejected like any invalid JSON (Python accepts them; a hint says so).
 
-use super::fields::{Issue, LineCx, MediaRef, ProblemCode, Severity};
+use super::fields::{Issue, LineCx, MediaRef, ProblemCode, Severity, describe};
 use super::paths::{MediaIndex, check_media};
 use super::report::{DataProblem, DataReport};
 use super::schema::Record;
 use super::{CheckOptions, DataFormat};
 use rayon::prelude::*;
+use rewards::QuestionType;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Records of one file with their 1-based line numbers, and the report.
-pub(crate) struct Checked<R> {
+pub(crate) struct Checked<T> {
     pub report: DataReport,
-    pub records: Vec<(usize, R)>,
+    pub records: Vec<(usize, T)>,
     /// The first error in line order, kept even when the problem list is capped.
     pub first_error: Option<DataProblem>,
 }
 
 /// What one line produced.
-struct LineOut<R> {
+struct LineOut<T> {
     blank: bool,
     issues: Vec<Issue>,
     media: Vec<MediaRef>,
-    record: Option<R>,
+    /// Present when the line is a valid record.
+    sample: Option<SampleInfo>,
+    /// The caller's projection of the record, when it asked for one.
+    record: Option<T>,
 }
 
-impl<R> LineOut<R> {
+struct SampleInfo {
+    qtype: Option<(QuestionType, String)>,
+    duplicate_key: Option<String>,
+}
+
+impl<T> LineOut<T> {
     fn blank() -> Self {
-        LineOut { blank: true, issues: Vec::new(), media: Vec::new(), record: None }
+        LineOut {
+            blank: true,
+            issues: Vec::new(),
+            media: Vec::new(),
+            sample: None,
+            record: None,
+        }
     }
 
     fn one(severity: Severity, code: ProblemCode, message: String) -> Self {
         LineOut {
             blank: false,
-            issues: vec![Issue { severity, code, field: None, message }],
+            issues: vec![Issue {
+                severity,
+                code,
+                field: None,
+                message,
+            }],
             media: Vec::new(),
+            sample: None,
             record: None,
         }
     }
@@ -72,13 +98,23 @@ fn json_error_message(e: &serde_json::Error, text: &[u8], offset: usize) -> Stri
     let column = e.column() + offset;
     let mut out = format!("not valid JSON: {msg} at column {column}");
     let rest = text.get(e.column().saturating_sub(1)..).unwrap_or_default();
-    if [&b"NaN"[..], b"Infinity", b"-Infinity"].iter().any(|w| rest.starts_with(w)) {
+    if [&b"NaN"[..], b"Infinity", b"-Infinity"]
+        .iter()
+        .any(|w| rest.starts_with(w))
+    {
         out.push_str(" (NaN and Infinity are not valid JSON; write null or a number)");
     }
     out
 }
 
-fn check_line<R: Record>(raw: &[u8]) -> LineOut<R> {
+/// Maps a valid record (media resolved) to what the caller keeps.
+pub(crate) type Keep<'a, R, T> = Option<&'a (dyn Fn(R) -> T + Sync)>;
+
+fn check_line<R: Record, T>(
+    raw: &[u8],
+    keep: Keep<'_, R, T>,
+    media_root: Option<&Path>,
+) -> LineOut<T> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     let text = raw.trim_ascii();
     if text.is_empty() {
@@ -88,25 +124,45 @@ fn check_line<R: Record>(raw: &[u8]) -> LineOut<R> {
     let obj = match serde_json::from_slice::<Value>(text) {
         Ok(Value::Object(obj)) => obj,
         Ok(other) => {
-            let msg = format!("expected a JSON object, found {}", super::fields::describe(&other));
+            let msg = format!("expected a JSON object, found {}", describe(&other));
             return LineOut::one(Severity::Error, ProblemCode::NotObject, msg);
         }
-        Err(e) => return LineOut::one(Severity::Error, ProblemCode::Json, json_error_message(&e, text, offset)),
+        Err(e) => {
+            let msg = json_error_message(&e, text, offset);
+            return LineOut::one(Severity::Error, ProblemCode::Json, msg);
+        }
     };
     let mut cx = LineCx::new();
-    let record = R::from_object(obj, &mut cx);
-    let record = if cx.has_errors() { None } else { record };
-    LineOut { blank: false, issues: cx.issues, media: cx.media, record }
+    let record = R::from_object(obj, &mut cx).filter(|_| !cx.has_errors());
+    let sample = record.as_ref().map(|r| SampleInfo {
+        qtype: r.question_type().map(|(q, raw)| (q, raw.to_string())),
+        duplicate_key: r.duplicate_key(),
+    });
+    let record = record.zip(keep).map(|(mut r, f)| {
+        r.resolve_media(media_root);
+        f(r)
+    });
+    LineOut {
+        blank: false,
+        issues: cx.issues,
+        media: cx.media,
+        sample,
+        record,
+    }
 }
 
 /// Which format a line's keys suggest, for the "wrong format?" hint.
-fn guess_format(line: &[u8]) -> Option<DataFormat> {
+pub(crate) fn guess_format(line: &[u8]) -> Option<DataFormat> {
     let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(line.trim_ascii()) else {
         return None;
     };
-    if obj.contains_key("raw_input") || (obj.contains_key("traj_id") && obj.contains_key("output")) {
+    if obj.contains_key("raw_input") || (obj.contains_key("traj_id") && obj.contains_key("output"))
+    {
         Some(DataFormat::Sft)
-    } else if obj.contains_key("fps") || obj.contains_key("duration_seconds") || obj.contains_key("has_audio") {
+    } else if obj.contains_key("fps")
+        || obj.contains_key("duration_seconds")
+        || obj.contains_key("has_audio")
+    {
         Some(DataFormat::Rl)
     } else if obj.contains_key("video") && obj.contains_key("question") {
         Some(DataFormat::Eval)
@@ -116,7 +172,12 @@ fn guess_format(line: &[u8]) -> Option<DataFormat> {
 }
 
 /// A report for a file that could not be read at all.
-pub(crate) fn unreadable<R>(file: &Path, format: DataFormat, opts: &CheckOptions, err: &std::io::Error) -> Checked<R> {
+pub(crate) fn unreadable<T>(
+    file: &Path,
+    format: DataFormat,
+    opts: &CheckOptions,
+    err: &std::io::Error,
+) -> Checked<T> {
     let problem = DataProblem {
         severity: Severity::Error,
         code: ProblemCode::Io,
@@ -143,11 +204,23 @@ pub(crate) fn unreadable<R>(file: &Path, format: DataFormat, opts: &CheckOptions
         problems: vec![problem.clone()],
         problems_omitted: 0,
     };
-    Checked { report, records: Vec::new(), first_error: Some(problem) }
+    Checked {
+        report,
+        records: Vec::new(),
+        first_error: Some(problem),
+    }
 }
 
 /// Checks the contents of a data file; `file` is only used to name it in the report.
-pub(crate) fn check_bytes<R: Record>(file: &Path, bytes: &[u8], opts: &CheckOptions) -> Checked<R> {
+///
+/// Valid records are passed through `keep` in the workers and returned; without it they are
+/// dropped there, which halves the checker's time on large files.
+pub(crate) fn check_bytes<R: Record, T: Send>(
+    file: &Path,
+    bytes: &[u8],
+    opts: &CheckOptions,
+    keep: Keep<'_, R, T>,
+) -> Checked<T> {
     let mut lines = split_lines(bytes);
     let mut located: Vec<(usize, Issue)> = Vec::new();
     if let Some(first) = lines.first_mut()
@@ -165,12 +238,20 @@ pub(crate) fn check_bytes<R: Record>(file: &Path, bytes: &[u8], opts: &CheckOpti
             },
         ));
     }
-    let outs: Vec<LineOut<R>> = lines.par_iter().map(|l| check_line::<R>(l)).collect();
+    let root = opts.media_root.as_deref();
+    let outs: Vec<LineOut<T>> = lines
+        .par_iter()
+        .map(|l| check_line::<R, T>(l, keep, root))
+        .collect();
 
     let mut blank_lines = 0;
     let mut bad_lines = 0;
+    let mut samples = 0;
     let mut index = MediaIndex::default();
     let mut records = Vec::new();
+    let mut question_types = BTreeMap::new();
+    let mut raw_question_types = BTreeMap::new();
+    let mut first_seen: HashMap<String, usize> = HashMap::new();
     for (i, out) in outs.into_iter().enumerate() {
         let line = i + 1;
         if out.blank {
@@ -184,11 +265,25 @@ pub(crate) fn check_bytes<R: Record>(file: &Path, bytes: &[u8], opts: &CheckOpti
             index.add(line, m.kind, m.path, m.field);
         }
         located.extend(out.issues.into_iter().map(|x| (line, x)));
+        if let Some(info) = out.sample {
+            samples += 1;
+            if let Some((qt, raw)) = info.qtype {
+                *question_types.entry(qt.as_str().to_string()).or_insert(0) += 1;
+                *raw_question_types.entry(raw).or_insert(0) += 1;
+            }
+            if let Some(key) = info.duplicate_key {
+                if let Some(first) = first_seen.get(&key) {
+                    let message = format!("{key} already appears on line {first}");
+                    located.push((line, duplicate_issue(message)));
+                } else {
+                    first_seen.insert(key, line);
+                }
+            }
+        }
         if let Some(r) = out.record {
             records.push((line, r));
         }
     }
-    located.extend(R::cross_check(&records));
     let media = check_media(index, opts.media_root.as_deref(), opts.check_media);
     located.extend(media.issues);
     located.sort_by_key(|(line, _)| *line);
@@ -197,10 +292,21 @@ pub(crate) fn check_bytes<R: Record>(file: &Path, bytes: &[u8], opts: &CheckOpti
     if data_lines == 0 {
         located.insert(
             0,
-            (0, Issue { severity: Severity::Error, code: ProblemCode::Empty, field: None, message: "the file has no data lines".to_string() }),
+            (
+                0,
+                Issue {
+                    severity: Severity::Error,
+                    code: ProblemCode::Empty,
+                    field: None,
+                    message: "the file has no data lines".to_string(),
+                },
+            ),
         );
-    } else if records.is_empty()
-        && let Some(guess) = lines.iter().find(|l| !l.trim_ascii().is_empty()).and_then(|l| guess_format(l))
+    } else if samples == 0
+        && let Some(guess) = lines
+            .iter()
+            .find(|l| !l.trim_ascii().is_empty())
+            .and_then(|l| guess_format(l))
         && guess != R::FORMAT
     {
         let message = format!(
@@ -208,20 +314,24 @@ pub(crate) fn check_bytes<R: Record>(file: &Path, bytes: &[u8], opts: &CheckOpti
             R::FORMAT.label(),
             guess.label()
         );
-        located.insert(0, (0, Issue { severity: Severity::Warning, code: ProblemCode::FormatMismatch, field: None, message }));
+        located.insert(
+            0,
+            (
+                0,
+                Issue {
+                    severity: Severity::Warning,
+                    code: ProblemCode::FormatMismatch,
+                    field: None,
+                    message,
+                },
+            ),
+        );
     }
 
-    records.par_iter_mut().for_each(|(_, r)| r.resolve_media(opts.media_root.as_deref()));
-    let mut question_types = BTreeMap::new();
-    let mut raw_question_types = BTreeMap::new();
-    for (_, r) in &records {
-        if let Some((qt, raw)) = r.question_type() {
-            *question_types.entry(qt.as_str().to_string()).or_insert(0) += 1;
-            *raw_question_types.entry(raw.to_string()).or_insert(0) += 1;
-        }
-    }
-
-    let errors = located.iter().filter(|(_, x)| x.severity == Severity::Error).count();
+    let errors = located
+        .iter()
+        .filter(|(_, x)| x.severity == Severity::Error)
+        .count();
     let warnings = located.len() - errors;
     let locate = |line: usize, x: Issue| DataProblem {
         severity: x.severity,
@@ -231,17 +341,22 @@ pub(crate) fn check_bytes<R: Record>(file: &Path, bytes: &[u8], opts: &CheckOpti
         field: x.field,
         message: x.message,
     };
-    let first_error =
-        located.iter().find(|(_, x)| x.severity == Severity::Error).map(|(line, x)| locate(*line, x.clone()));
+    let first_error = located
+        .iter()
+        .find(|(_, x)| x.severity == Severity::Error)
+        .map(|(line, x)| locate(*line, x.clone()));
     let problems_omitted = located.len().saturating_sub(opts.max_problems);
     located.truncate(opts.max_problems);
-    let problems = located.into_iter().map(|(line, x)| locate(line, x)).collect();
+    let problems = located
+        .into_iter()
+        .map(|(line, x)| locate(line, x))
+        .collect();
     let report = DataReport {
         file: file.to_path_buf(),
         format: R::FORMAT,
         lines: lines.len(),
         blank_lines,
-        samples: records.len(),
+        samples,
         bad_lines,
         errors,
         warnings,
@@ -254,13 +369,30 @@ pub(crate) fn check_bytes<R: Record>(file: &Path, bytes: &[u8], opts: &CheckOpti
         problems,
         problems_omitted,
     };
-    Checked { report, records, first_error }
+    Checked {
+        report,
+        records,
+        first_error,
+    }
 }
 
-/// Reads and checks a data file.
-pub(crate) fn check_path<R: Record>(file: &Path, opts: &CheckOptions) -> Checked<R> {
+fn duplicate_issue(message: String) -> Issue {
+    Issue {
+        severity: Severity::Warning,
+        code: ProblemCode::Duplicate,
+        field: None,
+        message,
+    }
+}
+
+/// Reads and checks a data file (see [`check_bytes`] for `keep`).
+pub(crate) fn check_path<R: Record, T: Send>(
+    file: &Path,
+    opts: &CheckOptions,
+    keep: Keep<'_, R, T>,
+) -> Checked<T> {
     match std::fs::read(file) {
-        Ok(bytes) => check_bytes(file, &bytes, opts),
+        Ok(bytes) => check_bytes(file, &bytes, opts, keep),
         Err(e) => unreadable(file, R::FORMAT, opts, &e),
     }
 }
@@ -271,8 +403,14 @@ mod tests {
 
     #[test]
     fn split_keeps_blank_lines_but_not_a_final_newline() {
-        let cases: [(&[u8], usize); 6] =
-            [(b"", 0), (b"\n", 1), (b"a", 1), (b"a\n", 1), (b"a\n\nb", 3), (b"a\r\nb\r\n", 2)];
+        let cases: [(&[u8], usize); 6] = [
+            (b"", 0),
+            (b"\n", 1),
+            (b"a", 1),
+            (b"a\n", 1),
+            (b"a\n\nb", 3),
+            (b"a\r\nb\r\n", 2),
+        ];
         for (bytes, want) in cases {
             assert_eq!(split_lines(bytes).len(), want, "{bytes:?}");
         }
@@ -282,10 +420,19 @@ mod tests {
     fn json_errors_name_the_column_in_the_line() {
         let text = br#"{"a": 1 "b": 2}"#;
         let e = serde_json::from_slice::<Value>(text).unwrap_err();
-        assert_eq!(json_error_message(&e, text, 0), "not valid JSON: expected `,` or `}` at column 9");
-        assert_eq!(json_error_message(&e, text, 2), "not valid JSON: expected `,` or `}` at column 11");
+        assert_eq!(
+            json_error_message(&e, text, 0),
+            "not valid JSON: expected `,` or `}` at column 9"
+        );
+        assert_eq!(
+            json_error_message(&e, text, 2),
+            "not valid JSON: expected `,` or `}` at column 11"
+        );
         let text = br#"{"fps": NaN}"#;
         let e = serde_json::from_slice::<Value>(text).unwrap_err();
-        assert!(json_error_message(&e, text, 0).ends_with("(NaN and Infinity are not valid JSON; write null or a number)"));
+        assert!(
+            json_error_message(&e, text, 0)
+                .ends_with("(NaN and Infinity are not valid JSON; write null or a number)")
+        );
     }
 }

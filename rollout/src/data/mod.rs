@@ -106,14 +106,21 @@ pub struct CheckOptions {
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { media_root: None, check_media: true, max_problems: 200 }
+        CheckOptions {
+            media_root: None,
+            check_media: true,
+            max_problems: 200,
+        }
     }
 }
 
 impl CheckOptions {
     /// Default options with relative media paths resolved against `root`.
     pub fn with_media_root(root: Option<&Path>) -> Self {
-        CheckOptions { media_root: root.map(Path::to_path_buf), ..CheckOptions::default() }
+        CheckOptions {
+            media_root: root.map(Path::to_path_buf),
+            ..CheckOptions::default()
+        }
     }
 }
 
@@ -148,40 +155,83 @@ impl DataError {
 /// Checks a data file line by line; every problem is in the report (up to the cap).
 pub fn check_file(path: &Path, format: DataFormat, opts: &CheckOptions) -> DataReport {
     match format {
-        DataFormat::Eval => jsonl::check_path::<EvalSample>(path, opts).report,
-        DataFormat::Rl => jsonl::check_path::<RlSample>(path, opts).report,
-        DataFormat::Sft => jsonl::check_path::<SftTurn>(path, opts).report,
+        DataFormat::Eval => jsonl::check_path::<EvalSample, ()>(path, opts, None).report,
+        DataFormat::Rl => jsonl::check_path::<RlSample, ()>(path, opts, None).report,
+        DataFormat::Sft => jsonl::check_path::<SftTurn, ()>(path, opts, None).report,
     }
 }
 
 /// Like [`check_file`] on contents already in memory; `name` labels the problems.
-pub fn check_bytes(name: &Path, bytes: &[u8], format: DataFormat, opts: &CheckOptions) -> DataReport {
+pub fn check_bytes(
+    name: &Path,
+    bytes: &[u8],
+    format: DataFormat,
+    opts: &CheckOptions,
+) -> DataReport {
     match format {
-        DataFormat::Eval => jsonl::check_bytes::<EvalSample>(name, bytes, opts).report,
-        DataFormat::Rl => jsonl::check_bytes::<RlSample>(name, bytes, opts).report,
-        DataFormat::Sft => jsonl::check_bytes::<SftTurn>(name, bytes, opts).report,
+        DataFormat::Eval => jsonl::check_bytes::<EvalSample, ()>(name, bytes, opts, None).report,
+        DataFormat::Rl => jsonl::check_bytes::<RlSample, ()>(name, bytes, opts, None).report,
+        DataFormat::Sft => jsonl::check_bytes::<SftTurn, ()>(name, bytes, opts, None).report,
     }
 }
 
 /// Checks a file and also returns its valid records with their 1-based line numbers (media
 /// paths resolved). Records of lines with errors are left out; see the report for those.
 pub fn read_records<R: Record>(path: &Path, opts: &CheckOptions) -> (DataReport, Vec<(usize, R)>) {
-    let checked = jsonl::check_path::<R>(path, opts);
+    read_mapped(path, opts, |r: R| r)
+}
+
+/// Like [`read_records`], but keeps only `f(record)` for each valid record, computed in the
+/// parallel workers: `read_mapped(path, &opts, |s: RlSample| s.duration_seconds)` checks the
+/// file and collects the durations without holding every sample.
+pub fn read_mapped<R: Record, T: Send>(
+    path: &Path,
+    opts: &CheckOptions,
+    f: impl Fn(R) -> T + Sync,
+) -> (DataReport, Vec<(usize, T)>) {
+    let checked = jsonl::check_path::<R, T>(path, opts, Some(&f));
     (checked.report, checked.records)
 }
 
 /// Loads every record of a file, or fails with the first error (media included).
 /// Warnings do not stop a load.
 pub fn load_records<R: Record>(path: &Path, opts: &CheckOptions) -> Result<Vec<R>, DataError> {
-    let checked = jsonl::check_path::<R>(path, opts);
+    let checked = jsonl::check_path::<R, R>(path, opts, Some(&|r: R| r));
     match checked.first_error {
-        Some(first) => Err(DataError::Invalid { first: Box::new(first), more: checked.report.errors - 1 }),
+        Some(first) => Err(DataError::Invalid {
+            first: Box::new(first),
+            more: checked.report.errors - 1,
+        }),
         None => Ok(checked.records.into_iter().map(|(_, r)| r).collect()),
     }
 }
 
+/// The format the first non-blank line of a file looks like, from its keys: `raw_input` ->
+/// SFT; `fps`, `duration_seconds` or `has_audio` -> RL; `video` and `question` -> eval.
+/// `None` when the file cannot be read or the line is not a JSON object with those keys.
+/// (An RL file is also a valid eval file; this names the richer format.)
+pub fn guess_format(path: &Path) -> Option<DataFormat> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).ok()?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        let text = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&line);
+        if !text.trim_ascii().is_empty() {
+            return jsonl::guess_format(text);
+        }
+    }
+}
+
 /// Loads an evaluation file; relative video paths are resolved against `media_root`.
-pub fn load_eval_samples(path: &Path, media_root: Option<&Path>) -> Result<Vec<EvalSample>, DataError> {
+pub fn load_eval_samples(
+    path: &Path,
+    media_root: Option<&Path>,
+) -> Result<Vec<EvalSample>, DataError> {
     load_records(path, &CheckOptions::with_media_root(media_root))
 }
 

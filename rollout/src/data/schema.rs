@@ -12,13 +12,13 @@
 //! field is kept, untouched, in `extra` and written back on serialization. `null` counts as
 //! absent for optional fields; `options` may be absent, `null` or `[]` for non-MCQ types.
 //!
-//! Left out: the numeric key order of the original line (serde_json maps are sorted), and the
+//! Left out: the key order of the original line (serde_json maps are sorted by key), and the
 //! distinction between `options: null` and `options: []` (both read as no options).
 
+use super::DataFormat;
 use super::answer::{check_answer, take_answer, take_question_type};
 use super::fields::{Issue, LineCx, MediaKind, Need, ProblemCode, describe, num};
 use super::paths::resolve_media_path;
-use super::DataFormat;
 use rewards::QuestionType;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -41,10 +41,11 @@ pub trait Record: Sized + Send {
     /// Resolves the record's media paths against `media_root` (see [`resolve_media_path`]).
     fn resolve_media(&mut self, media_root: Option<&Path>);
 
-    /// Checks that need several lines (e.g. duplicate SFT steps); records come with their
-    /// 1-based line numbers, in file order.
-    fn cross_check(_records: &[(usize, Self)]) -> Vec<(usize, Issue)> {
-        Vec::new()
+    /// A key naming what the record describes when two lines must not describe the same
+    /// thing (SFT: trajectory and step); a repeated key is a warning on the later line, and
+    /// the key is quoted in it (`traj_id "t" step 3 already appears on line 12`).
+    fn duplicate_key(&self) -> Option<String> {
+        None
     }
 }
 
@@ -75,7 +76,11 @@ impl std::error::Error for SchemaError {}
 pub(crate) fn record_from_map<R: Record>(obj: Map<String, Value>) -> Result<R, SchemaError> {
     let mut cx = LineCx::new();
     let record = R::from_object(obj, &mut cx);
-    let errors: Vec<Issue> = cx.issues.into_iter().filter(|i| i.severity == super::Severity::Error).collect();
+    let errors: Vec<Issue> = cx
+        .issues
+        .into_iter()
+        .filter(|i| i.severity == super::Severity::Error)
+        .collect();
     match record {
         Some(mut r) if errors.is_empty() => {
             r.resolve_media(None);
@@ -201,18 +206,29 @@ fn take_qa(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Qa {
     }
     let options = cx.take_str_list(obj, "options", Need::Optional);
     let answer = take_answer(cx, obj, qtype);
-    Qa { question_type, question, options, answer, video }
+    Qa {
+        question_type,
+        question,
+        options,
+        answer,
+        video,
+    }
 }
 
 /// Runs the answer checks once the type, answer and options are all readable.
 fn check_qa(cx: &mut LineCx, qa: &Qa, duration: Option<f64>) {
-    if let (Some((_, Some(qt))), Some(answer), Some(options)) = (&qa.question_type, &qa.answer, &qa.options) {
+    if let (Some((_, Some(qt))), Some(answer), Some(options)) =
+        (&qa.question_type, &qa.answer, &qa.options)
+    {
         check_answer(cx, *qt, answer, options, duration);
     }
 }
 
 /// Takes an optional string metadata field.
-fn take_meta(cx: &mut LineCx, obj: &mut Map<String, Value>) -> (Option<String>, Option<String>, Option<Map<String, Value>>) {
+fn take_meta(
+    cx: &mut LineCx,
+    obj: &mut Map<String, Value>,
+) -> (Option<String>, Option<String>, Option<Map<String, Value>>) {
     let ability = cx.take_str(obj, "ability", Need::Optional);
     let data_source = cx.take_str(obj, "data_source", Need::Optional);
     let extra_info = cx.take_object(obj, "extra_info", Need::Optional);
@@ -252,12 +268,21 @@ impl Record for EvalSample {
 }
 
 /// A number that must be finite and strictly positive (`fps`, `duration_seconds`).
-fn take_positive(cx: &mut LineCx, obj: &mut Map<String, Value>, key: &str, why: &str) -> Option<f64> {
+fn take_positive(
+    cx: &mut LineCx,
+    obj: &mut Map<String, Value>,
+    key: &str,
+    why: &str,
+) -> Option<f64> {
     let x = cx.take_f64(obj, key, Need::Required)?;
     if x.is_finite() && x > 0.0 {
         Some(x)
     } else {
-        cx.error(ProblemCode::BadValue, Some(key), format!("must be a positive number ({why}), found {}", num(x)));
+        cx.error(
+            ProblemCode::BadValue,
+            Some(key),
+            format!("must be a positive number ({why}), found {}", num(x)),
+        );
         None
     }
 }
@@ -276,7 +301,12 @@ impl Record for RlSample {
         }
         let qa = take_qa(cx, &mut obj);
         let fps = take_positive(cx, &mut obj, "fps", "the clip length rule divides by it");
-        let duration = take_positive(cx, &mut obj, "duration_seconds", "it bounds every timestamp");
+        let duration = take_positive(
+            cx,
+            &mut obj,
+            "duration_seconds",
+            "it bounds every timestamp",
+        );
         let has_audio = cx.take_bool(&mut obj, "has_audio", Need::Required);
         let (ability, data_source, extra_info) = take_meta(cx, &mut obj);
         check_qa(cx, &qa, duration);

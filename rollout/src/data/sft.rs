@@ -14,15 +14,14 @@
 //! trajectory (the reference export drops failed turns, so gaps are normal). A non-JSON
 //! `output` is only a warning: it is still a valid (if bad) training target.
 
-use super::fields::{Issue, LineCx, MediaKind, Need, ProblemCode, Severity, describe, quote};
+use super::DataFormat;
+use super::fields::{LineCx, MediaKind, Need, ProblemCode, describe, quote};
 use super::paths::resolve_media_path;
 use super::schema::{Record, SchemaError, record_from_map};
-use super::DataFormat;
 use rewards::QuestionType;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Who wrote a chat message.
@@ -156,11 +155,13 @@ pub struct SftTurn {
 impl SftTurn {
     /// Every media part of `raw_input`, in order.
     pub fn media_parts(&self) -> impl Iterator<Item = &ContentPart> {
-        self.raw_input.iter().flat_map(|m| match &m.content {
-            MessageContent::Parts(parts) => parts.as_slice(),
-            MessageContent::Text(_) => &[],
-        })
-        .filter(|p| p.kind != PartKind::Text)
+        self.raw_input
+            .iter()
+            .flat_map(|m| match &m.content {
+                MessageContent::Parts(parts) => parts.as_slice(),
+                MessageContent::Text(_) => &[],
+            })
+            .filter(|p| p.kind != PartKind::Text)
     }
 
     fn raw_question_type(&self) -> Option<&str> {
@@ -180,7 +181,11 @@ fn take_step(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<u64> {
     match (v.as_u64(), v.as_i64()) {
         (Some(s), _) if s >= 1 => Some(s),
         (Some(_), _) | (None, Some(_)) => {
-            cx.error(ProblemCode::BadValue, Some("step"), format!("must be 1 or more (steps are 1-based), found {v}"));
+            cx.error(
+                ProblemCode::BadValue,
+                Some("step"),
+                format!("must be 1 or more (steps are 1-based), found {v}"),
+            );
             None
         }
         _ => {
@@ -196,7 +201,11 @@ fn take_done(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<bool> {
         Value::String(s) if s == "True" || s == "true" => Some(true),
         Value::String(s) if s == "False" || s == "false" => Some(false),
         other => {
-            cx.wrong_type("done", "a boolean (or the string \"True\"/\"False\")", &other);
+            cx.wrong_type(
+                "done",
+                "a boolean (or the string \"True\"/\"False\")",
+                &other,
+            );
             None
         }
     }
@@ -206,7 +215,11 @@ fn parse_part(cx: &mut LineCx, v: Value, field: &str) -> Option<ContentPart> {
     let mut obj = match v {
         Value::Object(m) => m,
         other => {
-            cx.wrong_type(field, "a part object such as {\"type\": \"text\", \"text\": \"...\"}", &other);
+            cx.wrong_type(
+                field,
+                "a part object such as {\"type\": \"text\", \"text\": \"...\"}",
+                &other,
+            );
             return None;
         }
     };
@@ -215,7 +228,10 @@ fn parse_part(cx: &mut LineCx, v: Value, field: &str) -> Option<ContentPart> {
         Some(Value::String(s)) => match PartKind::parse(&s) {
             Some(k) => k,
             None => {
-                let msg = format!("unknown part type {} (expected text, image, audio or video)", quote(&s));
+                let msg = format!(
+                    "unknown part type {} (expected text, image, audio or video)",
+                    quote(&s)
+                );
                 cx.error(ProblemCode::BadValue, Some(&kind_field), msg);
                 return None;
             }
@@ -225,7 +241,11 @@ fn parse_part(cx: &mut LineCx, v: Value, field: &str) -> Option<ContentPart> {
             return None;
         }
         None => {
-            cx.error(ProblemCode::MissingField, Some(&kind_field), "required field is missing");
+            cx.error(
+                ProblemCode::MissingField,
+                Some(&kind_field),
+                "required field is missing",
+            );
             return None;
         }
     };
@@ -237,25 +257,42 @@ fn parse_part(cx: &mut LineCx, v: Value, field: &str) -> Option<ContentPart> {
             return None;
         }
         None => {
-            cx.error(ProblemCode::MissingField, Some(&value_field), "required field is missing");
+            cx.error(
+                ProblemCode::MissingField,
+                Some(&value_field),
+                "required field is missing",
+            );
             return None;
         }
     };
     if let Some(media) = kind.media() {
         if value.trim().is_empty() {
-            cx.error(ProblemCode::BadValue, Some(&value_field), format!("{} path is empty", kind.as_str()));
+            cx.error(
+                ProblemCode::BadValue,
+                Some(&value_field),
+                format!("{} path is empty", kind.as_str()),
+            );
         } else {
             cx.media(media, &value, value_field);
         }
     }
-    Some(ContentPart { kind, value, path: None, extra: obj })
+    Some(ContentPart {
+        kind,
+        value,
+        path: None,
+        extra: obj,
+    })
 }
 
 fn parse_message(cx: &mut LineCx, v: Value, field: &str) -> Option<ChatMessage> {
     let mut obj = match v {
         Value::Object(m) => m,
         other => {
-            cx.wrong_type(field, "a message object {\"role\": ..., \"content\": ...}", &other);
+            cx.wrong_type(
+                field,
+                "a message object {\"role\": ..., \"content\": ...}",
+                &other,
+            );
             return None;
         }
     };
@@ -266,7 +303,10 @@ fn parse_message(cx: &mut LineCx, v: Value, field: &str) -> Option<ChatMessage> 
             "user" => Some(Role::User),
             "assistant" => Some(Role::Assistant),
             _ => {
-                let msg = format!("unknown role {} (expected system, user or assistant)", quote(&s));
+                let msg = format!(
+                    "unknown role {} (expected system, user or assistant)",
+                    quote(&s)
+                );
                 cx.error(ProblemCode::BadValue, Some(&role_field), msg);
                 None
             }
@@ -276,7 +316,11 @@ fn parse_message(cx: &mut LineCx, v: Value, field: &str) -> Option<ChatMessage> 
             None
         }
         None => {
-            cx.error(ProblemCode::MissingField, Some(&role_field), "required field is missing");
+            cx.error(
+                ProblemCode::MissingField,
+                Some(&role_field),
+                "required field is missing",
+            );
             None
         }
     };
@@ -299,11 +343,19 @@ fn parse_message(cx: &mut LineCx, v: Value, field: &str) -> Option<ChatMessage> 
             None
         }
         None => {
-            cx.error(ProblemCode::MissingField, Some(&content_field), "required field is missing");
+            cx.error(
+                ProblemCode::MissingField,
+                Some(&content_field),
+                "required field is missing",
+            );
             None
         }
     };
-    Some(ChatMessage { role: role?, content: content?, extra: obj })
+    Some(ChatMessage {
+        role: role?,
+        content: content?,
+        extra: obj,
+    })
 }
 
 fn take_raw_input(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<Vec<ChatMessage>> {
@@ -315,7 +367,11 @@ fn take_raw_input(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<Vec<C
         }
     };
     if items.is_empty() {
-        cx.error(ProblemCode::BadValue, Some("raw_input"), "the chat context is empty");
+        cx.error(
+            ProblemCode::BadValue,
+            Some("raw_input"),
+            "the chat context is empty",
+        );
         return None;
     }
     let n = items.len();
@@ -332,7 +388,9 @@ fn take_raw_input(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<Vec<C
         cx.error(
             ProblemCode::BadValue,
             Some(&format!("raw_input[{}].role", n - 1)),
-            format!("the last message must be from the user (the target answers it), found {found}"),
+            format!(
+                "the last message must be from the user (the target answers it), found {found}"
+            ),
         );
     }
     ok.then_some(messages)
@@ -340,7 +398,11 @@ fn take_raw_input(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<Vec<C
 
 fn check_output(cx: &mut LineCx, output: &str) {
     if output.trim().is_empty() {
-        cx.error(ProblemCode::BadValue, Some("output"), "the target output is empty");
+        cx.error(
+            ProblemCode::BadValue,
+            Some("output"),
+            "the target output is empty",
+        );
         return;
     }
     match serde_json::from_str::<Value>(output.trim()) {
@@ -348,7 +410,10 @@ fn check_output(cx: &mut LineCx, output: &str) {
         Ok(other) => cx.warn(
             ProblemCode::BadValue,
             Some("output"),
-            format!("the target is not a JSON object (the agent must emit one), found {}", describe(&other)),
+            format!(
+                "the target is not a JSON object (the agent must emit one), found {}",
+                describe(&other)
+            ),
         ),
         Err(e) => cx.warn(
             ProblemCode::BadValue,
@@ -357,7 +422,11 @@ fn check_output(cx: &mut LineCx, output: &str) {
         ),
     }
     if output.trim().contains('\n') {
-        cx.warn(ProblemCode::BadValue, Some("output"), "the target spans several lines; the prompt asks for one");
+        cx.warn(
+            ProblemCode::BadValue,
+            Some("output"),
+            "the target spans several lines; the prompt asks for one",
+        );
     }
 }
 
@@ -415,27 +484,11 @@ impl Record for SftTurn {
     }
 
     /// The same (traj_id, step) twice is a warning on the later line.
-    fn cross_check(records: &[(usize, Self)]) -> Vec<(usize, Issue)> {
-        let mut seen: HashMap<(&str, u64), usize> = HashMap::with_capacity(records.len());
-        let mut out = Vec::new();
-        for (line, turn) in records {
-            if let Some(first) = seen.insert((turn.traj_id.as_str(), turn.step), *line) {
-                seen.insert((turn.traj_id.as_str(), turn.step), first);
-                out.push((
-                    *line,
-                    Issue {
-                        severity: Severity::Warning,
-                        code: ProblemCode::Duplicate,
-                        field: Some("step".to_string()),
-                        message: format!(
-                            "traj_id {} step {} already appears on line {first}",
-                            quote(&turn.traj_id),
-                            turn.step
-                        ),
-                    },
-                ));
-            }
-        }
-        out
+    fn duplicate_key(&self) -> Option<String> {
+        Some(format!(
+            "traj_id {} step {}",
+            quote(&self.traj_id),
+            self.step
+        ))
     }
 }

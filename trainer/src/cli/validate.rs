@@ -75,10 +75,29 @@ pub fn render_text(r: &DryRun) -> anyhow::Result<String> {
     Ok(s)
 }
 
+/// `8.93B`, `1.25M`, or the exact count below a million.
+fn count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n => n.to_string(),
+    }
+}
+
 fn render_stage(s: &mut String, i: usize, st: &StagePlan) -> anyhow::Result<()> {
     let kind = st.kind.map_or("?", |k| k.as_str());
     writeln!(s, "stage {} `{}` ({kind})", i + 1, st.name)?;
     writeln!(s, "  model: {}", st.model.source)?;
+    if let Some(p) = &st.model.params {
+        let (t, l, v, a) = (count(p.total()), count(p.llm), count(p.vision), count(p.audio));
+        writeln!(s, "  parameters: {t} (language model {l}, vision {v}, audio {a})")?;
+    }
+    if let Some(m) = &st.model.memory {
+        writeln!(s, "  memory per rank:")?;
+        for line in m.to_string().lines() {
+            writeln!(s, "  {line}")?;
+        }
+    }
     for f in &st.data {
         let types: Vec<String> = f.question_types.iter().map(|(k, v)| format!("{k} {v}")).collect();
         writeln!(

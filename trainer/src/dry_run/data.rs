@@ -59,8 +59,8 @@ struct Checked {
 fn run_task(task: &DataTask) -> Checked {
     let opts = CheckOptions { media_root: task.media_root.clone(), check_media: task.check_media, ..CheckOptions::default() };
     if task.format == DataFormat::Rl {
-        let (report, records) = data::read_records::<RlSample>(&task.file, &opts);
-        let durations = records.iter().map(|(_, r)| r.duration_seconds).collect();
+        let (report, durations) = data::read_mapped(&task.file, &opts, |s: RlSample| s.duration_seconds);
+        let durations = durations.into_iter().map(|(_, d)| d).collect();
         Checked { report, durations }
     } else {
         Checked { report: data::check_file(&task.file, task.format, &opts), durations: Vec::new() }

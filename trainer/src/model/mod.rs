@@ -71,17 +71,17 @@ impl OmniThinkerConfig {
             t.num_key_value_heads.max(1),
             t.hidden_size,
         );
-        let ok = t.head_dim.is_some() || hs % heads == 0;
+        let ok = t.head_dim.is_some() || hs.is_multiple_of(heads);
         c.check(
             ok,
             "num_attention_heads",
             format!("{heads} heads do not divide hidden_size {hs}"),
         );
         let msg = format!("{kv} KV heads do not divide {heads} attention heads");
-        c.check(heads % kv == 0, "num_key_value_heads", msg);
+        c.check(heads.is_multiple_of(kv), "num_key_value_heads", msg);
         let hd = self.head_dim();
         let msg = format!("head_dim {hd} must be positive and even (rotary embeddings)");
-        c.check(hd % 2 == 0 && hd > 0, "hidden_size", msg);
+        c.check(hd.is_multiple_of(2) && hd > 0, "hidden_size", msg);
         let in_params = t
             .rope_parameters
             .as_ref()
@@ -151,7 +151,7 @@ impl OmniThinkerConfig {
         let msg =
             format!("{vheads} heads must split hidden_size {vhs} into a head_dim divisible by 4");
         c.check(
-            vhs % vheads == 0 && (vhs / vheads) % 4 == 0,
+            vhs.is_multiple_of(vheads) && (vhs / vheads).is_multiple_of(4),
             "num_heads",
             msg,
         );
@@ -170,7 +170,7 @@ impl OmniThinkerConfig {
             "{} is not a multiple of patch_size x spatial_merge_size = {px}",
             v.window_size
         );
-        c.check(v.window_size % px == 0, "window_size", msg);
+        c.check(v.window_size.is_multiple_of(px), "window_size", msg);
         let msg = format!("{} {th_hidden}", v.out_hidden_size);
         c.check(v.out_hidden_size == t.hidden_size, "out_hidden_size", msg);
         let embed_dim = v.embed_dim.unwrap_or(vhs);
@@ -194,9 +194,9 @@ impl OmniThinkerConfig {
         ]);
         let (aheads, d) = (a.encoder_attention_heads.max(1), a.d_model);
         let msg = format!("{aheads} heads do not divide d_model {d}");
-        c.check(d % aheads == 0, "encoder_attention_heads", msg);
+        c.check(d.is_multiple_of(aheads), "encoder_attention_heads", msg);
         let msg = format!("{d} must be even and >= 4 (sinusoidal positions)");
-        c.check(d % 2 == 0 && d >= 4, "d_model", msg);
+        c.check(d.is_multiple_of(2) && d >= 4, "d_model", msg);
         let msg = format!(
             "{} exceeds max_source_positions {}",
             a.n_window, a.max_source_positions

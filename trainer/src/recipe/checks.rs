@@ -117,6 +117,7 @@ fn check_stage(c: &mut Checker, at: &str, stage: &Stage, earlier: &[String], all
     }
     c.at_least(&format!("{at}.schedule.per_device_batch_size"), s.per_device_batch_size.into(), 1);
     c.at_least(&format!("{at}.schedule.gradient_accumulation_steps"), s.gradient_accumulation_steps.into(), 1);
+    c.at_least(&format!("{at}.schedule.max_seq_length"), s.max_seq_length.into(), 64);
     if s.val_every == Some(0) {
         c.error(&format!("{at}.schedule.val_every"), "must be at least 1 (or null to validate only at the end)");
     }

@@ -15,7 +15,7 @@ pub mod sections;
 pub mod yaml;
 
 pub use overrides::AppliedOverride;
-pub use schema::{Recipe, Stage, StageKind};
+pub use schema::{Backend, DeviceKind, DistributedConfig, Recipe, Stage, StageKind};
 pub use sections::*;
 
 use crate::report::Problem;

@@ -443,6 +443,8 @@ pub struct ScheduleConfig {
     /// SFT rows per device per micro-step [1] and micro-steps per optimizer step [2].
     pub per_device_batch_size: u32,
     pub gradient_accumulation_steps: u32,
+    /// Longest SFT row in tokens, media included (the reference's 65536 prompt + 4096 response).
+    pub max_seq_length: u32,
     /// Validate every N steps (rl) [test_freq 5000] and before training [false].
     pub val_every: Option<u64>,
     pub val_before_train: bool,
@@ -455,6 +457,7 @@ impl Default for ScheduleConfig {
             max_steps: None,
             per_device_batch_size: 1,
             gradient_accumulation_steps: 2,
+            max_seq_length: 69_632,
             val_every: Some(5000),
             val_before_train: false,
         }
