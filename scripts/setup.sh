@@ -93,4 +93,18 @@ if [ ! -f "$ENV_FILE" ] || [ "$(cat "$ENV_FILE")" != "$NEW_ENV" ]; then
   printf '%s\n' "$NEW_ENV" > "$ENV_FILE.tmp" && mv "$ENV_FILE.tmp" "$ENV_FILE"
   log "wrote $ENV_FILE"
 fi
+# Plain `cargo build/test` (without sourcing .omnirl.env) sees the same libtorch, so
+# torch-sys never rebuilds because the environment changed between two commands.
+mkdir -p "$ROOT/.cargo"
+NEW_CARGO="$(cat <<TOML
+# Written by scripts/setup.sh; not tracked. Values already set in the environment win.
+[env]
+LIBTORCH = "$LIBTORCH"
+OMNIRL_TORCH_LIBDIRS = "$LIBDIRS"
+TOML
+)"
+if [ ! -f "$ROOT/.cargo/config.toml" ] || [ "$(cat "$ROOT/.cargo/config.toml")" != "$NEW_CARGO" ]; then
+  printf '%s\n' "$NEW_CARGO" > "$ROOT/.cargo/config.toml"
+  log "wrote .cargo/config.toml"
+fi
 log "ready (LIBTORCH=$LIBTORCH)"

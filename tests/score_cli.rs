@@ -34,10 +34,7 @@ fn score(input: &Path, cwd: &Path, env: &[(&str, &str)]) -> Output {
 }
 
 fn parse_lines(out: &Output) -> Vec<Value> {
-    stdout(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
+    stdout(out).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
 }
 
 #[test]
@@ -84,11 +81,7 @@ fn scores_every_type_and_keeps_lines_in_order() {
     ];
     for (k, (line, (reward, error))) in lines.iter().zip(want).enumerate() {
         match reward {
-            Some(r) => assert!(
-                (line["reward"].as_f64().unwrap() - r).abs() < 1e-12,
-                "line {}: {line}",
-                k + 1
-            ),
+            Some(r) => assert!((line["reward"].as_f64().unwrap() - r).abs() < 1e-12, "line {}: {line}", k + 1),
             None => assert!(line["reward"].is_null(), "line {}: {line}", k + 1),
         }
         assert_eq!(line["error"].as_str(), error, "line {}: {line}", k + 1);
@@ -97,19 +90,10 @@ fn scores_every_type_and_keeps_lines_in_order() {
     let err = stderr(&out);
     assert!(err.contains("10 line(s)"), "{err}");
     assert!(err.contains("5 invalid"), "{err}");
-    assert!(
-        err.contains("MCQ") && err.contains("SIZE") && err.contains("TR") && err.contains("NUM"),
-        "{err}"
-    );
-    let tr_row = err
-        .lines()
-        .find(|l| l.trim_start().starts_with("TR "))
-        .unwrap();
+    assert!(err.contains("MCQ") && err.contains("SIZE") && err.contains("TR") && err.contains("NUM"), "{err}");
+    let tr_row = err.lines().find(|l| l.trim_start().starts_with("TR ")).unwrap();
     // TR: 5 lines, 2 scored, mean (1/3 + 0) / 2 = 0.1667
-    assert!(
-        tr_row.contains(" 5 ") && tr_row.contains(" 2 ") && tr_row.contains("0.1667"),
-        "{tr_row}"
-    );
+    assert!(tr_row.contains(" 5 ") && tr_row.contains(" 2 ") && tr_row.contains("0.1667"), "{tr_row}");
 }
 
 #[test]
@@ -131,10 +115,7 @@ fn malformed_lines_are_reported_and_do_not_stop_the_rest() {
     let lines = parse_lines(&out);
     assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["reward"], 1.0);
-    assert_eq!(
-        stdout(&out).lines().nth(1).unwrap(),
-        r#"{"line":2,"reward":null,"error":"INVALID_INPUT_LINE"}"#
-    );
+    assert_eq!(stdout(&out).lines().nth(1).unwrap(), r#"{"line":2,"reward":null,"error":"INVALID_INPUT_LINE"}"#);
     // A JSON object missing a field keeps its fields.
     assert_eq!(lines[2]["question_type"], "NUM");
     assert_eq!(lines[2]["error"], "INVALID_INPUT_LINE");
@@ -142,10 +123,7 @@ fn malformed_lines_are_reported_and_do_not_stop_the_rest() {
     assert_eq!(lines[4]["line"], 5);
     // Existing reward/error fields are replaced, not duplicated.
     let last = stdout(&out).lines().nth(5).unwrap().to_owned();
-    assert_eq!(
-        last,
-        r#"{"question_type":"MCQ","prediction":"A","answer":"B","reward":0.0,"error":null}"#
-    );
+    assert_eq!(last, r#"{"question_type":"MCQ","prediction":"A","answer":"B","reward":0.0,"error":null}"#);
 
     let err = stderr(&out);
     assert!(err.contains("line 2: not a JSON object"), "{err}");
@@ -162,9 +140,16 @@ fn order_is_kept_across_parallel_chunks() {
     let mut text = String::new();
     for i in 0..n {
         match i % 4 {
-            0 => text.push_str(&format!("{{\"i\": {i}, \"question_type\": \"MCQ\", \"prediction\": \"A\", \"answer\": \"A\"}}\n")),
-            1 => text.push_str(&format!("{{\"i\": {i}, \"question_type\": \"TR\", \"prediction\": \"[0, {i}]\", \"answer\": \"[[0, {i}]]\"}}\n")),
-            2 => text.push_str(&format!("{{\"i\": {i}, \"question_type\": \"NUM\", \"prediction\": \"{i}\", \"answer\": \"{}\"}}\n", i + 1)),
+            0 => text.push_str(&format!(
+                "{{\"i\": {i}, \"question_type\": \"MCQ\", \"prediction\": \"A\", \"answer\": \"A\"}}\n"
+            )),
+            1 => text.push_str(&format!(
+                "{{\"i\": {i}, \"question_type\": \"TR\", \"prediction\": \"[0, {i}]\", \"answer\": \"[[0, {i}]]\"}}\n"
+            )),
+            2 => text.push_str(&format!(
+                "{{\"i\": {i}, \"question_type\": \"NUM\", \"prediction\": \"{i}\", \"answer\": \"{}\"}}\n",
+                i + 1
+            )),
             _ => text.push_str(&format!("{{\"i\": {i}\n")), // malformed
         }
     }
@@ -176,25 +161,14 @@ fn order_is_kept_across_parallel_chunks() {
     assert_eq!(lines.len(), n);
     for (i, line) in lines.iter().enumerate() {
         match i % 4 {
-            0 | 1 => assert_eq!(
-                (line["i"].as_u64(), line["reward"].as_f64()),
-                (Some(i as u64), Some(1.0)),
-                "{line}"
-            ),
-            2 => assert_eq!(
-                (line["i"].as_u64(), line["reward"].as_f64()),
-                (Some(i as u64), Some(0.0)),
-                "{line}"
-            ),
+            0 | 1 => assert_eq!((line["i"].as_u64(), line["reward"].as_f64()), (Some(i as u64), Some(1.0)), "{line}"),
+            2 => assert_eq!((line["i"].as_u64(), line["reward"].as_f64()), (Some(i as u64), Some(0.0)), "{line}"),
             _ => assert_eq!(line["line"].as_u64(), Some(i as u64 + 1), "{line}"),
         }
     }
     let err = stderr(&out);
     assert!(err.contains("line 4: not a JSON object"), "{err}");
-    assert!(
-        err.contains("further malformed lines are counted but not shown"),
-        "{err}"
-    );
+    assert!(err.contains("further malformed lines are counted but not shown"), "{err}");
     assert!(err.contains("10000 invalid"), "{err}");
 }
 
@@ -209,18 +183,13 @@ fn unreadable_input_exits_2_and_names_the_file() {
     // A directory cannot be read as a file either.
     let out = score(dir.path(), dir.path(), &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains(&dir.path().display().to_string()),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains(&dir.path().display().to_string()), "{}", stderr(&out));
 }
 
 #[test]
 fn free_form_without_a_key_scores_zero_and_warns_once() {
     let dir = tempfile::tempdir().unwrap();
-    let ff =
-        r#"{"question_type": "FF", "question": "Colour?", "prediction": "red", "answer": "Red"}"#;
+    let ff = r#"{"question_type": "FF", "question": "Colour?", "prediction": "red", "answer": "Red"}"#;
     let input = write_input(dir.path(), &[ff, ff, ff]);
     let out = score(&input, dir.path(), &[]);
     assert_eq!(out.status.code(), Some(0));
@@ -228,26 +197,14 @@ fn free_form_without_a_key_scores_zero_and_warns_once() {
         assert_eq!(line["reward"], 0.0);
         assert!(line["error"].is_null());
     }
-    assert_eq!(
-        stderr(&out).matches("warning: no judge API key").count(),
-        1,
-        "{}",
-        stderr(&out)
-    );
+    assert_eq!(stderr(&out).matches("warning: no judge API key").count(), 1, "{}", stderr(&out));
 }
 
 /// A one-thread HTTP/1.1 server on loopback answering every request with `status`/`content`;
 /// returns its base URL and a handle yielding the request heads it saw.
-fn judge_server(
-    status: u16,
-    content: &'static str,
-    requests: usize,
-) -> (String, std::thread::JoinHandle<Vec<String>>) {
+fn judge_server(status: u16, content: &'static str, requests: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/compatible-mode/v1",
-        listener.local_addr().unwrap()
-    );
+    let url = format!("http://{}/compatible-mode/v1", listener.local_addr().unwrap());
     let handle = std::thread::spawn(move || {
         let mut heads = Vec::new();
         for stream in listener.incoming().take(requests) {
@@ -269,13 +226,8 @@ fn judge_server(
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
             heads.push(head);
-            let reply =
-                serde_json::json!({"choices": [{"message": {"content": content}}]}).to_string();
-            let reply = if status == 200 {
-                reply
-            } else {
-                format!("{{\"error\": \"bad key {KEY}\"}}")
-            };
+            let reply = serde_json::json!({"choices": [{"message": {"content": content}}]}).to_string();
+            let reply = if status == 200 { reply } else { format!("{{\"error\": \"bad key {KEY}\"}}") };
             write!(
                 stream,
                 "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
@@ -301,28 +253,14 @@ fn free_form_goes_to_the_judge_when_a_key_is_set() {
     );
     let (url, server) = judge_server(200, "Judgement: 1", 2);
     // The key comes from a .env file in the working directory; the URL from the environment.
-    std::fs::write(
-        dir.path().join(".env"),
-        format!("DASHSCOPE_API_KEY=\"{KEY}\"\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join(".env"), format!("DASHSCOPE_API_KEY=\"{KEY}\"\n")).unwrap();
     let out = score(&input, dir.path(), &[("DASHSCOPE_BASE_URL", &url)]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines = parse_lines(&out);
-    assert_eq!(
-        lines
-            .iter()
-            .map(|l| l["reward"].as_f64())
-            .collect::<Vec<_>>(),
-        vec![Some(1.0), Some(0.0), Some(1.0)]
-    );
+    assert_eq!(lines.iter().map(|l| l["reward"].as_f64()).collect::<Vec<_>>(), vec![Some(1.0), Some(0.0), Some(1.0)]);
     let heads = server.join().unwrap();
     assert_eq!(heads.len(), 2);
-    assert!(
-        heads[0].starts_with("POST /compatible-mode/v1/chat/completions"),
-        "{}",
-        heads[0]
-    );
+    assert!(heads[0].starts_with("POST /compatible-mode/v1/chat/completions"), "{}", heads[0]);
     assert!(!stderr(&out).contains(KEY));
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
@@ -330,16 +268,10 @@ fn free_form_goes_to_the_judge_when_a_key_is_set() {
 #[test]
 fn judge_failures_are_line_errors_without_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let input = write_input(
-        dir.path(),
-        &[r#"{"question_type": "FF", "question": "Q", "prediction": "red", "answer": "Red"}"#],
-    );
+    let input =
+        write_input(dir.path(), &[r#"{"question_type": "FF", "question": "Q", "prediction": "red", "answer": "Red"}"#]);
     let (url, server) = judge_server(401, "", 1);
-    let out = score(
-        &input,
-        dir.path(),
-        &[("DASHSCOPE_BASE_URL", &url), ("OSS_ACCESS_KEY", KEY)],
-    );
+    let out = score(&input, dir.path(), &[("DASHSCOPE_BASE_URL", &url), ("OSS_ACCESS_KEY", KEY)]);
     assert_eq!(out.status.code(), Some(0));
     let lines = parse_lines(&out);
     assert!(lines[0]["reward"].is_null());

@@ -19,7 +19,8 @@ fn validate_json(recipe: &Path, envs: &[(&str, &str)], sets: &[&str]) -> (i32, V
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    let json: Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+    let json: Value =
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
     (out.status.code().unwrap(), json)
 }
 
@@ -75,12 +76,39 @@ fn quickstart_validates_and_prints_the_plan() {
 #[test]
 fn json_plan_reports_the_rank_layout_from_each_launcher() {
     let recipe = Path::new("recipes/quickstart.yaml");
-    let cases: &[(&[(&str, &str)], u64, u64, u64, &str)] = &[
+    // (variables, world size, rank, local rank, launcher)
+    type Case<'a> = (&'a [(&'a str, &'a str)], u64, u64, u64, &'a str);
+    let cases: &[Case] = &[
         (&[], 1, 0, 0, "single"),
-        (&[("RANK", "3"), ("WORLD_SIZE", "4"), ("LOCAL_RANK", "1"), ("LOCAL_WORLD_SIZE", "2"), ("MASTER_ADDR", "10.0.0.1"), ("MASTER_PORT", "29500")], 4, 3, 1, "env"),
-        (&[("OMPI_COMM_WORLD_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "2"), ("OMPI_COMM_WORLD_LOCAL_RANK", "1")], 2, 1, 1, "open_mpi"),
+        (
+            &[
+                ("RANK", "3"),
+                ("WORLD_SIZE", "4"),
+                ("LOCAL_RANK", "1"),
+                ("LOCAL_WORLD_SIZE", "2"),
+                ("MASTER_ADDR", "10.0.0.1"),
+                ("MASTER_PORT", "29500"),
+            ],
+            4,
+            3,
+            1,
+            "env",
+        ),
+        (
+            &[("OMPI_COMM_WORLD_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "2"), ("OMPI_COMM_WORLD_LOCAL_RANK", "1")],
+            2,
+            1,
+            1,
+            "open_mpi",
+        ),
         (&[("PMI_RANK", "0"), ("PMI_SIZE", "4"), ("MPI_LOCALRANKID", "0")], 4, 0, 0, "pmi"),
-        (&[("SLURM_PROCID", "5"), ("SLURM_NTASKS", "8"), ("SLURM_LOCALID", "1"), ("SLURM_NTASKS_PER_NODE", "4(x2)")], 8, 5, 1, "slurm"),
+        (
+            &[("SLURM_PROCID", "5"), ("SLURM_NTASKS", "8"), ("SLURM_LOCALID", "1"), ("SLURM_NTASKS_PER_NODE", "4(x2)")],
+            8,
+            5,
+            1,
+            "slurm",
+        ),
     ];
     for (envs, world, rank, local, launcher) in cases {
         let (code, json) = validate_json(recipe, envs, &[]);
@@ -141,7 +169,14 @@ fn reference_environment_variables_point_a_shipped_recipe_at_real_files() {
     let keys: Vec<&str> = json["overrides"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap()).collect();
     assert_eq!(
         keys,
-        ["stages[0].data.train_files", "stages[0].data.val_files", "stages[0].model.base_path", "stages[0].environment.max_steps", "stages[0].data.media_root", "stages[0].rollout.prompts_per_step"]
+        [
+            "stages[0].data.train_files",
+            "stages[0].data.val_files",
+            "stages[0].model.base_path",
+            "stages[0].environment.max_steps",
+            "stages[0].data.media_root",
+            "stages[0].rollout.prompts_per_step"
+        ]
     );
     assert_eq!(json["recipe"]["stages"][0]["environment"]["max_steps"], 30);
     assert_eq!(json["plan"]["stages"][0]["steps"]["steps_per_epoch"], 5); // 42 samples / 8, drop_last
@@ -150,18 +185,32 @@ fn reference_environment_variables_point_a_shipped_recipe_at_real_files() {
 #[test]
 fn broken_recipe_reports_every_problem_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    let text = rl_recipe("    optimiser:\n      lr: 1e-6\n    algorithm:\n      estimator: tuara\n      ppo_epochs: two\n    environment:\n      max_steps: 1\n");
+    let text = rl_recipe(
+        "    optimiser:\n      lr: 1e-6\n    algorithm:\n      estimator: tuara\n      ppo_epochs: two\n    environment:\n      max_steps: 1\n",
+    );
     let recipe = write(dir.path(), "bad.yaml", &text);
     let (code, json) = validate_json(&recipe, &[], &[]);
     assert_eq!(code, 1);
     let at = |line: usize, col: usize| format!("{}:{line}:{col}", recipe.display());
     let errs = errors(&json);
     assert!(has_error(&json, &at(14, 5), "unknown key `optimiser`; did you mean `optimizer`?"), "{errs:?}");
-    assert!(has_error(&json, &at(17, 18), "unknown value `tuara`; expected one of: grpo, taura, grpo-no-std (did you mean `taura`?)"), "{errs:?}");
+    assert!(
+        has_error(
+            &json,
+            &at(17, 18),
+            "unknown value `tuara`; expected one of: grpo, taura, grpo-no-std (did you mean `taura`?)"
+        ),
+        "{errs:?}"
+    );
     assert!(has_error(&json, &at(18, 19), "expected u32, found string \"two\""), "{errs:?}");
     assert!(has_error(&json, &at(20, 18), "must be at least 2 (step 1 cannot answer)"), "{errs:?}");
     let keys: Vec<&str> = json["problems"].as_array().unwrap().iter().filter_map(|p| p["key"].as_str()).collect();
-    for key in ["stages[0].optimiser", "stages[0].algorithm.estimator", "stages[0].algorithm.ppo_epochs", "stages[0].environment.max_steps"] {
+    for key in [
+        "stages[0].optimiser",
+        "stages[0].algorithm.estimator",
+        "stages[0].algorithm.ppo_epochs",
+        "stages[0].environment.max_steps",
+    ] {
         assert!(keys.contains(&key), "{key} not in {keys:?}");
     }
     assert_eq!(errs.len(), 4, "{errs:?}");
@@ -175,7 +224,13 @@ fn text_mode_prints_problems_and_no_plan_on_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).is_empty());
     let err = stderr(&out);
-    assert!(err.contains(&format!("error: {}:14:5: stages[0].rollout_x: unknown key `rollout_x`; did you mean `rollout`?", recipe.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: {}:14:5: stages[0].rollout_x: unknown key `rollout_x`; did you mean `rollout`?",
+            recipe.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains("1 error(s)"), "{err}");
 }
 
@@ -188,7 +243,15 @@ fn batch_arithmetic_against_the_world_size() {
     assert_eq!(code, 1);
     // prompts_per_step: 8 is on line 12, column 25.
     let loc = format!("{}:12:25", recipe.display());
-    assert!(has_error(&json, &loc, "8 × group_size 4 = 32 episodes do not split evenly over world size 3; use a multiple such as prompts_per_step 9"), "{:?}", errors(&json));
+    assert!(
+        has_error(
+            &json,
+            &loc,
+            "8 × group_size 4 = 32 episodes do not split evenly over world size 3; use a multiple such as prompts_per_step 9"
+        ),
+        "{:?}",
+        errors(&json)
+    );
     // The same recipe on 4 ranks: 32 episodes, 8 per rank.
     let env4 = [("RANK", "0"), ("WORLD_SIZE", "4"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")];
     let (code, json) = validate_json(&recipe, &env4, &[]);
@@ -196,16 +259,31 @@ fn batch_arithmetic_against_the_world_size() {
     assert_eq!(json["plan"]["stages"][0]["rl_batch"]["episodes_per_rank"], 8);
     // A dataset smaller than one step is an error, not a silent zero-step run.
     let (_, json) = validate_json(&recipe, &[], &["stages[0].rollout.prompts_per_step=64"]);
-    assert!(errors(&json).iter().any(|(l, m)| l == "--set stages[0].rollout.prompts_per_step=64" && m.contains("42 samples")), "{:?}", errors(&json));
+    assert!(
+        errors(&json)
+            .iter()
+            .any(|(l, m)| l == "--set stages[0].rollout.prompts_per_step=64" && m.contains("42 samples")),
+        "{:?}",
+        errors(&json)
+    );
 }
 
 #[test]
 fn override_sources_are_named_in_errors() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = write(dir.path(), "r.yaml", &rl_recipe(""));
-    let (_, json) = validate_json(&recipe, &[("MICRO_RATIO", "lots")], &["stages.rl.optimizer.lr=fast", "stages.nope.x=1"]);
-    assert!(has_error(&json, "environment variable MICRO_RATIO", "expected u32, found string \"lots\""), "{:?}", errors(&json));
-    assert!(has_error(&json, "--set stages.rl.optimizer.lr=fast", "expected f64, found string \"fast\""), "{:?}", errors(&json));
+    let (_, json) =
+        validate_json(&recipe, &[("MICRO_RATIO", "lots")], &["stages.rl.optimizer.lr=fast", "stages.nope.x=1"]);
+    assert!(
+        has_error(&json, "environment variable MICRO_RATIO", "expected u32, found string \"lots\""),
+        "{:?}",
+        errors(&json)
+    );
+    assert!(
+        has_error(&json, "--set stages.rl.optimizer.lr=fast", "expected f64, found string \"fast\""),
+        "{:?}",
+        errors(&json)
+    );
     assert!(has_error(&json, "--set stages.nope.x=1", "none is `nope`"), "{:?}", errors(&json));
 }
 
@@ -227,10 +305,15 @@ fn broken_data_lines_are_reported_with_file_and_line() {
     let recipe = write(
         dir.path(),
         "r.yaml",
-        &rl_recipe("").replace(&format!("{}/data/quickstart/rl.jsonl", omnirl_tests::repo_root().display()), data.to_str().unwrap()).replace(
-            &format!("media_root: {}/data/quickstart", omnirl_tests::repo_root().display()),
-            &format!("media_root: {}", dir.path().display()),
-        ),
+        &rl_recipe("")
+            .replace(
+                &format!("{}/data/quickstart/rl.jsonl", omnirl_tests::repo_root().display()),
+                data.to_str().unwrap(),
+            )
+            .replace(
+                &format!("media_root: {}/data/quickstart", omnirl_tests::repo_root().display()),
+                &format!("media_root: {}", dir.path().display()),
+            ),
     );
     let (code, json) = validate_json(&recipe, &[], &["stages.rl.rollout.prompts_per_step=1"]);
     assert_eq!(code, 1);
@@ -254,7 +337,10 @@ fn checkpoint_headers_are_checked_against_the_config() {
     let written = trainer::checkpoint::write_random_checkpoint(&cfg, &ckpt, 2).unwrap();
     assert_eq!(written.shard_files.len(), 2);
     let recipe_text = rl_recipe("").replace(
-        &format!("init: random\n      config: {}/data/quickstart/tiny_thinker.json", omnirl_tests::repo_root().display()),
+        &format!(
+            "init: random\n      config: {}/data/quickstart/tiny_thinker.json",
+            omnirl_tests::repo_root().display()
+        ),
         &format!("path: {}", ckpt.display()),
     );
     let recipe = write(dir.path(), "r.yaml", &recipe_text);
@@ -274,5 +360,15 @@ fn checkpoint_headers_are_checked_against_the_config() {
     let (code, json) = validate_json(&recipe, &[], &[]);
     assert_eq!(code, 1);
     let location = ckpt.join(&shard2).display().to_string();
-    assert!(has_error(&json, &location, &format!("tensor `{moved}` is listed in model.safetensors.index.json for this shard but the shard does not contain it")), "{:?}", errors(&json));
+    assert!(
+        has_error(
+            &json,
+            &location,
+            &format!(
+                "tensor `{moved}` is listed in model.safetensors.index.json for this shard but the shard does not contain it"
+            )
+        ),
+        "{:?}",
+        errors(&json)
+    );
 }

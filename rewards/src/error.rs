@@ -60,11 +60,7 @@ impl RewardError {
 pub(crate) fn excerpt(text: &str, max: usize) -> String {
     let mut chars = text.chars();
     let head: String = chars.by_ref().take(max).collect();
-    if chars.next().is_some() {
-        format!("{head}…")
-    } else {
-        head
-    }
+    if chars.next().is_some() { format!("{head}…") } else { head }
 }
 
 #[cfg(test)]
@@ -74,15 +70,9 @@ mod tests {
     #[test]
     fn codes_are_the_reference_codes() {
         let cases = [
-            (
-                RewardError::AnswerJsonParse(String::new()),
-                "ANSWER_JSON_PARSE",
-            ),
+            (RewardError::AnswerJsonParse(String::new()), "ANSWER_JSON_PARSE"),
             (RewardError::SpanFormat(String::new()), "SPAN_FORMAT"),
-            (
-                RewardError::AnswerNotString(String::new()),
-                "ANSWER_NOT_STRING",
-            ),
+            (RewardError::AnswerNotString(String::new()), "ANSWER_NOT_STRING"),
             (RewardError::GtJsonParse(String::new()), "GT_JSON_PARSE"),
             (RewardError::UnknownQtype(String::new()), "UNKNOWN_QTYPE"),
         ];

@@ -106,12 +106,7 @@ impl JudgeConfig {
     /// the defaults.
     pub fn from_env() -> JudgeConfig {
         let file = dotenv::load_from_cwd();
-        Self::from_lookup(|name| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .or_else(|| file.get(name).cloned())
-        })
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| file.get(name).cloned()))
     }
 
     /// [`JudgeConfig::from_env`] over explicit variables (for tests and embedding).
@@ -141,9 +136,7 @@ impl JudgeConfig {
         if let Some(n) = get("OMNIRL_JUDGE_ATTEMPTS").and_then(|v| v.trim().parse::<u32>().ok()) {
             c.max_attempts = n.max(1);
         }
-        if let Some(n) =
-            get("OMNIRL_JUDGE_CONCURRENCY").and_then(|v| v.trim().parse::<usize>().ok())
-        {
+        if let Some(n) = get("OMNIRL_JUDGE_CONCURRENCY").and_then(|v| v.trim().parse::<usize>().ok()) {
             c.concurrency = n.max(1);
         }
         if let Some(b) = get("OMNIRL_JUDGE_BEARER") {
@@ -155,11 +148,7 @@ impl JudgeConfig {
     /// The chat-completions URL requests are sent to.
     pub fn endpoint(&self) -> String {
         let base = self.base_url.trim_end_matches('/');
-        if base.ends_with("/chat/completions") {
-            base.to_owned()
-        } else {
-            format!("{base}/chat/completions")
-        }
+        if base.ends_with("/chat/completions") { base.to_owned() } else { format!("{base}/chat/completions") }
     }
 }
 
@@ -208,9 +197,7 @@ pub struct Judge {
 
 impl fmt::Debug for Judge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Judge")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Judge").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -229,12 +216,14 @@ impl Judge {
     pub fn with_warning_sink(config: JudgeConfig, warn: WarnSink) -> Result<Judge, JudgeError> {
         let client = match &config.api_key {
             None => None,
-            Some(key) => Some(
-                reqwest::Client::builder()
-                    .timeout(config.timeout)
-                    .build()
-                    .map_err(|e| JudgeError::Setup(redact(&e.to_string(), Some(key))))?,
-            ),
+            Some(key) => {
+                let mut builder = reqwest::Client::builder().timeout(config.timeout);
+                if is_loopback(&config.endpoint()) {
+                    // A proxy from the environment must not capture a local judge.
+                    builder = builder.no_proxy();
+                }
+                Some(builder.build().map_err(|e| JudgeError::Setup(redact(&e.to_string(), Some(key))))?)
+            }
         };
         Ok(Judge {
             endpoint: config.endpoint(),
@@ -286,21 +275,13 @@ impl Judge {
             }],
         })
         .to_string();
-        let auth = if self.config.bearer {
-            format!("Bearer {}", key.expose())
-        } else {
-            key.expose().to_owned()
-        };
+        let auth = if self.config.bearer { format!("Bearer {}", key.expose()) } else { key.expose().to_owned() };
         let attempts = self.config.max_attempts.max(1);
         let mut backoff = self.config.initial_backoff;
         let mut last = String::new();
         for attempt in 1..=attempts {
             let outcome = {
-                let _permit = self
-                    .limit
-                    .acquire()
-                    .await
-                    .map_err(|e| JudgeError::Setup(e.to_string()))?;
+                let _permit = self.limit.acquire().await.map_err(|e| JudgeError::Setup(e.to_string()))?;
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 self.attempt(client, &auth, &body).await
             };
@@ -319,57 +300,31 @@ impl Judge {
         Err(JudgeError::Exhausted { attempts, last })
     }
 
-    async fn attempt(
-        &self,
-        client: &reqwest::Client,
-        auth: &str,
-        body: &str,
-    ) -> Result<String, Attempt> {
+    async fn attempt(&self, client: &reqwest::Client, auth: &str, body: &str) -> Result<String, Attempt> {
         let response = client
             .post(&self.endpoint)
             .header("Content-Type", "application/json")
             .header("Authorization", auth)
-            .header(
-                "X-DashScope-DataInspection",
-                r#"{"input":"disable","output":"disable"}"#,
-            )
+            .header("X-DashScope-DataInspection", r#"{"input":"disable","output":"disable"}"#)
             .body(body.to_owned())
             .send()
             .await
             .map_err(|e| Attempt::Retry(describe_transport(&e)))?;
         let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| Attempt::Retry(describe_transport(&e)))?;
+        let text = response.text().await.map_err(|e| Attempt::Retry(describe_transport(&e)))?;
         if !status.is_success() {
-            let msg = format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                crate::error::excerpt(&text, 200)
-            );
-            let transient =
-                status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
-            return Err(if transient {
-                Attempt::Retry(msg)
-            } else {
-                Attempt::Fatal(msg)
-            });
+            let msg = format!("HTTP {}: {}", status.as_u16(), crate::error::excerpt(&text, 200));
+            let transient = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
+            return Err(if transient { Attempt::Retry(msg) } else { Attempt::Fatal(msg) });
         }
         reply_content(&text).ok_or_else(|| {
-            Attempt::Retry(format!(
-                "reply has no choices[0].message.content: {}",
-                crate::error::excerpt(&text, 200)
-            ))
+            Attempt::Retry(format!("reply has no choices[0].message.content: {}", crate::error::excerpt(&text, 200)))
         })
     }
 
     /// Judges many items with at most `concurrency` requests in flight; results come back in
     /// the order of `items`.
-    pub async fn judge_all(
-        self: &Arc<Self>,
-        items: Vec<JudgeItem>,
-    ) -> Vec<Result<Score, JudgeError>> {
+    pub async fn judge_all(self: &Arc<Self>, items: Vec<JudgeItem>) -> Vec<Result<Score, JudgeError>> {
         let n = items.len();
         let mut set = JoinSet::new();
         for (i, item) in items.into_iter().enumerate() {
@@ -388,9 +343,7 @@ impl Judge {
             }
         }
         out.into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Err(JudgeError::Setup("judge task did not finish".to_owned())))
-            })
+            .map(|r| r.unwrap_or_else(|| Err(JudgeError::Setup("judge task did not finish".to_owned()))))
             .collect()
     }
 
@@ -415,12 +368,9 @@ fn reply_content(text: &str) -> Option<String> {
     let content = v.get("choices")?.get(0)?.get("message")?.get("content")?;
     match content {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(parts) => Some(
-            parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-                .collect(),
-        ),
+        serde_json::Value::Array(parts) => {
+            Some(parts.iter().filter_map(|p| p.get("text").and_then(|t| t.as_str())).collect())
+        }
         _ => None,
     }
 }
@@ -444,6 +394,19 @@ fn describe_transport(e: &reqwest::Error) -> String {
     msg
 }
 
+/// `http(s)://127.0.0.1...`, `localhost` or `[::1]`.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let name = if host.starts_with('[') {
+        host.split(']').next().map_or(host, |h| h.trim_start_matches('['))
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    name == "localhost" || name == "::1" || name.starts_with("127.")
+}
+
 /// Replaces every occurrence of the key in `msg` with `***`.
 fn redact(msg: &str, key: Option<&ApiKey>) -> String {
     match key {
@@ -460,10 +423,7 @@ mod tests {
     fn config_from_vars() {
         let vars: HashMap<String, String> = [
             ("OSS_ACCESS_KEY", "oss-secret"),
-            (
-                "DASHSCOPE_BASE_URL",
-                "http://127.0.0.1:9/v1/chat/completions",
-            ),
+            ("DASHSCOPE_BASE_URL", "http://127.0.0.1:9/v1/chat/completions"),
             ("OMNIRL_JUDGE_TIMEOUT_S", "0.5"),
             ("OMNIRL_JUDGE_ATTEMPTS", "0"),
             ("OMNIRL_JUDGE_CONCURRENCY", "3"),
@@ -481,36 +441,34 @@ mod tests {
 
         let mut vars = vars;
         vars.insert("DASHSCOPE_API_KEY".to_owned(), "ds-secret".to_owned());
-        assert_eq!(
-            JudgeConfig::from_vars(&vars).api_key.map(|k| k.0),
-            Some("ds-secret".to_owned())
-        );
+        assert_eq!(JudgeConfig::from_vars(&vars).api_key.map(|k| k.0), Some("ds-secret".to_owned()));
         vars.insert("DASHSCOPE_API_KEY".to_owned(), String::new()); // empty: falls back
-        assert_eq!(
-            JudgeConfig::from_vars(&vars).api_key.map(|k| k.0),
-            Some("oss-secret".to_owned())
-        );
+        assert_eq!(JudgeConfig::from_vars(&vars).api_key.map(|k| k.0), Some("oss-secret".to_owned()));
     }
 
     #[test]
     fn default_endpoint_is_dashscope_compatible_mode() {
         let c = JudgeConfig::default();
-        assert_eq!(
-            c.endpoint(),
-            "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions"
-        );
+        assert_eq!(c.endpoint(), "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions");
         assert_eq!(c.model, "gpt-5-2025-08-07");
         assert!(c.api_key.is_none());
+    }
+
+    #[test]
+    fn loopback_detection() {
+        for url in ["http://127.0.0.1:8080/v1", "http://localhost/v1", "https://[::1]:9/x", "http://u@127.0.0.2"] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [DEFAULT_BASE_URL, "http://10.0.0.1/v1", "http://example.com/127.0.0.1"] {
+            assert!(!is_loopback(url), "{url}");
+        }
     }
 
     #[test]
     fn key_is_redacted() {
         let key = ApiKey::new(" sk-123 ").unwrap();
         assert_eq!(format!("{key:?}"), "ApiKey(***)");
-        assert_eq!(
-            redact("bad key sk-123 given", Some(&key)),
-            "bad key *** given"
-        );
+        assert_eq!(redact("bad key sk-123 given", Some(&key)), "bad key *** given");
         assert!(ApiKey::new("  ").is_none());
     }
 
@@ -521,8 +479,7 @@ mod tests {
             Some("Judgement: 1")
         );
         assert_eq!(
-            reply_content(r#"{"choices":[{"message":{"content":[{"type":"text","text":"1"}]}}]}"#)
-                .as_deref(),
+            reply_content(r#"{"choices":[{"message":{"content":[{"type":"text","text":"1"}]}}]}"#).as_deref(),
             Some("1")
         );
         assert_eq!(reply_content(r#"{"choices":[]}"#), None);

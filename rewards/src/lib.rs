@@ -140,13 +140,13 @@ mod temporal_iou;
 pub use error::RewardError;
 pub use mcq::{mcq_ground_truth, mcq_score};
 pub use numeric::{
-    MRA_TOLERANCES, extract_number, find_number, ground_truth_number, mean_relative_accuracy,
-    numeric_exact, predicted_number, py_round2,
+    MRA_TOLERANCES, extract_number, find_number, ground_truth_number, mean_relative_accuracy, numeric_exact,
+    predicted_number, py_round2,
 };
 pub use question_type::QuestionType;
 pub use temporal_iou::{
-    TemporalIoU, TimeSpan, merge_spans, parse_ground_truth_spans, parse_ground_truth_value,
-    parse_predicted_spans, parse_spans_value, score_temporal, score_temporal_value, temporal_iou,
+    TemporalIoU, TimeSpan, merge_spans, parse_ground_truth_spans, parse_ground_truth_value, parse_predicted_spans,
+    parse_spans_value, score_temporal, score_temporal_value, temporal_iou,
 };
 
 use serde::Serialize;
@@ -167,22 +167,14 @@ pub struct Score {
 impl Score {
     /// A score with `won = reward >= 0.5` and no rejection.
     pub fn from_reward(reward: f64) -> Score {
-        Score {
-            reward,
-            won: reward >= 0.5,
-            rejected: false,
-        }
+        Score { reward, won: reward >= 0.5, rejected: false }
     }
 }
 
 /// Scores `prediction` (the content of the agent's answer action) against `answer` (the
 /// dataset's ground-truth string) for every type but FF, which needs a judge
 /// (see the `judge` module): FF scores 0.0 here, as the reference does without an API key.
-pub fn score(
-    question_type: QuestionType,
-    prediction: &str,
-    answer: &str,
-) -> Result<Score, RewardError> {
+pub fn score(question_type: QuestionType, prediction: &str, answer: &str) -> Result<Score, RewardError> {
     match question_type {
         QuestionType::Mcq => Ok(Score::from_reward(mcq_score(prediction, answer))),
         QuestionType::Tr => Ok(tr_score(score_temporal(prediction, answer)?)),
@@ -196,27 +188,15 @@ pub fn score(
 }
 
 /// [`score`] with the raw question-type label of the data (`"SIZE_VSI"`).
-pub fn score_raw(
-    raw_question_type: &str,
-    prediction: &str,
-    answer: &str,
-) -> Result<Score, RewardError> {
-    score(
-        QuestionType::from_raw(raw_question_type)?,
-        prediction,
-        answer,
-    )
+pub fn score_raw(raw_question_type: &str, prediction: &str, answer: &str) -> Result<Score, RewardError> {
+    score(QuestionType::from_raw(raw_question_type)?, prediction, answer)
 }
 
 /// [`score`] with the ground truth as a JSON value, as it may appear in data files: a string
 /// (the usual case), a one-element list (MCQ/NUM/SIZE/FF take its first element, TR reads a
 /// list as spans), or a number (NUM/SIZE). Other shapes are `GT_JSON_PARSE`, except that an
 /// empty or null MCQ ground truth scores 0 as in the reference.
-pub fn score_value(
-    question_type: QuestionType,
-    prediction: &str,
-    answer: &Value,
-) -> Result<Score, RewardError> {
+pub fn score_value(question_type: QuestionType, prediction: &str, answer: &Value) -> Result<Score, RewardError> {
     match question_type {
         QuestionType::Tr => Ok(tr_score(score_temporal_value(prediction, answer)?)),
         QuestionType::Num | QuestionType::Size => {
@@ -269,11 +249,7 @@ fn gt_type_error(answer: &Value) -> RewardError {
 }
 
 fn tr_score(t: TemporalIoU) -> Score {
-    Score {
-        reward: t.iou,
-        won: t.won(),
-        rejected: t.rejected,
-    }
+    Score { reward: t.iou, won: t.won(), rejected: t.rejected }
 }
 
 fn score_numbers(question_type: QuestionType, pred: f64, gt: f64) -> Score {

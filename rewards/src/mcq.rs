@@ -97,20 +97,16 @@ mod tests {
             ("A", "B", 0.0),
             ("", "B", 0.0),
             ("BB", "B", 0.0),
-            ("B", "Bird", 1.0),  // only the first character of the answer counts
-            ("B", " B", 1.0),    // reference: 0.0 (deviation: leading space)
-            ("", " B", 0.0),     // reference: 1.0 ("" == "") (deviation)
-            ("", "", 0.0),       // empty ground truth scores 0, as the reference
-            ("B", "['B']", 1.0), // reference: 0.0 (deviation)
-            ("SS", "ß", 1.0),    // Python: "ß".upper() == "SS"
+            ("B", "Bird", 1.0),              // only the first character of the answer counts
+            ("B", " B", 1.0),                // reference: 0.0 (deviation: leading space)
+            ("", " B", 0.0),                 // reference: 1.0 ("" == "") (deviation)
+            ("", "", 0.0),                   // empty ground truth scores 0, as the reference
+            ("B", "['B']", 1.0),             // reference: 0.0 (deviation)
+            ("SS", "ß", 1.0),                // Python: "ß".upper() == "SS"
             ("\u{3000}C\u{3000}", "C", 1.0), // ideographic space is stripped by both
         ];
         for (pred, answer, want) in cases {
-            assert_eq!(
-                mcq_score(pred, answer),
-                want,
-                "pred {pred:?} answer {answer:?}"
-            );
+            assert_eq!(mcq_score(pred, answer), want, "pred {pred:?} answer {answer:?}");
         }
     }
 }

@@ -15,11 +15,7 @@ use crate::error::{RewardError, excerpt};
 pub fn find_number(text: &str) -> Option<&str> {
     let b = text.as_bytes();
     let first = b.iter().position(u8::is_ascii_digit)?;
-    let start = if first > 0 && matches!(b[first - 1], b'+' | b'-') {
-        first - 1
-    } else {
-        first
-    };
+    let start = if first > 0 && matches!(b[first - 1], b'+' | b'-') { first - 1 } else { first };
     let digits_from = |mut j: usize| {
         while j < b.len() && b[j].is_ascii_digit() {
             j += 1;
@@ -53,11 +49,7 @@ pub fn py_round2(x: f64) -> f64 {
     let exp_bits = ((bits >> 52) & 0x7ff) as i32;
     let frac = bits & ((1u64 << 52) - 1);
     // |x| = mant * 2^exp exactly.
-    let (mant, exp) = if exp_bits == 0 {
-        (frac, -1074)
-    } else {
-        (frac | (1u64 << 52), exp_bits - 1075)
-    };
+    let (mant, exp) = if exp_bits == 0 { (frac, -1074) } else { (frac | (1u64 << 52), exp_bits - 1075) };
     if exp >= 0 {
         return x; // an integer already
     }
@@ -69,30 +61,20 @@ pub fn py_round2(x: f64) -> f64 {
         let q = scaled >> shift;
         let rem = scaled & ((1u128 << shift) - 1);
         let half = 1u128 << (shift - 1);
-        if rem > half || (rem == half && q & 1 == 1) {
-            q + 1
-        } else {
-            q
-        }
+        if rem > half || (rem == half && q & 1 == 1) { q + 1 } else { q }
     };
     let magnitude = if q < (1u128 << 53) {
         // Both operands are exact, so the quotient is the correctly rounded q / 100.
         q as f64 / 100.0
     } else {
-        format!("{}.{:02}", q / 100, q % 100)
-            .parse::<f64>()
-            .unwrap_or(f64::INFINITY)
+        format!("{}.{:02}", q / 100, q % 100).parse::<f64>().unwrap_or(f64::INFINITY)
     };
     magnitude.copysign(x)
 }
 
 /// NUM: 1.0 when `round(gt, 2) == round(pred, 2)` (Python semantics), else 0.0.
 pub fn numeric_exact(pred: f64, gt: f64) -> f64 {
-    if py_round2(pred) == py_round2(gt) {
-        1.0
-    } else {
-        0.0
-    }
+    if py_round2(pred) == py_round2(gt) { 1.0 } else { 0.0 }
 }
 
 /// Relative distances within this fraction of a tolerance count as equal to it; absorbs the
@@ -134,15 +116,13 @@ pub fn mean_relative_accuracy(pred: f64, gt: f64) -> f64 {
 
 /// The ground-truth number of a NUM/SIZE item: `GT_JSON_PARSE` when it has none.
 pub fn ground_truth_number(answer: &str) -> Result<f64, RewardError> {
-    extract_number(answer).ok_or_else(|| {
-        RewardError::GtJsonParse(format!("cannot parse gt number: {:?}", excerpt(answer, 80)))
-    })
+    extract_number(answer)
+        .ok_or_else(|| RewardError::GtJsonParse(format!("cannot parse gt number: {:?}", excerpt(answer, 80))))
 }
 
 /// The predicted number of a NUM/SIZE answer: `ANSWER_NOT_STRING` when it has none.
 pub fn predicted_number(content: &str) -> Result<f64, RewardError> {
-    extract_number(content)
-        .ok_or_else(|| RewardError::AnswerNotString("Cannot parse number from answer.".to_owned()))
+    extract_number(content).ok_or_else(|| RewardError::AnswerNotString("Cannot parse number from answer.".to_owned()))
 }
 
 #[cfg(test)]

@@ -27,10 +27,7 @@ pub(crate) enum PyJson {
 /// Decodes one complete JSON document the way `json.loads` does (surrounding JSON
 /// whitespace allowed, anything else after the value is an error).
 pub(crate) fn loads(text: &str) -> Result<PyJson, String> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
+    let mut p = Parser { s: text.as_bytes(), i: 0 };
     p.ws();
     let v = p.value(0)?;
     p.ws();
@@ -135,10 +132,7 @@ impl Parser<'_> {
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
-                return Err(format!(
-                    "expecting property name in double quotes at byte {}",
-                    self.i
-                ));
+                return Err(format!("expecting property name in double quotes at byte {}", self.i));
             }
             self.string()?;
             self.ws();
@@ -233,9 +227,7 @@ impl Parser<'_> {
         let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
         // Rust's float parser is correctly rounded like Python's; out-of-range values become
         // +-inf as with Python's float().
-        text.parse::<f64>()
-            .map(PyJson::Num)
-            .map_err(|e| format!("bad number {text:?}: {e}"))
+        text.parse::<f64>().map(PyJson::Num).map_err(|e| format!("bad number {text:?}: {e}"))
     }
 }
 
@@ -248,14 +240,8 @@ mod tests {
     fn accepts_what_python_accepts() {
         // Expected values: what CPython's json.loads returns for each text.
         assert_eq!(loads("[]").unwrap(), List(vec![]));
-        assert_eq!(
-            loads(" [1, 2.5] \n").unwrap(),
-            List(vec![Num(1.0), Num(2.5)])
-        );
-        assert_eq!(
-            loads("[[1e2, -0.5E-1]]").unwrap(),
-            List(vec![List(vec![Num(100.0), Num(-0.05)])])
-        );
+        assert_eq!(loads(" [1, 2.5] \n").unwrap(), List(vec![Num(1.0), Num(2.5)]));
+        assert_eq!(loads("[[1e2, -0.5E-1]]").unwrap(), List(vec![List(vec![Num(100.0), Num(-0.05)])]));
         assert_eq!(loads("null").unwrap(), Null);
         assert_eq!(loads("true").unwrap(), Bool(true));
         assert_eq!(loads("\"a\\u00e9\\ud800\"").unwrap(), Str);

@@ -25,13 +25,8 @@ pub enum QuestionType {
 
 impl QuestionType {
     /// Every question type, in a fixed order.
-    pub const ALL: [QuestionType; 5] = [
-        QuestionType::Mcq,
-        QuestionType::Tr,
-        QuestionType::Num,
-        QuestionType::Size,
-        QuestionType::Ff,
-    ];
+    pub const ALL: [QuestionType; 5] =
+        [QuestionType::Mcq, QuestionType::Tr, QuestionType::Num, QuestionType::Size, QuestionType::Ff];
 
     /// Normalises a raw label as the reference does: the part before the first `_`,
     /// upper-cased. `"MCQ_LongVR-Short"` -> `Mcq`, `"SIZE_VSI"` -> `Size`, `"tr"` -> `Tr`.
@@ -135,10 +130,7 @@ mod tests {
     #[test]
     fn serialises_as_the_canonical_name() {
         for qt in QuestionType::ALL {
-            assert_eq!(
-                serde_json::to_string(&qt).unwrap(),
-                format!("\"{}\"", qt.as_str())
-            );
+            assert_eq!(serde_json::to_string(&qt).unwrap(), format!("\"{}\"", qt.as_str()));
             assert_eq!(QuestionType::from_raw(qt.as_str()).unwrap(), qt);
         }
     }

@@ -87,38 +87,26 @@ impl<'a> Record<'a> {
     /// not a single JSON object.
     pub fn parse(line: &'a str) -> Result<Record<'a>, String> {
         let entries: Entries<'a> = serde_json::from_str(line).map_err(|e| {
-            if line.trim().is_empty() {
-                "empty line".to_owned()
-            } else {
-                format!("not a JSON object: {e}")
-            }
+            if line.trim().is_empty() { "empty line".to_owned() } else { format!("not a JSON object: {e}") }
         })?;
         Ok(Record { entries: entries.0 })
     }
 
     /// The raw JSON text of a field (the last one when a key repeats, as Python's json does).
     pub fn raw(&self, key: &str) -> Option<&'a str> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(k, _)| k.0 == key)
-            .map(|(_, v)| v.get())
+        self.entries.iter().rev().find(|(k, _)| k.0 == key).map(|(_, v)| v.get())
     }
 
     /// The first of `question_type`, `prediction`, `answer` that is missing.
     pub fn missing_field(&self) -> Option<&'static str> {
-        ["question_type", "prediction", "answer"]
-            .into_iter()
-            .find(|k| self.raw(k).is_none())
+        ["question_type", "prediction", "answer"].into_iter().find(|k| self.raw(k).is_none())
     }
 
     /// The normalised question type: `UNKNOWN_QTYPE` when absent, not a string or unknown.
     pub fn question_type(&self) -> Result<QuestionType, RewardError> {
         match self.string_field("question_type") {
             Some(raw) => QuestionType::from_raw(&raw),
-            None => Err(RewardError::UnknownQtype(
-                "question_type must be a string".to_owned(),
-            )),
+            None => Err(RewardError::UnknownQtype("question_type must be a string".to_owned())),
         }
     }
 
@@ -135,16 +123,13 @@ impl<'a> Record<'a> {
     /// The prediction text: `ANSWER_NOT_STRING` when absent or not a string (the reference's
     /// code for an answer action whose content is not a string).
     pub fn prediction(&self) -> Result<Cow<'a, str>, RewardError> {
-        self.string_field("prediction").ok_or_else(|| {
-            RewardError::AnswerNotString("'prediction' missing or not a string".to_owned())
-        })
+        self.string_field("prediction")
+            .ok_or_else(|| RewardError::AnswerNotString("'prediction' missing or not a string".to_owned()))
     }
 
     /// The ground truth as a JSON value (`null` when absent).
     pub fn answer(&self) -> Value {
-        self.raw("answer")
-            .and_then(|r| serde_json::from_str(r).ok())
-            .unwrap_or(Value::Null)
+        self.raw("answer").and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null)
     }
 
     /// Scores the line without a judge (FF scores 0.0; see [`crate::score_value`]).
@@ -163,27 +148,15 @@ impl<'a> Record<'a> {
         let prediction = self.prediction()?;
         let answer = self.answer();
         let ground_truth = crate::free_form_ground_truth(&answer)?.to_owned();
-        let question = self
-            .string_field("question")
-            .map(Cow::into_owned)
-            .unwrap_or_default();
-        Ok(JudgeInput {
-            question,
-            ground_truth,
-            prediction: prediction.into_owned(),
-        })
+        let question = self.string_field("question").map(Cow::into_owned).unwrap_or_default();
+        Ok(JudgeInput { question, ground_truth, prediction: prediction.into_owned() })
     }
 
     /// The output line: every input field except `reward`/`error`, in input order and as
     /// written, then `"reward"` (number or null) and `"error"` (code or null). No newline.
     pub fn output_line(&self, reward: Option<f64>, error: Option<&str>) -> String {
-        let mut out = String::with_capacity(
-            self.entries
-                .iter()
-                .map(|(k, v)| k.0.len() + v.get().len() + 4)
-                .sum::<usize>()
-                + 48,
-        );
+        let mut out =
+            String::with_capacity(self.entries.iter().map(|(k, v)| k.0.len() + v.get().len() + 4).sum::<usize>() + 48);
         out.push('{');
         for (key, value) in &self.entries {
             if key.0 == "reward" || key.0 == "error" {
@@ -269,36 +242,26 @@ mod tests {
         assert_eq!(Record::parse("   ").unwrap_err(), "empty line");
         let rec = Record::parse(r#"{"question_type": "NUM", "answer": "3"}"#).unwrap();
         assert_eq!(rec.missing_field(), Some("prediction"));
-        let rec =
-            Record::parse(r#"{"question_type": "NUM", "prediction": 3, "answer": "3"}"#).unwrap();
+        let rec = Record::parse(r#"{"question_type": "NUM", "prediction": 3, "answer": "3"}"#).unwrap();
         assert_eq!(rec.score().unwrap_err().code(), "ANSWER_NOT_STRING");
-        let rec =
-            Record::parse(r#"{"question_type": 7, "prediction": "3", "answer": "3"}"#).unwrap();
+        let rec = Record::parse(r#"{"question_type": 7, "prediction": "3", "answer": "3"}"#).unwrap();
         assert_eq!(rec.score().unwrap_err().code(), "UNKNOWN_QTYPE");
-        let rec =
-            Record::parse(r#"{"question_type": "NUM", "prediction": "3", "answer": 3}"#).unwrap();
+        let rec = Record::parse(r#"{"question_type": "NUM", "prediction": "3", "answer": 3}"#).unwrap();
+        assert_eq!(rec.score().unwrap().reward, 1.0);
+        let rec = Record::parse(r#"{"question_type": "MCQ", "prediction": "\u0042", "answer": ["B"]}"#).unwrap();
         assert_eq!(rec.score().unwrap().reward, 1.0);
         let rec =
-            Record::parse(r#"{"question_type": "MCQ", "prediction": "\u0042", "answer": ["B"]}"#)
+            Record::parse(r#"{"question_type": "FF", "question": "Q\n?", "prediction": " red ", "answer": ["Red."]}"#)
                 .unwrap();
-        assert_eq!(rec.score().unwrap().reward, 1.0);
-        let rec = Record::parse(r#"{"question_type": "FF", "question": "Q\n?", "prediction": " red ", "answer": ["Red."]}"#).unwrap();
         assert_eq!(
             rec.judge_input().unwrap(),
-            JudgeInput {
-                question: "Q\n?".into(),
-                ground_truth: "Red.".into(),
-                prediction: " red ".into()
-            }
+            JudgeInput { question: "Q\n?".into(), ground_truth: "Red.".into(), prediction: " red ".into() }
         );
         assert_eq!(rec.score().unwrap().reward, 0.0);
     }
 
     #[test]
     fn invalid_line_shape() {
-        assert_eq!(
-            invalid_line_output(7),
-            r#"{"line":7,"reward":null,"error":"INVALID_INPUT_LINE"}"#
-        );
+        assert_eq!(invalid_line_output(7), r#"{"line":7,"reward":null,"error":"INVALID_INPUT_LINE"}"#);
     }
 }

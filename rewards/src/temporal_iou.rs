@@ -94,13 +94,8 @@ fn describe<T: JsonNode>(v: &T) -> &'static str {
 fn bound<T: JsonNode>(v: &T, span_index: usize) -> Result<f64, RewardError> {
     match v.node() {
         Node::Num(x) if x.is_finite() => Ok(x),
-        Node::Num(_) => Err(RewardError::SpanFormat(format!(
-            "span {span_index} contains NaN or Inf"
-        ))),
-        _ => Err(RewardError::SpanFormat(format!(
-            "span {span_index}: bounds must be numbers, got a {}",
-            describe(v)
-        ))),
+        Node::Num(_) => Err(RewardError::SpanFormat(format!("span {span_index} contains NaN or Inf"))),
+        _ => Err(RewardError::SpanFormat(format!("span {span_index}: bounds must be numbers, got a {}", describe(v)))),
     }
 }
 
@@ -125,16 +120,10 @@ fn spans_from<T: JsonNode>(v: &T) -> Result<Vec<TimeSpan>, RewardError> {
             match item.node() {
                 Node::List([s, e]) => spans.push(TimeSpan::new(bound(s, k)?, bound(e, k)?)),
                 Node::List(other) => {
-                    return Err(RewardError::SpanFormat(format!(
-                        "span {k} has {} elements, expected 2",
-                        other.len()
-                    )));
+                    return Err(RewardError::SpanFormat(format!("span {k} has {} elements, expected 2", other.len())));
                 }
                 _ => {
-                    return Err(RewardError::SpanFormat(format!(
-                        "span {k} is a {}, expected [s, e]",
-                        describe(item)
-                    )));
+                    return Err(RewardError::SpanFormat(format!("span {k} is a {}, expected [s, e]", describe(item))));
                 }
             }
         }
@@ -157,8 +146,7 @@ pub fn parse_spans_value(v: &Value) -> Result<Vec<TimeSpan>, RewardError> {
 }
 
 fn decode_prediction(content: &str) -> Result<PyJson, RewardError> {
-    pyjson::loads(content)
-        .map_err(|e| RewardError::AnswerJsonParse(format!("{e} in {:?}", excerpt(content, 80))))
+    pyjson::loads(content).map_err(|e| RewardError::AnswerJsonParse(format!("{e} in {:?}", excerpt(content, 80))))
 }
 
 /// Decodes a ground-truth string and checks that it is a list (`GT_JSON_PARSE` otherwise).
@@ -205,10 +193,7 @@ pub fn parse_ground_truth_value(answer: &Value) -> Result<Vec<TimeSpan>, RewardE
 }
 
 fn not_a_list(v: &Value) -> RewardError {
-    RewardError::GtJsonParse(format!(
-        "TR ground truth must be a list, but got a {}",
-        describe(v)
-    ))
+    RewardError::GtJsonParse(format!("TR ground truth must be a list, but got a {}", describe(v)))
 }
 
 /// Scores a TR prediction against a ground-truth string, checking in the reference's order:
@@ -276,15 +261,9 @@ impl TemporalIoU {
     /// the whole prediction (IoU 0, `rejected`); otherwise [`temporal_iou`].
     pub fn score(pred: &[TimeSpan], gt: &[TimeSpan]) -> TemporalIoU {
         if pred.iter().any(TimeSpan::is_reversed) {
-            return TemporalIoU {
-                iou: 0.0,
-                rejected: true,
-            };
+            return TemporalIoU { iou: 0.0, rejected: true };
         }
-        TemporalIoU {
-            iou: temporal_iou(pred, gt),
-            rejected: false,
-        }
+        TemporalIoU { iou: temporal_iou(pred, gt), rejected: false }
     }
 
     /// `won` as the reference defines it for TR: IoU >= 0.5.
@@ -307,10 +286,7 @@ pub fn temporal_iou(pred: &[TimeSpan], gt: &[TimeSpan]) -> f64 {
     }
     // IoU is scale-invariant; spans near the f64 limits are scaled down by an exact power of
     // two so that lengths and sums cannot overflow to infinity.
-    let huge = pred
-        .iter()
-        .chain(gt)
-        .any(|s| s.start.abs().max(s.end.abs()) > 1e300);
+    let huge = pred.iter().chain(gt).any(|s| s.start.abs().max(s.end.abs()) > 1e300);
     let scale = if huge { f64::powi(2.0, -64) } else { 1.0 };
     let prep = |s: &TimeSpan| TimeSpan::new(s.start * scale, (s.end * scale).max(s.start * scale));
     let p = merge_spans(&pred.iter().map(prep).collect::<Vec<_>>());
@@ -340,11 +316,7 @@ pub fn temporal_iou(pred: &[TimeSpan], gt: &[TimeSpan]) -> f64 {
         return if p == g { 1.0 } else { 0.0 };
     }
     let iou = inter / union;
-    if iou.is_nan() {
-        0.0
-    } else {
-        iou.clamp(0.0, 1.0)
-    }
+    if iou.is_nan() { 0.0 } else { iou.clamp(0.0, 1.0) }
 }
 
 #[cfg(test)]

@@ -5,13 +5,7 @@
 use proptest::prelude::*;
 use rewards::{QuestionType, RewardError};
 
-const CODES: [&str; 5] = [
-    "ANSWER_JSON_PARSE",
-    "SPAN_FORMAT",
-    "ANSWER_NOT_STRING",
-    "GT_JSON_PARSE",
-    "UNKNOWN_QTYPE",
-];
+const CODES: [&str; 5] = ["ANSWER_JSON_PARSE", "SPAN_FORMAT", "ANSWER_NOT_STRING", "GT_JSON_PARSE", "UNKNOWN_QTYPE"];
 
 fn check(result: Result<rewards::Score, RewardError>) -> Result<(), TestCaseError> {
     match result {
@@ -111,21 +105,10 @@ fn pathological_inputs() {
     let long_number = "9".repeat(100_000);
     let many_spans = format!("[{}[0, 1]]", "[0, 1], ".repeat(100_000));
     for qt in QuestionType::ALL {
-        for text in [
-            deep.as_str(),
-            long_number.as_str(),
-            many_spans.as_str(),
-            "\u{0}",
-            "\u{feff}[]",
-        ] {
+        for text in [deep.as_str(), long_number.as_str(), many_spans.as_str(), "\u{0}", "\u{feff}[]"] {
             let _ = rewards::score(qt, text, text);
             let _ = rewards::score(qt, text, "[[0, 1]]");
         }
     }
-    assert_eq!(
-        rewards::score(QuestionType::Tr, &many_spans, "[[0, 1]]")
-            .unwrap()
-            .reward,
-        1.0
-    );
+    assert_eq!(rewards::score(QuestionType::Tr, &many_spans, "[[0, 1]]").unwrap().reward, 1.0);
 }

@@ -20,22 +20,12 @@ struct Reply {
 }
 
 fn ok(content: &str) -> Reply {
-    let body =
-        serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]})
-            .to_string();
-    Reply {
-        status: 200,
-        body,
-        delay: Duration::ZERO,
-    }
+    let body = serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]}).to_string();
+    Reply { status: 200, body, delay: Duration::ZERO }
 }
 
 fn status(code: u16, body: &str) -> Reply {
-    Reply {
-        status: code,
-        body: body.to_owned(),
-        delay: Duration::ZERO,
-    }
+    Reply { status: code, body: body.to_owned(), delay: Duration::ZERO }
 }
 
 #[derive(Default)]
@@ -87,10 +77,7 @@ async fn serve(script: Vec<Reply>) -> (String, Arc<Seen>) {
                             }
                             buf.extend_from_slice(&chunk[..n]);
                         }
-                        break (
-                            head,
-                            String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned(),
-                        );
+                        break (head, String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned());
                     }
                 };
                 let now = seen.active.fetch_add(1, Ordering::SeqCst) + 1;
@@ -101,10 +88,7 @@ async fn serve(script: Vec<Reply>) -> (String, Arc<Seen>) {
                 let mut reply = script[k.min(script.len() - 1)].clone();
                 if reply.body == "ECHO" {
                     // Agree with answers marked EVEN, disagree with the rest.
-                    reply = Reply {
-                        delay: reply.delay,
-                        ..ok(if even { "Judgement: 1" } else { "Judgement: 0" })
-                    };
+                    reply = Reply { delay: reply.delay, ..ok(if even { "Judgement: 1" } else { "Judgement: 0" }) };
                 }
                 tokio::time::sleep(reply.delay).await;
                 let response = format!(
@@ -147,10 +131,7 @@ type Sink = Arc<dyn Fn(&str) + Send + Sync>;
 fn collecting_sink() -> (Arc<Mutex<Vec<String>>>, Sink) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let log2 = Arc::clone(&log);
-    (
-        log,
-        Arc::new(move |m: &str| log2.lock().unwrap().push(m.to_owned())),
-    )
+    (log, Arc::new(move |m: &str| log2.lock().unwrap().push(m.to_owned())))
 }
 
 #[tokio::test]
@@ -163,53 +144,31 @@ async fn canned_reply_is_parsed_and_request_is_reference_shaped() {
     let requests = seen.requests.lock().unwrap();
     assert_eq!(requests.len(), 1);
     let (head, body) = &requests[0];
-    assert!(
-        head.starts_with("POST /compatible-mode/v1/chat/completions HTTP/1.1"),
-        "{head}"
-    );
+    assert!(head.starts_with("POST /compatible-mode/v1/chat/completions HTTP/1.1"), "{head}");
     let lower = head.to_ascii_lowercase();
-    assert!(
-        lower.contains(&format!("authorization: {}", KEY.to_ascii_lowercase())),
-        "bare key, no Bearer: {head}"
-    );
+    assert!(lower.contains(&format!("authorization: {}", KEY.to_ascii_lowercase())), "bare key, no Bearer: {head}");
     assert!(lower.contains("x-dashscope-datainspection:"));
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(v["model"], "gpt-5-2025-08-07");
     assert_eq!(v["stream"], false);
     assert_eq!(v["messages"][0]["role"], "user");
     let prompt = v["messages"][0]["content"][0]["text"].as_str().unwrap();
-    assert!(
-        prompt.ends_with("[Standard Answer]: The car is red.\n[Model_answer] : red\nJudgement:"),
-        "{prompt}"
-    );
+    assert!(prompt.ends_with("[Standard Answer]: The car is red.\n[Model_answer] : red\nJudgement:"), "{prompt}");
 }
 
 #[tokio::test]
 async fn replies_map_to_scores() {
-    for (reply, want) in [
-        ("Judgement: 0", 0.0),
-        ("1", 1.0),
-        ("0", 0.0),
-        ("I think Judgement: 1", 1.0),
-        ("maybe", 0.0),
-    ] {
+    for (reply, want) in [("Judgement: 0", 0.0), ("1", 1.0), ("0", 0.0), ("I think Judgement: 1", 1.0), ("maybe", 0.0)]
+    {
         let (url, _) = serve(vec![ok(reply)]).await;
         let judge = Judge::new(config(&url)).unwrap();
-        assert_eq!(
-            judge.judge(&item("red")).await.unwrap().reward,
-            want,
-            "{reply}"
-        );
+        assert_eq!(judge.judge(&item("red")).await.unwrap().reward, want, "{reply}");
     }
 }
 
 #[tokio::test]
 async fn server_error_then_success_is_retried() {
-    let (url, seen) = serve(vec![
-        status(500, "{\"error\":\"busy\"}"),
-        ok("Judgement: 1"),
-    ])
-    .await;
+    let (url, seen) = serve(vec![status(500, "{\"error\":\"busy\"}"), ok("Judgement: 1")]).await;
     let judge = Judge::new(config(&url)).unwrap();
     let s = judge.judge(&item("red")).await.unwrap();
     assert_eq!(s.reward, 1.0);
@@ -219,12 +178,7 @@ async fn server_error_then_success_is_retried() {
 
 #[tokio::test]
 async fn bad_reply_body_is_retried() {
-    let (url, seen) = serve(vec![
-        status(200, "{\"oops\": true}"),
-        status(429, "slow down"),
-        ok("Judgement: 0"),
-    ])
-    .await;
+    let (url, seen) = serve(vec![status(200, "{\"oops\": true}"), status(429, "slow down"), ok("Judgement: 0")]).await;
     let judge = Judge::new(config(&url)).unwrap();
     assert_eq!(judge.judge(&item("blue")).await.unwrap().reward, 0.0);
     assert_eq!(seen.requests.lock().unwrap().len(), 3);
@@ -232,24 +186,13 @@ async fn bad_reply_body_is_retried() {
 
 #[tokio::test]
 async fn timeouts_are_retried_then_reported() {
-    let slow = Reply {
-        delay: Duration::from_secs(3),
-        ..ok("Judgement: 1")
-    };
+    let slow = Reply { delay: Duration::from_secs(3), ..ok("Judgement: 1") };
     let (url, seen) = serve(vec![slow]).await;
-    let cfg = JudgeConfig {
-        timeout: Duration::from_millis(150),
-        max_attempts: 2,
-        ..config(&url)
-    };
+    let cfg = JudgeConfig { timeout: Duration::from_millis(150), max_attempts: 2, ..config(&url) };
     let judge = Judge::new(cfg).unwrap();
     let started = Instant::now();
     let err = judge.judge(&item("red")).await.unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     match &err {
         JudgeError::Exhausted { attempts, last } => {
             assert_eq!(*attempts, 2);
@@ -263,15 +206,9 @@ async fn timeouts_are_retried_then_reported() {
 
 #[tokio::test]
 async fn timeout_then_success() {
-    let slow = Reply {
-        delay: Duration::from_secs(3),
-        ..ok("Judgement: 0")
-    };
+    let slow = Reply { delay: Duration::from_secs(3), ..ok("Judgement: 0") };
     let (url, _) = serve(vec![slow, ok("Judgement: 1")]).await;
-    let cfg = JudgeConfig {
-        timeout: Duration::from_millis(150),
-        ..config(&url)
-    };
+    let cfg = JudgeConfig { timeout: Duration::from_millis(150), ..config(&url) };
     let judge = Judge::new(cfg).unwrap();
     assert_eq!(judge.judge(&item("red")).await.unwrap().reward, 1.0);
 }
@@ -284,12 +221,7 @@ async fn auth_failure_is_not_retried_and_never_shows_the_key() {
     let err = judge.judge(&item("red")).await.unwrap_err();
     assert!(matches!(err, JudgeError::Rejected(_)), "{err:?}");
     assert_eq!(seen.requests.lock().unwrap().len(), 1);
-    for text in [
-        err.to_string(),
-        format!("{err:?}"),
-        format!("{judge:?}"),
-        format!("{:?}", judge.config()),
-    ] {
+    for text in [err.to_string(), format!("{err:?}"), format!("{judge:?}"), format!("{:?}", judge.config())] {
         assert!(!text.contains(KEY), "key leaked: {text}");
     }
     assert!(err.to_string().contains("HTTP 401"));
@@ -298,22 +230,11 @@ async fn auth_failure_is_not_retried_and_never_shows_the_key() {
 #[tokio::test]
 async fn unreachable_server_fails_without_the_key_in_the_error() {
     // A port nobody listens on (bound then dropped).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/v1?token={KEY}");
-    let judge = Judge::new(JudgeConfig {
-        max_attempts: 2,
-        ..config(&url)
-    })
-    .unwrap();
+    let judge = Judge::new(JudgeConfig { max_attempts: 2, ..config(&url) }).unwrap();
     let err = judge.judge(&item("red")).await.unwrap_err();
-    assert!(
-        matches!(err, JudgeError::Exhausted { attempts: 2, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, JudgeError::Exhausted { attempts: 2, .. }), "{err:?}");
     assert!(!err.to_string().contains(KEY), "{err}");
 }
 
@@ -321,15 +242,10 @@ async fn unreachable_server_fails_without_the_key_in_the_error() {
 async fn no_key_scores_zero_and_warns_once() {
     let (url, seen) = serve(vec![ok("Judgement: 1")]).await;
     let (log, sink) = collecting_sink();
-    let cfg = JudgeConfig {
-        api_key: None,
-        ..config(&url)
-    };
+    let cfg = JudgeConfig { api_key: None, ..config(&url) };
     let judge = Arc::new(Judge::with_warning_sink(cfg, sink).unwrap());
     assert!(!judge.has_key());
-    let results = judge
-        .judge_all(vec![item("red"), item("blue"), item("red")])
-        .await;
+    let results = judge.judge_all(vec![item("red"), item("blue"), item("red")]).await;
     for r in results {
         assert_eq!(r.unwrap().reward, 0.0);
     }
@@ -351,27 +267,11 @@ async fn long_answers_score_zero_without_a_request() {
 
 #[tokio::test]
 async fn concurrency_is_limited_and_order_kept() {
-    let echo = Reply {
-        status: 200,
-        body: "ECHO".to_owned(),
-        delay: Duration::from_millis(60),
-    };
+    let echo = Reply { status: 200, body: "ECHO".to_owned(), delay: Duration::from_millis(60) };
     let (url, seen) = serve(vec![echo]).await;
-    let judge = Arc::new(
-        Judge::new(JudgeConfig {
-            concurrency: 2,
-            ..config(&url)
-        })
-        .unwrap(),
-    );
-    let items: Vec<JudgeItem> = (0..9)
-        .map(|k| {
-            item(&format!(
-                "answer {k} {}",
-                if k % 3 == 0 { "EVEN" } else { "ODD" }
-            ))
-        })
-        .collect();
+    let judge = Arc::new(Judge::new(JudgeConfig { concurrency: 2, ..config(&url) }).unwrap());
+    let items: Vec<JudgeItem> =
+        (0..9).map(|k| item(&format!("answer {k} {}", if k % 3 == 0 { "EVEN" } else { "ODD" }))).collect();
     let results = judge.judge_all(items).await;
     let rewards: Vec<f64> = results.into_iter().map(|r| r.unwrap().reward).collect();
     // Results come back in item order although requests finish in any order.
@@ -386,18 +286,8 @@ fn blocking_wrapper_runs_its_own_runtime() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (url, _) = rt.block_on(serve(vec![ok("Judgement: 1")]));
     let judge = Arc::new(Judge::new(config(&url)).unwrap());
-    let out = std::thread::spawn(move || {
-        judge
-            .judge_all_blocking(vec![item("red"), item("red")])
-            .unwrap()
-    })
-    .join()
-    .unwrap();
-    assert_eq!(
-        out.iter()
-            .map(|r| r.as_ref().unwrap().reward)
-            .collect::<Vec<_>>(),
-        vec![1.0, 1.0]
-    );
+    let out =
+        std::thread::spawn(move || judge.judge_all_blocking(vec![item("red"), item("red")]).unwrap()).join().unwrap();
+    assert_eq!(out.iter().map(|r| r.as_ref().unwrap().reward).collect::<Vec<_>>(), vec![1.0, 1.0]);
     drop(rt);
 }

@@ -10,16 +10,8 @@ use std::time::Instant;
 fn generated_line(i: usize) -> String {
     let video = format!("videos/v{:03}.mp4", i % 50);
     let (qt, options, answer) = match i % 4 {
-        0 => (
-            "MCQ_LongVR-Short",
-            r#"["A. left","B. right","C. both","D. neither"]"#,
-            "C".to_string(),
-        ),
-        1 => (
-            "TR_LongVALE-Short",
-            "null",
-            format!("[[{}.5, {}.25], [101, 111]]", i % 40, 40 + i % 40),
-        ),
+        0 => ("MCQ_LongVR-Short", r#"["A. left","B. right","C. both","D. neither"]"#, "C".to_string()),
+        1 => ("TR_LongVALE-Short", "null", format!("[[{}.5, {}.25], [101, 111]]", i % 40, 40 + i % 40)),
         2 => ("SIZE_VSI", "[]", format!("{}.5", i % 97)),
         _ => ("NUM", "[]", format!("{}", i % 13)),
     };
@@ -34,10 +26,7 @@ fn generated_line(i: usize) -> String {
 
 #[test]
 fn a_generated_rl_file_checks_fast() {
-    let n: usize = std::env::var("OMNIRL_DATA_PERF_LINES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
+    let n: usize = std::env::var("OMNIRL_DATA_PERF_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("videos")).unwrap();
     for v in 0..50 {
@@ -60,28 +49,17 @@ fn a_generated_rl_file_checks_fast() {
         elapsed.as_secs_f64(),
         rayon::current_num_threads()
     );
-    assert!(
-        report.problems.is_empty(),
-        "{:?}",
-        &report.problems[..report.problems.len().min(3)]
-    );
+    assert!(report.problems.is_empty(), "{:?}", &report.problems[..report.problems.len().min(3)]);
     assert_eq!(report.samples, n);
     assert_eq!(report.question_types.get("MCQ"), Some(&n.div_ceil(4)));
     assert_eq!(report.distinct_media, 50.min(n));
     assert_eq!(report.videos.len(), 50.min(n));
     // Generous bound: debug builds on a loaded 2-core machine; release is far faster.
-    assert!(
-        elapsed.as_secs_f64() < 5.0 * (n as f64 / 5000.0).max(1.0),
-        "{elapsed:?}"
-    );
+    assert!(elapsed.as_secs_f64() < 5.0 * (n as f64 / 5000.0).max(1.0), "{elapsed:?}");
 
     let start = Instant::now();
     let (report, durations) = read_mapped(&path, &opts, |s: RlSample| s.duration_seconds);
-    println!(
-        "checked and kept {} durations in {:.3} s",
-        durations.len(),
-        start.elapsed().as_secs_f64()
-    );
+    println!("checked and kept {} durations in {:.3} s", durations.len(), start.elapsed().as_secs_f64());
     assert!(report.is_ok());
     assert_eq!(durations.len(), n);
     assert_eq!((durations[0].0, durations[0].1), (1, 150.5));
@@ -89,10 +67,6 @@ fn a_generated_rl_file_checks_fast() {
 
     let start = Instant::now();
     let samples = load_rl_samples(&path, Some(dir.path())).unwrap();
-    println!(
-        "loaded {} samples in {:.3} s",
-        samples.len(),
-        start.elapsed().as_secs_f64()
-    );
+    println!("loaded {} samples in {:.3} s", samples.len(), start.elapsed().as_secs_f64());
     assert_eq!(samples.len(), n);
 }

@@ -4,9 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
-use rollout::data::{
-    CheckOptions, DataFormat, DataReport, EvalSample, RlSample, SftTurn, check_bytes,
-};
+use rollout::data::{CheckOptions, DataFormat, DataReport, EvalSample, RlSample, SftTurn, check_bytes};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -104,9 +102,8 @@ fn value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..6).prop_map(
-                |kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
-            ),
+            proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
         ]
     })
 }
@@ -120,15 +117,8 @@ fn line_object() -> impl Strategy<Value = Value> {
 
 fn assert_invariants(report: &DataReport, opts: &CheckOptions) {
     assert!(report.problems.len() <= opts.max_problems);
-    assert_eq!(
-        report.errors + report.warnings,
-        report.problems.len() + report.problems_omitted
-    );
-    let lines: Vec<usize> = report
-        .problems
-        .iter()
-        .map(|p| p.line.unwrap_or(0))
-        .collect();
+    assert_eq!(report.errors + report.warnings, report.problems.len() + report.problems_omitted);
+    let lines: Vec<usize> = report.problems.iter().map(|p| p.line.unwrap_or(0)).collect();
     assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
     assert!(lines.iter().all(|&l| l <= report.lines));
     assert!(report.samples + report.bad_lines <= report.lines - report.blank_lines);

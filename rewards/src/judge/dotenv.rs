@@ -11,10 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// The first `.env` file in `start` or one of its ancestors.
 pub fn find(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .map(|d| d.join(".env"))
-        .find(|p| p.is_file())
+    start.ancestors().map(|d| d.join(".env")).find(|p| p.is_file())
 }
 
 /// Parses `.env` text into a map (later lines win, as in python-dotenv).
@@ -69,10 +66,7 @@ mod tests {
         );
         assert_eq!(vars.get("A").map(String::as_str), Some("3"));
         assert_eq!(vars.get("B").map(String::as_str), Some("two"));
-        assert_eq!(
-            vars.get("C").map(String::as_str),
-            Some("quoted # not a comment")
-        );
+        assert_eq!(vars.get("C").map(String::as_str), Some("quoted # not a comment"));
         assert_eq!(vars.get("D").map(String::as_str), Some("single"));
         assert_eq!(vars.get("E").map(String::as_str), Some("x"));
         assert_eq!(vars.get("F").map(String::as_str), Some(""));

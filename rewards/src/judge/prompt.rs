@@ -14,42 +14,12 @@ Write Judgement 1 if they agree and Judgement 0 if they do not. Output only the 
 
 /// (question, standard answer, model answer, judgement)
 const EXAMPLES: [(&str, &str, &str, u8); 7] = [
-    (
-        "What colour is the mug on the desk?",
-        "The mug on the desk is green.",
-        "green",
-        1,
-    ),
-    (
-        "Where does the cyclist turn at the crossing?",
-        "The cyclist turns right at the crossing.",
-        "right",
-        1,
-    ),
-    (
-        "Is the door open at the end of the clip?",
-        "Yes, the door is open at the end.",
-        "Yes",
-        1,
-    ),
-    (
-        "Does the dog catch the ball?",
-        "No, the ball lands in the pond.",
-        "no",
-        1,
-    ),
-    (
-        "Who opens the window?",
-        "The woman in the red coat opens the window.",
-        "A woman opens the window.",
-        1,
-    ),
-    (
-        "Is the kettle both steaming and whistling?",
-        "Yes, it is steaming and whistling.",
-        "No.",
-        0,
-    ),
+    ("What colour is the mug on the desk?", "The mug on the desk is green.", "green", 1),
+    ("Where does the cyclist turn at the crossing?", "The cyclist turns right at the crossing.", "right", 1),
+    ("Is the door open at the end of the clip?", "Yes, the door is open at the end.", "Yes", 1),
+    ("Does the dog catch the ball?", "No, the ball lands in the pond.", "no", 1),
+    ("Who opens the window?", "The woman in the red coat opens the window.", "A woman opens the window.", 1),
+    ("Is the kettle both steaming and whistling?", "Yes, it is steaming and whistling.", "No.", 0),
     (
         "What is the man holding in his left hand?",
         "He is holding a phone in his left hand.",
@@ -60,13 +30,10 @@ const EXAMPLES: [(&str, &str, &str, u8); 7] = [
 
 /// The full judge prompt for one item.
 pub fn build_prompt(question: &str, standard_answer: &str, model_answer: &str) -> String {
-    let mut p =
-        String::with_capacity(2048 + question.len() + standard_answer.len() + model_answer.len());
+    let mut p = String::with_capacity(2048 + question.len() + standard_answer.len() + model_answer.len());
     p.push_str(INSTRUCTION);
     for (q, gt, pred, j) in EXAMPLES {
-        p.push_str(&format!(
-            "[Question]: {q}\n[Standard Answer]: {gt}\n[Model_answer] : {pred}\nJudgement: {j}\n\n"
-        ));
+        p.push_str(&format!("[Question]: {q}\n[Standard Answer]: {gt}\n[Model_answer] : {pred}\nJudgement: {j}\n\n"));
     }
     p.push_str(&format!(
         "[Question]: {question}\n[Standard Answer]: {standard_answer}\n[Model_answer] : {model_answer}\nJudgement:"
@@ -82,11 +49,7 @@ pub fn build_prompt(question: &str, standard_answer: &str, model_answer: &str) -
 pub fn parse_judgement(reply: &str) -> f64 {
     let tail = match reply.rfind("Judgement:") {
         Some(at) => {
-            return if reply[at + "Judgement:".len()..].contains('1') {
-                1.0
-            } else {
-                0.0
-            };
+            return if reply[at + "Judgement:".len()..].contains('1') { 1.0 } else { 0.0 };
         }
         None => reply.trim(),
     };
@@ -100,9 +63,7 @@ mod tests {
     #[test]
     fn prompt_shape() {
         let p = build_prompt("Q?", "GT", "PRED");
-        assert!(
-            p.ends_with("[Question]: Q?\n[Standard Answer]: GT\n[Model_answer] : PRED\nJudgement:")
-        );
+        assert!(p.ends_with("[Question]: Q?\n[Standard Answer]: GT\n[Model_answer] : PRED\nJudgement:"));
         assert_eq!(p.matches("[Standard Answer]:").count(), 8);
         assert_eq!(p.matches("\nJudgement: 1\n").count(), 5);
         assert_eq!(p.matches("\nJudgement: 0\n").count(), 2);

@@ -33,10 +33,9 @@ fn number_extraction_follows_the_reference_regex() {
     for (text, want) in cases {
         let got = extract_number(text);
         match (got, want) {
-            (Some(g), Some(w)) => assert!(
-                g == w && g.is_sign_negative() == w.is_sign_negative(),
-                "{text:?}: {g} != {w}"
-            ),
+            (Some(g), Some(w)) => {
+                assert!(g == w && g.is_sign_negative() == w.is_sign_negative(), "{text:?}: {g} != {w}")
+            }
             (None, None) => {}
             _ => panic!("{text:?}: got {got:?}, want {want:?}"),
         }
@@ -112,27 +111,12 @@ fn num_exact_match_table() {
 fn num_and_size_errors() {
     use crate::QuestionType::{Num, Size};
     for qt in [Num, Size] {
-        assert_eq!(
-            crate::score(qt, "no idea", "5").unwrap_err().code(),
-            "ANSWER_NOT_STRING"
-        );
-        assert_eq!(
-            crate::score(qt, "", "5").unwrap_err().code(),
-            "ANSWER_NOT_STRING"
-        );
-        assert_eq!(
-            crate::score(qt, "٣", "3").unwrap_err().code(),
-            "ANSWER_NOT_STRING"
-        );
-        assert_eq!(
-            crate::score(qt, "5", "n/a").unwrap_err().code(),
-            "GT_JSON_PARSE"
-        );
+        assert_eq!(crate::score(qt, "no idea", "5").unwrap_err().code(), "ANSWER_NOT_STRING");
+        assert_eq!(crate::score(qt, "", "5").unwrap_err().code(), "ANSWER_NOT_STRING");
+        assert_eq!(crate::score(qt, "٣", "3").unwrap_err().code(), "ANSWER_NOT_STRING");
+        assert_eq!(crate::score(qt, "5", "n/a").unwrap_err().code(), "GT_JSON_PARSE");
         // The ground truth is checked first, as in the reference.
-        assert_eq!(
-            crate::score(qt, "x", "y").unwrap_err().code(),
-            "GT_JSON_PARSE"
-        );
+        assert_eq!(crate::score(qt, "x", "y").unwrap_err().code(), "GT_JSON_PARSE");
     }
 }
 

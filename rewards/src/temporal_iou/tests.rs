@@ -15,17 +15,17 @@ fn iou_table() {
         ("[[0, 10]]", "[[0, 10]]", 1.0), // identical (reference: 10/(10+1e-12))
         ("[0, 10]", "[[0, 10]]", 1.0),   // flat pair == one nested span
         ("[[0, 10]]", "[0, 10]", 1.0),
-        ("[[0, 10]]", "[[5, 15]]", third), // inter 5, union 10+10-5 = 15
+        ("[[0, 10]]", "[[5, 15]]", third),           // inter 5, union 10+10-5 = 15
         ("[[0, 10], [20, 30]]", "[[5, 25]]", third), // inter 5+5 = 10, union 20+20-10 = 30
         ("[[20, 30], [0, 10]]", "[[5, 25]]", third), // order does not matter
-        ("[[0, 10], [5, 15]]", "[[0, 15]]", 1.0), // overlapping predictions merge to [0, 15]
-        ("[[0, 5], [5, 10]]", "[[0, 10]]", 1.0), // touching spans merge (s <= end)
-        ("[[0, 4]]", "[[6, 10]]", 0.0),    // disjoint
-        ("[[0, 5]]", "[[5, 10]]", 0.0),    // touching only: overlap 0
-        ("[[2, 4]]", "[[0, 10]]", 0.2),    // inter 2, union 2+10-2 = 10
-        ("[[5, 5]]", "[[0, 10]]", 0.0),    // zero length allowed: inter 0, union 10
-        ("[[0, 10], [5, 5]]", "[[0, 10]]", 1.0), // a zero-length span inside merges away
-        ("[[5, 5]]", "[[5, 5]]", 1.0),     // same instant (reference: 0/1e-12 = 0)
+        ("[[0, 10], [5, 15]]", "[[0, 15]]", 1.0),    // overlapping predictions merge to [0, 15]
+        ("[[0, 5], [5, 10]]", "[[0, 10]]", 1.0),     // touching spans merge (s <= end)
+        ("[[0, 4]]", "[[6, 10]]", 0.0),              // disjoint
+        ("[[0, 5]]", "[[5, 10]]", 0.0),              // touching only: overlap 0
+        ("[[2, 4]]", "[[0, 10]]", 0.2),              // inter 2, union 2+10-2 = 10
+        ("[[5, 5]]", "[[0, 10]]", 0.0),              // zero length allowed: inter 0, union 10
+        ("[[0, 10], [5, 5]]", "[[0, 10]]", 1.0),     // a zero-length span inside merges away
+        ("[[5, 5]]", "[[5, 5]]", 1.0),               // same instant (reference: 0/1e-12 = 0)
         ("[[5, 5]]", "[[6, 6]]", 0.0),
         ("[]", "[]", 1.0),       // both empty
         ("null", "[]", 1.0),     // null = no span
@@ -40,11 +40,7 @@ fn iou_table() {
     ];
     for &(pred, gt, want) in cases {
         let s = tr(pred, gt).unwrap_or_else(|e| panic!("{pred} vs {gt}: {e}"));
-        assert!(
-            (s.reward - want).abs() < 1e-12,
-            "{pred} vs {gt}: {} != {want}",
-            s.reward
-        );
+        assert!((s.reward - want).abs() < 1e-12, "{pred} vs {gt}: {} != {want}", s.reward);
         assert_eq!(s.won, s.reward >= 0.5);
         assert!(!s.rejected);
     }
@@ -53,12 +49,7 @@ fn iou_table() {
 #[test]
 fn reversed_prediction_scores_zero_and_is_valid() {
     // Reference contract test: a reversed predicted span rejects the whole prediction.
-    for pred in [
-        "[[10, 0]]",
-        "[10, 0]",
-        "[[0, 10], [30, 20]]",
-        "[[0, 10], [10.5, 10.4]]",
-    ] {
+    for pred in ["[[10, 0]]", "[10, 0]", "[[0, 10], [30, 20]]", "[[0, 10], [10.5, 10.4]]"] {
         let s = tr(pred, "[[0, 10]]").unwrap();
         assert_eq!(s.reward, 0.0, "{pred}");
         assert!(s.rejected && !s.won, "{pred}");
@@ -75,15 +66,9 @@ fn reversed_ground_truth_is_a_data_error() {
         assert_eq!(err.code(), "GT_JSON_PARSE", "{gt}");
         assert!(err.detail().contains("reversed"), "{err}");
     }
-    assert_eq!(
-        parse_ground_truth_spans("[[3, 1]]").unwrap_err().code(),
-        "GT_JSON_PARSE"
-    );
+    assert_eq!(parse_ground_truth_spans("[[3, 1]]").unwrap_err().code(), "GT_JSON_PARSE");
     // A zero-length ground-truth span is not reversed.
-    assert_eq!(
-        parse_ground_truth_spans("[[3, 3]]").unwrap(),
-        vec![TimeSpan::new(3.0, 3.0)]
-    );
+    assert_eq!(parse_ground_truth_spans("[[3, 3]]").unwrap(), vec![TimeSpan::new(3.0, 3.0)]);
 }
 
 #[test]
@@ -138,64 +123,24 @@ fn spans_from_decoded_values() {
     let s = |a: f64, b: f64| TimeSpan::new(a, b);
     assert_eq!(parse_spans_value(&json!([])).unwrap(), vec![]);
     assert_eq!(parse_spans_value(&json!(null)).unwrap(), vec![]);
-    assert_eq!(
-        parse_spans_value(&json!([1, 2.5])).unwrap(),
-        vec![s(1.0, 2.5)]
-    );
-    assert_eq!(
-        parse_spans_value(&json!([[1, 2], [3, 4]])).unwrap(),
-        vec![s(1.0, 2.0), s(3.0, 4.0)]
-    );
-    assert_eq!(
-        parse_spans_value(&json!([[5, 1]])).unwrap(),
-        vec![s(5.0, 1.0)]
-    ); // kept as is
-    for bad in [
-        json!(1),
-        json!("[[1,2]]"),
-        json!([1]),
-        json!([[1, 2], [3]]),
-        json!([true, 1]),
-        json!({}),
-    ] {
-        assert_eq!(
-            parse_spans_value(&bad).unwrap_err().code(),
-            "SPAN_FORMAT",
-            "{bad}"
-        );
+    assert_eq!(parse_spans_value(&json!([1, 2.5])).unwrap(), vec![s(1.0, 2.5)]);
+    assert_eq!(parse_spans_value(&json!([[1, 2], [3, 4]])).unwrap(), vec![s(1.0, 2.0), s(3.0, 4.0)]);
+    assert_eq!(parse_spans_value(&json!([[5, 1]])).unwrap(), vec![s(5.0, 1.0)]); // kept as is
+    for bad in [json!(1), json!("[[1,2]]"), json!([1]), json!([[1, 2], [3]]), json!([true, 1]), json!({})] {
+        assert_eq!(parse_spans_value(&bad).unwrap_err().code(), "SPAN_FORMAT", "{bad}");
     }
-    assert_eq!(
-        parse_ground_truth_value(&json!([[1, 2]])).unwrap(),
-        vec![s(1.0, 2.0)]
-    );
-    assert_eq!(
-        parse_ground_truth_value(&json!("[[1, 2]]")).unwrap(),
-        vec![s(1.0, 2.0)]
-    );
-    assert_eq!(
-        parse_ground_truth_value(&json!(3)).unwrap_err().code(),
-        "GT_JSON_PARSE"
-    );
-    assert_eq!(
-        parse_ground_truth_value(&json!([[2, 1]]))
-            .unwrap_err()
-            .code(),
-        "GT_JSON_PARSE"
-    );
+    assert_eq!(parse_ground_truth_value(&json!([[1, 2]])).unwrap(), vec![s(1.0, 2.0)]);
+    assert_eq!(parse_ground_truth_value(&json!("[[1, 2]]")).unwrap(), vec![s(1.0, 2.0)]);
+    assert_eq!(parse_ground_truth_value(&json!(3)).unwrap_err().code(), "GT_JSON_PARSE");
+    assert_eq!(parse_ground_truth_value(&json!([[2, 1]])).unwrap_err().code(), "GT_JSON_PARSE");
 }
 
 #[test]
 fn merge_is_the_reference_merge() {
     let s = |a: f64, b: f64| TimeSpan::new(a, b);
     assert_eq!(merge_spans(&[]), vec![]);
-    assert_eq!(
-        merge_spans(&[s(5.0, 6.0), s(0.0, 2.0), s(1.0, 3.0)]),
-        vec![s(0.0, 3.0), s(5.0, 6.0)]
-    );
-    assert_eq!(
-        merge_spans(&[s(0.0, 10.0), s(2.0, 3.0)]),
-        vec![s(0.0, 10.0)]
-    ); // contained
+    assert_eq!(merge_spans(&[s(5.0, 6.0), s(0.0, 2.0), s(1.0, 3.0)]), vec![s(0.0, 3.0), s(5.0, 6.0)]);
+    assert_eq!(merge_spans(&[s(0.0, 10.0), s(2.0, 3.0)]), vec![s(0.0, 10.0)]); // contained
     assert_eq!(merge_spans(&[s(0.0, 1.0), s(1.0, 2.0)]), vec![s(0.0, 2.0)]); // touching
 }
 

@@ -26,11 +26,7 @@ pub(crate) fn take_question_type(
     match QuestionType::from_raw(&raw) {
         Ok(qt) => Some((raw, Some(qt))),
         Err(e) => {
-            cx.error(
-                ProblemCode::QuestionType,
-                Some("question_type"),
-                e.detail().to_string(),
-            );
+            cx.error(ProblemCode::QuestionType, Some("question_type"), e.detail().to_string());
             Some((raw, None))
         }
     }
@@ -102,31 +98,20 @@ pub(crate) fn option_label(option: &str) -> Option<char> {
 
 fn check_mcq(cx: &mut LineCx, answer: &str, options: &[String]) {
     if options.is_empty() {
-        cx.error(
-            ProblemCode::BadValue,
-            Some("options"),
-            "an MCQ question needs a non-empty list of options",
-        );
+        cx.error(ProblemCode::BadValue, Some("options"), "an MCQ question needs a non-empty list of options");
     }
     let mut labels: Vec<char> = Vec::with_capacity(options.len());
     for (i, option) in options.iter().enumerate() {
         let field = format!("options[{i}]");
         match option_label(option) {
             Some(c) if labels.contains(&c) => {
-                cx.warn(
-                    ProblemCode::OptionLabel,
-                    Some(&field),
-                    format!("label {c} is used by more than one option"),
-                );
+                cx.warn(ProblemCode::OptionLabel, Some(&field), format!("label {c} is used by more than one option"));
             }
             Some(c) => labels.push(c),
             None => cx.warn(
                 ProblemCode::OptionLabel,
                 Some(&field),
-                format!(
-                    "option does not start with a letter label like \"A.\": {}",
-                    quote(option)
-                ),
+                format!("option does not start with a letter label like \"A.\": {}", quote(option)),
             ),
         }
     }
@@ -139,26 +124,15 @@ fn check_mcq(cx: &mut LineCx, answer: &str, options: &[String]) {
         let mut sorted = labels.clone();
         sorted.sort_unstable();
         let list: Vec<String> = sorted.iter().map(char::to_string).collect();
-        let mut msg = format!(
-            "answer {} is not among the options ({})",
-            quote(trimmed),
-            list.join(", ")
-        );
+        let mut msg = format!("answer {} is not among the options ({})", quote(trimmed), list.join(", "));
         if trimmed.starts_with('[') {
             msg.push_str("; an MCQ answer is one option letter, not a list");
         }
         cx.error(ProblemCode::AnswerNotInOptions, Some("answer"), msg);
     } else if labels.is_empty() && !letter.is_ascii_uppercase() {
-        cx.error(
-            ProblemCode::Answer,
-            Some("answer"),
-            format!("MCQ answer {} is not an option letter", quote(trimmed)),
-        );
+        cx.error(ProblemCode::Answer, Some("answer"), format!("MCQ answer {} is not an option letter", quote(trimmed)));
     } else if trimmed.chars().nth(1).is_some() {
-        let msg = format!(
-            "MCQ answer {} is read as the letter {letter}",
-            quote(trimmed)
-        );
+        let msg = format!("MCQ answer {} is read as the letter {letter}", quote(trimmed));
         cx.warn(ProblemCode::Answer, Some("answer"), msg);
     }
 }
@@ -178,23 +152,14 @@ fn check_tr(cx: &mut LineCx, answer: &str, duration: Option<f64>) {
                 cx.error(ProblemCode::SpanReversed, Some("answer"), msg);
             }
             if reversed.is_empty() {
-                let msg = format!(
-                    "TR answer {} cannot be scored ({}): {}",
-                    quote(answer),
-                    e.code(),
-                    e.detail()
-                );
+                let msg = format!("TR answer {} cannot be scored ({}): {}", quote(answer), e.code(), e.detail());
                 cx.error(ProblemCode::Answer, Some("answer"), msg);
             }
             return;
         }
     };
     if spans.is_empty() {
-        cx.warn(
-            ProblemCode::Answer,
-            Some("answer"),
-            "TR answer has no spans; only an empty prediction can score",
-        );
+        cx.warn(ProblemCode::Answer, Some("answer"), "TR answer has no spans; only an empty prediction can score");
     }
     for span in &spans {
         if span.start < 0.0 {
@@ -205,11 +170,7 @@ fn check_tr(cx: &mut LineCx, answer: &str, duration: Option<f64>) {
             );
         }
         if let Some(d) = duration.filter(|d| span.end > *d) {
-            let msg = format!(
-                "TR answer span {} ends after duration_seconds {}",
-                show(span),
-                num(d)
-            );
+            let msg = format!("TR answer span {} ends after duration_seconds {}", show(span), num(d));
             cx.warn(ProblemCode::SpanOutOfRange, Some("answer"), msg);
         }
     }

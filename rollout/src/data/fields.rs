@@ -149,71 +149,33 @@ impl LineCx {
         self.issues.iter().any(|i| i.severity == Severity::Error)
     }
 
-    pub(crate) fn push(
-        &mut self,
-        severity: Severity,
-        code: ProblemCode,
-        field: Option<&str>,
-        message: String,
-    ) {
-        self.issues.push(Issue {
-            severity,
-            code,
-            field: field.map(str::to_string),
-            message,
-        });
+    pub(crate) fn push(&mut self, severity: Severity, code: ProblemCode, field: Option<&str>, message: String) {
+        self.issues.push(Issue { severity, code, field: field.map(str::to_string), message });
     }
 
-    pub(crate) fn error(
-        &mut self,
-        code: ProblemCode,
-        field: Option<&str>,
-        message: impl Into<String>,
-    ) {
+    pub(crate) fn error(&mut self, code: ProblemCode, field: Option<&str>, message: impl Into<String>) {
         self.push(Severity::Error, code, field, message.into());
     }
 
-    pub(crate) fn warn(
-        &mut self,
-        code: ProblemCode,
-        field: Option<&str>,
-        message: impl Into<String>,
-    ) {
+    pub(crate) fn warn(&mut self, code: ProblemCode, field: Option<&str>, message: impl Into<String>) {
         self.push(Severity::Warning, code, field, message.into());
     }
 
     /// Records a media path to be checked once per file (see `paths.rs`).
     pub(crate) fn media(&mut self, kind: MediaKind, path: &str, field: String) {
-        self.media.push(MediaRef {
-            kind,
-            path: path.to_string(),
-            field,
-        });
+        self.media.push(MediaRef { kind, path: path.to_string(), field });
     }
 
     pub(crate) fn wrong_type(&mut self, field: &str, expected: &str, found: &Value) {
-        self.error(
-            ProblemCode::WrongType,
-            Some(field),
-            format!("expected {expected}, found {}", describe(found)),
-        );
+        self.error(ProblemCode::WrongType, Some(field), format!("expected {expected}, found {}", describe(found)));
     }
 
     /// Removes `key` from `obj`. A missing (or, for optional fields, null) value gives `None`,
     /// with a `MissingField` error when the field is required.
-    pub(crate) fn take(
-        &mut self,
-        obj: &mut Map<String, Value>,
-        key: &str,
-        need: Need,
-    ) -> Option<Value> {
+    pub(crate) fn take(&mut self, obj: &mut Map<String, Value>, key: &str, need: Need) -> Option<Value> {
         match (obj.remove(key), need) {
             (None, Need::Required) => {
-                self.error(
-                    ProblemCode::MissingField,
-                    Some(key),
-                    "required field is missing",
-                );
+                self.error(ProblemCode::MissingField, Some(key), "required field is missing");
                 None
             }
             (None, Need::Optional) | (Some(Value::Null), Need::Optional) => None,
@@ -221,12 +183,7 @@ impl LineCx {
         }
     }
 
-    pub(crate) fn take_str(
-        &mut self,
-        obj: &mut Map<String, Value>,
-        key: &str,
-        need: Need,
-    ) -> Option<String> {
+    pub(crate) fn take_str(&mut self, obj: &mut Map<String, Value>, key: &str, need: Need) -> Option<String> {
         match self.take(obj, key, need)? {
             Value::String(s) => Some(s),
             other => {
@@ -237,12 +194,7 @@ impl LineCx {
     }
 
     /// A JSON number (integer or float). Booleans and numeric strings are wrong types.
-    pub(crate) fn take_f64(
-        &mut self,
-        obj: &mut Map<String, Value>,
-        key: &str,
-        need: Need,
-    ) -> Option<f64> {
+    pub(crate) fn take_f64(&mut self, obj: &mut Map<String, Value>, key: &str, need: Need) -> Option<f64> {
         let v = self.take(obj, key, need)?;
         self.as_f64(key, &v)
     }
@@ -257,12 +209,7 @@ impl LineCx {
         }
     }
 
-    pub(crate) fn take_bool(
-        &mut self,
-        obj: &mut Map<String, Value>,
-        key: &str,
-        need: Need,
-    ) -> Option<bool> {
+    pub(crate) fn take_bool(&mut self, obj: &mut Map<String, Value>, key: &str, need: Need) -> Option<bool> {
         match self.take(obj, key, need)? {
             Value::Bool(b) => Some(b),
             other => {
@@ -289,19 +236,10 @@ impl LineCx {
 
     /// A list of strings; absent or null gives an empty list (for optional fields). Every
     /// non-string element is reported at `key[i]`.
-    pub(crate) fn take_str_list(
-        &mut self,
-        obj: &mut Map<String, Value>,
-        key: &str,
-        need: Need,
-    ) -> Option<Vec<String>> {
+    pub(crate) fn take_str_list(&mut self, obj: &mut Map<String, Value>, key: &str, need: Need) -> Option<Vec<String>> {
         let items = match self.take(obj, key, need) {
             None => {
-                return if need == Need::Optional {
-                    Some(Vec::new())
-                } else {
-                    None
-                };
+                return if need == Need::Optional { Some(Vec::new()) } else { None };
             }
             Some(Value::Array(items)) => items,
             Some(other) => {
@@ -347,11 +285,7 @@ pub fn quote(text: &str) -> String {
     const MAX: usize = 60;
     let mut chars = text.chars();
     let head: String = chars.by_ref().take(MAX).collect();
-    if chars.next().is_some() {
-        format!("{head:?}…")
-    } else {
-        format!("{head:?}")
-    }
+    if chars.next().is_some() { format!("{head:?}…") } else { format!("{head:?}") }
 }
 
 /// Formats a float the way Python's `repr` does for ordinary values (`40.0`, `12.5`), which
@@ -394,37 +328,20 @@ mod tests {
 
     #[test]
     fn take_reports_missing_wrong_and_null() {
-        let mut obj = json!({"a": "x", "b": null, "c": "1.5", "d": 2})
-            .as_object()
-            .cloned()
-            .unwrap();
+        let mut obj = json!({"a": "x", "b": null, "c": "1.5", "d": 2}).as_object().cloned().unwrap();
         let mut cx = LineCx::new();
-        assert_eq!(
-            cx.take_str(&mut obj, "a", Need::Required),
-            Some("x".to_string())
-        );
+        assert_eq!(cx.take_str(&mut obj, "a", Need::Required), Some("x".to_string()));
         assert_eq!(cx.take_str(&mut obj, "b", Need::Optional), None);
         assert_eq!(cx.take_f64(&mut obj, "c", Need::Required), None);
         assert_eq!(cx.take_f64(&mut obj, "d", Need::Required), Some(2.0));
         assert_eq!(cx.take_bool(&mut obj, "e", Need::Required), None);
-        let got: Vec<(ProblemCode, Option<&str>, &str)> = cx
-            .issues
-            .iter()
-            .map(|i| (i.code, i.field.as_deref(), i.message.as_str()))
-            .collect();
+        let got: Vec<(ProblemCode, Option<&str>, &str)> =
+            cx.issues.iter().map(|i| (i.code, i.field.as_deref(), i.message.as_str())).collect();
         assert_eq!(
             got,
             vec![
-                (
-                    ProblemCode::WrongType,
-                    Some("c"),
-                    "expected a number, found string \"1.5\""
-                ),
-                (
-                    ProblemCode::MissingField,
-                    Some("e"),
-                    "required field is missing"
-                ),
+                (ProblemCode::WrongType, Some("c"), "expected a number, found string \"1.5\""),
+                (ProblemCode::MissingField, Some("e"), "required field is missing"),
             ]
         );
         assert!(obj.is_empty());

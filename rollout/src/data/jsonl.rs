@@ -54,24 +54,13 @@ struct SampleInfo {
 
 impl<T> LineOut<T> {
     fn blank() -> Self {
-        LineOut {
-            blank: true,
-            issues: Vec::new(),
-            media: Vec::new(),
-            sample: None,
-            record: None,
-        }
+        LineOut { blank: true, issues: Vec::new(), media: Vec::new(), sample: None, record: None }
     }
 
     fn one(severity: Severity, code: ProblemCode, message: String) -> Self {
         LineOut {
             blank: false,
-            issues: vec![Issue {
-                severity,
-                code,
-                field: None,
-                message,
-            }],
+            issues: vec![Issue { severity, code, field: None, message }],
             media: Vec::new(),
             sample: None,
             record: None,
@@ -98,10 +87,7 @@ fn json_error_message(e: &serde_json::Error, text: &[u8], offset: usize) -> Stri
     let column = e.column() + offset;
     let mut out = format!("not valid JSON: {msg} at column {column}");
     let rest = text.get(e.column().saturating_sub(1)..).unwrap_or_default();
-    if [&b"NaN"[..], b"Infinity", b"-Infinity"]
-        .iter()
-        .any(|w| rest.starts_with(w))
-    {
+    if [&b"NaN"[..], b"Infinity", b"-Infinity"].iter().any(|w| rest.starts_with(w)) {
         out.push_str(" (NaN and Infinity are not valid JSON; write null or a number)");
     }
     out
@@ -110,11 +96,7 @@ fn json_error_message(e: &serde_json::Error, text: &[u8], offset: usize) -> Stri
 /// Maps a valid record (media resolved) to what the caller keeps.
 pub(crate) type Keep<'a, R, T> = Option<&'a (dyn Fn(R) -> T + Sync)>;
 
-fn check_line<R: Record, T>(
-    raw: &[u8],
-    keep: Keep<'_, R, T>,
-    media_root: Option<&Path>,
-) -> LineOut<T> {
+fn check_line<R: Record, T>(raw: &[u8], keep: Keep<'_, R, T>, media_root: Option<&Path>) -> LineOut<T> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     let text = raw.trim_ascii();
     if text.is_empty() {
@@ -142,13 +124,7 @@ fn check_line<R: Record, T>(
         r.resolve_media(media_root);
         f(r)
     });
-    LineOut {
-        blank: false,
-        issues: cx.issues,
-        media: cx.media,
-        sample,
-        record,
-    }
+    LineOut { blank: false, issues: cx.issues, media: cx.media, sample, record }
 }
 
 /// Which format a line's keys suggest, for the "wrong format?" hint.
@@ -156,13 +132,9 @@ pub(crate) fn guess_format(line: &[u8]) -> Option<DataFormat> {
     let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(line.trim_ascii()) else {
         return None;
     };
-    if obj.contains_key("raw_input") || (obj.contains_key("traj_id") && obj.contains_key("output"))
-    {
+    if obj.contains_key("raw_input") || (obj.contains_key("traj_id") && obj.contains_key("output")) {
         Some(DataFormat::Sft)
-    } else if obj.contains_key("fps")
-        || obj.contains_key("duration_seconds")
-        || obj.contains_key("has_audio")
-    {
+    } else if obj.contains_key("fps") || obj.contains_key("duration_seconds") || obj.contains_key("has_audio") {
         Some(DataFormat::Rl)
     } else if obj.contains_key("video") && obj.contains_key("question") {
         Some(DataFormat::Eval)
@@ -172,12 +144,7 @@ pub(crate) fn guess_format(line: &[u8]) -> Option<DataFormat> {
 }
 
 /// A report for a file that could not be read at all.
-pub(crate) fn unreadable<T>(
-    file: &Path,
-    format: DataFormat,
-    opts: &CheckOptions,
-    err: &std::io::Error,
-) -> Checked<T> {
+pub(crate) fn unreadable<T>(file: &Path, format: DataFormat, opts: &CheckOptions, err: &std::io::Error) -> Checked<T> {
     let problem = DataProblem {
         severity: Severity::Error,
         code: ProblemCode::Io,
@@ -204,11 +171,7 @@ pub(crate) fn unreadable<T>(
         problems: vec![problem.clone()],
         problems_omitted: 0,
     };
-    Checked {
-        report,
-        records: Vec::new(),
-        first_error: Some(problem),
-    }
+    Checked { report, records: Vec::new(), first_error: Some(problem) }
 }
 
 /// Checks the contents of a data file; `file` is only used to name it in the report.
@@ -239,10 +202,7 @@ pub(crate) fn check_bytes<R: Record, T: Send>(
         ));
     }
     let root = opts.media_root.as_deref();
-    let outs: Vec<LineOut<T>> = lines
-        .par_iter()
-        .map(|l| check_line::<R, T>(l, keep, root))
-        .collect();
+    let outs: Vec<LineOut<T>> = lines.par_iter().map(|l| check_line::<R, T>(l, keep, root)).collect();
 
     let mut blank_lines = 0;
     let mut bad_lines = 0;
@@ -303,10 +263,7 @@ pub(crate) fn check_bytes<R: Record, T: Send>(
             ),
         );
     } else if samples == 0
-        && let Some(guess) = lines
-            .iter()
-            .find(|l| !l.trim_ascii().is_empty())
-            .and_then(|l| guess_format(l))
+        && let Some(guess) = lines.iter().find(|l| !l.trim_ascii().is_empty()).and_then(|l| guess_format(l))
         && guess != R::FORMAT
     {
         let message = format!(
@@ -316,22 +273,11 @@ pub(crate) fn check_bytes<R: Record, T: Send>(
         );
         located.insert(
             0,
-            (
-                0,
-                Issue {
-                    severity: Severity::Warning,
-                    code: ProblemCode::FormatMismatch,
-                    field: None,
-                    message,
-                },
-            ),
+            (0, Issue { severity: Severity::Warning, code: ProblemCode::FormatMismatch, field: None, message }),
         );
     }
 
-    let errors = located
-        .iter()
-        .filter(|(_, x)| x.severity == Severity::Error)
-        .count();
+    let errors = located.iter().filter(|(_, x)| x.severity == Severity::Error).count();
     let warnings = located.len() - errors;
     let locate = |line: usize, x: Issue| DataProblem {
         severity: x.severity,
@@ -341,16 +287,11 @@ pub(crate) fn check_bytes<R: Record, T: Send>(
         field: x.field,
         message: x.message,
     };
-    let first_error = located
-        .iter()
-        .find(|(_, x)| x.severity == Severity::Error)
-        .map(|(line, x)| locate(*line, x.clone()));
+    let first_error =
+        located.iter().find(|(_, x)| x.severity == Severity::Error).map(|(line, x)| locate(*line, x.clone()));
     let problems_omitted = located.len().saturating_sub(opts.max_problems);
     located.truncate(opts.max_problems);
-    let problems = located
-        .into_iter()
-        .map(|(line, x)| locate(line, x))
-        .collect();
+    let problems = located.into_iter().map(|(line, x)| locate(line, x)).collect();
     let report = DataReport {
         file: file.to_path_buf(),
         format: R::FORMAT,
@@ -369,28 +310,15 @@ pub(crate) fn check_bytes<R: Record, T: Send>(
         problems,
         problems_omitted,
     };
-    Checked {
-        report,
-        records,
-        first_error,
-    }
+    Checked { report, records, first_error }
 }
 
 fn duplicate_issue(message: String) -> Issue {
-    Issue {
-        severity: Severity::Warning,
-        code: ProblemCode::Duplicate,
-        field: None,
-        message,
-    }
+    Issue { severity: Severity::Warning, code: ProblemCode::Duplicate, field: None, message }
 }
 
 /// Reads and checks a data file (see [`check_bytes`] for `keep`).
-pub(crate) fn check_path<R: Record, T: Send>(
-    file: &Path,
-    opts: &CheckOptions,
-    keep: Keep<'_, R, T>,
-) -> Checked<T> {
+pub(crate) fn check_path<R: Record, T: Send>(file: &Path, opts: &CheckOptions, keep: Keep<'_, R, T>) -> Checked<T> {
     match std::fs::read(file) {
         Ok(bytes) => check_bytes(file, &bytes, opts, keep),
         Err(e) => unreadable(file, R::FORMAT, opts, &e),
@@ -403,14 +331,8 @@ mod tests {
 
     #[test]
     fn split_keeps_blank_lines_but_not_a_final_newline() {
-        let cases: [(&[u8], usize); 6] = [
-            (b"", 0),
-            (b"\n", 1),
-            (b"a", 1),
-            (b"a\n", 1),
-            (b"a\n\nb", 3),
-            (b"a\r\nb\r\n", 2),
-        ];
+        let cases: [(&[u8], usize); 6] =
+            [(b"", 0), (b"\n", 1), (b"a", 1), (b"a\n", 1), (b"a\n\nb", 3), (b"a\r\nb\r\n", 2)];
         for (bytes, want) in cases {
             assert_eq!(split_lines(bytes).len(), want, "{bytes:?}");
         }
@@ -420,19 +342,12 @@ mod tests {
     fn json_errors_name_the_column_in_the_line() {
         let text = br#"{"a": 1 "b": 2}"#;
         let e = serde_json::from_slice::<Value>(text).unwrap_err();
-        assert_eq!(
-            json_error_message(&e, text, 0),
-            "not valid JSON: expected `,` or `}` at column 9"
-        );
-        assert_eq!(
-            json_error_message(&e, text, 2),
-            "not valid JSON: expected `,` or `}` at column 11"
-        );
+        assert_eq!(json_error_message(&e, text, 0), "not valid JSON: expected `,` or `}` at column 9");
+        assert_eq!(json_error_message(&e, text, 2), "not valid JSON: expected `,` or `}` at column 11");
         let text = br#"{"fps": NaN}"#;
         let e = serde_json::from_slice::<Value>(text).unwrap_err();
         assert!(
-            json_error_message(&e, text, 0)
-                .ends_with("(NaN and Infinity are not valid JSON; write null or a number)")
+            json_error_message(&e, text, 0).ends_with("(NaN and Infinity are not valid JSON; write null or a number)")
         );
     }
 }

@@ -106,21 +106,14 @@ pub struct CheckOptions {
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions {
-            media_root: None,
-            check_media: true,
-            max_problems: 200,
-        }
+        CheckOptions { media_root: None, check_media: true, max_problems: 200 }
     }
 }
 
 impl CheckOptions {
     /// Default options with relative media paths resolved against `root`.
     pub fn with_media_root(root: Option<&Path>) -> Self {
-        CheckOptions {
-            media_root: root.map(Path::to_path_buf),
-            ..CheckOptions::default()
-        }
+        CheckOptions { media_root: root.map(Path::to_path_buf), ..CheckOptions::default() }
     }
 }
 
@@ -162,12 +155,7 @@ pub fn check_file(path: &Path, format: DataFormat, opts: &CheckOptions) -> DataR
 }
 
 /// Like [`check_file`] on contents already in memory; `name` labels the problems.
-pub fn check_bytes(
-    name: &Path,
-    bytes: &[u8],
-    format: DataFormat,
-    opts: &CheckOptions,
-) -> DataReport {
+pub fn check_bytes(name: &Path, bytes: &[u8], format: DataFormat, opts: &CheckOptions) -> DataReport {
     match format {
         DataFormat::Eval => jsonl::check_bytes::<EvalSample, ()>(name, bytes, opts, None).report,
         DataFormat::Rl => jsonl::check_bytes::<RlSample, ()>(name, bytes, opts, None).report,
@@ -198,10 +186,7 @@ pub fn read_mapped<R: Record, T: Send>(
 pub fn load_records<R: Record>(path: &Path, opts: &CheckOptions) -> Result<Vec<R>, DataError> {
     let checked = jsonl::check_path::<R, R>(path, opts, Some(&|r: R| r));
     match checked.first_error {
-        Some(first) => Err(DataError::Invalid {
-            first: Box::new(first),
-            more: checked.report.errors - 1,
-        }),
+        Some(first) => Err(DataError::Invalid { first: Box::new(first), more: checked.report.errors - 1 }),
         None => Ok(checked.records.into_iter().map(|(_, r)| r).collect()),
     }
 }
@@ -228,10 +213,7 @@ pub fn guess_format(path: &Path) -> Option<DataFormat> {
 }
 
 /// Loads an evaluation file; relative video paths are resolved against `media_root`.
-pub fn load_eval_samples(
-    path: &Path,
-    media_root: Option<&Path>,
-) -> Result<Vec<EvalSample>, DataError> {
+pub fn load_eval_samples(path: &Path, media_root: Option<&Path>) -> Result<Vec<EvalSample>, DataError> {
     load_records(path, &CheckOptions::with_media_root(media_root))
 }
 

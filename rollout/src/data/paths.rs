@@ -62,16 +62,8 @@ impl MediaIndex {
                 }
             }
             None => {
-                self.uses.insert(
-                    path,
-                    MediaUse {
-                        kind,
-                        first_line: line,
-                        first_field: field,
-                        last_line: line,
-                        lines: 1,
-                    },
-                );
+                self.uses
+                    .insert(path, MediaUse { kind, first_line: line, first_field: field, last_line: line, lines: 1 });
             }
         }
     }
@@ -104,19 +96,13 @@ fn stat(path: &Path) -> Found {
         Ok(m) if m.is_file() && m.len() == 0 => Found::Empty,
         Ok(m) if m.is_file() => Found::Ok,
         Ok(_) => Found::NotAFile,
-        Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
-            Found::Missing
-        }
+        Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => Found::Missing,
         Err(e) => Found::Unreadable(e.to_string()),
     }
 }
 
 /// Resolves and (when `check` is true) stats every distinct path of `index`.
-pub(crate) fn check_media(
-    index: MediaIndex,
-    media_root: Option<&Path>,
-    check: bool,
-) -> MediaOutcome {
+pub(crate) fn check_media(index: MediaIndex, media_root: Option<&Path>, check: bool) -> MediaOutcome {
     let distinct = index.uses.len();
     let entries: Vec<(String, MediaUse)> = index.uses.into_iter().collect();
     let cwd = std::env::current_dir().ok();
@@ -135,10 +121,7 @@ pub(crate) fn check_media(
         })
         .collect();
 
-    let mut out = MediaOutcome {
-        distinct,
-        ..MediaOutcome::default()
-    };
+    let mut out = MediaOutcome { distinct, ..MediaOutcome::default() };
     let mut videos = BTreeSet::new();
     for ((raw, u), (resolved, found)) in entries.iter().zip(results) {
         let problem = match found {
@@ -148,26 +131,10 @@ pub(crate) fn check_media(
                 }
                 continue;
             }
-            Found::Empty => (
-                Severity::Warning,
-                ProblemCode::Media,
-                "is an empty file".to_string(),
-            ),
-            Found::Missing => (
-                Severity::Error,
-                ProblemCode::MediaMissing,
-                "not found".to_string(),
-            ),
-            Found::NotAFile => (
-                Severity::Error,
-                ProblemCode::Media,
-                "is not a regular file".to_string(),
-            ),
-            Found::Unreadable(e) => (
-                Severity::Error,
-                ProblemCode::Media,
-                format!("cannot be read ({e})"),
-            ),
+            Found::Empty => (Severity::Warning, ProblemCode::Media, "is an empty file".to_string()),
+            Found::Missing => (Severity::Error, ProblemCode::MediaMissing, "not found".to_string()),
+            Found::NotAFile => (Severity::Error, ProblemCode::Media, "is not a regular file".to_string()),
+            Found::Unreadable(e) => (Severity::Error, ProblemCode::Media, format!("cannot be read ({e})")),
         };
         if problem.0 == Severity::Error {
             out.missing += 1;
@@ -183,23 +150,14 @@ pub(crate) fn check_media(
             message.push_str(&format!(" (looked for {})", shown.display()));
         }
         if u.lines > 1 {
-            message.push_str(&format!(
-                "; referenced by {} lines, this is the first",
-                u.lines
-            ));
+            message.push_str(&format!("; referenced by {} lines, this is the first", u.lines));
         }
         out.issues.push((
             u.first_line,
-            Issue {
-                severity: problem.0,
-                code: problem.1,
-                field: Some(u.first_field.clone()),
-                message,
-            },
+            Issue { severity: problem.0, code: problem.1, field: Some(u.first_field.clone()), message },
         ));
     }
-    out.issues
-        .sort_by(|a, b| (a.0, &a.1.field).cmp(&(b.0, &b.1.field)));
+    out.issues.sort_by(|a, b| (a.0, &a.1.field).cmp(&(b.0, &b.1.field)));
     out.videos = videos.into_iter().collect();
     out
 }

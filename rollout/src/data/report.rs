@@ -107,34 +107,15 @@ impl DataReport {
     /// One line: `data/rl.jsonl (RL): 1000 lines, 998 samples (MCQ 600, TR 398), 120
     /// distinct media files; 2 errors, 1 warning`.
     pub fn summary(&self) -> String {
-        let types: Vec<String> = self
-            .question_types
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        let types = if types.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", types.join(", "))
-        };
+        let types: Vec<String> = self.question_types.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let types = if types.is_empty() { String::new() } else { format!(" ({})", types.join(", ")) };
         let plural = |n: usize, word: &str| {
-            if n == 1 {
-                format!("{n} {word}")
-            } else {
-                format!("{n} {word}s")
-            }
+            if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
         };
         let media = if self.media_checked {
-            format!(
-                "{} ({} missing)",
-                plural(self.distinct_media, "distinct media file"),
-                self.missing_media
-            )
+            format!("{} ({} missing)", plural(self.distinct_media, "distinct media file"), self.missing_media)
         } else {
-            format!(
-                "{} (not checked)",
-                plural(self.distinct_media, "distinct media file")
-            )
+            format!("{} (not checked)", plural(self.distinct_media, "distinct media file"))
         };
         format!(
             "{} ({}): {}, {}{}, {}; {}, {}",

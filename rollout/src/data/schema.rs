@@ -76,11 +76,7 @@ impl std::error::Error for SchemaError {}
 pub(crate) fn record_from_map<R: Record>(obj: Map<String, Value>) -> Result<R, SchemaError> {
     let mut cx = LineCx::new();
     let record = R::from_object(obj, &mut cx);
-    let errors: Vec<Issue> = cx
-        .issues
-        .into_iter()
-        .filter(|i| i.severity == super::Severity::Error)
-        .collect();
+    let errors: Vec<Issue> = cx.issues.into_iter().filter(|i| i.severity == super::Severity::Error).collect();
     match record {
         Some(mut r) if errors.is_empty() => {
             r.resolve_media(None);
@@ -206,20 +202,12 @@ fn take_qa(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Qa {
     }
     let options = cx.take_str_list(obj, "options", Need::Optional);
     let answer = take_answer(cx, obj, qtype);
-    Qa {
-        question_type,
-        question,
-        options,
-        answer,
-        video,
-    }
+    Qa { question_type, question, options, answer, video }
 }
 
 /// Runs the answer checks once the type, answer and options are all readable.
 fn check_qa(cx: &mut LineCx, qa: &Qa, duration: Option<f64>) {
-    if let (Some((_, Some(qt))), Some(answer), Some(options)) =
-        (&qa.question_type, &qa.answer, &qa.options)
-    {
+    if let (Some((_, Some(qt))), Some(answer), Some(options)) = (&qa.question_type, &qa.answer, &qa.options) {
         check_answer(cx, *qt, answer, options, duration);
     }
 }
@@ -268,21 +256,12 @@ impl Record for EvalSample {
 }
 
 /// A number that must be finite and strictly positive (`fps`, `duration_seconds`).
-fn take_positive(
-    cx: &mut LineCx,
-    obj: &mut Map<String, Value>,
-    key: &str,
-    why: &str,
-) -> Option<f64> {
+fn take_positive(cx: &mut LineCx, obj: &mut Map<String, Value>, key: &str, why: &str) -> Option<f64> {
     let x = cx.take_f64(obj, key, Need::Required)?;
     if x.is_finite() && x > 0.0 {
         Some(x)
     } else {
-        cx.error(
-            ProblemCode::BadValue,
-            Some(key),
-            format!("must be a positive number ({why}), found {}", num(x)),
-        );
+        cx.error(ProblemCode::BadValue, Some(key), format!("must be a positive number ({why}), found {}", num(x)));
         None
     }
 }
@@ -301,12 +280,7 @@ impl Record for RlSample {
         }
         let qa = take_qa(cx, &mut obj);
         let fps = take_positive(cx, &mut obj, "fps", "the clip length rule divides by it");
-        let duration = take_positive(
-            cx,
-            &mut obj,
-            "duration_seconds",
-            "it bounds every timestamp",
-        );
+        let duration = take_positive(cx, &mut obj, "duration_seconds", "it bounds every timestamp");
         let has_audio = cx.take_bool(&mut obj, "has_audio", Need::Required);
         let (ability, data_source, extra_info) = take_meta(cx, &mut obj);
         check_qa(cx, &qa, duration);

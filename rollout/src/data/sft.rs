@@ -181,11 +181,7 @@ fn take_step(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<u64> {
     match (v.as_u64(), v.as_i64()) {
         (Some(s), _) if s >= 1 => Some(s),
         (Some(_), _) | (None, Some(_)) => {
-            cx.error(
-                ProblemCode::BadValue,
-                Some("step"),
-                format!("must be 1 or more (steps are 1-based), found {v}"),
-            );
+            cx.error(ProblemCode::BadValue, Some("step"), format!("must be 1 or more (steps are 1-based), found {v}"));
             None
         }
         _ => {
@@ -201,11 +197,7 @@ fn take_done(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<bool> {
         Value::String(s) if s == "True" || s == "true" => Some(true),
         Value::String(s) if s == "False" || s == "false" => Some(false),
         other => {
-            cx.wrong_type(
-                "done",
-                "a boolean (or the string \"True\"/\"False\")",
-                &other,
-            );
+            cx.wrong_type("done", "a boolean (or the string \"True\"/\"False\")", &other);
             None
         }
     }
@@ -215,11 +207,7 @@ fn parse_part(cx: &mut LineCx, v: Value, field: &str) -> Option<ContentPart> {
     let mut obj = match v {
         Value::Object(m) => m,
         other => {
-            cx.wrong_type(
-                field,
-                "a part object such as {\"type\": \"text\", \"text\": \"...\"}",
-                &other,
-            );
+            cx.wrong_type(field, "a part object such as {\"type\": \"text\", \"text\": \"...\"}", &other);
             return None;
         }
     };
@@ -228,10 +216,7 @@ fn parse_part(cx: &mut LineCx, v: Value, field: &str) -> Option<ContentPart> {
         Some(Value::String(s)) => match PartKind::parse(&s) {
             Some(k) => k,
             None => {
-                let msg = format!(
-                    "unknown part type {} (expected text, image, audio or video)",
-                    quote(&s)
-                );
+                let msg = format!("unknown part type {} (expected text, image, audio or video)", quote(&s));
                 cx.error(ProblemCode::BadValue, Some(&kind_field), msg);
                 return None;
             }
@@ -241,11 +226,7 @@ fn parse_part(cx: &mut LineCx, v: Value, field: &str) -> Option<ContentPart> {
             return None;
         }
         None => {
-            cx.error(
-                ProblemCode::MissingField,
-                Some(&kind_field),
-                "required field is missing",
-            );
+            cx.error(ProblemCode::MissingField, Some(&kind_field), "required field is missing");
             return None;
         }
     };
@@ -257,42 +238,25 @@ fn parse_part(cx: &mut LineCx, v: Value, field: &str) -> Option<ContentPart> {
             return None;
         }
         None => {
-            cx.error(
-                ProblemCode::MissingField,
-                Some(&value_field),
-                "required field is missing",
-            );
+            cx.error(ProblemCode::MissingField, Some(&value_field), "required field is missing");
             return None;
         }
     };
     if let Some(media) = kind.media() {
         if value.trim().is_empty() {
-            cx.error(
-                ProblemCode::BadValue,
-                Some(&value_field),
-                format!("{} path is empty", kind.as_str()),
-            );
+            cx.error(ProblemCode::BadValue, Some(&value_field), format!("{} path is empty", kind.as_str()));
         } else {
             cx.media(media, &value, value_field);
         }
     }
-    Some(ContentPart {
-        kind,
-        value,
-        path: None,
-        extra: obj,
-    })
+    Some(ContentPart { kind, value, path: None, extra: obj })
 }
 
 fn parse_message(cx: &mut LineCx, v: Value, field: &str) -> Option<ChatMessage> {
     let mut obj = match v {
         Value::Object(m) => m,
         other => {
-            cx.wrong_type(
-                field,
-                "a message object {\"role\": ..., \"content\": ...}",
-                &other,
-            );
+            cx.wrong_type(field, "a message object {\"role\": ..., \"content\": ...}", &other);
             return None;
         }
     };
@@ -303,10 +267,7 @@ fn parse_message(cx: &mut LineCx, v: Value, field: &str) -> Option<ChatMessage> 
             "user" => Some(Role::User),
             "assistant" => Some(Role::Assistant),
             _ => {
-                let msg = format!(
-                    "unknown role {} (expected system, user or assistant)",
-                    quote(&s)
-                );
+                let msg = format!("unknown role {} (expected system, user or assistant)", quote(&s));
                 cx.error(ProblemCode::BadValue, Some(&role_field), msg);
                 None
             }
@@ -316,11 +277,7 @@ fn parse_message(cx: &mut LineCx, v: Value, field: &str) -> Option<ChatMessage> 
             None
         }
         None => {
-            cx.error(
-                ProblemCode::MissingField,
-                Some(&role_field),
-                "required field is missing",
-            );
+            cx.error(ProblemCode::MissingField, Some(&role_field), "required field is missing");
             None
         }
     };
@@ -343,19 +300,11 @@ fn parse_message(cx: &mut LineCx, v: Value, field: &str) -> Option<ChatMessage> 
             None
         }
         None => {
-            cx.error(
-                ProblemCode::MissingField,
-                Some(&content_field),
-                "required field is missing",
-            );
+            cx.error(ProblemCode::MissingField, Some(&content_field), "required field is missing");
             None
         }
     };
-    Some(ChatMessage {
-        role: role?,
-        content: content?,
-        extra: obj,
-    })
+    Some(ChatMessage { role: role?, content: content?, extra: obj })
 }
 
 fn take_raw_input(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<Vec<ChatMessage>> {
@@ -367,11 +316,7 @@ fn take_raw_input(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<Vec<C
         }
     };
     if items.is_empty() {
-        cx.error(
-            ProblemCode::BadValue,
-            Some("raw_input"),
-            "the chat context is empty",
-        );
+        cx.error(ProblemCode::BadValue, Some("raw_input"), "the chat context is empty");
         return None;
     }
     let n = items.len();
@@ -388,9 +333,7 @@ fn take_raw_input(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<Vec<C
         cx.error(
             ProblemCode::BadValue,
             Some(&format!("raw_input[{}].role", n - 1)),
-            format!(
-                "the last message must be from the user (the target answers it), found {found}"
-            ),
+            format!("the last message must be from the user (the target answers it), found {found}"),
         );
     }
     ok.then_some(messages)
@@ -398,11 +341,7 @@ fn take_raw_input(cx: &mut LineCx, obj: &mut Map<String, Value>) -> Option<Vec<C
 
 fn check_output(cx: &mut LineCx, output: &str) {
     if output.trim().is_empty() {
-        cx.error(
-            ProblemCode::BadValue,
-            Some("output"),
-            "the target output is empty",
-        );
+        cx.error(ProblemCode::BadValue, Some("output"), "the target output is empty");
         return;
     }
     match serde_json::from_str::<Value>(output.trim()) {
@@ -410,10 +349,7 @@ fn check_output(cx: &mut LineCx, output: &str) {
         Ok(other) => cx.warn(
             ProblemCode::BadValue,
             Some("output"),
-            format!(
-                "the target is not a JSON object (the agent must emit one), found {}",
-                describe(&other)
-            ),
+            format!("the target is not a JSON object (the agent must emit one), found {}", describe(&other)),
         ),
         Err(e) => cx.warn(
             ProblemCode::BadValue,
@@ -422,11 +358,7 @@ fn check_output(cx: &mut LineCx, output: &str) {
         ),
     }
     if output.trim().contains('\n') {
-        cx.warn(
-            ProblemCode::BadValue,
-            Some("output"),
-            "the target spans several lines; the prompt asks for one",
-        );
+        cx.warn(ProblemCode::BadValue, Some("output"), "the target spans several lines; the prompt asks for one");
     }
 }
 
@@ -485,10 +417,6 @@ impl Record for SftTurn {
 
     /// The same (traj_id, step) twice is a warning on the later line.
     fn duplicate_key(&self) -> Option<String> {
-        Some(format!(
-            "traj_id {} step {}",
-            quote(&self.traj_id),
-            self.step
-        ))
+        Some(format!("traj_id {} step {}", quote(&self.traj_id), self.step))
     }
 }

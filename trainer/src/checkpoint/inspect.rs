@@ -104,9 +104,7 @@ pub fn inspect_model_dir(dir: &Path, cfg: &OmniThinkerConfig) -> ModelReport {
     }
     let mut report = inspect(dir, None);
     let message = "tensor names and shapes not checked: the config has consistency errors";
-    report
-        .problems
-        .push(Problem::warning(dir.display().to_string(), message));
+    report.problems.push(Problem::warning(dir.display().to_string(), message));
     report
 }
 
@@ -131,40 +129,25 @@ fn locate(dir: &Path, problems: &mut Vec<Problem>) -> Option<Weights> {
     let (index, single) = (dir.join(INDEX_FILE), dir.join(SINGLE_FILE));
     if single.is_file() {
         if index.is_file() {
-            let msg =
-                "ignored: model.safetensors is present and takes precedence (as in transformers)";
+            let msg = "ignored: model.safetensors is present and takes precedence (as in transformers)";
             problems.push(Problem::warning(at(INDEX_FILE), msg));
         }
         let files = vec![SINGLE_FILE.to_string()];
-        return Some(Weights {
-            anchor: at(SINGLE_FILE),
-            weight_map: None,
-            files,
-            total_size: None,
-        });
+        return Some(Weights { anchor: at(SINGLE_FILE), weight_map: None, files, total_size: None });
     }
     if !index.is_file() {
         let mut shards: Vec<String> = std::fs::read_dir(dir)
             .map(|entries| {
-                let names = entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned());
+                let names = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned());
                 names.filter(|n| n.ends_with(".safetensors")).collect()
             })
             .unwrap_or_default();
         shards.sort();
         let message = match shards.len() {
-            0 => {
-                "no weights: neither model.safetensors nor model.safetensors.index.json".to_string()
-            }
+            0 => "no weights: neither model.safetensors nor model.safetensors.index.json".to_string(),
             n => format!(
                 "{n} .safetensors file(s) ({}) but no model.safetensors.index.json to map tensors to them",
-                shards
-                    .iter()
-                    .take(MAX_NAMED)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                shards.iter().take(MAX_NAMED).cloned().collect::<Vec<_>>().join(", ")
             ),
         };
         problems.push(Problem::error(dir.display().to_string(), message));
@@ -172,10 +155,7 @@ fn locate(dir: &Path, problems: &mut Vec<Problem>) -> Option<Weights> {
     }
     let parsed = std::fs::read(&index)
         .map_err(|e| format!("cannot read: {e}"))
-        .and_then(|bytes| {
-            serde_json::from_slice::<RawIndex>(&bytes)
-                .map_err(|e| format!("not a valid index: {e}"))
-        });
+        .and_then(|bytes| serde_json::from_slice::<RawIndex>(&bytes).map_err(|e| format!("not a valid index: {e}")));
     let raw = match parsed {
         Ok(raw) => raw,
         Err(message) => {
@@ -195,18 +175,11 @@ fn locate(dir: &Path, problems: &mut Vec<Problem>) -> Option<Weights> {
     }
     push_capped(problems, outside, "entries pointing outside the directory");
     if weight_map.is_empty() {
-        problems.push(Problem::error(
-            at(INDEX_FILE),
-            "weight_map lists no tensors",
-        ));
+        problems.push(Problem::error(at(INDEX_FILE), "weight_map lists no tensors"));
         return None;
     }
     let files: BTreeSet<String> = weight_map.values().cloned().collect();
-    let total_size = raw
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("total_size"))
-        .and_then(|v| v.as_u64());
+    let total_size = raw.metadata.as_ref().and_then(|m| m.get("total_size")).and_then(|v| v.as_u64());
     Some(Weights {
         anchor: at(INDEX_FILE),
         weight_map: Some(weight_map),
@@ -218,9 +191,7 @@ fn locate(dir: &Path, problems: &mut Vec<Problem>) -> Option<Weights> {
 /// Pushes the first `MAX_LISTED` problems and a count of the rest.
 fn push_capped(problems: &mut Vec<Problem>, mut list: Vec<Problem>, what: &str) {
     let extra = list.len().saturating_sub(MAX_LISTED);
-    let last = list
-        .get(MAX_LISTED)
-        .map(|p| (p.severity, p.location.clone()));
+    let last = list.get(MAX_LISTED).map(|p| (p.severity, p.location.clone()));
     list.truncate(MAX_LISTED);
     problems.extend(list);
     if let Some((severity, location)) = last {
@@ -231,19 +202,11 @@ fn push_capped(problems: &mut Vec<Problem>, mut list: Vec<Problem>, what: &str) 
 }
 
 fn first_names<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
-    names
-        .into_iter()
-        .take(MAX_NAMED)
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.into_iter().take(MAX_NAMED).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
-    let mut report = ModelReport {
-        dir: dir.display().to_string(),
-        ..ModelReport::default()
-    };
+    let mut report = ModelReport { dir: dir.display().to_string(), ..ModelReport::default() };
     let problems = &mut report.problems;
     if !dir.is_dir() {
         problems.push(Problem::error(&report.dir, "model directory not found"));
@@ -259,22 +222,15 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
     };
     let at = |f: &str| dir.join(f).display().to_string();
 
-    let headers: Vec<(String, Result<SafetensorsHeader, HeaderError>)> = weights
-        .files
-        .par_iter()
-        .map(|f| (f.clone(), read_header(&dir.join(f))))
-        .collect();
+    let headers: Vec<(String, Result<SafetensorsHeader, HeaderError>)> =
+        weights.files.par_iter().map(|f| (f.clone(), read_header(&dir.join(f)))).collect();
     let mut found: BTreeMap<&str, (&str, &TensorInfo)> = BTreeMap::new();
     // Tensors whose absence is already reported, or that sit in an unreadable shard.
     let mut accounted: BTreeSet<&str> = BTreeSet::new();
     let mut lacking = Vec::new();
     for (file, header) in &headers {
         let listed: Vec<&String> = match &weights.weight_map {
-            Some(map) => map
-                .iter()
-                .filter(|(_, f)| *f == file)
-                .map(|(n, _)| n)
-                .collect(),
+            Some(map) => map.iter().filter(|(_, f)| *f == file).map(|(n, _)| n).collect(),
             None => Vec::new(),
         };
         let header = match header {
@@ -282,10 +238,7 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
             Err(e) => {
                 let message = match e {
                     HeaderError::NotFound { .. } if weights.weight_map.is_some() => {
-                        format!(
-                            "shard file missing (the index maps {} tensors to it)",
-                            listed.len()
-                        )
+                        format!("shard file missing (the index maps {} tensors to it)", listed.len())
                     }
                     _ => e.message(),
                 };
@@ -301,12 +254,7 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
             problems.push(Problem::warning(at(file), msg));
         }
         match &weights.weight_map {
-            None => found.extend(
-                header
-                    .tensors
-                    .iter()
-                    .map(|(n, t)| (n.as_str(), (file.as_str(), t))),
-            ),
+            None => found.extend(header.tensors.iter().map(|(n, t)| (n.as_str(), (file.as_str(), t)))),
             Some(map) => {
                 for name in &listed {
                     match header.tensors.get(name.as_str()) {
@@ -322,11 +270,7 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
                         }
                     }
                 }
-                let unlisted: Vec<&String> = header
-                    .tensors
-                    .keys()
-                    .filter(|n| map.get(*n) != Some(file))
-                    .collect();
+                let unlisted: Vec<&String> = header.tensors.keys().filter(|n| map.get(*n) != Some(file)).collect();
                 if !unlisted.is_empty() {
                     let msg = format!(
                         "{} tensors in this shard are not mapped to it by the index and are ignored: {}",
@@ -342,17 +286,14 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
     if let (Some(total), true) = (weights.total_size, accounted.is_empty()) {
         let stored: u64 = found.values().map(|(_, t)| t.byte_len()).sum();
         if total != stored {
-            let msg = format!(
-                "metadata.total_size {total} differs from the {stored} bytes the shard headers describe"
-            );
+            let msg = format!("metadata.total_size {total} differs from the {stored} bytes the shard headers describe");
             problems.push(Problem::warning(&weights.anchor, msg));
         }
     }
 
     let all_names = found.keys().chain(&accounted).copied();
     let Some(layout) = KeyLayout::detect(all_names) else {
-        let msg =
-            "no thinker tensors found (expected names like `thinker.model.embed_tokens.weight`)";
+        let msg = "no thinker tensors found (expected names like `thinker.model.embed_tokens.weight`)";
         problems.push(Problem::error(&weights.anchor, msg));
         return report;
     };
@@ -374,21 +315,15 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
         report.thinker_bytes = report.thinker_bytes.saturating_add(info.byte_len());
         *report.dtype_counts.entry(info.dtype).or_default() += 1;
         if !info.dtype.is_float_weight() {
-            let msg = format!(
-                "tensor `{name}` is stored as {}; expected F32, BF16 or F16",
-                info.dtype
-            );
+            let msg = format!("tensor `{name}` is stored as {}; expected F32, BF16 or F16", info.dtype);
             dtypes.push(Problem::error(at(file), msg));
         }
         match expected.get(name) {
             Some((shape, _)) => {
-                let same = shape.len() == info.shape.len()
-                    && shape.iter().zip(&info.shape).all(|(a, b)| *a as u64 == *b);
+                let same =
+                    shape.len() == info.shape.len() && shape.iter().zip(&info.shape).all(|(a, b)| *a as u64 == *b);
                 if !same {
-                    let msg = format!(
-                        "tensor `{name}` has shape {:?} but the config implies {shape:?}",
-                        info.shape
-                    );
+                    let msg = format!("tensor `{name}` has shape {:?} but the config implies {shape:?}", info.shape);
                     shapes.push(Problem::error(at(file), msg));
                 }
             }
@@ -418,25 +353,17 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
                 first_names(&names)
             );
             if names.iter().any(|n| n.ends_with("lm_head.weight")) {
-                msg.push_str(
-                    " (lm_head is expected because the config has tie_word_embeddings = false)",
-                );
+                msg.push_str(" (lm_head is expected because the config has tie_word_embeddings = false)");
             }
             problems.push(Problem::error(&weights.anchor, msg));
         }
         let lm_head = layout.name("lm_head.weight");
         if cfg.tie_word_embeddings() && found.contains_key(lm_head.as_str()) {
             unknown.retain(|n| *n != lm_head);
-            let msg = format!(
-                "`{lm_head}` is stored but the config ties word embeddings; it will be ignored"
-            );
+            let msg = format!("`{lm_head}` is stored but the config ties word embeddings; it will be ignored");
             problems.push(Problem::warning(&weights.anchor, msg));
         }
-        let stored = report
-            .dtype_counts
-            .iter()
-            .max_by_key(|(_, n)| **n)
-            .map(|(d, _)| *d);
+        let stored = report.dtype_counts.iter().max_by_key(|(_, n)| **n).map(|(d, _)| *d);
         report.stored_dtype = stored;
         let wanted = cfg.dtype().map(|d| match d {
             FloatDtype::F32 => Dtype::F32,
@@ -446,17 +373,11 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
         if let (Some(stored), Some(wanted), Some(name)) = (stored, wanted, cfg.dtype_name())
             && stored != wanted
         {
-            let msg = format!(
-                "config.json says {name} but the weights are stored as {stored} (cast on load)"
-            );
+            let msg = format!("config.json says {name} but the weights are stored as {stored} (cast on load)");
             problems.push(Problem::warning(&weights.anchor, msg));
         }
     } else {
-        report.stored_dtype = report
-            .dtype_counts
-            .iter()
-            .max_by_key(|(_, n)| **n)
-            .map(|(d, _)| *d);
+        report.stored_dtype = report.dtype_counts.iter().max_by_key(|(_, n)| **n).map(|(d, _)| *d);
     }
     if !unknown.is_empty() {
         let msg = format!(
@@ -467,11 +388,7 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
         problems.push(Problem::warning(&weights.anchor, msg));
     }
     if report.dtype_counts.len() > 1 {
-        let mix: Vec<String> = report
-            .dtype_counts
-            .iter()
-            .map(|(d, n)| format!("{d} x {n}"))
-            .collect();
+        let mix: Vec<String> = report.dtype_counts.iter().map(|(d, n)| format!("{d} x {n}")).collect();
         let msg = format!("mixed dtypes among thinker tensors: {}", mix.join(", "));
         problems.push(Problem::warning(&weights.anchor, msg));
     }

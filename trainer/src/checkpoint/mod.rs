@@ -17,9 +17,7 @@ pub mod safetensors_header;
 pub use inspect::{ModelDirCheck, ModelReport, check_model_dir, inspect_model_dir};
 pub use safetensors_header::{Dtype, HeaderError, SafetensorsHeader, TensorInfo, read_header};
 
-use crate::model::{
-    ConfigIssue, FloatDtype, KeyLayout, Manifest, OmniThinkerConfig, TensorRole, TensorSpec,
-};
+use crate::model::{ConfigIssue, FloatDtype, KeyLayout, Manifest, OmniThinkerConfig, TensorRole, TensorSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -145,22 +143,12 @@ pub fn write_random_checkpoint_with(
     let mut weight_map = BTreeMap::new();
     let mut shard_files = Vec::new();
     for (k, group) in groups.iter().enumerate() {
-        let file = if n == 1 {
-            SINGLE_FILE.to_string()
-        } else {
-            format!("model-{:05}-of-{n:05}.safetensors", k + 1)
-        };
+        let file = if n == 1 { SINGLE_FILE.to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", k + 1) };
         let path = dir.join(&file);
-        let torch = |source| CheckpointWriteError::Torch {
-            path: path.display().to_string(),
-            source,
-        };
+        let torch = |source| CheckpointWriteError::Torch { path: path.display().to_string(), source };
         let mut named = Vec::with_capacity(group.len());
         for spec in group {
-            named.push((
-                spec.name.as_str(),
-                random_tensor(spec, kind).map_err(torch)?,
-            ));
+            named.push((spec.name.as_str(), random_tensor(spec, kind).map_err(torch)?));
             weight_map.insert(spec.name.clone(), file.clone());
         }
         Tensor::write_safetensors(&named, &path).map_err(torch)?;
@@ -172,8 +160,7 @@ pub fn write_random_checkpoint_with(
     };
     if n > 1 {
         let path = dir.join(INDEX_FILE);
-        let index =
-            serde_json::json!({"metadata": {"total_size": total_bytes}, "weight_map": weight_map});
+        let index = serde_json::json!({"metadata": {"total_size": total_bytes}, "weight_map": weight_map});
         let text = serde_json::to_string_pretty(&index).map_err(json(&path))?;
         std::fs::write(&path, text).map_err(io(&path))?;
     }
@@ -182,20 +169,13 @@ pub fn write_random_checkpoint_with(
         let text = cfg.to_json_string().map_err(json(&path))?;
         std::fs::write(&path, text).map_err(io(&path))?;
     }
-    Ok(WrittenCheckpoint {
-        shard_files,
-        tensors: manifest.tensors.len(),
-        total_bytes,
-    })
+    Ok(WrittenCheckpoint { shard_files, tensors: manifest.tensors.len(), total_bytes })
 }
 
 fn random_tensor(spec: &TensorSpec, kind: Kind) -> Result<Tensor, tch::TchError> {
     let mut shape = Vec::with_capacity(spec.shape.len());
     for &d in &spec.shape {
-        shape.push(
-            i64::try_from(d)
-                .map_err(|_| tch::TchError::Convert(format!("dimension {d} too large")))?,
-        );
+        shape.push(i64::try_from(d).map_err(|_| tch::TchError::Convert(format!("dimension {d} too large")))?);
     }
     let opts = (Kind::Float, Device::Cpu);
     let t = match spec.role {
@@ -219,25 +199,11 @@ mod tests {
         // 9,860,800 params x 2 bytes (see the manifest's hand count).
         assert_eq!(
             (written.tensors, written.total_bytes),
-            (
-                Manifest::new(&cfg, KeyLayout::ThinkerPrefixed)
-                    .tensors
-                    .len(),
-                19_721_600
-            )
+            (Manifest::new(&cfg, KeyLayout::ThinkerPrefixed).tensors.len(), 19_721_600)
         );
-        let names: Vec<String> = written
-            .shard_files
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "model-00001-of-00002.safetensors",
-                "model-00002-of-00002.safetensors"
-            ]
-        );
+        let names: Vec<String> =
+            written.shard_files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+        assert_eq!(names, ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]);
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join(INDEX_FILE)).unwrap()).unwrap();
         assert_eq!(index["metadata"]["total_size"], 19_721_600);
@@ -250,18 +216,10 @@ mod tests {
         }
         for spec in Manifest::new(&cfg, KeyLayout::ThinkerPrefixed).tensors {
             let info = &stored[&spec.name];
-            assert_eq!(
-                info.shape,
-                spec.shape.iter().map(|d| *d as u64).collect::<Vec<_>>(),
-                "{}",
-                spec.name
-            );
+            assert_eq!(info.shape, spec.shape.iter().map(|d| *d as u64).collect::<Vec<_>>(), "{}", spec.name);
             assert_eq!(info.dtype, Dtype::Bf16);
         }
-        assert_eq!(
-            OmniThinkerConfig::from_file(&dir.path().join(CONFIG_FILE)).unwrap(),
-            cfg
-        );
+        assert_eq!(OmniThinkerConfig::from_file(&dir.path().join(CONFIG_FILE)).unwrap(), cfg);
     }
 
     #[test]
@@ -273,30 +231,14 @@ mod tests {
             seed: Some(7),
             write_config: false,
         };
-        let written =
-            write_random_checkpoint_with(&tiny_test_config(), dir.path(), 1, &opts).unwrap();
+        let written = write_random_checkpoint_with(&tiny_test_config(), dir.path(), 1, &opts).unwrap();
         assert_eq!(written.shard_files, [dir.path().join(SINGLE_FILE)]);
         assert!(!dir.path().join(INDEX_FILE).exists() && !dir.path().join(CONFIG_FILE).exists());
-        let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&written.shard_files[0])
-            .unwrap()
-            .into_iter()
-            .collect();
-        assert_eq!(
-            tensors["model.norm.weight"]
-                .sum(Kind::Double)
-                .double_value(&[]),
-            32.0
-        );
-        assert_eq!(
-            tensors["audio_tower.proj.bias"]
-                .abs()
-                .sum(Kind::Double)
-                .double_value(&[]),
-            0.0
-        );
-        let std = tensors["model.embed_tokens.weight"]
-            .std(true)
-            .double_value(&[]);
+        let tensors: BTreeMap<String, Tensor> =
+            Tensor::read_safetensors(&written.shard_files[0]).unwrap().into_iter().collect();
+        assert_eq!(tensors["model.norm.weight"].sum(Kind::Double).double_value(&[]), 32.0);
+        assert_eq!(tensors["audio_tower.proj.bias"].abs().sum(Kind::Double).double_value(&[]), 0.0);
+        let std = tensors["model.embed_tokens.weight"].std(true).double_value(&[]);
         assert!((std - INIT_STD).abs() < 0.001, "{std}");
     }
 
@@ -305,17 +247,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = write_random_checkpoint(&tiny_test_config(), dir.path(), 0).unwrap_err();
         assert!(matches!(err, CheckpointWriteError::NoShards));
-        let bad = QWEN25_OMNI_7B_THINKER_JSON.replacen(
-            "\"num_key_value_heads\": 4",
-            "\"num_key_value_heads\": 5",
-            1,
-        );
+        let bad = QWEN25_OMNI_7B_THINKER_JSON.replacen("\"num_key_value_heads\": 4", "\"num_key_value_heads\": 5", 1);
         let bad = OmniThinkerConfig::from_json_str(&bad).unwrap();
         let err = write_random_checkpoint(&bad, dir.path(), 1).unwrap_err();
-        assert!(
-            err.to_string().contains("text_config.num_key_value_heads"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("text_config.num_key_value_heads"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
@@ -323,9 +258,7 @@ mod tests {
 #[cfg(test)]
 mod inspect_tests {
     use super::*;
-    use crate::checkpoint::{
-        RandomCheckpointOptions, write_random_checkpoint, write_random_checkpoint_with,
-    };
+    use crate::checkpoint::{RandomCheckpointOptions, write_random_checkpoint, write_random_checkpoint_with};
     use crate::model::tiny_test_config;
     use crate::report::Severity;
     use std::path::PathBuf;
@@ -341,8 +274,7 @@ mod inspect_tests {
 
     /// The shard file the index maps `name` to.
     fn shard_of(dir: &Path, name: &str) -> PathBuf {
-        let index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(INDEX_FILE)).unwrap()).unwrap();
+        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(INDEX_FILE)).unwrap()).unwrap();
         dir.join(index["weight_map"][name].as_str().unwrap())
     }
 
@@ -355,13 +287,7 @@ mod inspect_tests {
         let with = std::cell::RefCell::new(Some(with));
         rewrite(&shard_of(dir, name), |ts| {
             ts.into_iter()
-                .map(|(n, t)| {
-                    if n == name {
-                        (n, with.borrow_mut().take().unwrap())
-                    } else {
-                        (n, t)
-                    }
-                })
+                .map(|(n, t)| if n == name { (n, with.borrow_mut().take().unwrap()) } else { (n, t) })
                 .collect()
         });
     }
@@ -376,11 +302,7 @@ mod inspect_tests {
             .map(|p| {
                 (
                     p.severity,
-                    p.location
-                        .strip_prefix(&root)
-                        .unwrap_or(&p.location)
-                        .trim_start_matches('/')
-                        .to_string(),
+                    p.location.strip_prefix(&root).unwrap_or(&p.location).trim_start_matches('/').to_string(),
                     p.message,
                 )
             })
@@ -407,10 +329,7 @@ mod inspect_tests {
         );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(
-            (
-                json["dtype_counts"]["BF16"].as_u64(),
-                json["layout"].as_str()
-            ),
+            (json["dtype_counts"]["BF16"].as_u64(), json["layout"].as_str()),
             (Some(104), Some("ThinkerPrefixed"))
         );
         // Without a tokenizer: exactly one warning.
@@ -480,23 +399,13 @@ mod inspect_tests {
             let location = damage(dir.path());
             let found = problems(dir.path());
             assert!(
-                found
-                    .iter()
-                    .any(|(s, l, m)| *s == severity && *l == location && m.contains(message)),
+                found.iter().any(|(s, l, m)| *s == severity && *l == location && m.contains(message)),
                 "{what}: want {severity:?} at `{location}` containing {message:?}, got {found:#?}"
             );
             // Absences already named per shard (or in unreadable shards) are not re-counted.
-            assert!(
-                !found
-                    .iter()
-                    .any(|(_, _, m)| m.contains("expected tensors are missing")),
-                "{what}: {found:#?}"
-            );
+            assert!(!found.iter().any(|(_, _, m)| m.contains("expected tensors are missing")), "{what}: {found:#?}");
             if severity == Severity::Warning {
-                assert!(
-                    found.iter().all(|(s, _, _)| *s == Severity::Warning),
-                    "{what}: {found:#?}"
-                );
+                assert!(found.iter().all(|(s, _, _)| *s == Severity::Warning), "{what}: {found:#?}");
             }
         }
     }
@@ -505,16 +414,12 @@ mod inspect_tests {
     fn missing_components_and_dtype_drift_in_a_single_file() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let opts = RandomCheckpointOptions {
-            dtype: crate::model::FloatDtype::F32,
-            ..RandomCheckpointOptions::default()
-        };
+        let opts =
+            RandomCheckpointOptions { dtype: crate::model::FloatDtype::F32, ..RandomCheckpointOptions::default() };
         write_random_checkpoint_with(&tiny_test_config(), d, 1, &opts).unwrap();
         rewrite(&d.join(SINGLE_FILE), |ts| {
             ts.into_iter()
-                .filter(|(n, _)| {
-                    !n.starts_with("thinker.audio_tower.") && n != "thinker.lm_head.weight"
-                })
+                .filter(|(n, _)| !n.starts_with("thinker.audio_tower.") && n != "thinker.lm_head.weight")
                 .collect()
         });
         let found = problems(d);
@@ -527,16 +432,10 @@ mod inspect_tests {
             "{found:#?}"
         );
         assert!(
-            msgs.iter()
-                .any(|m| m.contains("config.json says bfloat16 but the weights are stored as F32")),
+            msgs.iter().any(|m| m.contains("config.json says bfloat16 but the weights are stored as F32")),
             "{found:#?}"
         );
-        assert!(
-            found
-                .iter()
-                .all(|(_, l, _)| l == SINGLE_FILE || l.is_empty()),
-            "{found:#?}"
-        );
+        assert!(found.iter().all(|(_, l, _)| l == SINGLE_FILE || l.is_empty()), "{found:#?}");
     }
 
     #[test]
@@ -544,18 +443,12 @@ mod inspect_tests {
         let cfg = OmniThinkerConfig::Thinker(tiny_test_config().thinker().clone());
         for layout in [KeyLayout::Bare, KeyLayout::Transformers5] {
             let dir = tempfile::tempdir().unwrap();
-            let opts = RandomCheckpointOptions {
-                layout,
-                ..RandomCheckpointOptions::default()
-            };
+            let opts = RandomCheckpointOptions { layout, ..RandomCheckpointOptions::default() };
             write_random_checkpoint_with(&cfg, dir.path(), 1, &opts).unwrap();
             std::fs::write(dir.path().join("tokenizer.json"), "{}").unwrap();
             let check = check_model_dir(dir.path());
             assert_eq!(check.report.problems, vec![], "{layout:?}");
-            assert_eq!(
-                (check.report.layout, check.config.as_ref()),
-                (Some(layout), Some(&cfg))
-            );
+            assert_eq!((check.report.layout, check.config.as_ref()), (Some(layout), Some(&cfg)));
         }
     }
 
@@ -563,18 +456,8 @@ mod inspect_tests {
     fn missing_or_empty_directories() {
         let dir = tempfile::tempdir().unwrap();
         let r = inspect_model_dir(&dir.path().join("absent"), &tiny_test_config());
-        assert!(
-            r.problems
-                .iter()
-                .any(|p| p.is_error() && p.message == "model directory not found")
-        );
+        assert!(r.problems.iter().any(|p| p.is_error() && p.message == "model directory not found"));
         let r = inspect_model_dir(dir.path(), &tiny_test_config());
-        assert!(
-            r.problems
-                .iter()
-                .any(|p| p.is_error() && p.message.starts_with("no weights")),
-            "{:?}",
-            r.problems
-        );
+        assert!(r.problems.iter().any(|p| p.is_error() && p.message.starts_with("no weights")), "{:?}", r.problems);
     }
 }

@@ -71,24 +71,15 @@ const DTYPES: [(Dtype, &str, u64); 15] = [
 impl Dtype {
     /// The header spelling (`"BF16"`); `None` for anything else, including sub-byte types.
     pub fn from_name(name: &str) -> Option<Dtype> {
-        DTYPES
-            .iter()
-            .find(|(_, n, _)| *n == name)
-            .map(|(d, _, _)| *d)
+        DTYPES.iter().find(|(_, n, _)| *n == name).map(|(d, _, _)| *d)
     }
 
     pub fn name(self) -> &'static str {
-        DTYPES
-            .iter()
-            .find(|(d, _, _)| *d == self)
-            .map_or("?", |(_, n, _)| n)
+        DTYPES.iter().find(|(d, _, _)| *d == self).map_or("?", |(_, n, _)| n)
     }
 
     pub fn size_bytes(self) -> u64 {
-        DTYPES
-            .iter()
-            .find(|(d, _, _)| *d == self)
-            .map_or(1, |(_, _, s)| *s)
+        DTYPES.iter().find(|(d, _, _)| *d == self).map_or(1, |(_, _, s)| *s)
     }
 
     /// F32, BF16 or F16: what a thinker's weights may be stored as.
@@ -134,8 +125,7 @@ pub struct SafetensorsHeader {
 impl SafetensorsHeader {
     /// `8 + N + data length`: the size a complete file has.
     pub fn expected_file_len(&self) -> u64 {
-        8u64.saturating_add(self.header_len)
-            .saturating_add(self.data_len)
+        8u64.saturating_add(self.header_len).saturating_add(self.data_len)
     }
 
     /// Bytes after the data section (0 for files written by the reference writer).
@@ -158,11 +148,7 @@ pub enum HeaderError {
     #[error("{path}: {file_len} bytes is too short to be a safetensors file")]
     TooShort { path: String, file_len: u64 },
     #[error("{path}: header length {header_len} is impossible ({reason})")]
-    BadHeaderLen {
-        path: String,
-        header_len: u64,
-        reason: String,
-    },
+    BadHeaderLen { path: String, header_len: u64, reason: String },
     #[error("{path}: header is not valid JSON: {message}")]
     Json { path: String, message: String },
     #[error("{path}: {}", problems.join("; "))]
@@ -171,13 +157,7 @@ pub enum HeaderError {
         "{path}: truncated: expected {expected} bytes (8 + {header_len} header + {data_len} data), \
          found {actual}"
     )]
-    Truncated {
-        path: String,
-        expected: u64,
-        actual: u64,
-        header_len: u64,
-        data_len: u64,
-    },
+    Truncated { path: String, expected: u64, actual: u64, header_len: u64, data_len: u64 },
 }
 
 impl HeaderError {
@@ -198,9 +178,7 @@ impl HeaderError {
     pub fn message(&self) -> String {
         let full = self.to_string();
         let prefix = format!("{}: ", self.path());
-        full.strip_prefix(&prefix)
-            .map(str::to_string)
-            .unwrap_or(full)
+        full.strip_prefix(&prefix).map(str::to_string).unwrap_or(full)
     }
 }
 
@@ -216,10 +194,7 @@ pub fn read_header(path: &Path) -> Result<SafetensorsHeader, HeaderError> {
     let p = path.display().to_string();
     let io = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::NotFound => HeaderError::NotFound { path: p.clone() },
-        _ => HeaderError::Io {
-            path: p.clone(),
-            source,
-        },
+        _ => HeaderError::Io { path: p.clone(), source },
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
@@ -229,27 +204,17 @@ pub fn read_header(path: &Path) -> Result<SafetensorsHeader, HeaderError> {
     let mut len_bytes = [0u8; 8];
     file.read_exact(&mut len_bytes).map_err(io)?;
     let header_len = u64::from_le_bytes(len_bytes);
-    let bad_len = |reason: String| HeaderError::BadHeaderLen {
-        path: p.clone(),
-        header_len,
-        reason,
-    };
+    let bad_len = |reason: String| HeaderError::BadHeaderLen { path: p.clone(), header_len, reason };
     if header_len > MAX_HEADER_BYTES {
         return Err(bad_len(format!("the limit is {MAX_HEADER_BYTES} bytes")));
     }
     if header_len > file_len - 8 {
-        return Err(bad_len(format!(
-            "the file has only {} bytes after the length",
-            file_len - 8
-        )));
+        return Err(bad_len(format!("the file has only {} bytes after the length", file_len - 8)));
     }
     let mut json = Vec::with_capacity(header_len as usize);
     file.take(header_len).read_to_end(&mut json).map_err(io)?;
     let entries: Map<String, Value> =
-        serde_json::from_slice(&json).map_err(|e| HeaderError::Json {
-            path: p.clone(),
-            message: e.to_string(),
-        })?;
+        serde_json::from_slice(&json).map_err(|e| HeaderError::Json { path: p.clone(), message: e.to_string() })?;
 
     let mut problems = Vec::new();
     let mut tensors = BTreeMap::new();
@@ -270,18 +235,14 @@ pub fn read_header(path: &Path) -> Result<SafetensorsHeader, HeaderError> {
         }
     }
     // The spans must tile [0, data_len) in offset order.
-    let mut spans: Vec<(&String, [u64; 2])> =
-        tensors.iter().map(|(n, t)| (n, t.data_offsets)).collect();
+    let mut spans: Vec<(&String, [u64; 2])> = tensors.iter().map(|(n, t)| (n, t.data_offsets)).collect();
     spans.sort_by_key(|(_, o)| *o);
     let mut cursor = 0u64;
     for (name, [begin, end]) in spans {
         if begin != cursor {
-            let what = if begin > cursor {
-                "leaves a gap before it"
-            } else {
-                "overlaps the tensor before it"
-            };
-            problems.push(format!("tensor `{name}`: data_offsets [{begin}, {end}] {what} (expected to start at {cursor})"));
+            let what = if begin > cursor { "leaves a gap before it" } else { "overlaps the tensor before it" };
+            problems
+                .push(format!("tensor `{name}`: data_offsets [{begin}, {end}] {what} (expected to start at {cursor})"));
         }
         cursor = cursor.max(end);
     }
@@ -296,32 +257,17 @@ pub fn read_header(path: &Path) -> Result<SafetensorsHeader, HeaderError> {
     let data_len = cursor;
     let expected = 8u64.saturating_add(header_len).saturating_add(data_len);
     if file_len < expected {
-        return Err(HeaderError::Truncated {
-            path: p,
-            expected,
-            actual: file_len,
-            header_len,
-            data_len,
-        });
+        return Err(HeaderError::Truncated { path: p, expected, actual: file_len, header_len, data_len });
     }
-    Ok(SafetensorsHeader {
-        header_len,
-        file_len,
-        data_len,
-        tensors,
-        metadata,
-    })
+    Ok(SafetensorsHeader { header_len, file_len, data_len, tensors, metadata })
 }
 
 fn parse_entry(value: Value) -> Result<TensorInfo, String> {
     let raw: RawInfo = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    let dtype =
-        Dtype::from_name(&raw.dtype).ok_or_else(|| format!("unsupported dtype `{}`", raw.dtype))?;
+    let dtype = Dtype::from_name(&raw.dtype).ok_or_else(|| format!("unsupported dtype `{}`", raw.dtype))?;
     let [begin, end] = raw.data_offsets;
     if end < begin {
-        return Err(format!(
-            "data_offsets [{begin}, {end}] end before they begin"
-        ));
+        return Err(format!("data_offsets [{begin}, {end}] end before they begin"));
     }
     let numel = raw.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
     let bytes = numel.and_then(|n| n.checked_mul(dtype.size_bytes()));
@@ -335,11 +281,7 @@ fn parse_entry(value: Value) -> Result<TensorInfo, String> {
             raw.shape
         ));
     }
-    Ok(TensorInfo {
-        dtype,
-        shape: raw.shape,
-        data_offsets: raw.data_offsets,
-    })
+    Ok(TensorInfo { dtype, shape: raw.shape, data_offsets: raw.data_offsets })
 }
 
 #[cfg(test)]
@@ -369,18 +311,8 @@ mod tests {
     fn reads_a_valid_header() {
         let dir = tempfile::tempdir().unwrap();
         let h = read_header(&write(dir.path(), "ok.safetensors", TWO, 16)).unwrap();
-        assert_eq!(
-            (h.header_len, h.data_len, h.trailing_bytes()),
-            (TWO.len() as u64, 16, 0)
-        );
-        assert_eq!(
-            h.tensors["a"],
-            TensorInfo {
-                dtype: Dtype::Bf16,
-                shape: vec![2, 3],
-                data_offsets: [0, 12]
-            }
-        );
+        assert_eq!((h.header_len, h.data_len, h.trailing_bytes()), (TWO.len() as u64, 16, 0));
+        assert_eq!(h.tensors["a"], TensorInfo { dtype: Dtype::Bf16, shape: vec![2, 3], data_offsets: [0, 12] });
         assert_eq!(h.tensors["b"].byte_len(), 4);
         assert_eq!(h.metadata["format"], "pt");
         // Trailing bytes are accepted and counted.
@@ -396,18 +328,9 @@ mod tests {
         let b = tch::Tensor::zeros([7], (tch::Kind::Float, tch::Device::Cpu));
         tch::Tensor::write_safetensors(&[("w", &w), ("b", &b)], &path).unwrap();
         let h = read_header(&path).unwrap();
-        assert_eq!(
-            (h.tensors["w"].dtype, h.tensors["w"].shape.clone()),
-            (Dtype::Bf16, vec![3, 5])
-        );
-        assert_eq!(
-            (h.tensors["b"].dtype, h.data_len),
-            (Dtype::F32, 3 * 5 * 2 + 7 * 4)
-        );
-        assert_eq!(
-            h.expected_file_len(),
-            std::fs::metadata(&path).unwrap().len()
-        );
+        assert_eq!((h.tensors["w"].dtype, h.tensors["w"].shape.clone()), (Dtype::Bf16, vec![3, 5]));
+        assert_eq!((h.tensors["b"].dtype, h.data_len), (Dtype::F32, 3 * 5 * 2 + 7 * 4));
+        assert_eq!(h.expected_file_len(), std::fs::metadata(&path).unwrap().len());
     }
 
     #[test]
@@ -442,11 +365,7 @@ mod tests {
         let overlap = r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},
             "b":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}}"#;
         let err = read_header(&write(d, "overlap", overlap, 4)).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("`b`: data_offsets [2, 4] overlaps"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("`b`: data_offsets [2, 4] overlaps"), "{err}");
         let missing = read_header(&d.join("absent.safetensors")).unwrap_err();
         assert!(matches!(missing, HeaderError::NotFound { .. }));
     }
@@ -457,12 +376,7 @@ mod tests {
         let path = write(dir.path(), "t.safetensors", TWO, 10);
         let n = TWO.len() as u64;
         match read_header(&path).unwrap_err() {
-            HeaderError::Truncated {
-                expected,
-                actual,
-                data_len,
-                ..
-            } => {
+            HeaderError::Truncated { expected, actual, data_len, .. } => {
                 assert_eq!((expected, actual, data_len), (8 + n + 16, 8 + n + 10, 16));
             }
             other => panic!("{other}"),
@@ -472,17 +386,13 @@ mod tests {
     #[test]
     fn every_tensor_problem_is_listed_and_capped() {
         let dir = tempfile::tempdir().unwrap();
-        let entries: Vec<String> = (0..25)
-            .map(|i| format!(r#""t{i:02}":{{"dtype":"Q9","shape":[1],"data_offsets":[0,1]}}"#))
-            .collect();
+        let entries: Vec<String> =
+            (0..25).map(|i| format!(r#""t{i:02}":{{"dtype":"Q9","shape":[1],"data_offsets":[0,1]}}"#)).collect();
         let header = format!("{{{}}}", entries.join(","));
         match read_header(&write(dir.path(), "many", &header, 1)).unwrap_err() {
             HeaderError::BadTensors { problems, .. } => {
                 assert_eq!(problems.len(), MAX_LISTED + 1);
-                assert_eq!(
-                    problems.last().map(String::as_str),
-                    Some("... and 5 more tensor problems")
-                );
+                assert_eq!(problems.last().map(String::as_str), Some("... and 5 more tensor problems"));
             }
             other => panic!("{other}"),
         }

@@ -15,6 +15,10 @@
 //! score get `"error": "JUDGE_FAILED"`. Exit status 0 whatever the lines hold; 2 when the input
 //! file cannot be read (the message names the file).
 //!
+//! The judge reads its key from `DASHSCOPE_API_KEY` (else `OSS_ACCESS_KEY`) in the environment
+//! or a `.env` file in the working directory or above, plus `DASHSCOPE_BASE_URL` and the
+//! `OMNIRL_JUDGE_*` settings (see `rewards::judge`).
+//!
 //! Left out: reading stdin (`--input -`) and an output-file option; redirect stdout instead.
 
 use anyhow::Context as _;
@@ -62,8 +66,7 @@ impl Chunk {
 
 pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     let path = args.input.clone();
-    let file =
-        File::open(&path).with_context(|| format!("cannot read input file {}", path.display()))?;
+    let file = File::open(&path).with_context(|| format!("cannot read input file {}", path.display()))?;
     let mut ff = FreeForm::new();
     let mut summary = Summary::default();
 
@@ -129,9 +132,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(out_tx);
-    let written = writer
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("writer thread panicked")));
+    let written = writer.join().unwrap_or_else(|_| Err(io::Error::other("writer thread panicked")));
     let _ = reader.join();
     if let Some(e) = failure {
         return Err(e);
@@ -149,11 +150,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
 
 /// Up to `CHUNK_LINES` lines or about `CHUNK_BYTES` bytes; no lines at end of file.
 fn read_chunk(reader: &mut impl BufRead, path: &Path, first_line: u64) -> anyhow::Result<Chunk> {
-    let mut chunk = Chunk {
-        first_line,
-        data: Vec::with_capacity(CHUNK_BYTES + (64 << 10)),
-        lines: Vec::new(),
-    };
+    let mut chunk = Chunk { first_line, data: Vec::with_capacity(CHUNK_BYTES + (64 << 10)), lines: Vec::new() };
     while chunk.lines.len() < CHUNK_LINES && chunk.data.len() < CHUNK_BYTES {
         let start = chunk.data.len();
         let n = reader
@@ -196,29 +193,18 @@ fn score_part(chunk: &Chunk, first: usize, count: usize) -> Part {
         let line_no = chunk.first_line + i as u64;
         let start = part.text.len();
         match score_line(line_no, chunk.line(i)) {
-            Line::Malformed {
-                output,
-                question_type,
-                message,
-            } => {
+            Line::Malformed { output, question_type, message } => {
                 part.text.push_str(&output);
                 part.messages.push(message);
-                part.stats
-                    .add(question_type, None, Some(INVALID_INPUT_LINE));
+                part.stats.add(question_type, None, Some(INVALID_INPUT_LINE));
             }
-            Line::Scored {
-                output,
-                question_type,
-                reward,
-                error,
-            } => {
+            Line::Scored { output, question_type, reward, error } => {
                 part.text.push_str(&output);
                 part.stats.add(question_type, reward, error);
             }
             Line::FreeForm { output, input } => {
                 part.text.push_str(&output);
-                part.pending_ff
-                    .push((i, start..start + output.len(), QuestionType::Ff, input));
+                part.pending_ff.push((i, start..start + output.len(), QuestionType::Ff, input));
             }
         }
         part.text.push('\n');
@@ -239,7 +225,10 @@ enum Line {
         error: Option<&'static str>,
     },
     /// A valid FF line: scored 0.0 unless the judge says otherwise.
-    FreeForm { output: String, input: JudgeInput },
+    FreeForm {
+        output: String,
+        input: JudgeInput,
+    },
 }
 
 fn score_line(line_no: u64, bytes: &[u8]) -> Line {
@@ -270,13 +259,10 @@ fn score_line(line_no: u64, bytes: &[u8]) -> Line {
     }
     match record.score() {
         Ok(s) => {
-            if question_type == Some(QuestionType::Ff) {
-                if let Ok(input) = record.judge_input() {
-                    return Line::FreeForm {
-                        output: record.output_line(Some(s.reward), None),
-                        input,
-                    };
-                }
+            if question_type == Some(QuestionType::Ff)
+                && let Ok(input) = record.judge_input()
+            {
+                return Line::FreeForm { output: record.output_line(Some(s.reward), None), input };
             }
             Line::Scored {
                 output: record.output_line(Some(s.reward), None),
@@ -314,10 +300,7 @@ impl FreeForm {
         } else {
             None
         };
-        FreeForm {
-            judge,
-            warned: false,
-        }
+        FreeForm { judge, warned: false }
     }
 
     /// Settles the chunk's FF lines: the judge's verdicts replace their provisional output
@@ -405,12 +388,7 @@ struct Stats {
 }
 
 impl Stats {
-    fn add(
-        &mut self,
-        question_type: Option<QuestionType>,
-        reward: Option<f64>,
-        error: Option<&'static str>,
-    ) {
+    fn add(&mut self, question_type: Option<QuestionType>, reward: Option<f64>, error: Option<&'static str>) {
         self.lines += 1;
         if let Some(code) = error {
             self.invalid += 1;
@@ -468,31 +446,14 @@ impl Summary {
             stats.invalid
         );
         if !stats.by_type.is_empty() {
-            s.push_str(&format!(
-                "  {:<5} {:>10} {:>10} {:>12}\n",
-                "type", "lines", "scored", "mean_reward"
-            ));
+            s.push_str(&format!("  {:<5} {:>10} {:>10} {:>12}\n", "type", "lines", "scored", "mean_reward"));
             for (qt, t) in &stats.by_type {
-                let mean = if t.scored > 0 {
-                    format!("{:.4}", t.reward_sum / t.scored as f64)
-                } else {
-                    "-".to_owned()
-                };
-                s.push_str(&format!(
-                    "  {:<5} {:>10} {:>10} {:>12}\n",
-                    qt.as_str(),
-                    t.lines,
-                    t.scored,
-                    mean
-                ));
+                let mean = if t.scored > 0 { format!("{:.4}", t.reward_sum / t.scored as f64) } else { "-".to_owned() };
+                s.push_str(&format!("  {:<5} {:>10} {:>10} {:>12}\n", qt.as_str(), t.lines, t.scored, mean));
             }
         }
         if !stats.by_error.is_empty() {
-            let codes: Vec<String> = stats
-                .by_error
-                .iter()
-                .map(|(c, n)| format!("{c} {n}"))
-                .collect();
+            let codes: Vec<String> = stats.by_error.iter().map(|(c, n)| format!("{c} {n}")).collect();
             s.push_str(&format!("  invalid by code: {}\n", codes.join(", ")));
         }
         eprint!("{s}");

@@ -71,7 +71,13 @@ struct Source {
 }
 
 const SOURCES: &[Source] = &[
-    Source { launcher: Launcher::Env, rank: &["RANK"], size: &["WORLD_SIZE"], local_rank: &["LOCAL_RANK"], local_size: &["LOCAL_WORLD_SIZE"] },
+    Source {
+        launcher: Launcher::Env,
+        rank: &["RANK"],
+        size: &["WORLD_SIZE"],
+        local_rank: &["LOCAL_RANK"],
+        local_size: &["LOCAL_WORLD_SIZE"],
+    },
     Source {
         launcher: Launcher::OpenMpi,
         rank: &["OMPI_COMM_WORLD_RANK"],
@@ -107,7 +113,10 @@ fn parse_u32(var: &str, text: &str, problems: &mut Vec<RankProblem>) -> Option<u
     match head.parse::<u32>() {
         Ok(v) => Some(v),
         Err(_) => {
-            problems.push(RankProblem { variable: var.into(), message: format!("expected a non-negative integer, found {text:?}") });
+            problems.push(RankProblem {
+                variable: var.into(),
+                message: format!("expected a non-negative integer, found {text:?}"),
+            });
             None
         }
     }
@@ -117,10 +126,8 @@ fn parse_u32(var: &str, text: &str, problems: &mut Vec<RankProblem>) -> Option<u
 /// the dry run can show both.
 pub fn discover(env: Env) -> (RankInfo, Vec<RankProblem>) {
     let mut problems = Vec::new();
-    let present: Vec<&Source> = SOURCES
-        .iter()
-        .filter(|s| first(env, s.rank).is_some() || first(env, s.size).is_some())
-        .collect();
+    let present: Vec<&Source> =
+        SOURCES.iter().filter(|s| first(env, s.rank).is_some() || first(env, s.size).is_some()).collect();
     let mut info = RankInfo {
         world_size: 1,
         rank: 0,
@@ -137,7 +144,10 @@ pub fn discover(env: Env) -> (RankInfo, Vec<RankProblem>) {
     if let Some(port) = env("MASTER_PORT").filter(|s| !s.is_empty()) {
         match port.trim().parse::<u16>() {
             Ok(p) if p > 0 => info.master_port = Some(p),
-            _ => problems.push(RankProblem { variable: "MASTER_PORT".into(), message: format!("expected a port in 1..65535, found {port:?}") }),
+            _ => problems.push(RankProblem {
+                variable: "MASTER_PORT".into(),
+                message: format!("expected a port in 1..65535, found {port:?}"),
+            }),
         }
     }
     if let Some(source) = present.first() {
@@ -163,32 +173,34 @@ pub fn discover(env: Env) -> (RankInfo, Vec<RankProblem>) {
         }
         info.world_size = size.as_ref().map_or(1, |(_, v)| (*v).max(1));
         info.rank = rank.as_ref().map_or(0, |(_, v)| *v);
-        if let Some((var, r)) = &rank {
-            if *r >= info.world_size {
-                problems.push(RankProblem { variable: var.clone(), message: format!("rank {r} is not below the world size {}", info.world_size) });
-            }
+        if let Some((var, r)) = &rank
+            && *r >= info.world_size
+        {
+            problems.push(RankProblem {
+                variable: var.clone(),
+                message: format!("rank {r} is not below the world size {}", info.world_size),
+            });
         }
         let local_size = get(source.local_size, &mut problems);
         let local_rank = get(source.local_rank, &mut problems);
         info.local_world_size = local_size.as_ref().map_or(info.world_size, |(_, v)| (*v).max(1));
         // Without a local rank, a single-node launch has local rank = rank.
-        info.local_rank = local_rank.as_ref().map_or(
-            if info.local_world_size == info.world_size { info.rank } else { 0 },
-            |(_, v)| *v,
-        );
+        info.local_rank = local_rank
+            .as_ref()
+            .map_or(if info.local_world_size == info.world_size { info.rank } else { 0 }, |(_, v)| *v);
         if local_rank.is_none() && info.local_world_size != info.world_size {
             problems.push(RankProblem {
                 variable: source.local_rank[0].into(),
                 message: "required on multi-node launches (which GPU this rank uses)".into(),
             });
         }
-        if let Some((var, lr)) = &local_rank {
-            if *lr >= info.local_world_size {
-                problems.push(RankProblem {
-                    variable: var.clone(),
-                    message: format!("local rank {lr} is not below the ranks per node {}", info.local_world_size),
-                });
-            }
+        if let Some((var, lr)) = &local_rank
+            && *lr >= info.local_world_size
+        {
+            problems.push(RankProblem {
+                variable: var.clone(),
+                message: format!("local rank {lr} is not below the ranks per node {}", info.local_world_size),
+            });
         }
         if info.local_world_size > info.world_size {
             problems.push(RankProblem {
@@ -196,7 +208,8 @@ pub fn discover(env: Env) -> (RankInfo, Vec<RankProblem>) {
                 message: format!("{} ranks per node exceeds the world size {}", info.local_world_size, info.world_size),
             });
         }
-        info.nnodes = (info.world_size % info.local_world_size == 0).then(|| info.world_size / info.local_world_size);
+        info.nnodes =
+            info.world_size.is_multiple_of(info.local_world_size).then(|| info.world_size / info.local_world_size);
         let needs_rendezvous = info.launcher == Launcher::Env && info.world_size > 1;
         if needs_rendezvous && (info.master_addr.is_none() || info.master_port.is_none()) {
             problems.push(RankProblem {
@@ -211,7 +224,8 @@ pub fn discover(env: Env) -> (RankInfo, Vec<RankProblem>) {
 
 fn assign_gpu(env: Env, info: &mut RankInfo, problems: &mut Vec<RankProblem>) {
     let lists = [("GPU_IDS", env("GPU_IDS")), ("CUDA_VISIBLE_DEVICES", env("CUDA_VISIBLE_DEVICES"))];
-    let Some((var, text)) = lists.into_iter().find_map(|(v, t)| t.filter(|t| !t.trim().is_empty()).map(|t| (v, t))) else {
+    let Some((var, text)) = lists.into_iter().find_map(|(v, t)| t.filter(|t| !t.trim().is_empty()).map(|t| (v, t)))
+    else {
         info.gpu_index = Some(info.local_rank);
         return;
     };
@@ -225,11 +239,17 @@ fn assign_gpu(env: Env, info: &mut RankInfo, problems: &mut Vec<RankProblem>) {
         }
         Some(id) => match id.parse::<u32>() {
             Ok(v) => info.gpu_index = Some(v),
-            Err(_) => problems.push(RankProblem { variable: var.into(), message: format!("`{id}` is not a GPU index in {text:?}") }),
+            Err(_) => problems
+                .push(RankProblem { variable: var.into(), message: format!("`{id}` is not a GPU index in {text:?}") }),
         },
         None => problems.push(RankProblem {
             variable: var.into(),
-            message: format!("local rank {} needs entry {} but {var} lists {} device(s): {text:?}", info.local_rank, info.local_rank, ids.len()),
+            message: format!(
+                "local rank {} needs entry {} but {var} lists {} device(s): {text:?}",
+                info.local_rank,
+                info.local_rank,
+                ids.len()
+            ),
         }),
     }
 }
@@ -247,19 +267,84 @@ mod tests {
     #[test]
     fn sources_in_priority_order() {
         // (variables, launcher, world, rank, local_rank, nnodes)
-        let cases: &[(&[(&str, &str)], Launcher, u32, u32, u32, Option<u32>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Launcher, u32, u32, u32, Option<u32>);
+        let cases: &[Case] = &[
             (&[], Launcher::Single, 1, 0, 0, Some(1)),
-            (&[("RANK", "3"), ("WORLD_SIZE", "8"), ("LOCAL_RANK", "3"), ("MASTER_ADDR", "n0"), ("MASTER_PORT", "29500")], Launcher::Env, 8, 3, 3, Some(1)),
-            (&[("OMPI_COMM_WORLD_RANK", "5"), ("OMPI_COMM_WORLD_SIZE", "16"), ("OMPI_COMM_WORLD_LOCAL_RANK", "5"), ("OMPI_COMM_WORLD_LOCAL_SIZE", "8")], Launcher::OpenMpi, 16, 5, 5, Some(2)),
-            (&[("PMI_RANK", "1"), ("PMI_SIZE", "2"), ("MPI_LOCALRANKID", "1"), ("MPI_LOCALNRANKS", "2")], Launcher::Pmi, 2, 1, 1, Some(1)),
-            (&[("SLURM_PROCID", "9"), ("SLURM_NTASKS", "16"), ("SLURM_LOCALID", "1"), ("SLURM_NTASKS_PER_NODE", "8(x2)")], Launcher::Slurm, 16, 9, 1, Some(2)),
+            (
+                &[
+                    ("RANK", "3"),
+                    ("WORLD_SIZE", "8"),
+                    ("LOCAL_RANK", "3"),
+                    ("MASTER_ADDR", "n0"),
+                    ("MASTER_PORT", "29500"),
+                ],
+                Launcher::Env,
+                8,
+                3,
+                3,
+                Some(1),
+            ),
+            (
+                &[
+                    ("OMPI_COMM_WORLD_RANK", "5"),
+                    ("OMPI_COMM_WORLD_SIZE", "16"),
+                    ("OMPI_COMM_WORLD_LOCAL_RANK", "5"),
+                    ("OMPI_COMM_WORLD_LOCAL_SIZE", "8"),
+                ],
+                Launcher::OpenMpi,
+                16,
+                5,
+                5,
+                Some(2),
+            ),
+            (
+                &[("PMI_RANK", "1"), ("PMI_SIZE", "2"), ("MPI_LOCALRANKID", "1"), ("MPI_LOCALNRANKS", "2")],
+                Launcher::Pmi,
+                2,
+                1,
+                1,
+                Some(1),
+            ),
+            (
+                &[
+                    ("SLURM_PROCID", "9"),
+                    ("SLURM_NTASKS", "16"),
+                    ("SLURM_LOCALID", "1"),
+                    ("SLURM_NTASKS_PER_NODE", "8(x2)"),
+                ],
+                Launcher::Slurm,
+                16,
+                9,
+                1,
+                Some(2),
+            ),
             // torchrun inside an srun step: the torchrun variables win.
-            (&[("RANK", "10"), ("WORLD_SIZE", "16"), ("LOCAL_RANK", "2"), ("LOCAL_WORLD_SIZE", "8"), ("MASTER_ADDR", "n0"), ("MASTER_PORT", "1234"), ("SLURM_PROCID", "1"), ("SLURM_NTASKS", "2")], Launcher::Env, 16, 10, 2, Some(2)),
+            (
+                &[
+                    ("RANK", "10"),
+                    ("WORLD_SIZE", "16"),
+                    ("LOCAL_RANK", "2"),
+                    ("LOCAL_WORLD_SIZE", "8"),
+                    ("MASTER_ADDR", "n0"),
+                    ("MASTER_PORT", "1234"),
+                    ("SLURM_PROCID", "1"),
+                    ("SLURM_NTASKS", "2"),
+                ],
+                Launcher::Env,
+                16,
+                10,
+                2,
+                Some(2),
+            ),
         ];
         for (vars, launcher, world, rank, local, nnodes) in cases {
             let (info, problems) = run(vars);
             assert!(problems.is_empty(), "{vars:?}: {problems:?}");
-            assert_eq!((info.launcher, info.world_size, info.rank, info.local_rank, info.nnodes), (*launcher, *world, *rank, *local, *nnodes), "{vars:?}");
+            assert_eq!(
+                (info.launcher, info.world_size, info.rank, info.local_rank, info.nnodes),
+                (*launcher, *world, *rank, *local, *nnodes),
+                "{vars:?}"
+            );
         }
     }
 

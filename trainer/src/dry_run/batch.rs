@@ -62,13 +62,19 @@ pub fn rl_batch(r: &RolloutConfig, a: &AlgorithmConfig, world: u32) -> (RlBatch,
             issues.push(issue(
                 "algorithm.ppo_mini_batch_size",
                 true,
-                format!("ppo_mini_batch_size {} × group_size {n} = {mini} rows do not split evenly over world size {w}", a.ppo_mini_batch_size),
+                format!(
+                    "ppo_mini_batch_size {} × group_size {n} = {mini} rows do not split evenly over world size {w}",
+                    a.ppo_mini_batch_size
+                ),
             ));
         } else if (mini / w) % micro != 0 || mini / w == 0 {
             issues.push(issue(
                 "algorithm.micro_batch_size_per_gpu",
                 true,
-                format!("{} rows per rank per mini-batch is not a positive multiple of micro_batch_size_per_gpu {micro}", mini / w),
+                format!(
+                    "{} rows per rank per mini-batch is not a positive multiple of micro_batch_size_per_gpu {micro}",
+                    mini / w
+                ),
             ));
         } else {
             ppo_rows_per_rank = Some(mini / w);
@@ -104,7 +110,9 @@ pub fn sft_batch(s: &ScheduleConfig, world: u32) -> SftBatch {
     SftBatch {
         per_device_batch_size: s.per_device_batch_size,
         gradient_accumulation_steps: s.gradient_accumulation_steps,
-        global_batch_size: u64::from(s.per_device_batch_size) * u64::from(s.gradient_accumulation_steps) * u64::from(world.max(1)),
+        global_batch_size: u64::from(s.per_device_batch_size)
+            * u64::from(s.gradient_accumulation_steps)
+            * u64::from(world.max(1)),
     }
 }
 
@@ -192,7 +200,8 @@ pub fn media_token_bounds(e: &EnvironmentConfig, p: &PreprocessConfig) -> MediaT
     let frame_tokens = p.image_max_pixels / patch;
     let get_frames = u64::from(e.max_frames) * (frame_tokens + FRAME_TEXT_TOKENS);
     // Clip frames: 2 fps, even count, at least 2, at most max_clip_frames (§4 fetch_video).
-    let nframes = floor_even(((e.max_clip_seconds * p.clip_fps).floor() as u64).clamp(2, u64::from(p.max_clip_frames))).max(2);
+    let nframes =
+        floor_even(((e.max_clip_seconds * p.clip_fps).floor() as u64).clamp(2, u64::from(p.max_clip_frames))).max(2);
     let per_frame_cap = (p.video_total_pixels as f64 / nframes as f64 * 2.0).min(p.video_frame_max_pixels as f64);
     let per_frame = per_frame_cap.max(1.05 * p.video_min_pixels as f64);
     let clip_video = (nframes / 2) * (per_frame as u64 / patch);
@@ -248,7 +257,8 @@ mod tests {
     #[test]
     fn rl_divisibility_rules() {
         // (B, n, W, flow, mini, micro, expected error key)
-        let cases: &[(u32, u32, u32, UpdateFlow, u32, u32, Option<&str>)] = &[
+        type Case = (u32, u32, u32, UpdateFlow, u32, u32, Option<&'static str>);
+        let cases: &[Case] = &[
             (32, 8, 3, UpdateFlow::OnPolicy, 16, 1, Some("rollout.prompts_per_step")), // 256 % 3 = 1
             (33, 8, 3, UpdateFlow::OnPolicy, 16, 1, None),                             // 264 = 3·88
             (32, 8, 8, UpdateFlow::Ppo, 16, 1, None),                                  // 128/8 = 16 rows
@@ -256,7 +266,12 @@ mod tests {
             (32, 8, 8, UpdateFlow::Ppo, 16, 3, Some("algorithm.micro_batch_size_per_gpu")), // 16 % 3 ≠ 0
         ];
         for &(b, n, w, flow, mini, micro, want) in cases {
-            let a = AlgorithmConfig { update_flow: flow, ppo_mini_batch_size: mini, micro_batch_size_per_gpu: micro, ..Default::default() };
+            let a = AlgorithmConfig {
+                update_flow: flow,
+                ppo_mini_batch_size: mini,
+                micro_batch_size_per_gpu: micro,
+                ..Default::default()
+            };
             let (_, issues) = rl_batch(&rollout(b, n, 2), &a, w);
             let errors: Vec<&str> = issues.iter().filter(|i| i.error).map(|i| i.key).collect();
             assert_eq!(errors.first().copied(), want, "B{b} n{n} W{w}");
@@ -287,7 +302,14 @@ mod tests {
         // §1.9: <60 s → 5; 287 s → 9; ≥ 1020 s → 22 (train cap); ≥ 1620 s → 32 (eval cap).
         let train = EnvironmentConfig { max_steps: Some(22), ..Default::default() };
         let eval = EnvironmentConfig { max_steps: Some(32), ..Default::default() };
-        for (env, d, want) in [(&train, 59.9, 5), (&train, 287.0, 9), (&train, 1020.0, 22), (&train, 5000.0, 22), (&eval, 1619.0, 31), (&eval, 1620.0, 32)] {
+        for (env, d, want) in [
+            (&train, 59.9, 5),
+            (&train, 287.0, 9),
+            (&train, 1020.0, 22),
+            (&train, 5000.0, 22),
+            (&eval, 1619.0, 31),
+            (&eval, 1620.0, 32),
+        ] {
             assert_eq!(turn_budget(env, d), want, "{d}");
         }
         let fixed = EnvironmentConfig { max_steps: Some(22), dynamic_steps: false, ..Default::default() };

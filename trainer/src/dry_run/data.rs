@@ -57,7 +57,8 @@ struct Checked {
 }
 
 fn run_task(task: &DataTask) -> Checked {
-    let opts = CheckOptions { media_root: task.media_root.clone(), check_media: task.check_media, ..CheckOptions::default() };
+    let opts =
+        CheckOptions { media_root: task.media_root.clone(), check_media: task.check_media, ..CheckOptions::default() };
     if task.format == DataFormat::Rl {
         let (report, durations) = data::read_mapped(&task.file, &opts, |s: RlSample| s.duration_seconds);
         let durations = durations.into_iter().map(|(_, d)| d).collect();

@@ -78,9 +78,7 @@ pub fn run(recipe_path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<Str
     let mut problems = loaded.problems.clone();
     let (ranks, rank_problems) = dist::discover(env);
     problems.extend(
-        rank_problems
-            .into_iter()
-            .map(|p| Problem::error(format!("environment variable {}", p.variable), p.message)),
+        rank_problems.into_iter().map(|p| Problem::error(format!("environment variable {}", p.variable), p.message)),
     );
     let mut stages = Vec::new();
     if let Some(recipe) = &loaded.recipe {
@@ -91,9 +89,11 @@ pub fn run(recipe_path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<Str
         for (i, (stage, (sd, mp))) in recipe.stages.iter().zip(stage_data.into_iter().zip(models)).enumerate() {
             let (plan, issues) = stage_plan(stage, sd, mp.0, ranks.world_size);
             problems.extend(mp.1);
-            problems.extend(issues.into_iter().map(|iss| {
-                loaded.origins.problem(&format!("stages[{i}].{}", iss.key), iss.error, iss.message)
-            }));
+            problems.extend(
+                issues
+                    .into_iter()
+                    .map(|iss| loaded.origins.problem(&format!("stages[{i}].{}", iss.key), iss.error, iss.message)),
+            );
             stages.push(plan);
         }
     }
@@ -140,7 +140,12 @@ fn capped(samples: u64, max: Option<usize>, files: usize) -> u64 {
     }
 }
 
-fn stage_plan(stage: &Stage, sd: StageData, model: model::ModelPlan, world: u32) -> (StagePlan, Vec<batch::BatchIssue>) {
+fn stage_plan(
+    stage: &Stage,
+    sd: StageData,
+    model: model::ModelPlan,
+    world: u32,
+) -> (StagePlan, Vec<batch::BatchIssue>) {
     let mut issues = Vec::new();
     let mut plan = StagePlan {
         name: stage.display_name(),
@@ -161,12 +166,16 @@ fn stage_plan(stage: &Stage, sd: StageData, model: model::ModelPlan, world: u32)
     match kind {
         StageKind::Sft => {
             let b = batch::sft_batch(&stage.schedule, world);
-            let (steps, step_issues) = batch::steps(samples, b.global_batch_size, false, &stage.schedule, warmup, save_every);
+            let (steps, step_issues) =
+                batch::steps(samples, b.global_batch_size, false, &stage.schedule, warmup, save_every);
             if samples > 0 && samples < b.global_batch_size {
                 issues.push(batch::BatchIssue {
                     key: "schedule.per_device_batch_size",
                     error: false,
-                    message: format!("{samples} training rows are fewer than one global batch of {}", b.global_batch_size),
+                    message: format!(
+                        "{samples} training rows are fewer than one global batch of {}",
+                        b.global_batch_size
+                    ),
                 });
             }
             issues.extend(step_issues);
@@ -176,8 +185,14 @@ fn stage_plan(stage: &Stage, sd: StageData, model: model::ModelPlan, world: u32)
         StageKind::Rl => {
             let (b, batch_issues) = batch::rl_batch(&stage.rollout, &stage.algorithm, world);
             issues.extend(batch_issues);
-            let (steps, step_issues) =
-                batch::steps(samples, u64::from(stage.rollout.prompts_per_step), true, &stage.schedule, warmup, save_every);
+            let (steps, step_issues) = batch::steps(
+                samples,
+                u64::from(stage.rollout.prompts_per_step),
+                true,
+                &stage.schedule,
+                warmup,
+                save_every,
+            );
             issues.extend(step_issues);
             plan.rl_batch = Some(b);
             plan.steps = Some(steps);

@@ -157,7 +157,7 @@ pub fn check_models(recipe: &Recipe, world: u32) -> Vec<(ModelPlan, Vec<Problem>
                 Definition::RandomInit(p) => p.clone(),
             });
             if let Some(dir) = &c.dir {
-                plan.stored_dtype = dir.report.stored_dtype.clone();
+                plan.stored_dtype = dir.report.stored_dtype;
                 plan.checkpoint_bytes = Some(dir.report.thinker_bytes);
             }
             if let Some(cfg) = &c.config {

@@ -215,10 +215,7 @@ pub struct ConfigIssue {
 
 impl ConfigIssue {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigIssue {
-            key: key.into(),
-            message: message.into(),
-        }
+        ConfigIssue { key: key.into(), message: message.into() }
     }
 }
 
@@ -237,45 +234,29 @@ pub enum ModelConfigError {
         source: std::io::Error,
     },
     #[error("{path}: not valid JSON (line {line}, column {column}): {message}")]
-    Json {
-        path: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Json { path: String, line: usize, column: usize, message: String },
     #[error("{path}: not a Qwen2.5-Omni config: {message}")]
     Layout { path: String, message: String },
     #[error("{path}: {}", join_issues(.issues))]
-    Fields {
-        path: String,
-        issues: Vec<ConfigIssue>,
-    },
+    Fields { path: String, issues: Vec<ConfigIssue> },
 }
 
 fn join_issues(issues: &[ConfigIssue]) -> String {
-    issues
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl ModelConfigError {
     /// One `Problem` per issue, located at the config file.
     pub fn problems(&self) -> Vec<Problem> {
         match self {
-            ModelConfigError::Fields { path, issues } => issues
-                .iter()
-                .map(|i| Problem::error(path.clone(), i.to_string()))
-                .collect(),
+            ModelConfigError::Fields { path, issues } => {
+                issues.iter().map(|i| Problem::error(path.clone(), i.to_string())).collect()
+            }
             ModelConfigError::Io { path, .. }
             | ModelConfigError::Json { path, .. }
             | ModelConfigError::Layout { path, .. } => {
                 let full = self.to_string();
-                let message = full
-                    .strip_prefix(&format!("{path}: "))
-                    .unwrap_or(&full)
-                    .to_string();
+                let message = full.strip_prefix(&format!("{path}: ")).unwrap_or(&full).to_string();
                 vec![Problem::error(path.clone(), message)]
             }
         }
@@ -301,10 +282,7 @@ impl OmniThinkerConfig {
     /// Reads and parses `config.json` (no `validate`; call it separately).
     pub fn from_file(path: &Path) -> Result<Self, ModelConfigError> {
         let label = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| ModelConfigError::Io {
-            path: label.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| ModelConfigError::Io { path: label.clone(), source })?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| json_error(&label, &e))?;
         Self::from_value(value, &label)
     }
@@ -317,39 +295,27 @@ impl OmniThinkerConfig {
     }
 
     fn from_value(root: Value, label: &str) -> Result<Self, ModelConfigError> {
-        let layout_err = |message: String| ModelConfigError::Layout {
-            path: label.to_string(),
-            message,
-        };
+        let layout_err = |message: String| ModelConfigError::Layout { path: label.to_string(), message };
         let Value::Object(root_map) = &root else {
             return Err(layout_err("the top level is not a JSON object".into()));
         };
-        let (prefix, thinker) = match (root_map.get("thinker_config"), root_map.get("text_config"))
-        {
+        let (prefix, thinker) = match (root_map.get("thinker_config"), root_map.get("text_config")) {
             (Some(Value::Object(t)), _) => ("thinker_config.", t),
             (Some(_), _) => return Err(layout_err("`thinker_config` is not an object".into())),
             (None, Some(_)) => ("", root_map),
             (None, None) => {
-                let model_type = root_map
-                    .get("model_type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown");
+                let model_type = root_map.get("model_type").and_then(Value::as_str).unwrap_or("unknown");
                 return Err(layout_err(format!(
                     "neither `thinker_config` nor `text_config` found (model_type {model_type})"
                 )));
             }
         };
-        let fail = |issues| ModelConfigError::Fields {
-            path: label.to_string(),
-            issues,
-        };
+        let fail = |issues| ModelConfigError::Fields { path: label.to_string(), issues };
         let mut issues = Vec::new();
         check_required(thinker, prefix, THINKER_REQUIRED, &mut issues);
-        for (key, required) in [
-            ("text_config", TEXT_REQUIRED),
-            ("vision_config", VISION_REQUIRED),
-            ("audio_config", AUDIO_REQUIRED),
-        ] {
+        for (key, required) in
+            [("text_config", TEXT_REQUIRED), ("vision_config", VISION_REQUIRED), ("audio_config", AUDIO_REQUIRED)]
+        {
             if let Some(Value::Object(sub)) = thinker.get(key) {
                 check_required(sub, &format!("{prefix}{key}."), required, &mut issues);
             }
@@ -361,20 +327,10 @@ impl OmniThinkerConfig {
             return Err(fail(issues));
         }
         // Deserialize the sub-objects first so a type error is located at the deepest object.
-        let (p, sub) = (prefix, |key: &str| {
-            thinker.get(key).cloned().unwrap_or(Value::Null)
-        });
+        let (p, sub) = (prefix, |key: &str| thinker.get(key).cloned().unwrap_or(Value::Null));
         check_types::<TextConfig>(&sub("text_config"), &format!("{p}text_config"), &mut issues);
-        check_types::<VisionConfig>(
-            &sub("vision_config"),
-            &format!("{p}vision_config"),
-            &mut issues,
-        );
-        check_types::<AudioConfig>(
-            &sub("audio_config"),
-            &format!("{p}audio_config"),
-            &mut issues,
-        );
+        check_types::<VisionConfig>(&sub("vision_config"), &format!("{p}vision_config"), &mut issues);
+        check_types::<AudioConfig>(&sub("audio_config"), &format!("{p}audio_config"), &mut issues);
         if issues.is_empty() {
             let thinker_value = Value::Object(thinker.clone());
             check_types::<ThinkerConfig>(&thinker_value, p.trim_end_matches('.'), &mut issues);
@@ -423,38 +379,23 @@ impl OmniThinkerConfig {
     /// Per-head width of the LLM attention (`head_dim`, else `hidden_size / num_attention_heads`).
     pub fn head_dim(&self) -> usize {
         let t = self.text();
-        t.head_dim.unwrap_or_else(|| {
-            t.hidden_size
-                .checked_div(t.num_attention_heads)
-                .unwrap_or(0)
-        })
+        t.head_dim.unwrap_or_else(|| t.hidden_size.checked_div(t.num_attention_heads).unwrap_or(0))
     }
 
     /// Whether `lm_head` is tied to `embed_tokens` (see the module doc for the resolution order).
     pub fn tie_word_embeddings(&self) -> bool {
-        self.thinker()
-            .tie_word_embeddings
-            .or(self.text().tie_word_embeddings)
-            .unwrap_or(false)
+        self.thinker().tie_word_embeddings.or(self.text().tie_word_embeddings).unwrap_or(false)
     }
 
     /// The M-RoPE split (t, h, w) of the rotary frequency pairs.
     pub fn mrope_section(&self) -> Option<&[usize]> {
         let t = self.text();
-        [&t.rope_parameters, &t.rope_scaling]
-            .into_iter()
-            .flatten()
-            .find_map(|r| r.mrope_section.as_deref())
+        [&t.rope_parameters, &t.rope_scaling].into_iter().flatten().find_map(|r| r.mrope_section.as_deref())
     }
 
     pub fn rope_theta(&self) -> Option<f64> {
         let t = self.text();
-        t.rope_theta.or_else(|| {
-            [&t.rope_parameters, &t.rope_scaling]
-                .into_iter()
-                .flatten()
-                .find_map(|r| r.rope_theta)
-        })
+        t.rope_theta.or_else(|| [&t.rope_parameters, &t.rope_scaling].into_iter().flatten().find_map(|r| r.rope_theta))
     }
 
     /// The stored weight dtype name (`torch_dtype` or `dtype`, outermost level first).
@@ -518,24 +459,12 @@ fn strip_nulls(value: &mut Value) {
 }
 
 fn json_error(label: &str, e: &serde_json::Error) -> ModelConfigError {
-    ModelConfigError::Json {
-        path: label.to_string(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    }
+    ModelConfigError::Json { path: label.to_string(), line: e.line(), column: e.column(), message: e.to_string() }
 }
 
-fn check_required(
-    obj: &Map<String, Value>,
-    prefix: &str,
-    required: &str,
-    issues: &mut Vec<ConfigIssue>,
-) {
+fn check_required(obj: &Map<String, Value>, prefix: &str, required: &str, issues: &mut Vec<ConfigIssue>) {
     for names in required.split_whitespace() {
-        let present = names
-            .split('|')
-            .any(|n| obj.get(n).is_some_and(|v| !v.is_null()));
+        let present = names.split('|').any(|n| obj.get(n).is_some_and(|v| !v.is_null()));
         if !present {
             let key = format!("{prefix}{}", names.split('|').next().unwrap_or_default());
             let message = "missing required key".into();
@@ -546,19 +475,12 @@ fn check_required(
 
 fn check_rope(text: &Map<String, Value>, prefix: &str, issues: &mut Vec<ConfigIssue>) {
     let nested = |field: &str| {
-        let present = |r: &str| {
-            text.get(r)
-                .and_then(|o| o.get(field))
-                .is_some_and(|v| !v.is_null())
-        };
+        let present = |r: &str| text.get(r).and_then(|o| o.get(field)).is_some_and(|v| !v.is_null());
         present("rope_parameters") || present("rope_scaling")
     };
     if !nested("mrope_section") {
         let message = "missing required key (or rope_parameters.mrope_section)";
-        issues.push(ConfigIssue::new(
-            format!("{prefix}rope_scaling.mrope_section"),
-            message,
-        ));
+        issues.push(ConfigIssue::new(format!("{prefix}rope_scaling.mrope_section"), message));
     }
     if text.get("rope_theta").is_none_or(Value::is_null) && !nested("rope_theta") {
         let message = "missing required key (or rope_parameters.rope_theta)";
@@ -579,11 +501,7 @@ fn check_types<T: DeserializeOwned>(value: &Value, path: &str, issues: &mut Vec<
             if let Err(e) = serde_json::from_value::<T>(Value::Object(partial.clone())) {
                 let message = e.to_string();
                 if !message.starts_with("missing field") {
-                    let key = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
+                    let key = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                     issues.push(ConfigIssue::new(key, message));
                     return;
                 }

@@ -46,9 +46,7 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// Number of elements (saturating; `validate` keeps real configs far below the limit).
     pub fn numel(&self) -> u64 {
-        self.shape
-            .iter()
-            .fold(1u64, |n, &d| n.saturating_mul(d as u64))
+        self.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64))
     }
 }
 
@@ -64,11 +62,7 @@ pub enum KeyLayout {
 }
 
 const BARE_ROOTS: [&str; 4] = ["model.", "lm_head.", "visual.", "audio_tower."];
-const V5_ROOTS: [&str; 3] = [
-    "model.language_model.",
-    "model.visual.",
-    "model.audio_tower.",
-];
+const V5_ROOTS: [&str; 3] = ["model.language_model.", "model.visual.", "model.audio_tower."];
 
 impl KeyLayout {
     /// The layout of a set of checkpoint names: `thinker.` wins, then transformers 5 names, then
@@ -95,10 +89,7 @@ impl KeyLayout {
             KeyLayout::ThinkerPrefixed => format!("thinker.{bare}"),
             KeyLayout::Bare => bare.to_string(),
             KeyLayout::Transformers5 => {
-                for (from, to) in [
-                    ("model.", "model.language_model."),
-                    ("visual.", "model.visual."),
-                ] {
+                for (from, to) in [("model.", "model.language_model."), ("visual.", "model.visual.")] {
                     if let Some(rest) = bare.strip_prefix(from) {
                         return format!("{to}{rest}");
                     }
@@ -115,9 +106,7 @@ impl KeyLayout {
     pub fn is_thinker_name(self, name: &str) -> bool {
         match self {
             KeyLayout::ThinkerPrefixed => name.starts_with("thinker."),
-            KeyLayout::Bare | KeyLayout::Transformers5 => {
-                BARE_ROOTS.iter().any(|r| name.starts_with(r))
-            }
+            KeyLayout::Bare | KeyLayout::Transformers5 => BARE_ROOTS.iter().any(|r| name.starts_with(r)),
         }
     }
 
@@ -138,9 +127,7 @@ pub struct ParamCounts {
 
 impl ParamCounts {
     pub fn total(&self) -> u64 {
-        self.llm
-            .saturating_add(self.vision)
-            .saturating_add(self.audio)
+        self.llm.saturating_add(self.vision).saturating_add(self.audio)
     }
 
     /// Counts of a config, independent of the key layout.
@@ -163,12 +150,7 @@ impl Manifest {
         let mut tensors = Vec::new();
         let mut push = |component, role, bare: String, shape: &[usize]| {
             let name = layout.name(&bare);
-            tensors.push(TensorSpec {
-                name,
-                shape: shape.to_vec(),
-                component,
-                role,
-            });
+            tensors.push(TensorSpec { name, shape: shape.to_vec(), component, role });
         };
         use Component::{Audio, Llm, Vision};
         use TensorRole::{Bias, Norm, Weight};
@@ -176,30 +158,17 @@ impl Manifest {
         let t = cfg.text();
         let (h, v, i) = (t.hidden_size, t.vocab_size, t.intermediate_size);
         let hd = cfg.head_dim();
-        let (q, kv) = (
-            t.num_attention_heads.saturating_mul(hd),
-            t.num_key_value_heads.saturating_mul(hd),
-        );
+        let (q, kv) = (t.num_attention_heads.saturating_mul(hd), t.num_key_value_heads.saturating_mul(hd));
         push(Llm, Weight, "model.embed_tokens.weight".into(), &[v, h]);
         for l in 0..t.num_hidden_layers {
             let p = format!("model.layers.{l}");
             push(Llm, Norm, format!("{p}.input_layernorm.weight"), &[h]);
             for (proj, out) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
-                push(
-                    Llm,
-                    Weight,
-                    format!("{p}.self_attn.{proj}.weight"),
-                    &[out, h],
-                );
+                push(Llm, Weight, format!("{p}.self_attn.{proj}.weight"), &[out, h]);
                 push(Llm, Bias, format!("{p}.self_attn.{proj}.bias"), &[out]);
             }
             push(Llm, Weight, format!("{p}.self_attn.o_proj.weight"), &[h, q]);
-            push(
-                Llm,
-                Norm,
-                format!("{p}.post_attention_layernorm.weight"),
-                &[h],
-            );
+            push(Llm, Norm, format!("{p}.post_attention_layernorm.weight"), &[h]);
             push(Llm, Weight, format!("{p}.mlp.gate_proj.weight"), &[i, h]);
             push(Llm, Weight, format!("{p}.mlp.up_proj.weight"), &[i, h]);
             push(Llm, Weight, format!("{p}.mlp.down_proj.weight"), &[h, i]);
@@ -211,17 +180,9 @@ impl Manifest {
 
         let vc = cfg.vision();
         let (vh, vi) = (vc.hidden_size, vc.intermediate_size);
-        let (ps, merged) = (
-            vc.patch_size,
-            vh.saturating_mul(vc.spatial_merge_size.saturating_pow(2)),
-        );
+        let (ps, merged) = (vc.patch_size, vh.saturating_mul(vc.spatial_merge_size.saturating_pow(2)));
         let patch = [vh, vc.in_channels, vc.temporal_patch_size, ps, ps];
-        push(
-            Vision,
-            Weight,
-            "visual.patch_embed.proj.weight".into(),
-            &patch,
-        );
+        push(Vision, Weight, "visual.patch_embed.proj.weight".into(), &patch);
         for b in 0..vc.depth {
             let p = format!("visual.blocks.{b}");
             push(Vision, Norm, format!("{p}.norm1.weight"), &[vh]);
@@ -230,74 +191,30 @@ impl Manifest {
                 push(Vision, Weight, format!("{p}.attn.{proj}.weight"), &[vh, vh]);
                 push(Vision, Bias, format!("{p}.attn.{proj}.bias"), &[vh]);
             }
-            for (proj, out, inp) in [
-                ("gate_proj", vi, vh),
-                ("up_proj", vi, vh),
-                ("down_proj", vh, vi),
-            ] {
-                push(
-                    Vision,
-                    Weight,
-                    format!("{p}.mlp.{proj}.weight"),
-                    &[out, inp],
-                );
+            for (proj, out, inp) in [("gate_proj", vi, vh), ("up_proj", vi, vh), ("down_proj", vh, vi)] {
+                push(Vision, Weight, format!("{p}.mlp.{proj}.weight"), &[out, inp]);
                 push(Vision, Bias, format!("{p}.mlp.{proj}.bias"), &[out]);
             }
         }
         push(Vision, Norm, "visual.merger.ln_q.weight".into(), &[vh]);
-        push(
-            Vision,
-            Weight,
-            "visual.merger.mlp.0.weight".into(),
-            &[merged, merged],
-        );
+        push(Vision, Weight, "visual.merger.mlp.0.weight".into(), &[merged, merged]);
         push(Vision, Bias, "visual.merger.mlp.0.bias".into(), &[merged]);
-        push(
-            Vision,
-            Weight,
-            "visual.merger.mlp.2.weight".into(),
-            &[vc.out_hidden_size, merged],
-        );
-        push(
-            Vision,
-            Bias,
-            "visual.merger.mlp.2.bias".into(),
-            &[vc.out_hidden_size],
-        );
+        push(Vision, Weight, "visual.merger.mlp.2.weight".into(), &[vc.out_hidden_size, merged]);
+        push(Vision, Bias, "visual.merger.mlp.2.bias".into(), &[vc.out_hidden_size]);
 
         let ac = cfg.audio();
         let (d, f, out) = (ac.d_model, ac.encoder_ffn_dim, ac.output_dim);
-        push(
-            Audio,
-            Weight,
-            "audio_tower.conv1.weight".into(),
-            &[d, ac.num_mel_bins, 3],
-        );
+        push(Audio, Weight, "audio_tower.conv1.weight".into(), &[d, ac.num_mel_bins, 3]);
         push(Audio, Bias, "audio_tower.conv1.bias".into(), &[d]);
         push(Audio, Weight, "audio_tower.conv2.weight".into(), &[d, d, 3]);
         push(Audio, Bias, "audio_tower.conv2.bias".into(), &[d]);
-        push(
-            Audio,
-            Weight,
-            "audio_tower.audio_bos_eos_token.weight".into(),
-            &[2, out],
-        );
+        push(Audio, Weight, "audio_tower.audio_bos_eos_token.weight".into(), &[2, out]);
         for l in 0..ac.encoder_layers {
             let p = format!("audio_tower.layers.{l}");
-            push(
-                Audio,
-                Norm,
-                format!("{p}.self_attn_layer_norm.weight"),
-                &[d],
-            );
+            push(Audio, Norm, format!("{p}.self_attn_layer_norm.weight"), &[d]);
             push(Audio, Bias, format!("{p}.self_attn_layer_norm.bias"), &[d]);
             for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                push(
-                    Audio,
-                    Weight,
-                    format!("{p}.self_attn.{proj}.weight"),
-                    &[d, d],
-                );
+                push(Audio, Weight, format!("{p}.self_attn.{proj}.weight"), &[d, d]);
                 if proj != "k_proj" {
                     push(Audio, Bias, format!("{p}.self_attn.{proj}.bias"), &[d]);
                 }
@@ -355,16 +272,9 @@ mod tests {
         assert_eq!(c.total() * 2, 17_863_627_776); // bf16 bytes = index total_size
         // qwen-omni.md §1.1 tensor counts per prefix.
         let count = |p: &str| m.tensors.iter().filter(|t| t.name.starts_with(p)).count();
-        let counts = [
-            count("thinker.visual."),
-            count("thinker.audio_tower."),
-            count("thinker.model."),
-        ];
+        let counts = [count("thinker.visual."), count("thinker.audio_tower."), count("thinker.model.")];
         assert_eq!(counts, [518, 489, 338]);
-        assert_eq!(
-            (count("thinker.lm_head.weight"), m.tensors.len()),
-            (1, 1346)
-        );
+        assert_eq!((count("thinker.lm_head.weight"), m.tensors.len()), (1, 1346));
     }
 
     #[test]
@@ -373,34 +283,16 @@ mod tests {
         let cases: &[(&str, &[usize])] = &[
             ("thinker.model.embed_tokens.weight", &[152064, 3584]),
             ("thinker.model.layers.27.input_layernorm.weight", &[3584]),
-            (
-                "thinker.model.layers.0.self_attn.q_proj.weight",
-                &[3584, 3584],
-            ),
+            ("thinker.model.layers.0.self_attn.q_proj.weight", &[3584, 3584]),
             ("thinker.model.layers.0.self_attn.q_proj.bias", &[3584]),
-            (
-                "thinker.model.layers.5.self_attn.k_proj.weight",
-                &[512, 3584],
-            ),
+            ("thinker.model.layers.5.self_attn.k_proj.weight", &[512, 3584]),
             ("thinker.model.layers.5.self_attn.v_proj.bias", &[512]),
-            (
-                "thinker.model.layers.0.self_attn.o_proj.weight",
-                &[3584, 3584],
-            ),
-            (
-                "thinker.model.layers.0.mlp.gate_proj.weight",
-                &[18944, 3584],
-            ),
-            (
-                "thinker.model.layers.0.mlp.down_proj.weight",
-                &[3584, 18944],
-            ),
+            ("thinker.model.layers.0.self_attn.o_proj.weight", &[3584, 3584]),
+            ("thinker.model.layers.0.mlp.gate_proj.weight", &[18944, 3584]),
+            ("thinker.model.layers.0.mlp.down_proj.weight", &[3584, 18944]),
             ("thinker.model.norm.weight", &[3584]),
             ("thinker.lm_head.weight", &[152064, 3584]),
-            (
-                "thinker.visual.patch_embed.proj.weight",
-                &[1280, 3, 2, 14, 14],
-            ),
+            ("thinker.visual.patch_embed.proj.weight", &[1280, 3, 2, 14, 14]),
             ("thinker.visual.blocks.31.norm2.weight", &[1280]),
             ("thinker.visual.blocks.0.attn.k.bias", &[1280]),
             ("thinker.visual.blocks.0.attn.proj.weight", &[1280, 1280]),
@@ -412,25 +304,15 @@ mod tests {
             ("thinker.audio_tower.conv1.weight", &[1280, 128, 3]),
             ("thinker.audio_tower.conv2.weight", &[1280, 1280, 3]),
             ("thinker.audio_tower.audio_bos_eos_token.weight", &[2, 3584]),
-            (
-                "thinker.audio_tower.layers.31.self_attn_layer_norm.bias",
-                &[1280],
-            ),
-            (
-                "thinker.audio_tower.layers.0.self_attn.k_proj.weight",
-                &[1280, 1280],
-            ),
+            ("thinker.audio_tower.layers.31.self_attn_layer_norm.bias", &[1280]),
+            ("thinker.audio_tower.layers.0.self_attn.k_proj.weight", &[1280, 1280]),
             ("thinker.audio_tower.layers.0.fc1.weight", &[5120, 1280]),
             ("thinker.audio_tower.layers.0.fc2.bias", &[1280]),
             ("thinker.audio_tower.ln_post.bias", &[1280]),
             ("thinker.audio_tower.proj.weight", &[3584, 1280]),
         ];
         for (name, shape) in cases {
-            assert_eq!(
-                m.get(name).map(|t| t.shape.as_slice()),
-                Some(*shape),
-                "{name}"
-            );
+            assert_eq!(m.get(name).map(|t| t.shape.as_slice()), Some(*shape), "{name}");
         }
         // Biases that do not exist (qwen-omni.md §1.1).
         for absent in [
@@ -462,11 +344,8 @@ mod tests {
 
     #[test]
     fn tied_embeddings_drop_lm_head() {
-        let text = QWEN25_OMNI_7B_THINKER_JSON.replacen(
-            "\"tie_word_embeddings\": false",
-            "\"tie_word_embeddings\": true",
-            1,
-        );
+        let text =
+            QWEN25_OMNI_7B_THINKER_JSON.replacen("\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true", 1);
         let tied = OmniThinkerConfig::from_json_str(&text).unwrap();
         assert!(tied.tie_word_embeddings());
         let m = Manifest::new(&tied, KeyLayout::ThinkerPrefixed);
@@ -477,18 +356,9 @@ mod tests {
     #[test]
     fn layouts_are_detected_and_spelled() {
         let cases: &[(&[&str], Option<KeyLayout>)] = &[
-            (
-                &["talker.model.norm.weight", "thinker.model.norm.weight"],
-                Some(KeyLayout::ThinkerPrefixed),
-            ),
-            (
-                &["model.norm.weight", "visual.merger.ln_q.weight"],
-                Some(KeyLayout::Bare),
-            ),
-            (
-                &["lm_head.weight", "model.language_model.norm.weight"],
-                Some(KeyLayout::Transformers5),
-            ),
+            (&["talker.model.norm.weight", "thinker.model.norm.weight"], Some(KeyLayout::ThinkerPrefixed)),
+            (&["model.norm.weight", "visual.merger.ln_q.weight"], Some(KeyLayout::Bare)),
+            (&["lm_head.weight", "model.language_model.norm.weight"], Some(KeyLayout::Transformers5)),
             (&["talker.codec_head.weight", "token2wav.x"], None),
             (&[], None),
         ];
@@ -498,46 +368,20 @@ mod tests {
         let spelled = [
             (
                 KeyLayout::ThinkerPrefixed,
-                [
-                    "thinker.model.norm.weight",
-                    "thinker.visual.x",
-                    "thinker.audio_tower.x",
-                    "thinker.lm_head.weight",
-                ],
+                ["thinker.model.norm.weight", "thinker.visual.x", "thinker.audio_tower.x", "thinker.lm_head.weight"],
             ),
-            (
-                KeyLayout::Bare,
-                [
-                    "model.norm.weight",
-                    "visual.x",
-                    "audio_tower.x",
-                    "lm_head.weight",
-                ],
-            ),
+            (KeyLayout::Bare, ["model.norm.weight", "visual.x", "audio_tower.x", "lm_head.weight"]),
             (
                 KeyLayout::Transformers5,
-                [
-                    "model.language_model.norm.weight",
-                    "model.visual.x",
-                    "model.audio_tower.x",
-                    "lm_head.weight",
-                ],
+                ["model.language_model.norm.weight", "model.visual.x", "model.audio_tower.x", "lm_head.weight"],
             ),
         ];
         for (layout, want) in spelled {
-            let got = [
-                "model.norm.weight",
-                "visual.x",
-                "audio_tower.x",
-                "lm_head.weight",
-            ]
-            .map(|b| layout.name(b));
+            let got = ["model.norm.weight", "visual.x", "audio_tower.x", "lm_head.weight"].map(|b| layout.name(b));
             assert_eq!(got, want);
             assert!(want.iter().all(|n| layout.is_thinker_name(n)));
         }
-        assert!(KeyLayout::is_ignored(
-            "token2wav.code2wav_dit_model.proj_out.weight"
-        ));
+        assert!(KeyLayout::is_ignored("token2wav.code2wav_dit_model.proj_out.weight"));
         assert!(!KeyLayout::ThinkerPrefixed.is_thinker_name("talker.model.norm.weight"));
     }
 }

@@ -23,8 +23,7 @@ struct Issues<'a> {
 impl Issues<'_> {
     fn check(&mut self, ok: bool, key: &str, message: String) {
         if !ok {
-            self.out
-                .push(ConfigIssue::new(format!("{}{key}", self.prefix), message));
+            self.out.push(ConfigIssue::new(format!("{}{key}", self.prefix), message));
         }
     }
 
@@ -54,10 +53,7 @@ impl OmniThinkerConfig {
         let (t, v, a, th) = (self.text(), self.vision(), self.audio(), self.thinker());
         let th_hidden = format!("differs from text_config.hidden_size {}", t.hidden_size);
 
-        let mut c = Issues {
-            prefix: format!("{p}text_config."),
-            out: &mut out,
-        };
+        let mut c = Issues { prefix: format!("{p}text_config."), out: &mut out };
         c.sizes(&[
             ("vocab_size", t.vocab_size),
             ("hidden_size", t.hidden_size),
@@ -66,75 +62,35 @@ impl OmniThinkerConfig {
             ("num_attention_heads", t.num_attention_heads),
             ("num_key_value_heads", t.num_key_value_heads),
         ]);
-        let (heads, kv, hs) = (
-            t.num_attention_heads.max(1),
-            t.num_key_value_heads.max(1),
-            t.hidden_size,
-        );
+        let (heads, kv, hs) = (t.num_attention_heads.max(1), t.num_key_value_heads.max(1), t.hidden_size);
         let ok = t.head_dim.is_some() || hs.is_multiple_of(heads);
-        c.check(
-            ok,
-            "num_attention_heads",
-            format!("{heads} heads do not divide hidden_size {hs}"),
-        );
+        c.check(ok, "num_attention_heads", format!("{heads} heads do not divide hidden_size {hs}"));
         let msg = format!("{kv} KV heads do not divide {heads} attention heads");
         c.check(heads.is_multiple_of(kv), "num_key_value_heads", msg);
         let hd = self.head_dim();
         let msg = format!("head_dim {hd} must be positive and even (rotary embeddings)");
         c.check(hd.is_multiple_of(2) && hd > 0, "hidden_size", msg);
-        let in_params = t
-            .rope_parameters
-            .as_ref()
-            .is_some_and(|r| r.mrope_section.is_some());
-        let key = if in_params {
-            "rope_parameters"
-        } else {
-            "rope_scaling"
-        };
+        let in_params = t.rope_parameters.as_ref().is_some_and(|r| r.mrope_section.is_some());
+        let key = if in_params { "rope_parameters" } else { "rope_scaling" };
         let section = self.mrope_section().unwrap_or_default();
         let sum = section.iter().fold(0usize, |s, x| s.saturating_add(*x));
-        let msg = format!(
-            "{section:?} must be 3 numbers summing to head_dim / 2 = {}",
-            hd / 2
-        );
-        c.check(
-            section.len() == 3 && sum == hd / 2,
-            &format!("{key}.mrope_section"),
-            msg,
-        );
+        let msg = format!("{section:?} must be 3 numbers summing to head_dim / 2 = {}", hd / 2);
+        c.check(section.len() == 3 && sum == hd / 2, &format!("{key}.mrope_section"), msg);
         let theta = self.rope_theta().unwrap_or(0.0);
         for (key, x) in [("rope_theta", theta), ("rms_norm_eps", t.rms_norm_eps)] {
-            c.check(
-                x.is_finite() && x > 0.0,
-                key,
-                format!("{x} must be a positive number"),
-            );
+            c.check(x.is_finite() && x > 0.0, key, format!("{x} must be a positive number"));
         }
-        for (key, rope) in [
-            ("rope_scaling", &t.rope_scaling),
-            ("rope_parameters", &t.rope_parameters),
-        ] {
+        for (key, rope) in [("rope_scaling", &t.rope_scaling), ("rope_parameters", &t.rope_parameters)] {
             let Some(rope) = rope else { continue };
-            let kind = rope
-                .rope_type
-                .as_deref()
-                .or(rope.type_.as_deref())
-                .unwrap_or("default");
+            let kind = rope.rope_type.as_deref().or(rope.type_.as_deref()).unwrap_or("default");
             let msg = format!("rope type `{kind}` is not supported (only the default M-RoPE)");
             c.check(kind == "default" || kind == "mrope", key, msg);
         }
         c.name("hidden_act", t.hidden_act.as_deref(), "silu");
         let msg = "sliding-window attention is not supported".into();
-        c.check(
-            t.use_sliding_window != Some(true),
-            "use_sliding_window",
-            msg,
-        );
+        c.check(t.use_sliding_window != Some(true), "use_sliding_window", msg);
 
-        let mut c = Issues {
-            prefix: format!("{p}vision_config."),
-            out: &mut out,
-        };
+        let mut c = Issues { prefix: format!("{p}vision_config."), out: &mut out };
         c.sizes(&[
             ("depth", v.depth),
             ("hidden_size", v.hidden_size),
@@ -148,28 +104,16 @@ impl OmniThinkerConfig {
             ("window_size", v.window_size),
         ]);
         let (vheads, vhs) = (v.num_heads.max(1), v.hidden_size);
-        let msg =
-            format!("{vheads} heads must split hidden_size {vhs} into a head_dim divisible by 4");
-        c.check(
-            vhs.is_multiple_of(vheads) && (vhs / vheads).is_multiple_of(4),
-            "num_heads",
-            msg,
-        );
+        let msg = format!("{vheads} heads must split hidden_size {vhs} into a head_dim divisible by 4");
+        c.check(vhs.is_multiple_of(vheads) && (vhs / vheads).is_multiple_of(4), "num_heads", msg);
         for (i, &block) in v.fullatt_block_indexes.iter().enumerate() {
             let key = format!("fullatt_block_indexes[{i}]");
-            c.check(
-                block < v.depth,
-                &key,
-                format!("block {block} is not < depth {}", v.depth),
-            );
+            c.check(block < v.depth, &key, format!("block {block} is not < depth {}", v.depth));
             let unique = !v.fullatt_block_indexes[..i].contains(&block);
             c.check(unique, &key, format!("block {block} is listed twice"));
         }
         let px = v.patch_size.saturating_mul(v.spatial_merge_size).max(1);
-        let msg = format!(
-            "{} is not a multiple of patch_size x spatial_merge_size = {px}",
-            v.window_size
-        );
+        let msg = format!("{} is not a multiple of patch_size x spatial_merge_size = {px}", v.window_size);
         c.check(v.window_size.is_multiple_of(px), "window_size", msg);
         let msg = format!("{} {th_hidden}", v.out_hidden_size);
         c.check(v.out_hidden_size == t.hidden_size, "out_hidden_size", msg);
@@ -178,10 +122,7 @@ impl OmniThinkerConfig {
         c.check(embed_dim == vhs, "embed_dim", msg);
         c.name("hidden_act", v.hidden_act.as_deref(), "silu");
 
-        let mut c = Issues {
-            prefix: format!("{p}audio_config."),
-            out: &mut out,
-        };
+        let mut c = Issues { prefix: format!("{p}audio_config."), out: &mut out };
         c.sizes(&[
             ("d_model", a.d_model),
             ("encoder_layers", a.encoder_layers),
@@ -197,23 +138,13 @@ impl OmniThinkerConfig {
         c.check(d.is_multiple_of(aheads), "encoder_attention_heads", msg);
         let msg = format!("{d} must be even and >= 4 (sinusoidal positions)");
         c.check(d.is_multiple_of(2) && d >= 4, "d_model", msg);
-        let msg = format!(
-            "{} exceeds max_source_positions {}",
-            a.n_window, a.max_source_positions
-        );
+        let msg = format!("{} exceeds max_source_positions {}", a.n_window, a.max_source_positions);
         c.check(a.n_window <= a.max_source_positions, "n_window", msg);
         let msg = format!("{} {th_hidden}", a.output_dim);
         c.check(a.output_dim == t.hidden_size, "output_dim", msg);
-        c.name(
-            "activation_function",
-            a.activation_function.as_deref(),
-            "gelu",
-        );
+        c.name("activation_function", a.activation_function.as_deref(), "gelu");
 
-        let mut c = Issues {
-            prefix: p.to_string(),
-            out: &mut out,
-        };
+        let mut c = Issues { prefix: p.to_string(), out: &mut out };
         let ids = [
             ("audio_token_index", Some(th.audio_token_index)),
             ("image_token_index", Some(th.image_token_index)),
@@ -224,10 +155,7 @@ impl OmniThinkerConfig {
             ("vision_end_token_id", Some(th.vision_end_token_id)),
             ("vision_token_id", th.vision_token_id),
         ];
-        let present: Vec<(&str, u32)> = ids
-            .iter()
-            .filter_map(|(k, id)| Some((*k, (*id)?)))
-            .collect();
+        let present: Vec<(&str, u32)> = ids.iter().filter_map(|(k, id)| Some((*k, (*id)?))).collect();
         for (i, &(key, id)) in present.iter().enumerate() {
             let msg = format!("token id {id} is outside the vocabulary ({})", t.vocab_size);
             c.check((id as usize) < t.vocab_size, key, msg);
@@ -235,36 +163,27 @@ impl OmniThinkerConfig {
                 c.check(false, key, format!("token id {id} is also {p}{other}"));
             }
         }
-        for (key, n) in [
-            ("position_id_per_seconds", th.position_id_per_seconds),
-            ("seconds_per_chunk", th.seconds_per_chunk),
-        ] {
+        for (key, n) in
+            [("position_id_per_seconds", th.position_id_per_seconds), ("seconds_per_chunk", th.seconds_per_chunk)]
+        {
             c.check(n > 0, key, "must be positive".into());
         }
         if let Some(name) = self.dtype_name() {
             let msg = format!("`{name}` is not one of float32, bfloat16, float16");
-            c.check(
-                FloatDtype::from_torch_name(name).is_some(),
-                "torch_dtype",
-                msg,
-            );
+            c.check(FloatDtype::from_torch_name(name).is_some(), "torch_dtype", msg);
         }
         out
     }
 
     /// [`validate`](Self::validate) as error `Problem`s located at `location` (the config file).
     pub fn validation_problems(&self, location: &str) -> Vec<Problem> {
-        self.validate()
-            .into_iter()
-            .map(|i| Problem::error(location, i.to_string()))
-            .collect()
+        self.validate().into_iter().map(|i| Problem::error(location, i.to_string())).collect()
     }
 }
 
 /// The Qwen2.5-Omni-7B thinker values recorded in qwen-omni.md §1.1, thinker-only layout
 /// (`trainer/tests/fixtures/qwen25_omni_7b_thinker_config.json`).
-pub const QWEN25_OMNI_7B_THINKER_JSON: &str =
-    include_str!("../../tests/fixtures/qwen25_omni_7b_thinker_config.json");
+pub const QWEN25_OMNI_7B_THINKER_JSON: &str = include_str!("../../tests/fixtures/qwen25_omni_7b_thinker_config.json");
 
 /// A tiny thinker in the full Omni layout with the real vocabulary size and special-token ids
 /// (so the real tokenizer works with it): LLM hidden 32, 2 layers, 2 heads / 1 KV head
@@ -330,18 +249,9 @@ mod tests {
         assert!(!seven.tie_word_embeddings());
         // qwen-omni.md §0 "Token ids" row.
         let ids = seven.special_tokens();
-        let got = [
-            ids.audio,
-            ids.audio_start,
-            ids.audio_end,
-            ids.vision_start,
-            ids.vision_end,
-        ];
+        let got = [ids.audio, ids.audio_start, ids.audio_end, ids.vision_start, ids.vision_end];
         assert_eq!(got, [151646, 151647, 151648, 151652, 151653]);
-        assert_eq!(
-            (ids.image, ids.video, ids.eos.clone(), ids.pad),
-            (151655, 151656, vec![151645], Some(151643))
-        );
+        assert_eq!((ids.image, ids.video, ids.eos.clone(), ids.pad), (151655, 151656, vec![151645], Some(151643)));
         let tiny = tiny_test_config();
         assert_eq!(tiny.validate(), vec![]);
         assert_eq!(tiny.key_prefix(), "thinker_config.");
@@ -351,11 +261,7 @@ mod tests {
     #[test]
     fn omni_and_thinker_layouts_agree_and_extra_fields_are_accepted() {
         let thinker: Value = serde_json::from_str(QWEN25_OMNI_7B_THINKER_JSON).unwrap();
-        let mut t = edit(
-            thinker.clone(),
-            "text_config.some_future_field",
-            Some(json!({"x": [1]})),
-        );
+        let mut t = edit(thinker.clone(), "text_config.some_future_field", Some(json!({"x": [1]})));
         t = edit(t, "vision_config._attn_implementation", Some(json!("sdpa")));
         let omni = json!({"architectures": ["Qwen2_5OmniModel"], "thinker_config": t,
             "talker_config": {"hidden_size": 896}, "token2wav_config": {"dit_config": {}},
@@ -373,34 +279,17 @@ mod tests {
             Some(json!({"rope_type": "default",
             "rope_theta": 1e6, "mrope_section": [16, 24, 24]})),
         );
-        v5 = edit(
-            edit(v5, "audio_token_index", None),
-            "audio_token_id",
-            Some(json!(151646)),
-        );
-        v5 = edit(
-            edit(v5, "torch_dtype", None),
-            "dtype",
-            Some(json!("bfloat16")),
-        );
+        v5 = edit(edit(v5, "audio_token_index", None), "audio_token_id", Some(json!(151646)));
+        v5 = edit(edit(v5, "torch_dtype", None), "dtype", Some(json!("bfloat16")));
         let v5 = parse(&v5).unwrap();
         assert_eq!(v5.validate(), vec![]);
-        assert_eq!(
-            (v5.mrope_section(), v5.rope_theta()),
-            (only.mrope_section(), Some(1e6))
-        );
-        assert_eq!(
-            (v5.special_tokens(), v5.dtype()),
-            (only.special_tokens(), only.dtype())
-        );
+        assert_eq!((v5.mrope_section(), v5.rope_theta()), (only.mrope_section(), Some(1e6)));
+        assert_eq!((v5.special_tokens(), v5.dtype()), (only.special_tokens(), only.dtype()));
     }
 
     #[test]
     fn round_trips_through_json() {
-        for cfg in [
-            tiny_test_config(),
-            OmniThinkerConfig::from_json_str(QWEN25_OMNI_7B_THINKER_JSON).unwrap(),
-        ] {
+        for cfg in [tiny_test_config(), OmniThinkerConfig::from_json_str(QWEN25_OMNI_7B_THINKER_JSON).unwrap()] {
             let text = cfg.to_json_string().unwrap();
             assert!(!text.contains("null"), "{text}");
             assert_eq!(OmniThinkerConfig::from_json_str(&text).unwrap(), cfg);
@@ -427,10 +316,7 @@ mod tests {
                 v = edit(v, &format!("thinker_config.{path}"), None);
             }
             let mut keys = issue_keys(parse(&v).unwrap_err());
-            let mut want: Vec<String> = expected
-                .split(' ')
-                .map(|k| format!("thinker_config.{k}"))
-                .collect();
+            let mut want: Vec<String> = expected.split(' ').map(|k| format!("thinker_config.{k}")).collect();
             keys.sort();
             want.sort();
             assert_eq!(keys, want, "removed {removed}");
@@ -519,16 +405,8 @@ mod tests {
                 let value = serde_json::from_str(value).unwrap();
                 v = edit(v, &format!("thinker_config.{path}"), Some(value));
             }
-            let mut got: Vec<String> = parse(&v)
-                .unwrap()
-                .validate()
-                .into_iter()
-                .map(|i| i.key)
-                .collect();
-            let mut want: Vec<String> = want
-                .split_whitespace()
-                .map(|k| format!("thinker_config.{k}"))
-                .collect();
+            let mut got: Vec<String> = parse(&v).unwrap().validate().into_iter().map(|i| i.key).collect();
+            let mut want: Vec<String> = want.split_whitespace().map(|k| format!("thinker_config.{k}")).collect();
             got.sort();
             want.sort();
             assert_eq!(got, want, "{edits}");

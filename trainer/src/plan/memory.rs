@@ -105,9 +105,7 @@ impl LoraTarget {
 
     /// `"q_proj"` ... `"down_proj"`.
     pub fn from_module_name(name: &str) -> Option<LoraTarget> {
-        LoraTarget::ALL
-            .into_iter()
-            .find(|t| t.module_name() == name)
+        LoraTarget::ALL.into_iter().find(|t| t.module_name() == name)
     }
 
     pub fn module_name(self) -> &'static str {
@@ -124,10 +122,7 @@ impl LoraTarget {
 
     /// `(in, out)` features of this linear.
     fn features(self, d: &LlmDims) -> (u64, u64) {
-        let (q, kv) = (
-            prod(&[d.heads, d.head_dim]),
-            prod(&[d.kv_heads, d.head_dim]),
-        );
+        let (q, kv) = (prod(&[d.heads, d.head_dim]), prod(&[d.kv_heads, d.head_dim]));
         match self {
             LoraTarget::QProj => (d.hidden, q),
             LoraTarget::KProj | LoraTarget::VProj => (d.hidden, kv),
@@ -150,10 +145,7 @@ pub enum TrainMode {
 
 /// LoRA adapter parameters: `rank x (in + out)` per target per layer.
 pub fn lora_params(dims: &LlmDims, rank: u64, targets: &[LoraTarget]) -> u64 {
-    let per_layer = targets
-        .iter()
-        .map(|t| t.features(dims))
-        .fold(0, |n, (i, o)| sum(&[n, i, o]));
+    let per_layer = targets.iter().map(|t| t.features(dims)).fold(0, |n, (i, o)| sum(&[n, i, o]));
     prod(&[rank, per_layer, dims.layers])
 }
 
@@ -244,37 +236,22 @@ pub fn estimate(inp: &MemoryInputs) -> MemoryBreakdown {
         TrainMode::Full => 0,
         TrainMode::Lora { rank, targets } => lora_params(d, *rank, targets),
     };
-    let llm_dense = if inp.mode == TrainMode::Full {
-        p.llm
-    } else {
-        0
-    };
+    let llm_dense = if inp.mode == TrainMode::Full { p.llm } else { 0 };
     let vision = if inp.train_vision { p.vision } else { 0 };
     let audio = if inp.train_audio { p.audio } else { 0 };
     let dense = sum(&[llm_dense, vision, audio]);
     let trainable = sum(&[dense, adapters]);
     let shards = if inp.zero1 { inp.world_size.max(1) } else { 1 };
-    let master_bytes = if inp.fp32_master_weights && b < 4 {
-        4
-    } else {
-        0
-    };
+    let master_bytes = if inp.fp32_master_weights && b < 4 { 4 } else { 0 };
 
     let weights = sum(&[prod(&[p.total(), b]), prod(&[adapters, g])]);
-    let reference = if inp.separate_reference && adapters == 0 {
-        prod(&[p.llm, b])
-    } else {
-        0
-    };
+    let reference = if inp.separate_reference && adapters == 0 { prod(&[p.llm, b]) } else { 0 };
     let grads = prod(&[trainable, g]);
     let master = prod(&[dense, master_bytes]).div_ceil(shards);
     let optimizer = prod(&[trainable, 8]).div_ceil(shards);
 
     let (h, i, kv) = (d.hidden, d.intermediate, prod(&[d.kv_heads, d.head_dim]));
-    let saved_per_layer = sum(&[
-        prod(&[8, h]),
-        prod(&[b, sum(&[prod(&[5, h]), prod(&[2, kv]), prod(&[4, i])])]),
-    ]);
+    let saved_per_layer = sum(&[prod(&[8, h]), prod(&[b, sum(&[prod(&[5, h]), prod(&[2, kv]), prod(&[4, i])])])]);
     let backward = prod(&[b, sum(&[h, prod(&[2, i])])]);
     let per_token = if inp.activation_checkpointing {
         sum(&[prod(&[d.layers, h, b]), saved_per_layer, backward])
@@ -286,9 +263,7 @@ pub fn estimate(inp: &MemoryInputs) -> MemoryBreakdown {
     let logits = prod(&[inp.logprob_chunk_tokens, d.vocab, 4]);
     let overhead = inp.overhead_bytes;
     let peak_phase = kv_cache.max(sum(&[activations, logits]));
-    let total = sum(&[
-        weights, reference, grads, master, optimizer, overhead, peak_phase,
-    ]);
+    let total = sum(&[weights, reference, grads, master, optimizer, overhead, peak_phase]);
     MemoryBreakdown {
         trainable_params: trainable,
         weights,
@@ -349,11 +324,7 @@ pub fn check_capacity(b: &MemoryBreakdown, capacity_bytes: u64, location: &str) 
         ("kv_cache", b.kv_cache),
     ];
     parts.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
-    let largest: Vec<String> = parts
-        .iter()
-        .take(3)
-        .map(|(n, x)| format!("{n} {:.1}", gib(*x)))
-        .collect();
+    let largest: Vec<String> = parts.iter().take(3).map(|(n, x)| format!("{n} {:.1}", gib(*x))).collect();
     let message = format!(
         "estimated GPU memory {:.1} GiB per rank exceeds the {:.1} GiB available (largest, GiB: {}); \
          consider LoRA, freezing the encoders, ZeRO-1 over more ranks, activation checkpointing, \
@@ -387,14 +358,8 @@ mod tests {
         assert_eq!(lora_params(&d, 64, &LoraTarget::ALL), 64 * 90_112 * 28);
         assert_eq!(lora_params(&d, 64, &LoraTarget::ALL), 161_480_704);
         // q and v only, r 8: 8 x (7168 + 4096) x 28.
-        assert_eq!(
-            lora_params(&d, 8, &[LoraTarget::QProj, LoraTarget::VProj]),
-            2_523_136
-        );
-        assert_eq!(
-            LoraTarget::from_module_name("gate_proj"),
-            Some(LoraTarget::GateProj)
-        );
+        assert_eq!(lora_params(&d, 8, &[LoraTarget::QProj, LoraTarget::VProj]), 2_523_136);
+        assert_eq!(LoraTarget::from_module_name("gate_proj"), Some(LoraTarget::GateProj));
         assert_eq!(LoraTarget::from_module_name("qkv"), None);
     }
 
@@ -455,23 +420,9 @@ mod tests {
             let mut inputs = seven_b();
             (case.setup)(&mut inputs);
             let b = estimate(&inputs);
-            let got = [
-                b.weights,
-                b.reference,
-                b.grads,
-                b.master,
-                b.optimizer,
-                b.activations,
-                b.kv_cache,
-                b.total,
-            ];
+            let got = [b.weights, b.reference, b.grads, b.master, b.optimizer, b.activations, b.kv_cache, b.total];
             assert_eq!(got, case.want, "{}", case.what);
-            assert_eq!(
-                (b.logits, b.overhead),
-                (622_854_144, 2 * GIB),
-                "{}",
-                case.what
-            );
+            assert_eq!((b.logits, b.overhead), (622_854_144, 2 * GIB), "{}", case.what);
             assert_eq!(
                 check_capacity(&b, H100, "distributed.gpu_memory_gib").is_none(),
                 case.fits_h100,
@@ -486,10 +437,7 @@ mod tests {
         let mut inputs = seven_b();
         inputs.micro_batch_tokens = u64::MAX;
         inputs.llm.layers = u64::MAX;
-        inputs.mode = TrainMode::Lora {
-            rank: u64::MAX,
-            targets: LoraTarget::ALL.to_vec(),
-        };
+        inputs.mode = TrainMode::Lora { rank: u64::MAX, targets: LoraTarget::ALL.to_vec() };
         assert_eq!(estimate(&inputs).total, u64::MAX);
     }
 
@@ -502,24 +450,11 @@ mod tests {
         assert!(!p.is_error());
         assert_eq!(p.location, "distributed.gpu_memory_gib");
         // 150,704,665,600 B = 140.35 GiB; optimizer 60,924,932,096 B = 56.74 GiB.
-        assert!(
-            p.message
-                .starts_with("estimated GPU memory 140.4 GiB per rank exceeds the 78.0 GiB"),
-            "{}",
-            p.message
-        );
-        assert!(
-            p.message
-                .contains("largest, GiB: optimizer 56.7, grads 28.4, master 28.4"),
-            "{}",
-            p.message
-        );
+        assert!(p.message.starts_with("estimated GPU memory 140.4 GiB per rank exceeds the 78.0 GiB"), "{}", p.message);
+        assert!(p.message.contains("largest, GiB: optimizer 56.7, grads 28.4, master 28.4"), "{}", p.message);
         let text = b.to_string();
         assert!(text.contains("  weights         16.64 GiB\n"), "{text}");
-        assert!(
-            text.contains("  total          140.35 GiB per rank"),
-            "{text}"
-        );
+        assert!(text.contains("  total          140.35 GiB per rank"), "{text}");
         let json = serde_json::to_value(b).unwrap();
         assert_eq!(json["total"], 150_704_665_600u64);
     }

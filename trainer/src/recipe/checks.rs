@@ -2,9 +2,9 @@
 //! and combinations the reference rejects (or silently mishandles). Checks that need the
 //! world size, the data or the model live in `dry_run`.
 
+use super::OriginIndex;
 use super::schema::{Backend, DeviceKind, Recipe, Stage, StageKind};
 use super::sections::*;
-use super::OriginIndex;
 use crate::report::Problem;
 
 const LORA_TARGETS: &[&str] = &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
@@ -66,7 +66,10 @@ impl Recipe {
         for (i, stage) in self.stages.iter().enumerate() {
             let name = stage.display_name();
             if names.contains(&name) {
-                c.error(&format!("stages[{i}].name"), format!("stage name `{name}` is used twice; give each stage a unique name"));
+                c.error(
+                    &format!("stages[{i}].name"),
+                    format!("stage name `{name}` is used twice; give each stage a unique name"),
+                );
             }
             check_stage(&mut c, &format!("stages[{i}]"), stage, &names, &self.stages);
             names.push(name);
@@ -135,17 +138,17 @@ fn check_model(c: &mut Checker, at: &str, stage: &Stage, earlier: &[String], all
     let m = &stage.model;
     let key = format!("{at}.model");
     match (&m.from_stage, &m.path, m.init) {
-        (Some(_), Some(_), _) => c.error(&format!("{key}.from_stage"), "set either model.path or model.from_stage, not both"),
-        (Some(from), None, _) => {
-            if !earlier.contains(from) {
-                let known = all.iter().map(Stage::display_name).collect::<Vec<_>>();
-                let msg = if known.contains(from) {
-                    format!("stage `{from}` runs after this one; from_stage must name an earlier stage")
-                } else {
-                    format!("no earlier stage is named `{from}` (stages: {})", known.join(", "))
-                };
-                c.error(&format!("{key}.from_stage"), msg);
-            }
+        (Some(_), Some(_), _) => {
+            c.error(&format!("{key}.from_stage"), "set either model.path or model.from_stage, not both")
+        }
+        (Some(from), None, _) if !earlier.contains(from) => {
+            let known = all.iter().map(Stage::display_name).collect::<Vec<_>>();
+            let msg = if known.contains(from) {
+                format!("stage `{from}` runs after this one; from_stage must name an earlier stage")
+            } else {
+                format!("no earlier stage is named `{from}` (stages: {})", known.join(", "))
+            };
+            c.error(&format!("{key}.from_stage"), msg);
         }
         (None, None, ModelInit::Pretrained) => c.error(
             &format!("{key}.path"),
@@ -187,7 +190,10 @@ fn check_environment(c: &mut Checker, at: &str, stage: &Stage) {
     }
     if e.dynamic_steps {
         if e.min_max_steps < 2 {
-            c.error(&key("min_max_steps"), format!("must be at least 2 (step 1 cannot answer), found {}", e.min_max_steps));
+            c.error(
+                &key("min_max_steps"),
+                format!("must be at least 2 (step 1 cannot answer), found {}", e.min_max_steps),
+            );
         }
         if e.min_max_steps > max_steps && max_steps >= 2 {
             c.warn(
@@ -201,27 +207,39 @@ fn check_environment(c: &mut Checker, at: &str, stage: &Stage) {
     c.positive(&key("max_audio_seconds"), e.max_audio_seconds);
     c.positive(&key("max_clip_seconds"), e.max_clip_seconds);
     if e.max_audio_seconds < e.min_audio_seconds {
-        c.error(&key("max_audio_seconds"), format!("{} is below min_audio_seconds {}", e.max_audio_seconds, e.min_audio_seconds));
+        c.error(
+            &key("max_audio_seconds"),
+            format!("{} is below min_audio_seconds {}", e.max_audio_seconds, e.min_audio_seconds),
+        );
     }
     if e.max_clip_seconds.fract() != 0.0 {
         c.warn(
             &key("max_clip_seconds"),
-            format!("the reference casts this limit to an integer ({}) for the prompt and the step budget", e.max_clip_seconds.trunc()),
+            format!(
+                "the reference casts this limit to an integer ({}) for the prompt and the step budget",
+                e.max_clip_seconds.trunc()
+            ),
         );
     }
     c.at_least(&key("min_clip_frames"), e.min_clip_frames.into(), 1);
-    if let Some(p) = &e.system_prompt {
-        if !p.is_file() {
-            c.error(&key("system_prompt"), format!("template file {} not found", p.display()));
-        }
+    if let Some(p) = &e.system_prompt
+        && !p.is_file()
+    {
+        c.error(&key("system_prompt"), format!("template file {} not found", p.display()));
     }
     let p = &stage.preprocess;
     let pkey = |k: &str| format!("{at}.preprocess.{k}");
     if p.image_min_pixels > p.image_max_pixels {
-        c.error(&pkey("image_min_pixels"), format!("{} exceeds image_max_pixels {}", p.image_min_pixels, p.image_max_pixels));
+        c.error(
+            &pkey("image_min_pixels"),
+            format!("{} exceeds image_max_pixels {}", p.image_min_pixels, p.image_max_pixels),
+        );
     }
     if p.video_min_pixels > p.video_frame_max_pixels {
-        c.error(&pkey("video_min_pixels"), format!("{} exceeds video_frame_max_pixels {}", p.video_min_pixels, p.video_frame_max_pixels));
+        c.error(
+            &pkey("video_min_pixels"),
+            format!("{} exceeds video_frame_max_pixels {}", p.video_min_pixels, p.video_frame_max_pixels),
+        );
     }
     c.at_least(&pkey("image_min_pixels"), p.image_min_pixels, 28 * 28);
     c.positive(&pkey("clip_fps"), p.clip_fps);
@@ -257,7 +275,10 @@ fn check_rollout(c: &mut Checker, at: &str, stage: &Stage) {
         c.positive(&format!("{at}.reward.judge.timeout_s"), rw.judge.timeout_s);
         c.at_least(&format!("{at}.reward.judge.concurrency"), rw.judge.concurrency.into(), 1);
         if !(rw.judge.base_url.starts_with("http://") || rw.judge.base_url.starts_with("https://")) {
-            c.error(&format!("{at}.reward.judge.base_url"), format!("expected an http(s) URL, found `{}`", rw.judge.base_url));
+            c.error(
+                &format!("{at}.reward.judge.base_url"),
+                format!("expected an http(s) URL, found `{}`", rw.judge.base_url),
+            );
         }
     }
 }
@@ -270,7 +291,10 @@ fn check_algorithm(c: &mut Checker, at: &str, stage: &Stage) {
     if a.update_flow == UpdateFlow::OnPolicy && a.ppo_epochs != 1 {
         c.error(
             &key("ppo_epochs"),
-            format!("update_flow on-policy takes exactly one pass (ppo_epochs 1), found {}; use update_flow: ppo for more", a.ppo_epochs),
+            format!(
+                "update_flow on-policy takes exactly one pass (ppo_epochs 1), found {}; use update_flow: ppo for more",
+                a.ppo_epochs
+            ),
         );
     }
     c.at_least(&key("ppo_mini_batch_size"), a.ppo_mini_batch_size.into(), 1);
@@ -280,10 +304,10 @@ fn check_algorithm(c: &mut Checker, at: &str, stage: &Stage) {
     if !(a.clip_ratio_c.is_finite() && a.clip_ratio_c > 1.0) {
         c.error(&key("clip_ratio_c"), format!("the dual-clip bound must be > 1, found {}", a.clip_ratio_c));
     }
-    if let Some(cap) = a.tis_cap {
-        if !(cap.is_finite() && cap >= 1.0) {
-            c.error(&key("tis_cap"), format!("the importance-weight cap must be >= 1 (or null to disable), found {cap}"));
-        }
+    if let Some(cap) = a.tis_cap
+        && !(cap.is_finite() && cap >= 1.0)
+    {
+        c.error(&key("tis_cap"), format!("the importance-weight cap must be >= 1 (or null to disable), found {cap}"));
     }
     for (k, v) in [("kl_coef", a.kl_coef), ("entropy_coef", a.entropy_coef)] {
         if !(v.is_finite() && v >= 0.0) {

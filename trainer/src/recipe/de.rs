@@ -9,7 +9,7 @@
 //! the recipe's `validate()`.
 
 use super::yaml::{Node, Origin, Value};
-use serde::de::{self, Error as _, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Error as _, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use std::cell::RefCell;
 use std::fmt::{self, Display};
 
@@ -171,7 +171,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_, '_> {
     ) -> Result<V::Value, DeError> {
         let r = match &self.node.value {
             Value::Str(s) => visitor.visit_enum(IntoDeserializer::<DeError>::into_deserializer(s.as_str())),
-            Value::Bool(b) => visitor.visit_enum(IntoDeserializer::<DeError>::into_deserializer(if *b { "true" } else { "false" })),
+            Value::Bool(b) => {
+                visitor.visit_enum(IntoDeserializer::<DeError>::into_deserializer(if *b { "true" } else { "false" }))
+            }
             other => Err(DeError::custom(format_args!("expected a name, found {}", other.describe()))),
         };
         self.locate(r)
@@ -247,10 +249,7 @@ impl<'de> MapAccess<'de> for MapDe<'_, '_, '_> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let entry = self
-            .entries
-            .get(self.next)
-            .ok_or_else(|| DeError::custom("value requested before its key"))?;
+        let entry = self.entries.get(self.next).ok_or_else(|| DeError::custom("value requested before its key"))?;
         self.next += 1;
         seed.deserialize(self.parent.child(&entry.node, Seg::Key(entry.key.clone())))
     }
@@ -364,13 +363,12 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_position() {
-        let src = "name: x\noptimizer:\n  lr: fast\n  stpes: 3\n  mode: linaer\nitems:\n  - steps: -1\n  - lr: 2\nextra: 1\n";
+        let src =
+            "name: x\noptimizer:\n  lr: fast\n  stpes: 3\n  mode: linaer\nitems:\n  - steps: -1\n  - lr: 2\nextra: 1\n";
         let root = parse(src, "r.yaml").unwrap();
         let (value, issues) = from_node::<Outer>(&root);
-        let got: Vec<(String, String)> = issues
-            .iter()
-            .map(|i| (i.origin.to_string(), format!("{}: {}", i.path, i.message)))
-            .collect();
+        let got: Vec<(String, String)> =
+            issues.iter().map(|i| (i.origin.to_string(), format!("{}: {}", i.path, i.message))).collect();
         assert_eq!(got.len(), 5, "{got:#?}");
         assert_eq!(got[0].0, "r.yaml:3:7");
         assert!(got[0].1.starts_with("optimizer.lr: expected f64, found string \"fast\""), "{}", got[0].1);

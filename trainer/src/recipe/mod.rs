@@ -126,9 +126,10 @@ pub fn load(path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<String>) 
         }
     };
     if !matches!(root.value, Value::Map(_)) {
-        loaded
-            .problems
-            .push(Problem::error(root.origin.to_string(), format!("a recipe is a mapping, found {}", root.value.describe())));
+        loaded.problems.push(Problem::error(
+            root.origin.to_string(),
+            format!("a recipe is a mapping, found {}", root.value.describe()),
+        ));
         return loaded;
     }
     let (env_applied, env_issues) = overrides::apply_env(&mut root, env);

@@ -7,7 +7,7 @@
 //! scripts written for it keep working; each variable applies to the stage kinds it meant
 //! something for in the reference (e.g. TRAIN_FILE is the RL training file).
 
-use super::de::{Issue, path_string, Seg};
+use super::de::{Issue, Seg, path_string};
 use super::yaml::{Entry, Node, Origin, Value, parse, resolve_plain};
 
 /// How an environment variable's text becomes a value.
@@ -188,7 +188,9 @@ fn set_at(root: &mut Node, segments: &[String], value: Node) -> Result<Vec<Seg>,
 
 fn stage_kinds(root: &Node) -> Vec<Option<String>> {
     match root.get("stages").map(|s| &s.value) {
-        Some(Value::Seq(items)) => items.iter().map(|n| n.get("kind").and_then(Node::as_str).map(str::to_string)).collect(),
+        Some(Value::Seq(items)) => {
+            items.iter().map(|n| n.get("kind").and_then(Node::as_str).map(str::to_string)).collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -234,7 +236,11 @@ pub fn apply_sets(root: &mut Node, sets: &[String]) -> (Vec<AppliedOverride>, Ve
     let mut issues = Vec::new();
     for arg in sets {
         let origin = Origin::Cli { arg: arg.clone() };
-        let fail = |message: String| Issue { path: arg.split('=').next().unwrap_or("").to_string(), origin: origin.clone(), message };
+        let fail = |message: String| Issue {
+            path: arg.split('=').next().unwrap_or("").to_string(),
+            origin: origin.clone(),
+            message,
+        };
         let Some((key, text)) = arg.split_once('=') else {
             issues.push(fail("expected KEY=VALUE, e.g. stages.rl.optimizer.lr=2e-6".into()));
             continue;
@@ -256,7 +262,11 @@ pub fn apply_sets(root: &mut Node, sets: &[String]) -> (Vec<AppliedOverride>, Ve
         // An empty document parses as an empty mapping; `key=` means null.
         let value = if text.trim().is_empty() { Node::new(Value::Null, origin.clone()) } else { value };
         match set_at(root, &segments, value) {
-            Ok(path) => applied.push(AppliedOverride { key: path_string(&path), source: format!("--set {arg}"), value: text.to_string() }),
+            Ok(path) => applied.push(AppliedOverride {
+                key: path_string(&path),
+                source: format!("--set {arg}"),
+                value: text.to_string(),
+            }),
             Err(message) => issues.push(fail(message)),
         }
     }
@@ -301,8 +311,17 @@ mod tests {
         let (applied, issues) = apply_env(&mut root, &env);
         assert!(issues.is_empty(), "{issues:?}");
         let keys: Vec<&str> = applied.iter().map(|a| a.key.as_str()).collect();
-        assert_eq!(keys, ["stages[1].data.train_files", "stages[1].rollout.micro_ratio", "stages[1].algorithm.update_flow"]);
-        let rl = &root.get("stages").and_then(|s| match &s.value { Value::Seq(v) => v.get(1).cloned(), _ => None }).unwrap();
+        assert_eq!(
+            keys,
+            ["stages[1].data.train_files", "stages[1].rollout.micro_ratio", "stages[1].algorithm.update_flow"]
+        );
+        let rl = &root
+            .get("stages")
+            .and_then(|s| match &s.value {
+                Value::Seq(v) => v.get(1).cloned(),
+                _ => None,
+            })
+            .unwrap();
         assert_eq!(rl.get("rollout").unwrap().get("micro_ratio").unwrap().value, Value::Int(4));
         assert_eq!(rl.get("algorithm").unwrap().get("update_flow").unwrap().value, Value::Str("ppo".into()));
         let files = rl.get("data").unwrap().get("train_files").unwrap();

@@ -124,26 +124,27 @@ pub fn resolve_plain(text: &str) -> Value {
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Value::Int(i);
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Value::Int(i);
     }
-    if let Some(oct) = text.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return Value::Int(i);
-        }
+    if let Some(oct) = text.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Value::Int(i);
     }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = text.parse::<i64>() {
-            return Value::Int(i);
-        }
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = text.parse::<i64>()
+    {
+        return Value::Int(i);
     }
-    if is_core_float(digits) {
-        if let Ok(x) = text.parse::<f64>() {
-            return Value::Float(x);
-        }
+    if is_core_float(digits)
+        && let Ok(x) = text.parse::<f64>()
+    {
+        return Value::Float(x);
     }
     Value::Str(text.to_string())
 }
@@ -255,7 +256,10 @@ pub fn parse(source: &str, path: &str) -> Result<Node, SyntaxError> {
                         }
                     };
                     if key == "<<" {
-                        return Err(SyntaxError { origin: node.origin, message: "merge keys (<<) are not supported".into() });
+                        return Err(SyntaxError {
+                            origin: node.origin,
+                            message: "merge keys (<<) are not supported".into(),
+                        });
                     }
                     if let Some(first) = entries.iter().find(|e| e.key == key) {
                         return Err(SyntaxError {
@@ -269,9 +273,7 @@ pub fn parse(source: &str, path: &str) -> Result<Node, SyntaxError> {
             },
         }
     }
-    Ok(root.unwrap_or_else(|| {
-        Node::new(Value::Map(Vec::new()), Origin::File { path: path.clone(), line: 1, col: 1 })
-    }))
+    Ok(root.unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Origin::File { path: path.clone(), line: 1, col: 1 })))
 }
 
 #[cfg(test)]
