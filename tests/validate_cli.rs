@@ -257,12 +257,17 @@ fn batch_arithmetic_against_the_world_size() {
     let (code, json) = validate_json(&recipe, &env4, &[]);
     assert_eq!(code, 0, "{:?}", errors(&json));
     assert_eq!(json["plan"]["stages"][0]["rl_batch"]["episodes_per_rank"], 8);
+    // A value that fails to parse is reported once, not re-checked with its default.
+    let (_, json) = validate_json(&recipe, &env, &["stages[0].rollout.prompts_per_step=many"]);
+    let errs = errors(&json);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].0, "--set stages[0].rollout.prompts_per_step=many");
     // A dataset smaller than one step is an error, not a silent zero-step run.
     let (_, json) = validate_json(&recipe, &[], &["stages[0].rollout.prompts_per_step=64"]);
     assert!(
         errors(&json)
             .iter()
-            .any(|(l, m)| l == "--set stages[0].rollout.prompts_per_step=64" && m.contains("42 samples")),
+            .any(|(l, m)| l == "--set stages[0].rollout.prompts_per_step=64" && m.contains("42 valid samples")),
         "{:?}",
         errors(&json)
     );

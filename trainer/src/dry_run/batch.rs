@@ -148,7 +148,7 @@ pub fn steps(
         issues.push(issue(
             "rollout.prompts_per_step",
             true,
-            format!("the training data has {samples} samples, fewer than the {per_step} needed for one step: the run would train for 0 steps"),
+            format!("the training data has {samples} valid samples, fewer than the {per_step} one step needs: the run would train for 0 steps"),
         ));
     }
     let warmup = (warmup_ratio * total as f64).ceil() as u64;
@@ -292,7 +292,7 @@ mod tests {
         assert_eq!((p.steps_per_epoch, p.total_steps, p.warmup_steps, p.checkpoints), (7, 14, 1, 1));
         let (p, issues) = steps(20, 32, true, &s, 0.0, 10);
         assert_eq!(p.total_steps, 0);
-        assert!(issues[0].error && issues[0].message.contains("20 samples"));
+        assert!(issues[0].error && issues[0].message.contains("20 valid samples"));
         let capped = ScheduleConfig { max_steps: Some(5), ..s };
         assert_eq!(steps(1000, 32, true, &capped, 0.0, 10).0.total_steps, 5);
     }

@@ -13,6 +13,7 @@ use crate::report::{Problem, Severity};
 use batch::{MediaTokenBounds, RlBatch, SftBatch, StepPlan};
 use data::{FileSummary, StageData};
 use serde::Serialize;
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
 
@@ -81,8 +82,12 @@ pub fn run(recipe_path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<Str
         rank_problems.into_iter().map(|p| Problem::error(format!("environment variable {}", p.variable), p.message)),
     );
     let mut stages = Vec::new();
+    // A key that failed to parse fell back to its default: checks of that default would only
+    // repeat the problem with a misleading value, so they are left out.
+    let broken: HashSet<String> = loaded.problems.iter().filter_map(|p| p.key.clone()).collect();
+    let fresh = |p: &Problem| p.key.as_ref().is_none_or(|k| !broken.contains(k));
     if let Some(recipe) = &loaded.recipe {
-        problems.extend(recipe.validate(&loaded.origins));
+        problems.extend(recipe.validate(&loaded.origins).into_iter().filter(fresh));
         let (stage_data, data_problems) = data::check_recipe_data(recipe);
         problems.extend(data_problems);
         let models = model::check_models(recipe, ranks.world_size);
@@ -92,7 +97,8 @@ pub fn run(recipe_path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<Str
             problems.extend(
                 issues
                     .into_iter()
-                    .map(|iss| loaded.origins.problem(&format!("stages[{i}].{}", iss.key), iss.error, iss.message)),
+                    .map(|iss| loaded.origins.problem(&format!("stages[{i}].{}", iss.key), iss.error, iss.message))
+                    .filter(fresh),
             );
             stages.push(plan);
         }
