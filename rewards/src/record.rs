@@ -155,11 +155,33 @@ impl<'a> Record<'a> {
     /// The output line: every input field except `reward`/`error`, in input order and as
     /// written, then `"reward"` (number or null) and `"error"` (code or null). No newline.
     pub fn output_line(&self, reward: Option<f64>, error: Option<&str>) -> String {
-        let mut out =
-            String::with_capacity(self.entries.iter().map(|(k, v)| k.0.len() + v.get().len() + 4).sum::<usize>() + 48);
+        let mut out = String::with_capacity(self.fields_len() + 48);
         out.push('{');
+        self.push_fields(&mut out, &["reward", "error"]);
+        push_tail(&mut out, reward, error);
+        out
+    }
+
+    /// Every input field except those named in `skip`, in input order and as written, then
+    /// `tail`: already-encoded, comma-separated `"key":value` pairs (non-empty). No newline.
+    /// For commands that append their own keys (`omnirl advantage`).
+    pub fn output_line_with(&self, skip: &[&str], tail: &str) -> String {
+        let mut out = String::with_capacity(self.fields_len() + tail.len() + 2);
+        out.push('{');
+        self.push_fields(&mut out, skip);
+        out.push_str(tail);
+        out.push('}');
+        out
+    }
+
+    fn fields_len(&self) -> usize {
+        self.entries.iter().map(|(k, v)| k.0.len() + v.get().len() + 4).sum::<usize>()
+    }
+
+    /// `"key":value,` for every field not in `skip`.
+    fn push_fields(&self, out: &mut String, skip: &[&str]) {
         for (key, value) in &self.entries {
-            if key.0 == "reward" || key.0 == "error" {
+            if skip.contains(&key.0.as_ref()) {
                 continue;
             }
             match &key.0 {
@@ -175,8 +197,6 @@ impl<'a> Record<'a> {
             out.push_str(value.get());
             out.push(',');
         }
-        push_tail(&mut out, reward, error);
-        out
     }
 }
 

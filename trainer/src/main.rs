@@ -17,6 +17,16 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
     /// Score predictions against ground truth, one JSON line per input line.
     Score(cli::score::ScoreArgs),
+    /// Advantages (GRPO, TAURA, GRPO without std) of rollout rows, one JSON line per input line.
+    Advantage(cli::advantage::AdvantageArgs),
+    /// Run one media action (probe, frames, audio, clip) as the environment would; prints JSON.
+    Media(cli::media::MediaArgs),
+    /// Generate from the thinker for one prompt (text, ids, and media files).
+    Generate(cli::generate::GenerateArgs),
+    /// Teacher-forced log-prob and entropy of every token after the first.
+    Logprobs(cli::logprobs::LogprobsArgs),
+    /// Replay one episode on a video with given model responses; one JSON line per step.
+    Replay(cli::replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -24,6 +34,11 @@ fn main() -> ExitCode {
     let result = match &parsed.command {
         Command::Validate(args) => cli::validate::run(args),
         Command::Score(args) => cli::score::run(args),
+        Command::Advantage(args) => cli::advantage::run(args),
+        Command::Media(args) => cli::media::run(args),
+        Command::Generate(args) => cli::generate::run(args),
+        Command::Logprobs(args) => cli::logprobs::run(args),
+        Command::Replay(args) => cli::replay::run(args),
     };
     match result {
         Ok(code) => code,

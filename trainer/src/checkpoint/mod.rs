@@ -11,8 +11,11 @@
 //! Left out: loading tensor data (a later issue's loader), training-state checkpoints (optimizer,
 //! RNG, step), and atomic/resumable writes (the writer targets fresh directories).
 
+pub mod atomic;
 pub mod inspect;
 pub mod safetensors_header;
+pub mod tensor_io;
+pub mod train_state;
 
 pub use inspect::{ModelDirCheck, ModelReport, check_model_dir, inspect_model_dir};
 pub use safetensors_header::{Dtype, HeaderError, SafetensorsHeader, TensorInfo, read_header};

@@ -1,4 +1,9 @@
 //! The `omnirl` command line: one subcommand per file.
 
+pub mod advantage;
+pub mod generate;
+pub mod logprobs;
+pub mod media;
+pub mod replay;
 pub mod score;
 pub mod validate;

@@ -5,12 +5,18 @@
 //! Formats by role: sft train files are SFT turns; rl train files are RL samples; rl
 //! validation files and eval files are checked as evaluation samples (an RL line is also a
 //! valid evaluation line; missing video metadata is probed at run time).
+//!
+//! Then every distinct existing video is probed once, in parallel (`rollout::media::probe`:
+//! headers plus a readability check of the file's end, no decoding): unreadable, truncated or
+//! video-less files are errors; RL samples whose `has_audio` or `duration_seconds` (more than
+//! 1 s off) disagree with the file are warnings, one per video.
 
 use crate::recipe::{Recipe, StageKind};
 use crate::report::{Problem, Severity};
 use rayon::prelude::*;
 use rollout::data::{self, CheckOptions, DataFormat, DataReport, RlSample};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// One file a stage reads, and in which role.
@@ -54,18 +60,108 @@ impl StageData {
 struct Checked {
     report: DataReport,
     durations: Vec<f64>,
+    /// RL files: what the samples claim about each video (for the probe pass).
+    claims: HashMap<PathBuf, Claims>,
+}
+
+/// What the RL samples referring to one video say about it.
+#[derive(Debug, Default, Clone)]
+struct Claims {
+    lines: usize,
+    with_audio: usize,
+    /// Distinct `duration_seconds` values (bit patterns), with their line counts.
+    durations: HashMap<u64, usize>,
 }
 
 fn run_task(task: &DataTask) -> Checked {
     let opts =
         CheckOptions { media_root: task.media_root.clone(), check_media: task.check_media, ..CheckOptions::default() };
     if task.format == DataFormat::Rl {
-        let (report, durations) = data::read_mapped(&task.file, &opts, |s: RlSample| s.duration_seconds);
-        let durations = durations.into_iter().map(|(_, d)| d).collect();
-        Checked { report, durations }
+        let (report, samples) =
+            data::read_mapped(&task.file, &opts, |s: RlSample| (s.duration_seconds, s.has_audio, s.video_path));
+        let mut claims: HashMap<PathBuf, Claims> = HashMap::new();
+        let mut durations = Vec::with_capacity(samples.len());
+        for (_, (d, audio, video)) in samples {
+            durations.push(d);
+            let c = claims.entry(video).or_default();
+            c.lines += 1;
+            c.with_audio += usize::from(audio);
+            *c.durations.entry(d.to_bits()).or_default() += 1;
+        }
+        Checked { report, durations, claims }
     } else {
-        Checked { report: data::check_file(&task.file, task.format, &opts), durations: Vec::new() }
+        Checked {
+            report: data::check_file(&task.file, task.format, &opts),
+            durations: Vec::new(),
+            claims: HashMap::new(),
+        }
     }
+}
+
+/// Largest difference between a sample's `duration_seconds` and the probed duration that
+/// passes without a warning.
+const DURATION_TOLERANCE_S: f64 = 1.0;
+
+/// Probes every distinct existing video once, in parallel: unreadable, truncated and
+/// video-less files are errors at the video's path; RL samples whose `has_audio` or
+/// `duration_seconds` disagree with the file are warnings (one per video). Skipped when the
+/// build cannot decode (no `ffmpeg` feature) or media checks are off.
+fn probe_videos(checked: &[Checked]) -> Vec<Problem> {
+    if !rollout::media::DECODING_AVAILABLE {
+        return Vec::new();
+    }
+    let mut claims: HashMap<&PathBuf, Claims> = HashMap::new();
+    let mut videos: Vec<&PathBuf> = Vec::new();
+    for c in checked.iter().filter(|c| c.report.media_checked) {
+        videos.extend(&c.report.videos);
+        for (v, cl) in &c.claims {
+            let e = claims.entry(v).or_default();
+            e.lines += cl.lines;
+            e.with_audio += cl.with_audio;
+            for (d, n) in &cl.durations {
+                *e.durations.entry(*d).or_default() += n;
+            }
+        }
+    }
+    videos.sort();
+    videos.dedup();
+    let probed: Vec<(&PathBuf, Result<rollout::media::VideoInfo, rollout::media::MediaError>)> =
+        videos.par_iter().map(|v| (*v, rollout::media::probe(v))).collect();
+    let mut problems = Vec::new();
+    for (video, result) in probed {
+        let at = video.display().to_string();
+        let info = match result {
+            Ok(info) => info,
+            Err(e) => {
+                problems.push(Problem::error(at, e.to_string()));
+                continue;
+            }
+        };
+        let Some(cl) = claims.get(video) else { continue };
+        if cl.with_audio > 0 && !info.has_audio {
+            problems.push(Problem::warning(
+                at.clone(),
+                format!("{} sample(s) say has_audio: true but the file has no audio stream", cl.with_audio),
+            ));
+        }
+        let off: Vec<(f64, usize)> = cl
+            .durations
+            .iter()
+            .map(|(d, n)| (f64::from_bits(*d), *n))
+            .filter(|(d, _)| (d - info.duration_s).abs() > DURATION_TOLERANCE_S)
+            .collect();
+        if let Some(&(d, _)) = off.first() {
+            let lines: usize = off.iter().map(|(_, n)| n).sum();
+            problems.push(Problem::warning(
+                at,
+                format!(
+                    "{lines} sample(s) give duration_seconds {d} but the file lasts {:.3} s (more than {DURATION_TOLERANCE_S} s apart)",
+                    info.duration_s
+                ),
+            ));
+        }
+    }
+    problems
 }
 
 fn tasks_of(recipe: &Recipe) -> Vec<Vec<(DataTask, &'static str)>> {
@@ -115,7 +211,7 @@ pub fn check_recipe_data(recipe: &Recipe) -> (Vec<StageData>, Vec<Problem>) {
         }
     }
     let checked: Vec<Checked> = unique.par_iter().map(run_task).collect();
-    let mut problems = Vec::new();
+    let mut problems = probe_videos(&checked);
     for c in &checked {
         problems.extend(c.report.problems.iter().map(to_problem));
         if c.report.problems_omitted > 0 {

@@ -3,10 +3,25 @@
 //! ([`manifest`]). Also the config fixtures tests and the quickstart use: the real 7B values
 //! ([`QWEN25_OMNI_7B_THINKER_JSON`]) and a tiny model ([`tiny_test_config`]).
 //!
-//! Left out: the network itself (built on libtorch in later issues) and tokenizer checks.
+//! The network on libtorch: [`weights`] (loading / saving HF checkpoints), [`text`], [`vision`],
+//! [`audio`], [`rope`] (TMRoPE), [`thinker`] (merge + forward), [`generate`], [`logprobs`] (training
+//! forward), [`lora`], [`policy`] (the rollout `Policy`); shared blocks in [`layers`].
+//!
+//! Left out: tokenizer checks (the tokenizer and chat template live in `rollout::chat`).
 
+pub mod audio;
 pub mod config;
+pub mod generate;
+pub mod layers;
+pub mod logprobs;
+pub mod lora;
 pub mod manifest;
+pub mod policy;
+pub mod rope;
+pub mod text;
+pub mod thinker;
+pub mod vision;
+pub mod weights;
 
 pub use config::{ConfigIssue, FloatDtype, ModelConfigError, OmniThinkerConfig, SpecialTokens};
 pub use manifest::{Component, KeyLayout, Manifest, ParamCounts, TensorRole, TensorSpec};

@@ -12,6 +12,7 @@ pub mod emit;
 pub mod overrides;
 pub mod schema;
 pub mod sections;
+pub mod to_rollout;
 pub mod yaml;
 
 pub use overrides::AppliedOverride;

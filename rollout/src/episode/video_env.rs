@@ -1,0 +1,147 @@
+//! [`VideoEnv`]: the episode's [`MediaEnv`] on a real video, through `media::MediaSource`
+//! (in-process decoding) and `media::inputs` (pixel patches, log-mel features, placeholder
+//! counts).
+//!
+//! * `get_frames` -> one image per timestamp at the processor's image size; each part's layout
+//!   is its `image_grid_thw` and its inputs hold that image's pixel rows only.
+//! * `get_audio` -> 16 kHz mono, `audio_seconds` = the decoded length.
+//! * `get_clip` -> the processor's 2-fps frames; with `use_audio` (the sample's `has_audio`,
+//!   as the reference's `use_audio_in_video`) and an audio track, the clip's audio is
+//!   interleaved (`VideoWithAudio`), else a silent video. `video_seconds` is the source frames
+//!   in the range over the frame rate (the reference ffprobes its re-encoded file), so a video
+//!   shorter than its dataset duration fails the sanity check as in the reference.
+//!
+//! Checks and clamps use the dataset's duration (`MediaSource::set_duration`), as the
+//! reference does. Every media error becomes a [`MediaFailure`] (reported by the episode as
+//! the action's `FFMPEG_*_FAIL`): the episode validated the arguments before asking.
+//!
+//! Left out: writing media files (the reference's JPEG/WAV/MP4 temp files); see
+//! `media::output` for files meant for people.
+
+use super::media::{MediaEnv, MediaFailure, MediaItem, Observation};
+use crate::chat;
+use crate::media::{
+    FrameRequest, ImageSizing, MediaError, MediaSource, ModelInputs, VideoInfo, VideoSampling, VisionInputs,
+    inputs::audio_inputs, inputs::clip_inputs, inputs::frames_inputs, patches::PATCH_DIM,
+};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// One opened video, shareable with the driver's extraction threads (one request at a time).
+pub struct VideoEnv {
+    source: Mutex<MediaSource>,
+    info: VideoInfo,
+    use_audio: bool,
+    pub sizing: ImageSizing,
+    pub sampling: VideoSampling,
+}
+
+impl std::fmt::Debug for VideoEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoEnv").field("info", &self.info).field("use_audio", &self.use_audio).finish_non_exhaustive()
+    }
+}
+
+impl VideoEnv {
+    /// Opens `path`; `duration` (the dataset's) replaces the probed duration for checks and
+    /// clamps; `use_audio` feeds clip audio to the model.
+    pub fn open(path: &Path, duration: Option<f64>, use_audio: bool) -> Result<VideoEnv, MediaError> {
+        let mut source = MediaSource::open(path)?;
+        if let Some(d) = duration {
+            source.set_duration(d);
+        }
+        let info = source.info().clone();
+        Ok(VideoEnv {
+            source: Mutex::new(source),
+            info,
+            use_audio,
+            sizing: ImageSizing::default(),
+            sampling: VideoSampling::default(),
+        })
+    }
+
+    /// The probed facts of the video.
+    pub fn info(&self) -> &VideoInfo {
+        &self.info
+    }
+
+    fn with_source<T>(&self, f: impl FnOnce(&mut MediaSource) -> Result<T, MediaError>) -> Result<T, MediaFailure> {
+        let mut guard = self.source.lock().map_err(|_| MediaFailure::new("media source lock poisoned"))?;
+        f(&mut guard).map_err(|e| MediaFailure::new(e.to_string()))
+    }
+}
+
+impl MediaEnv for VideoEnv {
+    fn frames(&self, start: f64, end: f64, timestamps: &[f64]) -> Result<Observation, MediaFailure> {
+        let num = i64::try_from(timestamps.len()).unwrap_or(i64::MAX);
+        let request = FrameRequest::new(start, end, num);
+        let frames = self
+            .source
+            .lock()
+            .map_err(|_| MediaFailure::new("media source lock poisoned"))?
+            .frames(&request, Some(&self.sizing))
+            .map_err(|e| {
+                // The reference reports the first timestamp that failed (`Bad frame {t:.2f}s`).
+                let at = match &e {
+                    MediaError::NoFrame { at, .. } | MediaError::Decode { at, .. } => Some(*at),
+                    _ => timestamps.first().copied(),
+                };
+                MediaFailure { reason: e.to_string(), at }
+            })?;
+        let inputs = frames_inputs(&frames, &self.sizing).map_err(|e| MediaFailure::new(e.to_string()))?;
+        let images = inputs.images.unwrap_or_default();
+        // One item per frame, each with its own image's rows, so every part carries exactly the
+        // inputs its placeholder stands for.
+        let mut items = Vec::with_capacity(images.grid_thw.len());
+        let mut row = 0usize;
+        for grid_thw in images.grid_thw {
+            let rows: usize = grid_thw.iter().product();
+            let (a, b) = (row * PATCH_DIM, (row + rows) * PATCH_DIM);
+            let pixel_values = images.pixel_values.get(a..b).map(<[f32]>::to_vec).unwrap_or_default();
+            row += rows;
+            let one = ModelInputs {
+                images: Some(VisionInputs { pixel_values, grid_thw: vec![grid_thw] }),
+                ..ModelInputs::default()
+            };
+            items.push(MediaItem { layout: chat::Part::Image { grid_thw }, inputs: Some(Arc::new(one)) });
+        }
+        Ok(Observation { items, video_seconds: None, audio_seconds: None })
+    }
+
+    fn audio(&self, start: f64, end: f64) -> Result<Observation, MediaFailure> {
+        let clip = self.with_source(|s| s.audio(start, end))?;
+        let inputs = audio_inputs(&clip);
+        let tokens = inputs.audio_tokens();
+        let item = MediaItem { layout: chat::Part::Audio { tokens }, inputs: Some(Arc::new(inputs)) };
+        Ok(Observation { items: vec![item], video_seconds: None, audio_seconds: Some(clip.seconds()) })
+    }
+
+    fn clip(&self, start: f64, end: f64) -> Result<Observation, MediaFailure> {
+        let sampling = self.sampling;
+        let mut clip = self.with_source(|s| s.clip(start, end, &sampling))?;
+        if !self.use_audio {
+            clip.audio = None;
+        }
+        let inputs = clip_inputs(&clip).map_err(|e| MediaFailure::new(e.to_string()))?;
+        let grid_thw = inputs
+            .video
+            .as_ref()
+            .and_then(|v| v.grid_thw.first().copied())
+            .ok_or_else(|| MediaFailure::new("the clip has no frames"))?;
+        let layout = match &clip.audio {
+            Some(_) => chat::Part::VideoWithAudio {
+                grid_thw,
+                second_per_grid: clip.second_per_grid,
+                audio_tokens: inputs.audio_tokens(),
+            },
+            None => chat::Part::Video { grid_thw },
+        };
+        let audio_seconds = clip.audio.as_ref().map(|a| a.seconds());
+        // What ffprobe would say of the reference's re-encoded clip: the source frames it holds.
+        let video_seconds = (clip.source_frames > 0).then(|| {
+            if self.info.fps > 0.0 { clip.source_frames as f64 / self.info.fps } else { clip.end_s - clip.start_s }
+        });
+        let item = MediaItem { layout, inputs: Some(Arc::new(inputs)) };
+        Ok(Observation { items: vec![item], video_seconds, audio_seconds })
+    }
+}

@@ -1,0 +1,14 @@
+//! The RL algorithms as functions, separate from the learners that run them (spec §6):
+//! [`advantage`] (GRPO, GRPO without std, TAURA; pure `f64`), [`entropy`] (response masks and
+//! turn entropies) and [`loss`] (clipped surrogate, truncated IS, KL, aggregation; libtorch).
+//!
+//! Everything here is deterministic and side-effect free, tested against worked examples; the
+//! learners (`crate::learner`) decide what to feed it and when.
+
+pub mod advantage;
+pub mod entropy;
+pub mod loss;
+
+pub use advantage::{AdvantageError, AdvantageEstimator, AdvantageRow, Advantages};
+pub use entropy::{response_mask, turn_entropy};
+pub use loss::{KlType, PolicyLossConfig};

@@ -1,0 +1,206 @@
+//! `omnirl media probe|frames|audio|clip VIDEO [--start S] [--end E] [--num N] [--duration D]
+//! [--out DIR]`: runs one media action exactly as the environment would (rollout's
+//! `media::MediaSource`, then the model preprocessing) and prints one JSON object on stdout.
+//!
+//! Fields, by action (times in seconds, `ms` = milliseconds from the opened video to
+//! model-ready inputs, `open_ms` = opening and probing the file):
+//! * every action: `action`, `video`, `duration` (the one ranges are checked against),
+//!   `open_ms`, `ms`;
+//! * `probe`: `info` (duration_s, fps, width, height, has_audio, codecs, frame_count, ...);
+//! * `frames` (defaults: `--start 0 --end <duration> --num 8`): `start`, `end`, `num`,
+//!   `count`, `timestamps` (requested, the labels), `pts` (decoded frames' times), `sizes`
+//!   (`[h, w]` after the processor's resize), `grid_thw`, `tokens`, `gops_decoded`,
+//!   `frames_decoded`, `seconds` (`end - start`);
+//! * `audio` (defaults: `--start 0 --end <duration>`): `start`, `end` (after clamping),
+//!   `count` (samples), `sample_rate`, `seconds`, `mel_frames`, `tokens`;
+//! * `clip` (same defaults): `start`, `end` (after clamping), `count` (frames kept),
+//!   `source_frames`, `sample_fps`, `timestamps`, `sizes`, `grid_thw`, `video_tokens`,
+//!   `audio_samples`, `audio_tokens`, `gops_decoded`, `frames_decoded`, `seconds`.
+//!
+//! With `--out DIR`: `frame_XXXX_<t>.png` per frame (as the model gets it) and, for audio and
+//! clips with sound, `audio.wav` (16 kHz mono). `--duration D` checks and clamps against a
+//! dataset's `duration_seconds` instead of the probed duration. Errors print
+//! `omnirl: error: <ENV_CODE>: <message>` and exit 2.
+//!
+//! Left out: several actions per run (the environment's episode does that), remote URLs.
+
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
+use rollout::media::inputs::{audio_inputs, clip_inputs, frames_inputs};
+use rollout::media::output::{write_png, write_wav};
+use rollout::media::{FrameRequest, ImageSizing, MediaError, MediaSource, VideoSampling};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct MediaArgs {
+    #[command(subcommand)]
+    pub action: MediaAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MediaAction {
+    /// Stream facts (duration, fps, size, audio) and a readability check; nothing decoded.
+    Probe(Target),
+    /// `get_frames`: NUM frames evenly spaced over [START, END], as the model's images.
+    Frames(Target),
+    /// `get_audio`: [START, END] as 16 kHz mono, and its log-mel features.
+    Audio(Target),
+    /// `get_clip`: [START, END] sampled at 2 fps (frames and audio) as the model's video.
+    Clip(Target),
+}
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The video file.
+    pub video: PathBuf,
+    /// Range start in seconds (default 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub start: Option<f64>,
+    /// Range end in seconds (default: the duration).
+    #[arg(long, allow_negative_numbers = true)]
+    pub end: Option<f64>,
+    /// Frames for `frames` (default 8).
+    #[arg(long, allow_negative_numbers = true)]
+    pub num: Option<i64>,
+    /// Duration to check and clamp against (a dataset's `duration_seconds`).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Write PNG frames / audio.wav here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn media_err(e: MediaError) -> anyhow::Error {
+    anyhow!("{}: {e}", e.env_code())
+}
+
+fn ms(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn frame_name(dir: &Path, i: usize, t: f64) -> PathBuf {
+    dir.join(format!("frame_{i:04}_{t:.3}.png"))
+}
+
+fn prepare_out(out: Option<&PathBuf>) -> anyhow::Result<()> {
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub fn run(args: &MediaArgs) -> anyhow::Result<ExitCode> {
+    let (name, t) = match &args.action {
+        MediaAction::Probe(t) => ("probe", t),
+        MediaAction::Frames(t) => ("frames", t),
+        MediaAction::Audio(t) => ("audio", t),
+        MediaAction::Clip(t) => ("clip", t),
+    };
+    let opened = Instant::now();
+    let action = match &args.action {
+        MediaAction::Probe(_) => rollout::media::MediaAction::Probe,
+        MediaAction::Frames(_) => rollout::media::MediaAction::Frames,
+        MediaAction::Audio(_) => rollout::media::MediaAction::Audio,
+        MediaAction::Clip(_) => rollout::media::MediaAction::Clip,
+    };
+    // One-shot: a file that cannot be opened fails the action asked for.
+    let mut src = MediaSource::open(&t.video).map_err(|e| media_err(e.for_action(action)))?;
+    if let Some(d) = t.duration {
+        src.set_duration(d);
+    }
+    let open_ms = ms(opened);
+    let duration = src.duration();
+    let start = t.start.unwrap_or(0.0);
+    let end = t.end.unwrap_or(duration);
+    prepare_out(t.out.as_ref())?;
+    let began = Instant::now();
+    let mut report = match &args.action {
+        MediaAction::Probe(_) => json!({ "info": src.info() }),
+        MediaAction::Frames(_) => {
+            let num = t.num.unwrap_or(8);
+            let sizing = ImageSizing::default();
+            let frames = src.frames(&FrameRequest::new(start, end, num), Some(&sizing)).map_err(media_err)?;
+            let inputs = frames_inputs(&frames, &sizing).map_err(media_err)?;
+            let elapsed = ms(began);
+            if let Some(dir) = &t.out {
+                for (i, f) in frames.frames.iter().enumerate() {
+                    write_png(&frame_name(dir, i, f.requested_s), &f.image).map_err(media_err)?;
+                }
+            }
+            let grids = inputs.images.as_ref().map(|i| i.grid_thw.clone()).unwrap_or_default();
+            json!({
+                "start": start, "end": end, "num": num,
+                "count": frames.frames.len(),
+                "timestamps": frames.frames.iter().map(|f| f.requested_s).collect::<Vec<_>>(),
+                "pts": frames.frames.iter().map(|f| f.pts_s).collect::<Vec<_>>(),
+                "sizes": frames.frames.iter().map(|f| [f.image.height, f.image.width]).collect::<Vec<_>>(),
+                "grid_thw": grids,
+                "tokens": inputs.image_tokens(),
+                "gops_decoded": frames.gops_decoded,
+                "frames_decoded": frames.frames_decoded,
+                "seconds": end - start,
+                "ms": elapsed,
+            })
+        }
+        MediaAction::Audio(_) => {
+            let audio = src.audio(start, end).map_err(media_err)?;
+            let inputs = audio_inputs(&audio);
+            let elapsed = ms(began);
+            if let Some(dir) = &t.out {
+                write_wav(&dir.join("audio.wav"), &audio.samples, audio.sample_rate).map_err(media_err)?;
+            }
+            json!({
+                "start": audio.start_s, "end": audio.end_s,
+                "count": audio.samples.len(),
+                "sample_rate": audio.sample_rate,
+                "seconds": audio.seconds(),
+                "mel_frames": inputs.audio.as_ref().map_or(0, |m| m.frames),
+                "tokens": inputs.audio_tokens(),
+                "ms": elapsed,
+            })
+        }
+        MediaAction::Clip(_) => {
+            let clip = src.clip(start, end, &VideoSampling::default()).map_err(media_err)?;
+            let inputs = clip_inputs(&clip).map_err(media_err)?;
+            let elapsed = ms(began);
+            if let Some(dir) = &t.out {
+                for (i, f) in clip.frames.iter().enumerate() {
+                    write_png(&frame_name(dir, i, f.pts_s), &f.image).map_err(media_err)?;
+                }
+                if let Some(a) = &clip.audio {
+                    write_wav(&dir.join("audio.wav"), &a.samples, a.sample_rate).map_err(media_err)?;
+                }
+            }
+            json!({
+                "start": clip.start_s, "end": clip.end_s,
+                "count": clip.frames.len(),
+                "source_frames": clip.source_frames,
+                "sample_fps": clip.sample_fps,
+                "timestamps": clip.frames.iter().map(|f| f.pts_s).collect::<Vec<_>>(),
+                "sizes": clip.frames.iter().map(|f| [f.image.height, f.image.width]).collect::<Vec<_>>(),
+                "grid_thw": inputs.video.as_ref().map(|v| v.grid_thw.clone()).unwrap_or_default(),
+                "video_tokens": inputs.video_tokens(),
+                "audio_samples": clip.audio.as_ref().map(|a| a.samples.len()),
+                "audio_tokens": inputs.audio_tokens(),
+                "gops_decoded": clip.gops_decoded,
+                "frames_decoded": clip.frames_decoded,
+                "seconds": clip.end_s - clip.start_s,
+                "ms": elapsed,
+            })
+        }
+    };
+    if let Value::Object(map) = &mut report {
+        map.insert("action".into(), json!(name));
+        map.insert("video".into(), json!(t.video));
+        map.insert("duration".into(), json!(duration));
+        map.insert("open_ms".into(), json!(open_ms));
+        if !map.contains_key("ms") {
+            map.insert("ms".into(), json!(ms(began)));
+        }
+    }
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,129 @@
+//! Learners: turn rows into parameter updates (spec §6.5-§6.7, §8).
+//!
+//! * [`rl::RlLearner`]: one RL training step over a batch of scored turns: recompute old
+//!   log-probs and entropies, GRPO/TAURA advantages, truncated IS weights, then either the
+//!   reference's default on-policy flow (one optimizer step, per-row gradient accumulation) or
+//!   PPO mini-batch epochs.
+//! * [`sft::SftLearner`]: one agentic-SFT optimizer step over per-turn rows, loss on the agent's
+//!   own tokens only, with gradient accumulation.
+//! * [`optim::AdamW`]: AdamW with weight-decay exclusions, global-norm clipping, LR schedules and
+//!   fp32 master weights for bf16 parameters.
+//! * [`cursor`]: the deterministic data order and the run's own RNG, both checkpointed.
+//!
+//! The learners see the model through [`TrainablePolicy`], a small trait with the two forwards a
+//! learner needs (no-grad scoring; forward + backward of a chunked token loss), the trainable
+//! tensors, and HF save/load. It is implemented for the Qwen2.5-Omni thinker ([`thinker`]) and for
+//! a tiny token-id LM used by tests and benchmarks ([`toy`]).
+//!
+//! Left out: data-parallel gradient all-reduce (single process here; the distributed runtime
+//! wraps the learner) and the training loop itself (`omnirl train`).
+
+pub mod cursor;
+pub mod optim;
+pub mod rl;
+pub mod rows;
+pub mod sft;
+pub mod thinker;
+pub mod toy;
+
+pub use cursor::{Batch, DataCursor, SplitMix64};
+pub use optim::{AdamW, AdamWConfig, DecayRule, LrScheduler, OptimizerCounters, StepReport};
+pub use rl::{RlLearner, RlStepStats};
+pub use rows::{RlRow, SftRow};
+pub use sft::{SftLearner, SftOptions, SftStepStats};
+
+use crate::algo::AdvantageError;
+use crate::model::thinker::ModelError;
+use std::path::Path;
+use tch::{Device, Tensor};
+
+/// The loss of one chunk of a row's scored span: `(offset, log-probs, entropies) -> scalar`. The
+/// tensors cover scored positions `offset .. offset + len` and carry gradients.
+pub type ChunkLoss<'a> = dyn FnMut(usize, &Tensor, &Tensor) -> Result<Tensor, tch::TchError> + 'a;
+
+/// Per-token results for the scored span of one sequence: `[n]` float tensors on the model's
+/// device, detached.
+#[derive(Debug)]
+pub struct TokenScores {
+    pub logprobs: Tensor,
+    pub entropies: Tensor,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a learner needs from a model. Sequences are `ids = prompt ++ response`; the scored span is
+/// `ids[start..]` (each position predicted from everything before it), `start ≥ 1`.
+pub trait TrainablePolicy {
+    /// Media inputs of one sequence (passed through untouched).
+    type Media;
+
+    fn device(&self) -> Device;
+
+    /// Every tensor the optimizer updates, by a stable unique name, in a stable order.
+    fn trainable_variables(&self) -> Vec<(String, Tensor)>;
+
+    /// Log-probs and entropies of `ids[start..]` without gradients.
+    fn score(&self, ids: &[u32], media: &Self::Media, start: usize) -> Result<TokenScores, PolicyError>;
+
+    /// Forward and backward of a token-decomposable loss over `ids[start..]`: `loss` is called
+    /// per chunk and its result back-propagated; gradients accumulate into the trainable tensors.
+    fn forward_backward(
+        &self,
+        ids: &[u32],
+        media: &Self::Media,
+        start: usize,
+        loss: &mut ChunkLoss<'_>,
+    ) -> Result<TokenScores, PolicyError>;
+
+    /// Log-probs of `ids[start..]` under a frozen reference policy, if the model has one (e.g. the
+    /// base weights under LoRA); needed only for a KL penalty.
+    fn reference_logprobs(
+        &self,
+        ids: &[u32],
+        media: &Self::Media,
+        start: usize,
+    ) -> Result<Option<Tensor>, PolicyError> {
+        let _ = (ids, media, start);
+        Ok(None)
+    }
+
+    /// Writes the weights as a Hugging Face checkpoint directory (`config.json` + safetensors).
+    fn save_hf(&self, dir: &Path) -> Result<(), PolicyError>;
+
+    /// Loads weights written by [`save_hf`](Self::save_hf) into this model, in place.
+    fn load_hf(&mut self, dir: &Path) -> Result<(), PolicyError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LearnerError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Advantage(#[from] AdvantageError),
+    #[error("row {row}: {message}")]
+    Row { row: usize, message: String },
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Length of a tensor's first dimension (0 for a 0-d tensor).
+pub(crate) fn len0(t: &Tensor) -> i64 {
+    t.size().first().copied().unwrap_or(0)
+}
+
+/// `seconds` as tokens per second (0 when no time passed).
+pub(crate) fn per_second(count: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 { count as f64 / seconds } else { 0.0 }
+}

@@ -1,0 +1,450 @@
+//! One RL training step over a batch of scored turns (spec §6.7 steps 4-9):
+//!
+//! 1. **Old log-probs and entropies**: every row is re-scored without gradients by the current
+//!    weights (the reference's `compute_log_prob(calculate_entropy=True)`), plus reference-policy
+//!    log-probs when a KL penalty is on.
+//! 2. **Advantages**: turn entropies `h_r` (masked token means), then the recipe's estimator
+//!    (GRPO / GRPO-no-std / TAURA) in `f64` over the batch's groups.
+//! 3. **Truncated IS weights** `min(exp(clamp(old − sampler)), cap)` per token (rows without
+//!    sampler log-probs get weight 1).
+//! 4. **Update**, in one of two flows:
+//!    * `on-policy` (the reference default, `ABS_ON_POLICY=True`, §6.5): zero the gradients once;
+//!      for each row forward with `old = detach(log π_θ)` (so the ratio is exactly 1 and the clip
+//!      ratios are inert, hazard 4), loss = the row's aggregation (a per-row token mean under
+//!      `token-mean`) scaled by `1/rows`, backward (accumulating); then **one** optimizer step.
+//!      The result is the mean over rows of per-row token means: seq-mean-token-mean over turns
+//!      (hazard 3), not a global token mean. Requires `ppo_epochs = 1`; micro-batches are one row
+//!      whatever `micro_batch_size_per_gpu` says, as the reference's launcher forces.
+//!    * `ppo`: for each of `ppo_epochs` epochs, mini-batches of `ppo_mini_batch_size` rows in
+//!      order (no shuffle, as verl's actor); within one, micro-batches of
+//!      `micro_batch_size_per_gpu` rows aggregated per `loss_aggregation` and scaled by
+//!      `1/micro-batches`; `old` = the recomputed log-probs of step 1, so clipping is active;
+//!      one optimizer step per mini-batch.
+//!
+//!    Both flows run through the same code: the on-policy flow is "one mini-batch of every row,
+//!    micro-batches of one row, old = detach". Each optimizer step clips to `grad_clip` and skips
+//!    a non-finite gradient norm (§6.5).
+//!
+//! Sizes are local: a data-parallel caller hands each process its own rows, computes advantages
+//! over whole groups through [`RlLearner::step_with`], and the gradient all-reduce (averaging
+//! across ranks as FSDP does) belongs to the distributed runtime. Batch-padding duplicates
+//! (`adjust_batch`) are ordinary rows here: deduplicated by GRPO, counted by TAURA (hazard 5).
+//! Left out: the critic, KL-in-reward, and dynamic sampling (all off in the reference).
+
+use super::optim::{AdamW, AdamWConfig, StepReport};
+use super::{LearnerError, RlRow, TrainablePolicy, per_second};
+use crate::algo::advantage::{AdvantageEstimator, AdvantageRow, Advantages};
+use crate::algo::entropy::turn_entropy_f32;
+use crate::algo::loss::{PolicyLossConfig, kl_penalty, pg_token_losses, tis_weights, token_weight};
+use crate::metrics::{Phase, PhaseTimes, Progress, Scalars};
+use crate::recipe::{AlgorithmConfig, OptimizerConfig, UpdateFlow};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// The RL learner: its algorithm settings and the optimizer it steps.
+#[derive(Debug)]
+pub struct RlLearner {
+    pub algorithm: AlgorithmConfig,
+    pub loss: PolicyLossConfig,
+    pub estimator: AdvantageEstimator,
+    /// Leave rows of exceeding trajectories out of the GRPO statistics, with advantage 0 (off,
+    /// as in the reference).
+    pub ignore_exceed: bool,
+    /// Progress bars over the rows of the scoring and update passes (`logging.progress_bars`;
+    /// drawn only on a terminal).
+    pub progress: bool,
+    pub optimizer: AdamW,
+}
+
+/// Sums over the tokens a step trained on (detached), kept on the device as one
+/// `[METRICS]` tensor so the update never waits on a host read; read once at the end.
+/// Order: Σ w·pg, Σ w·kl, Σ w·H (the aggregated losses summed over optimizer steps), tokens,
+/// ε-clipped tokens, dual-clipped tokens, Σ (old − new) log-prob (verl's `ppo_kl` numerator).
+#[derive(Debug, Default)]
+struct Accum {
+    sums: Option<Tensor>,
+    forward_tokens: usize,
+}
+
+const METRICS: usize = 7;
+
+impl Accum {
+    fn add(&mut self, v: Tensor) -> Result<(), tch::TchError> {
+        self.sums = Some(match self.sums.take() {
+            Some(s) => s.f_add(&v)?,
+            None => v,
+        });
+        Ok(())
+    }
+
+    fn values(&self) -> Result<[f64; METRICS], tch::TchError> {
+        let mut out = [0.0; METRICS];
+        if let Some(s) = &self.sums {
+            let v = Vec::<f64>::try_from(s.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?)?;
+            out.iter_mut().zip(v).for_each(|(o, x)| *o = x);
+        }
+        Ok(out)
+    }
+}
+
+/// What one step did and saw.
+#[derive(Debug, Clone, Default)]
+pub struct RlStepStats {
+    pub rows: usize,
+    /// Unmasked response tokens in the batch.
+    pub loss_tokens: usize,
+    pub advantages: Vec<f64>,
+    /// GRPO `Â` per row.
+    pub outcome_advantages: Vec<f64>,
+    /// TAURA weights per row.
+    pub entropy_weights: Option<Vec<f64>>,
+    /// Turn entropies `h_r` per row (from the recomputation).
+    pub turn_entropies: Vec<f64>,
+    /// Token-mean entropy of the recomputation (`actor/entropy` in verl).
+    pub raw_entropy: f64,
+    /// Mean and max truncated-IS weight over loss tokens, and the share at the cap.
+    pub tis_mean: f64,
+    pub tis_max: f64,
+    pub tis_capped: f64,
+    /// Aggregated losses, averaged over optimizer steps.
+    pub pg_loss: f64,
+    pub kl_loss: f64,
+    pub entropy_loss: f64,
+    pub pg_clipfrac: f64,
+    pub pg_clipfrac_lower: f64,
+    pub ppo_kl: f64,
+    pub optimizer_steps: Vec<StepReport>,
+    pub times: PhaseTimes,
+    /// Tokens (prompt + response) through the scoring and the training forwards.
+    pub logprob_tokens: usize,
+    pub update_tokens: usize,
+}
+
+impl RlLearner {
+    /// A learner for `policy`'s trainable tensors; `total_steps` sizes the LR schedule (optimizer
+    /// steps over the run).
+    pub fn new<P: TrainablePolicy>(
+        policy: &P,
+        algorithm: &AlgorithmConfig,
+        optimizer: &OptimizerConfig,
+        total_steps: u64,
+    ) -> Result<Self, LearnerError> {
+        let opt = AdamW::new(policy.trainable_variables(), AdamWConfig::from_recipe(optimizer, total_steps))?;
+        Ok(Self::with_optimizer(algorithm, opt))
+    }
+
+    pub fn with_optimizer(algorithm: &AlgorithmConfig, optimizer: AdamW) -> Self {
+        RlLearner {
+            algorithm: algorithm.clone(),
+            loss: PolicyLossConfig::from_config(algorithm),
+            estimator: AdvantageEstimator::from_config(algorithm),
+            ignore_exceed: false,
+            progress: false,
+            optimizer,
+        }
+    }
+
+    /// Steps 1-4 of the module doc on `rows` (one batch; every row of a GRPO group must be in it).
+    pub fn step<P: TrainablePolicy>(
+        &mut self,
+        policy: &P,
+        rows: &[RlRow<P::Media>],
+    ) -> Result<RlStepStats, LearnerError> {
+        let (estimator, ignore) = (self.estimator, self.ignore_exceed);
+        self.step_with(policy, rows, |r| Ok(estimator.compute(r, ignore)?))
+    }
+
+    /// [`step`](Self::step) with the advantages computed by `advantages` from this process's rows
+    /// (reward, ids and turn entropy each). A data-parallel runtime passes a function that gathers
+    /// the rows of every rank, runs the estimator over whole groups and returns this rank's share;
+    /// it must return one value per row, in order.
+    pub fn step_with<P, F>(
+        &mut self,
+        policy: &P,
+        rows: &[RlRow<P::Media>],
+        advantages: F,
+    ) -> Result<RlStepStats, LearnerError>
+    where
+        P: TrainablePolicy,
+        F: FnOnce(&[AdvantageRow<'_>]) -> Result<Advantages, LearnerError>,
+    {
+        let a = &self.algorithm;
+        if rows.is_empty() {
+            return Err(LearnerError::Config("an RL step needs at least one row".into()));
+        }
+        if a.update_flow == UpdateFlow::OnPolicy && a.ppo_epochs != 1 {
+            return Err(LearnerError::Config(format!("the on-policy flow needs ppo_epochs = 1, got {}", a.ppo_epochs)));
+        }
+        if a.update_flow == UpdateFlow::Ppo && (a.ppo_mini_batch_size == 0 || a.micro_batch_size_per_gpu == 0) {
+            return Err(LearnerError::Config(
+                "ppo_mini_batch_size and micro_batch_size_per_gpu must be positive".into(),
+            ));
+        }
+        rows.iter().enumerate().try_for_each(|(i, r)| r.check(i))?;
+        let mut stats = RlStepStats { rows: rows.len(), ..Default::default() };
+        let device = policy.device();
+
+        // 1. Old log-probs, entropies, reference log-probs.
+        let t0 = Instant::now();
+        let bar = Progress::new(rows.len() as u64, "log-probs", self.progress);
+        let mut old = Vec::with_capacity(rows.len());
+        let mut reference = Vec::with_capacity(rows.len());
+        let (mut ent_sum, mut ent_n) = (0.0f64, 0usize);
+        for (i, r) in rows.iter().enumerate() {
+            let n = r.mask.len() as i64;
+            let s = policy.score(&r.ids, &r.media, r.prompt_len)?;
+            if s.logprobs.size() != [n] || s.entropies.size() != [n] {
+                return Err(LearnerError::Row {
+                    row: i,
+                    message: format!("the policy scored {:?} tokens, expected {n}", s.logprobs.size()),
+                });
+            }
+            let ents = Vec::<f32>::try_from(s.entropies.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?)?;
+            for (h, m) in ents.iter().zip(&r.mask) {
+                if *m {
+                    ent_sum += f64::from(*h);
+                    ent_n += 1;
+                }
+            }
+            stats.turn_entropies.push(turn_entropy_f32(&ents, &r.mask));
+            old.push(s.logprobs.f_to_kind(Kind::Float)?);
+            if self.loss.kl_coef != 0.0 {
+                let rl = policy.reference_logprobs(&r.ids, &r.media, r.prompt_len)?.ok_or_else(|| {
+                    LearnerError::Config("kl_coef is set but the policy has no reference model".into())
+                })?;
+                reference.push(Some(rl.f_to_kind(Kind::Float)?));
+            } else {
+                reference.push(None);
+            }
+            stats.logprob_tokens += r.ids.len();
+            bar.inc(1);
+        }
+        bar.finish();
+        stats.raw_entropy = if ent_n > 0 { ent_sum / ent_n as f64 } else { 0.0 };
+        stats.times.add(Phase::Logprobs, t0.elapsed().as_secs_f64());
+
+        // 2. Advantages.
+        let adv_rows: Vec<AdvantageRow<'_>> = rows
+            .iter()
+            .zip(&stats.turn_entropies)
+            .map(|(r, &h)| AdvantageRow {
+                uid: &r.uid,
+                traj_uid: &r.traj_uid,
+                reward: r.reward,
+                entropy: Some(h),
+                exceed: r.exceed,
+            })
+            .collect();
+        let Advantages { values, outcome, weights } = advantages(&adv_rows)?;
+        if values.len() != rows.len()
+            || outcome.len() != rows.len()
+            || weights.as_ref().is_some_and(|w| w.len() != rows.len())
+        {
+            return Err(LearnerError::Config(format!("{} advantages for {} rows", values.len(), rows.len())));
+        }
+
+        // 3. Truncated IS weights and masks.
+        let mut tis = Vec::with_capacity(rows.len());
+        let mut masks = Vec::with_capacity(rows.len());
+        let (mut w_sum, mut w_max, mut w_capped, mut w_n) = (0.0f64, 0.0f64, 0usize, 0usize);
+        for (r, o) in rows.iter().zip(&old) {
+            let w = match (self.loss.tis_cap, &r.sampler_logprobs) {
+                (Some(cap), Some(s)) => tis_weights(o, &Tensor::f_from_slice(s)?.f_to_device(device)?, cap)?,
+                _ => o.f_ones_like()?,
+            };
+            let wv = Vec::<f32>::try_from(w.f_to_device(tch::Device::Cpu)?)?;
+            for (x, m) in wv.iter().zip(&r.mask) {
+                if *m {
+                    let x = f64::from(*x);
+                    w_sum += x;
+                    w_max = w_max.max(x);
+                    w_capped += usize::from(self.loss.tis_cap.is_some_and(|c| x >= c));
+                    w_n += 1;
+                }
+            }
+            tis.push(w);
+            let m: Vec<f32> = r.mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+            masks.push(Tensor::f_from_slice(&m)?.f_to_device(device)?);
+        }
+        stats.loss_tokens = w_n;
+        stats.tis_mean = if w_n > 0 { w_sum / w_n as f64 } else { 0.0 };
+        stats.tis_max = w_max;
+        stats.tis_capped = if w_n > 0 { w_capped as f64 / w_n as f64 } else { 0.0 };
+
+        // 4. Update.
+        let t1 = Instant::now();
+        let all: Vec<usize> = (0..rows.len()).collect();
+        let (mini_batches, micro, epochs, use_old): (Vec<&[usize]>, usize, u32, bool) = match a.update_flow {
+            UpdateFlow::OnPolicy => (vec![&all[..]], 1, 1, false),
+            UpdateFlow::Ppo => (
+                all.chunks(a.ppo_mini_batch_size as usize).collect(),
+                a.micro_batch_size_per_gpu as usize,
+                a.ppo_epochs,
+                true,
+            ),
+        };
+        let mut acc = Accum::default();
+        let bar = Progress::new(u64::from(epochs) * rows.len() as u64, "update", self.progress);
+        for _ in 0..epochs {
+            for mb in &mini_batches {
+                self.optimizer.zero_grad()?;
+                let micros: Vec<&[usize]> = mb.chunks(micro).collect();
+                let n_micro = micros.len() as f64;
+                for m in &micros {
+                    let micro_tokens: usize = m.iter().map(|&i| rows[i].loss_tokens()).sum();
+                    for &i in *m {
+                        let weight =
+                            token_weight(self.loss.aggregation, rows[i].loss_tokens(), m.len(), micro_tokens) / n_micro;
+                        let inputs = RowInputs {
+                            advantage: values[i],
+                            old: use_old.then_some(&old[i]),
+                            tis: &tis[i],
+                            reference: reference[i].as_ref(),
+                            mask: &masks[i],
+                            weight,
+                        };
+                        self.row_backward(policy, &rows[i], i, &inputs, &mut acc)?;
+                        bar.inc(1);
+                    }
+                }
+                stats.optimizer_steps.push(self.optimizer.step()?);
+            }
+        }
+        bar.finish();
+        stats.times.add(Phase::Update, t1.elapsed().as_secs_f64());
+        let n_steps = stats.optimizer_steps.len().max(1) as f64;
+        let [pg, kl, ent, tokens, clipped, dual, ppo_kl] = acc.values()?;
+        stats.pg_loss = pg / n_steps;
+        stats.kl_loss = kl / n_steps;
+        stats.entropy_loss = ent / n_steps;
+        if tokens > 0.0 {
+            stats.pg_clipfrac = clipped / tokens;
+            stats.pg_clipfrac_lower = dual / tokens;
+            stats.ppo_kl = ppo_kl / tokens;
+        }
+        stats.update_tokens = acc.forward_tokens;
+        stats.advantages = values;
+        stats.outcome_advantages = outcome;
+        stats.entropy_weights = weights;
+        Ok(stats)
+    }
+
+    /// Forward + backward of one row's weighted loss, accumulating gradients and metrics.
+    fn row_backward<P: TrainablePolicy>(
+        &self,
+        policy: &P,
+        row: &RlRow<P::Media>,
+        index: usize,
+        inp: &RowInputs<'_>,
+        acc: &mut Accum,
+    ) -> Result<(), LearnerError> {
+        let cfg = self.loss;
+        let mut closure = |offset: usize, lp: &Tensor, ent: &Tensor| -> Result<Tensor, tch::TchError> {
+            let (o, len) = (offset as i64, super::len0(lp));
+            let kind = lp.kind();
+            let m = inp.mask.f_narrow(0, o, len)?.f_to_kind(kind)?;
+            let old = match inp.old {
+                Some(t) => t.f_narrow(0, o, len)?.f_to_kind(kind)?,
+                None => lp.f_detach()?,
+            };
+            let adv = lp.f_detach()?.f_full_like(inp.advantage)?;
+            let terms = pg_token_losses(lp, &old, &adv, &cfg)?;
+            let pg = terms.loss.f_mul(&inp.tis.f_narrow(0, o, len)?.f_to_kind(kind)?)?;
+            let mut per_token = pg.shallow_clone();
+            let zero = || lp.f_new_zeros([], (Kind::Float, lp.device()));
+            let mut kl_sum = zero()?;
+            if let Some(r) = inp.reference {
+                let kl = kl_penalty(lp, &r.f_narrow(0, o, len)?.f_to_kind(kind)?, cfg.kl_type)?;
+                kl_sum = masked_sum(&kl, &m)?.f_mul_scalar(inp.weight)?;
+                per_token = per_token.f_add(&kl.f_mul_scalar(cfg.kl_coef)?)?;
+            }
+            if cfg.entropy_coef != 0.0 {
+                per_token = per_token.f_sub(&ent.f_mul_scalar(cfg.entropy_coef)?)?;
+            }
+            let metrics = [
+                masked_sum(&pg, &m)?.f_mul_scalar(inp.weight)?,
+                kl_sum,
+                masked_sum(ent, &m)?.f_mul_scalar(inp.weight)?,
+                m.f_sum(Kind::Float)?,
+                masked_sum(&terms.clipped, &m)?,
+                masked_sum(&terms.dual_clipped, &m)?,
+                masked_sum(&old.f_sub(&lp.f_detach()?)?, &m)?,
+            ];
+            acc.add(Tensor::f_stack(&metrics, 0)?)?;
+            per_token.f_mul(&m)?.f_sum(Kind::Float)?.f_mul_scalar(inp.weight)
+        };
+        let scores = policy.forward_backward(&row.ids, &row.media, row.prompt_len, &mut closure)?;
+        if scores.logprobs.size() != [row.mask.len() as i64] {
+            return Err(LearnerError::Row {
+                row: index,
+                message: "the policy's training forward returned the wrong length".into(),
+            });
+        }
+        acc.forward_tokens += row.ids.len();
+        Ok(())
+    }
+}
+
+/// Per-row tensors of the update.
+struct RowInputs<'a> {
+    advantage: f64,
+    /// Recomputed old log-probs (PPO flow); `None` = detach the current ones (on-policy).
+    old: Option<&'a Tensor>,
+    tis: &'a Tensor,
+    reference: Option<&'a Tensor>,
+    mask: &'a Tensor,
+    /// The row's token weight (aggregation and micro-batch scaling).
+    weight: f64,
+}
+
+/// `Σ x·m` as a detached 0-d f32 tensor.
+fn masked_sum(x: &Tensor, m: &Tensor) -> Result<Tensor, tch::TchError> {
+    x.f_detach()?.f_mul(m)?.f_sum(Kind::Float)
+}
+
+impl RlStepStats {
+    /// Tokens per second of the training forward/backward.
+    pub fn update_tokens_per_second(&self) -> f64 {
+        per_second(self.update_tokens, self.times.get(Phase::Update))
+    }
+
+    /// The step's scalars (verl's names where one exists), without the time split (the loop adds
+    /// its own `PhaseTimes`, which include these). Advantage, entropy-weight and turn-entropy
+    /// statistics are over rows (turns); verl's `training/entropy_weight/*` weighs by tokens.
+    pub fn scalars(&self) -> Scalars {
+        let mut s = Scalars::default();
+        s.push("actor/pg_loss", self.pg_loss);
+        s.push("actor/kl_loss", self.kl_loss);
+        s.push("actor/entropy_loss", self.entropy_loss);
+        s.push("actor/pg_clipfrac", self.pg_clipfrac);
+        s.push("actor/pg_clipfrac_lower", self.pg_clipfrac_lower);
+        s.push("actor/ppo_kl", self.ppo_kl);
+        s.push("actor/entropy", self.raw_entropy);
+        let norms: Vec<f64> = self.optimizer_steps.iter().map(|r| r.grad_norm).collect();
+        if let Some(last) = self.optimizer_steps.last() {
+            s.push("actor/grad_norm", norms.iter().sum::<f64>() / norms.len() as f64);
+            s.push("actor/lr", last.lr);
+        }
+        s.push("actor/optimizer_steps", self.optimizer_steps.len() as f64);
+        s.push("actor/skipped_steps", self.optimizer_steps.iter().filter(|r| r.skipped).count() as f64);
+        s.describe("training/advantage", &self.advantages);
+        s.describe("training/outcome_advantage", &self.outcome_advantages);
+        s.push(
+            "training/advantage/exploded",
+            self.advantages.iter().filter(|a| a.abs() > crate::algo::advantage::EXPLODED_ABS).count() as f64,
+        );
+        if let Some(w) = &self.entropy_weights {
+            s.describe("training/entropy_weight", w);
+        }
+        s.push("training/raw_entropy/mean", self.raw_entropy);
+        s.describe("training/turn_entropy", &self.turn_entropies);
+        s.push("rollout_correction/tis_weight/mean", self.tis_mean);
+        s.push("rollout_correction/tis_weight/max", self.tis_max);
+        s.push("rollout_correction/tis_weight/capped_frac", self.tis_capped);
+        s.push("perf/rows", self.rows as f64);
+        s.push("perf/loss_tokens", self.loss_tokens as f64);
+        s.push("perf/update_tokens_per_s", self.update_tokens_per_second());
+        s.push("perf/logprob_tokens_per_s", per_second(self.logprob_tokens, self.times.get(Phase::Logprobs)));
+        s
+    }
+}

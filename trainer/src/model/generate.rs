@@ -1,0 +1,305 @@
+//! Batched generation with a KV cache: prefill a left-padded batch, then decode one token per
+//! active row per step, dropping finished rows from the cache.
+//!
+//! Sampling follows vLLM 0.9's V0 sampler (the reference's rollout engine): logits in fp32,
+//! divided by the temperature, then top-k and top-p applied together on the sorted row (vLLM's
+//! `_apply_top_k_top_p`: top-p removes the ascending prefix whose cumulative mass is `<= 1 - p`,
+//! always keeping the top token), and the token drawn from the softmax of what is left. The
+//! **log-prob** returned is `log_softmax` of those processed logits at the sampled token — the
+//! log-probability under the distribution actually sampled from (vLLM V0 `logprobs=0`). With
+//! `greedy` the token is the argmax and the log-prob is `log_softmax` of the raw logits
+//! (temperature 1, no truncation), as vLLM does at temperature 0. The optional entropy is that of
+//! the same distribution. Ids at or above `vocab_limit` (the tokenizer's size; rows beyond it are
+//! padding) are masked to -inf first when a limit is given; the CLI gives none, to match
+//! transformers / vLLM on the raw vocabulary, the rollout policy gives the tokenizer's size.
+//!
+//! Randomness: Gumbel-max sampling with noise from a counter-based hash of (row seed, step, token
+//! id) computed on the device with integer ops, so a row's tokens depend only on its own seed —
+//! not on batch composition, padding or device.
+//!
+//! Positions: decode step k of a row sits at that row's largest prompt position + 1 + k on all three
+//! axes (`cache index + rope_delta` for an unpadded sequence: transformers' rule, and vLLM's).
+//! transformers' left-padded batches shift decode positions by the pad count; we do not copy that,
+//! so a row's results do not depend on its batch.
+//!
+//! Left out: repetition / presence penalties, min-p, logit bias, beam search (the reference's
+//! rollouts use none of them) and continuous batching.
+
+use super::layers::Mask;
+use super::text::KvCache;
+use super::thinker::{MResult, MediaInput, ModelError, Thinker};
+use tch::{Device, Kind, Tensor};
+
+/// How to pick tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    pub max_new_tokens: usize,
+    pub greedy: bool,
+    pub temperature: f64,
+    /// `None` = no top-k.
+    pub top_k: Option<usize>,
+    /// 1.0 = no top-p.
+    pub top_p: f64,
+    /// Base seed; row seeds default to `seed + row index`.
+    pub seed: u64,
+    /// Stop ids (empty = the config's eos ids and pad id).
+    pub stop: Vec<u32>,
+    pub ignore_eos: bool,
+    pub entropies: bool,
+    /// Mask ids `>= vocab_limit`.
+    pub vocab_limit: Option<usize>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            max_new_tokens: 256,
+            greedy: false,
+            temperature: 1.0,
+            top_k: None,
+            top_p: 1.0,
+            seed: 0,
+            stop: Vec::new(),
+            ignore_eos: false,
+            entropies: false,
+            vocab_limit: None,
+        }
+    }
+}
+
+/// One prompt: token ids (placeholders expanded) and its media.
+#[derive(Debug, Clone, Copy)]
+pub struct Prompt<'a> {
+    pub ids: &'a [u32],
+    pub media: &'a MediaInput,
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    Stop,
+    Length,
+}
+
+/// What one row produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub ids: Vec<u32>,
+    pub logprobs: Vec<f32>,
+    pub entropies: Option<Vec<f32>>,
+    pub finish: Finish,
+}
+
+/// The 32-bit integer hash of Thomas Mueller (a bijection), on int64 tensors holding u32 values.
+fn hash32(x: &Tensor) -> Result<Tensor, tch::TchError> {
+    const M: i64 = 0xFFFF_FFFF;
+    let mut h = x.f_bitwise_and(M)?;
+    for _ in 0..2 {
+        h = h.f_bitwise_xor_tensor(&h.f_bitwise_right_shift_tensor_scalar(16)?)?;
+        h = h.f_mul_scalar(0x045d_9f3b)?.f_bitwise_and(M)?;
+    }
+    h.f_bitwise_xor_tensor(&h.f_bitwise_right_shift_tensor_scalar(16)?)
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Gumbel noise `[rows, vocab]` (f32) for the given row seeds at `step`.
+pub fn gumbel_noise(seeds: &[u64], step: u64, vocab: i64, device: Device) -> Result<Tensor, tch::TchError> {
+    let ids = Tensor::f_arange(vocab, (Kind::Int64, device))?;
+    let mut rows = Vec::with_capacity(seeds.len());
+    for &s in seeds {
+        let k = splitmix(splitmix(s) ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let (k1, k2) = ((k & 0xFFFF_FFFF) as i64, (k >> 32) as i64);
+        let h1 = hash32(&ids.f_bitwise_xor(k1)?)?.f_to_kind(Kind::Double)?;
+        let h2 = hash32(&ids.f_bitwise_xor(k2)?)?.f_bitwise_right_shift_tensor_scalar(11)?.f_to_kind(Kind::Double)?;
+        // 53 random bits -> u in (0, 1).
+        let u = h1.f_mul_scalar(2097152.0)?.f_add(&h2)?.f_add_scalar(0.5)?.f_div_scalar(9007199254740992.0)?;
+        rows.push(u.f_log()?.f_neg()?.f_log()?.f_neg()?.f_to_kind(Kind::Float)?);
+    }
+    Tensor::f_stack(&rows, 0)
+}
+
+/// Processed logits (temperature, top-k, top-p; vLLM V0 order) of `logits [n, V]` f32.
+pub fn process_logits(logits: &Tensor, p: &SamplingParams) -> Result<Tensor, tch::TchError> {
+    if p.greedy {
+        return Ok(logits.shallow_clone());
+    }
+    let v = logits.size()[1];
+    let mut l = logits.f_div_scalar(p.temperature)?;
+    let top_k = p.top_k.filter(|&k| k > 0 && (k as i64) < v);
+    if top_k.is_none() && p.top_p >= 1.0 {
+        return Ok(l);
+    }
+    let (sorted, idx) = l.f_sort(-1, false)?;
+    let mut sorted = sorted;
+    if let Some(k) = top_k {
+        let kth = sorted.f_narrow(1, v - k as i64, 1)?;
+        sorted = sorted.f_masked_fill(&sorted.f_lt_tensor(&kth)?, f64::NEG_INFINITY)?;
+    }
+    if p.top_p < 1.0 {
+        let cum = sorted.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
+        let drop = cum.f_le(1.0 - p.top_p)?;
+        let _ = drop.f_narrow(1, v - 1, 1)?.f_fill_(0)?;
+        sorted = sorted.f_masked_fill(&drop, f64::NEG_INFINITY)?;
+    }
+    l = l.f_scatter(1, &idx, &sorted)?;
+    Ok(l)
+}
+
+/// Entropy of `softmax(l)` per row, treating -inf entries as probability 0.
+pub fn entropy_of(logp: &Tensor) -> Result<Tensor, tch::TchError> {
+    let p = logp.f_exp()?;
+    let terms = p.f_mul(logp)?;
+    let terms = terms.f_nan_to_num(0.0, 0.0, 0.0)?;
+    terms.f_sum_dim_intlist(-1, false, Kind::Float)?.f_neg()
+}
+
+/// Wall-clock split of one [`generate_timed`] call: prefill (up to the first sampled tokens on
+/// the host) and the decode steps after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GenTiming {
+    pub prefill_s: f64,
+    pub decode_s: f64,
+    pub decode_steps: usize,
+}
+
+/// Generates for every prompt (see the module doc). Runs under `no_grad`.
+pub fn generate(thinker: &Thinker, prompts: &[Prompt<'_>], p: &SamplingParams) -> MResult<Vec<Generation>> {
+    generate_timed(thinker, prompts, p).map(|(g, _)| g)
+}
+
+/// [`generate`] and its timing.
+pub fn generate_timed(
+    thinker: &Thinker,
+    prompts: &[Prompt<'_>],
+    p: &SamplingParams,
+) -> MResult<(Vec<Generation>, GenTiming)> {
+    if !(p.greedy || p.temperature.is_finite() && p.temperature > 0.0) {
+        return Err(ModelError::Input(format!("temperature {} must be positive (or use greedy)", p.temperature)));
+    }
+    if !(p.top_p > 0.0 && p.top_p <= 1.0) {
+        return Err(ModelError::Input(format!("top_p {} must be in (0, 1]", p.top_p)));
+    }
+    if prompts.iter().any(|pr| pr.ids.is_empty()) {
+        return Err(ModelError::Input("an empty prompt".into()));
+    }
+    let mut timing = GenTiming::default();
+    let out = tch::no_grad(|| generate_inner(thinker, prompts, p, &mut timing))?;
+    Ok((out, timing))
+}
+
+fn generate_inner(
+    thinker: &Thinker,
+    prompts: &[Prompt<'_>],
+    p: &SamplingParams,
+    timing: &mut GenTiming,
+) -> MResult<Vec<Generation>> {
+    let t0 = std::time::Instant::now();
+    let b = prompts.len();
+    let mut out: Vec<Generation> = (0..b)
+        .map(|_| Generation {
+            ids: vec![],
+            logprobs: vec![],
+            entropies: p.entropies.then(Vec::new),
+            finish: Finish::Length,
+        })
+        .collect();
+    if b == 0 || p.max_new_tokens == 0 {
+        return Ok(out);
+    }
+    let dev = thinker.device();
+    let stop: Vec<u32> = if p.stop.is_empty() {
+        thinker.ids.eos.iter().copied().chain(thinker.ids.pad).collect()
+    } else {
+        p.stop.clone()
+    };
+    let mut embeds = Vec::with_capacity(b);
+    let mut positions = Vec::with_capacity(b);
+    for pr in prompts {
+        let pos = thinker.positions(pr.ids, pr.media)?;
+        let enc = thinker.encode(pr.media)?;
+        embeds.push(thinker.embed(pr.ids, &enc)?);
+        positions.push(pos);
+    }
+    let inp = thinker.batch_inputs(&embeds, &positions)?;
+    let l = inp.h.size()[1];
+    let mut cache = KvCache::new(&thinker.text, b as i64, l + p.max_new_tokens as i64)?;
+    let h = thinker.hidden(&inp, Some(&mut cache))?;
+    let mut logits = thinker.text.logits(&h.f_narrow(1, l - 1, 1)?.f_squeeze_dim(1)?)?;
+    let mut keys_valid = inp.valid.shallow_clone();
+    // Per active row: original index, next position, seed.
+    let mut active: Vec<usize> = (0..b).collect();
+    let mut next_pos: Vec<i64> = positions.iter().map(|ps| ps.max() + 1).collect();
+    let seeds: Vec<u64> =
+        prompts.iter().enumerate().map(|(i, pr)| pr.seed.unwrap_or(p.seed.wrapping_add(i as u64))).collect();
+    let vocab = logits.size()[1];
+    for step in 0..p.max_new_tokens {
+        if let Some(limit) = p.vocab_limit.filter(|&x| (x as i64) < vocab) {
+            let _ = logits.f_narrow(1, limit as i64, vocab - limit as i64)?.f_fill_(f64::NEG_INFINITY)?;
+        }
+        let proc = process_logits(&logits, p)?;
+        let logp = proc.f_log_softmax(-1, Kind::Float)?;
+        let tokens = if p.greedy {
+            proc.f_argmax(-1, false)?
+        } else {
+            let row_seeds: Vec<u64> = active.iter().map(|&r| seeds[r]).collect();
+            proc.f_add(&gumbel_noise(&row_seeds, step as u64, vocab, dev)?)?.f_argmax(-1, false)?
+        };
+        let lp = logp.f_gather(1, &tokens.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?;
+        let ent =
+            if p.entropies { Some(Vec::<f32>::try_from(&entropy_of(&logp)?.f_to_device(Device::Cpu)?)?) } else { None };
+        let toks = Vec::<i64>::try_from(&tokens.f_to_device(Device::Cpu)?)?;
+        let lps = Vec::<f32>::try_from(&lp.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?)?;
+        let now = t0.elapsed().as_secs_f64();
+        if step == 0 {
+            timing.prefill_s = now;
+        } else {
+            timing.decode_s = now - timing.prefill_s;
+            timing.decode_steps = step;
+        }
+        let mut keep = Vec::with_capacity(active.len());
+        for (j, &row) in active.iter().enumerate() {
+            let g = &mut out[row];
+            let tok = toks[j] as u32;
+            g.ids.push(tok);
+            g.logprobs.push(lps[j]);
+            if let (Some(e), Some(es)) = (g.entropies.as_mut(), ent.as_ref()) {
+                e.push(es[j]);
+            }
+            if !p.ignore_eos && stop.contains(&tok) {
+                g.finish = Finish::Stop;
+            } else {
+                keep.push(j);
+            }
+        }
+        if keep.is_empty() || step + 1 == p.max_new_tokens {
+            break;
+        }
+        if keep.len() < active.len() {
+            let k = Tensor::f_from_slice(&keep.iter().map(|&j| j as i64).collect::<Vec<_>>())?.f_to_device(dev)?;
+            cache.select_rows(&k)?;
+            keys_valid = keys_valid.f_index_select(0, &k)?;
+            active = keep.iter().map(|&j| active[j]).collect();
+            next_pos = keep.iter().map(|&j| next_pos[j]).collect();
+        }
+        let n = active.len() as i64;
+        let last: Vec<i64> = active.iter().map(|&r| i64::from(*out[r].ids.last().unwrap_or(&0))).collect();
+        let x = thinker.text.embed(&Tensor::f_from_slice(&last)?.f_view([n, 1])?.f_to_device(dev)?)?;
+        let pos3: Vec<i64> = (0..3).flat_map(|_| next_pos.iter().copied()).collect();
+        let pos = Tensor::f_from_slice(&pos3)?.f_view([3, n, 1])?.f_to_device(dev)?;
+        keys_valid = Tensor::f_cat(&[keys_valid, Tensor::f_ones([n, 1], (Kind::Bool, dev))?], 1)?;
+        let s = keys_valid.size()[1];
+        let mask = Mask::Bool(keys_valid.f_view([n, 1, 1, s])?);
+        let (cos, sin) = thinker.cos_sin(&pos)?;
+        let h = thinker.text.forward(&x, &cos, &sin, &mask, Some(&mut cache))?;
+        logits = thinker.text.logits(&h.f_squeeze_dim(1)?)?;
+        next_pos.iter_mut().for_each(|q| *q += 1);
+    }
+    Ok(out)
+}

@@ -1,0 +1,121 @@
+//! The rollout [`Policy`] implemented by the thinker: each context's prompt ids and decoded media
+//! (`rollout::media::ModelInputs`, in prompt order) become a [`Prompt`], and the batch goes
+//! through [`generate`]. Also the conversion from the media crate's plain `Vec<f32>` inputs to the
+//! model's [`MediaInput`], used by the CLI as well.
+//!
+//! Sampling: `temperature <= 0` means greedy; ids at or above the tokenizer's size are masked
+//! (padding rows of the embedding), stop ids are the config's eos and pad ids. Each context gets
+//! its own seed from the sampling seed, its episode index and its step, so a trajectory's tokens
+//! do not depend on which other contexts share its batch.
+//!
+//! Left out: continuous batching across calls (one call = one padded batch).
+
+use super::generate::{Prompt, SamplingParams, generate};
+use super::thinker::{Audio, MediaInput, ModelError, Thinker, Video, Visual};
+use rollout::chat::Part;
+use rollout::media::{ModelInputs, VisionInputs};
+use rollout::policy::{Context, Generation, Policy, PolicyError, Sampling};
+
+/// The thinker as a rollout policy.
+#[derive(Debug)]
+pub struct ThinkerPolicy {
+    pub thinker: Thinker,
+    /// The tokenizer's vocabulary size (ids at or above it are never sampled).
+    pub vocab_limit: Option<usize>,
+}
+
+fn split_visual(v: &VisionInputs, patch_dim: usize) -> Result<Vec<Visual>, ModelError> {
+    let mut out = Vec::with_capacity(v.grid_thw.len());
+    let mut row = 0usize;
+    for g in &v.grid_thw {
+        let n = g[0] * g[1] * g[2];
+        let (a, b) = (row * patch_dim, (row + n) * patch_dim);
+        let Some(px) = v.pixel_values.get(a..b) else {
+            return Err(ModelError::Input(format!(
+                "pixel_values hold fewer rows than the grids {:?} imply",
+                v.grid_thw
+            )));
+        };
+        out.push(Visual { pixel_values: px.to_vec(), grid_thw: *g });
+        row += n;
+    }
+    Ok(out)
+}
+
+/// Appends one media item's decoded inputs to `m`, following its layout.
+pub fn push_media(m: &mut MediaInput, layout: &Part, inputs: &ModelInputs, patch_dim: usize) -> Result<(), ModelError> {
+    let missing = |what: &str| ModelError::Input(format!("a {what} part has no decoded {what} inputs"));
+    let video = |m: &mut MediaInput| -> Result<(), ModelError> {
+        let v = inputs.video.as_ref().ok_or_else(|| missing("video"))?;
+        let spg = inputs.video_second_per_grid.unwrap_or(1.0);
+        for visual in split_visual(v, patch_dim)? {
+            m.videos.push(Video { visual, second_per_grid: spg });
+        }
+        Ok(())
+    };
+    let audio = |m: &mut MediaInput| -> Result<(), ModelError> {
+        let a = inputs.audio.as_ref().ok_or_else(|| missing("audio"))?;
+        m.audios.push(Audio { mel: a.data.clone(), frames: a.frames });
+        Ok(())
+    };
+    match layout {
+        Part::Image { .. } => {
+            let v = inputs.images.as_ref().ok_or_else(|| missing("image"))?;
+            m.images.extend(split_visual(v, patch_dim)?);
+        }
+        Part::Video { .. } => video(m)?,
+        Part::Audio { .. } => audio(m)?,
+        Part::VideoWithAudio { .. } => {
+            video(m)?;
+            audio(m)?;
+        }
+        Part::Text(_) => {}
+    }
+    Ok(())
+}
+
+fn row_seed(seed: u64, c: &Context<'_>) -> u64 {
+    seed ^ (c.info.episode as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(c.info.step).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+impl Policy for ThinkerPolicy {
+    fn generate(&mut self, batch: &[Context<'_>], sampling: &Sampling) -> Result<Vec<Generation>, PolicyError> {
+        let fail = |e: ModelError| PolicyError::Failed(e.to_string());
+        let patch_dim = self.thinker.vision.patch_dim as usize;
+        let mut media = Vec::with_capacity(batch.len());
+        for c in batch {
+            let mut m = MediaInput::default();
+            for item in c.media {
+                let inputs = item
+                    .inputs
+                    .as_ref()
+                    .ok_or_else(|| PolicyError::Failed("a media item in the prompt has no decoded inputs".into()))?;
+                push_media(&mut m, &item.layout, inputs, patch_dim).map_err(fail)?;
+            }
+            media.push(m);
+        }
+        let prompts: Vec<Prompt<'_>> = batch
+            .iter()
+            .zip(&media)
+            .map(|(c, m)| Prompt { ids: c.prompt_ids, media: m, seed: Some(row_seed(sampling.seed, c)) })
+            .collect();
+        let params = SamplingParams {
+            max_new_tokens: sampling.max_new_tokens as usize,
+            greedy: sampling.temperature <= 0.0,
+            temperature: sampling.temperature,
+            top_k: sampling.top_k.map(|k| k as usize),
+            top_p: sampling.top_p,
+            seed: sampling.seed,
+            stop: Vec::new(),
+            ignore_eos: false,
+            entropies: sampling.entropies,
+            vocab_limit: self.vocab_limit,
+        };
+        let out = generate(&self.thinker, &prompts, &params).map_err(fail)?;
+        Ok(out
+            .into_iter()
+            .map(|g| Generation { ids: g.ids, logprobs: g.logprobs, entropies: g.entropies, text: None })
+            .collect())
+    }
+}

@@ -1,0 +1,209 @@
+//! The thinker's language model: a Qwen2 decoder (`Qwen2_5OmniThinkerTextModel`, qwen-omni.md
+//! §1.2). Pre-norm blocks with RMSNorm in fp32, GQA attention with q/k/v biases and no o_proj bias,
+//! 3-axis M-RoPE applied to q and k, SwiGLU MLP, final norm; `lm_head` (or the tied embedding).
+//!
+//! The KV cache is preallocated per layer (`[B, Hkv, capacity, d]`) and written in place, so a
+//! decode step costs no reallocation; attention reads the filled prefix. Per-layer entry points
+//! ([`TextModel::layer`]) let the training forward checkpoint activations layer by layer.
+//!
+//! Left out: sliding-window attention (disabled in every Omni config; `validate` rejects it).
+
+use super::layers::{Linear, Mask, RmsNorm, TResult, attention};
+use super::rope::apply_rotary;
+use super::weights::{Weights, WeightsError};
+use crate::model::OmniThinkerConfig;
+use tch::{Kind, Tensor};
+
+#[derive(Debug)]
+pub struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    heads: i64,
+    kv_heads: i64,
+    head_dim: i64,
+}
+
+#[derive(Debug)]
+pub struct Mlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+#[derive(Debug)]
+pub struct Layer {
+    pub input_norm: RmsNorm,
+    pub attn: Attention,
+    pub post_norm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+/// Per-layer key/value cache.
+#[derive(Debug)]
+pub struct KvCache {
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+    /// Filled length (same for every row; padding is masked, not skipped).
+    pub len: i64,
+    pub capacity: i64,
+}
+
+impl KvCache {
+    pub fn new(model: &TextModel, batch: i64, capacity: i64) -> TResult<KvCache> {
+        let a = &model.layers.first().map(|l| (l.attn.kv_heads, l.attn.head_dim)).unwrap_or((1, 1));
+        let opts = (model.kind, model.embed.device());
+        let mut k = Vec::with_capacity(model.layers.len());
+        let mut v = Vec::with_capacity(model.layers.len());
+        for _ in &model.layers {
+            k.push(Tensor::f_zeros([batch, a.0, capacity, a.1], opts)?);
+            v.push(Tensor::f_zeros([batch, a.0, capacity, a.1], opts)?);
+        }
+        Ok(KvCache { k, v, len: 0, capacity })
+    }
+
+    /// Keeps only the rows `keep` (indices into the batch), e.g. after sequences finished.
+    pub fn select_rows(&mut self, keep: &Tensor) -> TResult<()> {
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            *t = t.f_index_select(0, keep)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct TextModel {
+    pub embed: Tensor,
+    pub layers: Vec<Layer>,
+    pub norm: RmsNorm,
+    /// `lm_head.weight`, or the embedding when tied.
+    pub lm_head: Tensor,
+    pub kind: Kind,
+    scale: f64,
+}
+
+fn lin(w: &Weights, name: &str, bias: bool) -> Result<Linear, WeightsError> {
+    let b = if bias { Some(w.get(&format!("{name}.bias"))?) } else { None };
+    Ok(Linear::new(w.get(&format!("{name}.weight"))?, b))
+}
+
+impl TextModel {
+    pub fn new(cfg: &OmniThinkerConfig, w: &Weights) -> Result<TextModel, WeightsError> {
+        let t = cfg.text();
+        let (heads, kv_heads, head_dim) =
+            (t.num_attention_heads as i64, t.num_key_value_heads as i64, cfg.head_dim() as i64);
+        let eps = t.rms_norm_eps;
+        let mut layers = Vec::with_capacity(t.num_hidden_layers);
+        for i in 0..t.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Layer {
+                input_norm: RmsNorm { w: w.get(&format!("{p}.input_layernorm.weight"))?, eps },
+                attn: Attention {
+                    q: lin(w, &format!("{p}.self_attn.q_proj"), true)?,
+                    k: lin(w, &format!("{p}.self_attn.k_proj"), true)?,
+                    v: lin(w, &format!("{p}.self_attn.v_proj"), true)?,
+                    o: lin(w, &format!("{p}.self_attn.o_proj"), false)?,
+                    heads,
+                    kv_heads,
+                    head_dim,
+                },
+                post_norm: RmsNorm { w: w.get(&format!("{p}.post_attention_layernorm.weight"))?, eps },
+                mlp: Mlp {
+                    gate: lin(w, &format!("{p}.mlp.gate_proj"), false)?,
+                    up: lin(w, &format!("{p}.mlp.up_proj"), false)?,
+                    down: lin(w, &format!("{p}.mlp.down_proj"), false)?,
+                },
+            });
+        }
+        let embed = w.get("model.embed_tokens.weight")?;
+        let lm_head = if cfg.tie_word_embeddings() || !w.contains("lm_head.weight") {
+            embed.shallow_clone()
+        } else {
+            w.get("lm_head.weight")?
+        };
+        Ok(TextModel {
+            embed,
+            layers,
+            norm: RmsNorm { w: w.get("model.norm.weight")?, eps },
+            lm_head,
+            kind: w.kind,
+            scale: 1.0 / (head_dim as f64).sqrt(),
+        })
+    }
+
+    /// `ids [B, L]` (int64) → `[B, L, D]`.
+    pub fn embed(&self, ids: &Tensor) -> TResult<Tensor> {
+        Tensor::f_embedding(&self.embed, ids, -1, false, false)
+    }
+
+    /// One decoder layer. `cos, sin`: `[B, 1, L, d]`. With a cache, this step's keys/values are
+    /// written at `cache.len` (the caller advances `len` after the last layer).
+    pub fn layer(
+        &self,
+        i: usize,
+        h: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Mask,
+        cache: Option<&mut KvCache>,
+    ) -> TResult<Tensor> {
+        let Some(layer) = self.layers.get(i) else {
+            return Err(tch::TchError::Shape(format!("no layer {i}")));
+        };
+        let a = &layer.attn;
+        let x = layer.input_norm.forward(h)?;
+        let (b, l) = (x.size()[0], x.size()[1]);
+        let q = a.q.forward(&x)?.f_view([b, l, a.heads, a.head_dim])?.f_transpose(1, 2)?;
+        let k = a.k.forward(&x)?.f_view([b, l, a.kv_heads, a.head_dim])?.f_transpose(1, 2)?;
+        let v = a.v.forward(&x)?.f_view([b, l, a.kv_heads, a.head_dim])?.f_transpose(1, 2)?;
+        let q = apply_rotary(&q, cos, sin)?;
+        let k = apply_rotary(&k, cos, sin)?;
+        let o = match cache {
+            None => attention(&q, &k, &v, mask, self.scale)?,
+            Some(c) => {
+                let end = c.len + l;
+                if end > c.capacity {
+                    return Err(tch::TchError::Shape(format!("KV cache full ({end} > {})", c.capacity)));
+                }
+                let mut dst = c.k[i].f_narrow(2, c.len, l)?;
+                dst.f_copy_(&k)?;
+                let mut dst = c.v[i].f_narrow(2, c.len, l)?;
+                dst.f_copy_(&v)?;
+                let ks = c.k[i].f_narrow(2, 0, end)?;
+                let vs = c.v[i].f_narrow(2, 0, end)?;
+                attention(&q, &ks, &vs, mask, self.scale)?
+            }
+        };
+        let o = o.f_transpose(1, 2)?.f_reshape([b, l, a.heads * a.head_dim])?;
+        let h = h.f_add(&a.o.forward(&o)?)?;
+        let x = layer.post_norm.forward(&h)?;
+        let m = &layer.mlp;
+        let y = m.down.forward(&m.gate.forward(&x)?.f_silu()?.f_mul(&m.up.forward(&x)?)?)?;
+        h.f_add(&y)
+    }
+
+    /// All layers and the final norm.
+    pub fn forward(
+        &self,
+        h: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Mask,
+        mut cache: Option<&mut KvCache>,
+    ) -> TResult<Tensor> {
+        let mut h = h.shallow_clone();
+        for i in 0..self.layers.len() {
+            h = self.layer(i, &h, cos, sin, mask, cache.as_deref_mut())?;
+        }
+        if let Some(c) = cache {
+            c.len += h.size()[1];
+        }
+        self.norm.forward(&h)
+    }
+
+    /// Final-norm hidden states → logits in fp32.
+    pub fn logits(&self, h: &Tensor) -> TResult<Tensor> {
+        h.f_matmul(&self.lm_head.f_tr()?)?.f_to_kind(Kind::Float)
+    }
+}

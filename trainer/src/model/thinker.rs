@@ -1,0 +1,425 @@
+//! The thinker (`Qwen2_5OmniThinkerForConditionalGeneration` minus the talker): loads the three
+//! parts from one [`Weights`], encodes media, scatters the features into the placeholder
+//! positions of the token embeddings (masked scatter, in order: audio, image, video, qwen-omni.md
+//! §1.5), computes TMRoPE positions ([`rope_index`]), and runs the LLM. Batches are left-padded;
+//! each row keeps its own positions (a row's result does not depend on what it is batched with).
+//!
+//! Inputs are plain `Vec<f32>` + shapes ([`MediaInput`]), what `rollout::media` produces, so the
+//! rollout crate needs no tensors. Optional frozen encoders ([`Thinker::freeze_encoders`]) run
+//! under `no_grad`; LoRA adapters go on the LLM ([`Thinker::add_lora`]) and share one switch, so
+//! the frozen base (adapters off) is the reference model.
+//!
+//! Left out: the talker / token2wav, cached encoder features across calls (callers may keep the
+//! returned [`Encoded`] themselves).
+
+use super::audio::AudioEncoder;
+use super::layers::{Linear, Mask};
+use super::lora::{Lora, LoraConfig, LoraSwitch};
+use super::rope::{MediaGrids, Positions, RopeSpec, inv_freq, mrope_cos_sin, rope_index};
+use super::text::{KvCache, TextModel};
+use super::vision::VisionEncoder;
+use super::weights::{LoadOptions, Weights, WeightsError};
+use crate::model::{KeyLayout, OmniThinkerConfig, SpecialTokens};
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("bad input: {0}")]
+    Input(String),
+    #[error(transparent)]
+    Rope(#[from] super::rope::RopeError),
+}
+
+pub type MResult<T> = Result<T, ModelError>;
+
+/// One image or video, patchified: `pixel_values [rows, patch_dim]` row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Visual {
+    pub pixel_values: Vec<f32>,
+    pub grid_thw: [usize; 3],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Video {
+    pub visual: Visual,
+    /// `temporal_patch_size / fps` (1.0 at the processor's default 2 fps).
+    pub second_per_grid: f64,
+}
+
+/// Log-mel features `[mel_bins, frames]` row-major (valid frames only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audio {
+    pub mel: Vec<f32>,
+    pub frames: usize,
+}
+
+/// The media of one sequence, each list in order of appearance in the tokens. An audio track
+/// interleaved in a video is listed in `audios` at the place its tokens first appear.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaInput {
+    pub images: Vec<Visual>,
+    pub videos: Vec<Video>,
+    pub audios: Vec<Audio>,
+}
+
+impl MediaInput {
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty() && self.videos.is_empty() && self.audios.is_empty()
+    }
+
+    pub fn grids(&self) -> MediaGrids {
+        MediaGrids {
+            image_grids: self.images.iter().map(|v| v.grid_thw).collect(),
+            video_grids: self.videos.iter().map(|v| v.visual.grid_thw).collect(),
+            video_second_per_grid: self.videos.iter().map(|v| v.second_per_grid).collect(),
+            audio_tokens: self.audios.iter().map(|a| super::audio::audio_output_len(a.frames)).collect(),
+        }
+    }
+}
+
+/// Encoder outputs of one sequence (`[n_tokens, hidden]` each, `None` when absent).
+#[derive(Debug)]
+pub struct Encoded {
+    pub image: Option<Tensor>,
+    pub video: Option<Tensor>,
+    pub audio: Option<Tensor>,
+}
+
+#[derive(Debug)]
+pub struct Thinker {
+    pub cfg: OmniThinkerConfig,
+    pub weights: Weights,
+    pub text: TextModel,
+    pub vision: VisionEncoder,
+    pub audio: AudioEncoder,
+    pub ids: SpecialTokens,
+    pub rope: RopeSpec,
+    pub lora: LoraSwitch,
+    inv_freq: Tensor,
+    frozen_encoders: bool,
+}
+
+impl Thinker {
+    /// Loads a checkpoint directory (see [`Weights::load`]).
+    pub fn load(dir: &Path, opts: LoadOptions) -> MResult<Thinker> {
+        let (cfg, weights) = Weights::load(dir, opts)?;
+        Thinker::new(cfg, weights)
+    }
+
+    pub fn new(cfg: OmniThinkerConfig, weights: Weights) -> MResult<Thinker> {
+        let th = cfg.thinker();
+        let rope = RopeSpec {
+            image: th.image_token_index,
+            video: th.video_token_index,
+            audio: th.audio_token_index,
+            vision_start: th.vision_start_token_id,
+            audio_start: th.audio_start_token_id,
+            spatial_merge_size: cfg.vision().spatial_merge_size,
+            position_id_per_seconds: th.position_id_per_seconds,
+            seconds_per_chunk: th.seconds_per_chunk,
+        };
+        let theta = cfg.rope_theta().unwrap_or(1e6);
+        let inv_freq = inv_freq(cfg.head_dim(), theta, weights.device)?;
+        Ok(Thinker {
+            text: TextModel::new(&cfg, &weights)?,
+            vision: VisionEncoder::new(&cfg, &weights)?,
+            audio: AudioEncoder::new(&cfg, &weights)?,
+            ids: cfg.special_tokens(),
+            rope,
+            lora: LoraSwitch::default(),
+            inv_freq,
+            frozen_encoders: true,
+            cfg,
+            weights,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.weights.device
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.weights.kind
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.cfg.text().vocab_size
+    }
+
+    /// Run the encoders under `no_grad` (default true).
+    pub fn freeze_encoders(&mut self, frozen: bool) {
+        self.frozen_encoders = frozen;
+    }
+
+    /// TMRoPE positions of one sequence.
+    pub fn positions(&self, ids: &[u32], media: &MediaInput) -> MResult<Positions> {
+        Ok(rope_index(ids, &self.rope, &media.grids())?)
+    }
+
+    /// Runs the encoders on one sequence's media.
+    pub fn encode(&self, media: &MediaInput) -> MResult<Encoded> {
+        let run = || -> MResult<Encoded> {
+            let vis = |items: Vec<&Visual>| -> MResult<Option<Tensor>> {
+                if items.is_empty() {
+                    return Ok(None);
+                }
+                let grids: Vec<[usize; 3]> = items.iter().map(|v| v.grid_thw).collect();
+                let pd = self.vision.patch_dim;
+                let mut data = Vec::new();
+                for v in &items {
+                    data.extend_from_slice(&v.pixel_values);
+                }
+                let rows = data.len() as i64 / pd.max(1);
+                if data.len() as i64 != rows * pd {
+                    return Err(ModelError::Input(format!(
+                        "pixel_values length {} is not a multiple of {pd}",
+                        data.len()
+                    )));
+                }
+                self.vision.check(rows, pd, &grids).map_err(ModelError::Input)?;
+                let x = Tensor::f_from_slice(&data)?.f_view([rows, pd])?;
+                Ok(Some(self.vision.forward(&x, &grids)?))
+            };
+            let image = vis(media.images.iter().collect())?;
+            let video = vis(media.videos.iter().map(|v| &v.visual).collect())?;
+            let audio = if media.audios.is_empty() {
+                None
+            } else {
+                let mel = self.audio.mel_bins as usize;
+                let frames: Vec<usize> = media.audios.iter().map(|a| a.frames).collect();
+                let total: usize = frames.iter().sum();
+                let mut cols = Vec::with_capacity(media.audios.len());
+                for a in &media.audios {
+                    if a.frames == 0 || a.mel.len() != mel * a.frames {
+                        return Err(ModelError::Input(format!(
+                            "audio features hold {} values, expected {mel} x {} frames",
+                            a.mel.len(),
+                            a.frames
+                        )));
+                    }
+                    cols.push(Tensor::f_from_slice(&a.mel)?.f_view([mel as i64, a.frames as i64])?);
+                }
+                let x = Tensor::f_cat(&cols, 1)?;
+                debug_assert_eq!(x.size()[1], total as i64);
+                Some(self.audio.forward(&x, &frames)?)
+            };
+            Ok(Encoded { image, video, audio })
+        };
+        if self.frozen_encoders { tch::no_grad(run) } else { run() }
+    }
+
+    /// Token embeddings of `ids` with the encoder features scattered into the placeholders:
+    /// `[L, hidden]`.
+    pub fn embed(&self, ids: &[u32], enc: &Encoded) -> MResult<Tensor> {
+        let vocab = self.vocab_size();
+        if ids.is_empty() {
+            return Err(ModelError::Input("an empty token sequence".into()));
+        }
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary ({vocab})")));
+        }
+        let dev = self.device();
+        let ids_i64: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+        let t = Tensor::f_from_slice(&ids_i64)?.f_to_device(dev)?;
+        let mut h = self.text.embed(&t)?;
+        for (id, feats, what) in [
+            (self.ids.audio, &enc.audio, "audio"),
+            (self.ids.image, &enc.image, "image"),
+            (self.ids.video, &enc.video, "video"),
+        ] {
+            let n = ids.iter().filter(|&&i| i == id).count() as i64;
+            let have = feats.as_ref().map_or(0, |f| f.size()[0]);
+            if n != have {
+                return Err(ModelError::Input(format!("{n} {what} placeholder tokens but {have} {what} features")));
+            }
+            if let Some(f) = feats.as_ref().filter(|_| n > 0) {
+                let mask = t.f_eq(i64::from(id))?.f_unsqueeze(-1)?.f_expand_as(&h)?;
+                h = h.f_masked_scatter(&mask, &f.f_to_kind(h.kind())?)?;
+            }
+        }
+        Ok(h)
+    }
+
+    /// Left-pads `[L_i, D]` rows into `[B, L, D]` and builds positions `[3, B, L]`, the
+    /// attention mask and the key-valid flags. Pads take position 1 and attend only to themselves.
+    pub fn batch_inputs(&self, embeds: &[Tensor], pos: &[Positions]) -> MResult<BatchInputs> {
+        let dev = self.device();
+        let b = embeds.len();
+        let l = embeds.iter().map(|e| e.size()[0]).max().unwrap_or(0);
+        let d = self.text.embed.size()[1];
+        let mut rows = Vec::with_capacity(b);
+        let mut p = vec![1i64; 3 * b * l as usize];
+        let mut valid = vec![false; b * l as usize];
+        for (r, (e, ps)) in embeds.iter().zip(pos).enumerate() {
+            let n = e.size()[0];
+            let pad = l - n;
+            rows.push(if pad > 0 {
+                Tensor::f_cat(&[Tensor::f_zeros([pad, d], (e.kind(), dev))?, e.shallow_clone()], 0)?
+            } else {
+                e.shallow_clone()
+            });
+            for j in 0..n as usize {
+                let at = r * l as usize + pad as usize + j;
+                p[at] = ps.t[j];
+                p[b * l as usize + at] = ps.h[j];
+                p[2 * b * l as usize + at] = ps.w[j];
+                valid[at] = true;
+            }
+        }
+        let h = Tensor::f_stack(&rows, 0)?;
+        let positions = Tensor::f_from_slice(&p)?.f_view([3, b as i64, l])?.f_to_device(dev)?;
+        let all_valid = valid.iter().all(|&v| v);
+        let valid_t = Tensor::f_from_slice(&valid)?.f_view([b as i64, l])?.f_to_device(dev)?;
+        let mask = if all_valid {
+            Mask::Causal
+        } else {
+            let causal = Tensor::f_ones([l, l], (Kind::Bool, dev))?.f_tril(0)?;
+            let keys = valid_t.f_view([b as i64, 1, 1, l])?;
+            let eye = Tensor::f_eye(l, (Kind::Bool, dev))?;
+            Mask::Bool(causal.f_logical_and(&keys)?.f_logical_or(&eye)?)
+        };
+        Ok(BatchInputs { h, positions, mask, valid: valid_t })
+    }
+
+    /// M-RoPE tables for positions `[3, B, L]`.
+    pub fn cos_sin(&self, positions: &Tensor) -> MResult<(Tensor, Tensor)> {
+        let section = self.cfg.mrope_section().unwrap_or(&[]);
+        Ok(mrope_cos_sin(positions, &self.inv_freq, section, self.kind())?)
+    }
+
+    /// Full forward of a batch: final-norm hidden states `[B, L, D]` (optionally filling `cache`).
+    pub fn hidden(&self, inp: &BatchInputs, cache: Option<&mut KvCache>) -> MResult<Tensor> {
+        let (cos, sin) = self.cos_sin(&inp.positions)?;
+        Ok(self.text.forward(&inp.h, &cos, &sin, &inp.mask, cache)?)
+    }
+
+    /// Logits `[L, vocab]` (f32) of one sequence: the parity-test entry point.
+    pub fn logits(&self, ids: &[u32], media: &MediaInput) -> MResult<Tensor> {
+        let pos = self.positions(ids, media)?;
+        let enc = self.encode(media)?;
+        let e = self.embed(ids, &enc)?;
+        let inp = self.batch_inputs(&[e], &[pos])?;
+        let h = self.hidden(&inp, None)?;
+        Ok(self.text.logits(&h.f_get(0)?)?)
+    }
+
+    /// Attaches LoRA adapters to the LLM linears named in `lc.targets`.
+    pub fn add_lora(&mut self, lc: &LoraConfig) -> MResult<()> {
+        lc.validate().map_err(ModelError::Input)?;
+        tch::manual_seed(lc.seed);
+        let sw = self.lora.clone();
+        let want = |n: &str| lc.targets.iter().any(|t| t == n);
+        for l in &mut self.text.layers {
+            let a = &mut l.attn;
+            let m = &mut l.mlp;
+            let slots: [(&str, &mut Linear); 7] = [
+                ("q_proj", &mut a.q),
+                ("k_proj", &mut a.k),
+                ("v_proj", &mut a.v),
+                ("o_proj", &mut a.o),
+                ("gate_proj", &mut m.gate),
+                ("up_proj", &mut m.up),
+                ("down_proj", &mut m.down),
+            ];
+            for (name, lin) in slots {
+                if want(name) {
+                    lin.lora = Some(Lora::new(&lin.w, lc.rank, lc.alpha, sw.clone())?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The adapters by PEFT name (`base_model.model.thinker.model.layers.0.self_attn.q_proj.lora_A.weight`).
+    pub fn lora_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.each_linear(|name, lin| {
+            if let Some(l) = &lin.lora {
+                let p = format!("base_model.model.{}", KeyLayout::ThinkerPrefixed.name(name));
+                out.push((format!("{p}.lora_A.weight"), l.a.shallow_clone()));
+                out.push((format!("{p}.lora_B.weight"), l.b.shallow_clone()));
+            }
+        });
+        out
+    }
+
+    /// Folds every adapter into its base weight (in `weights` too, so `save` writes merged
+    /// weights) and removes the adapters.
+    pub fn merge_lora(&mut self) -> MResult<()> {
+        let mut merged = Vec::new();
+        for (i, l) in self.text.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &mut l.attn;
+            let m = &mut l.mlp;
+            for (name, lin) in [
+                (format!("{p}.self_attn.q_proj"), &mut a.q),
+                (format!("{p}.self_attn.k_proj"), &mut a.k),
+                (format!("{p}.self_attn.v_proj"), &mut a.v),
+                (format!("{p}.self_attn.o_proj"), &mut a.o),
+                (format!("{p}.mlp.gate_proj"), &mut m.gate),
+                (format!("{p}.mlp.up_proj"), &mut m.up),
+                (format!("{p}.mlp.down_proj"), &mut m.down),
+            ] {
+                if let Some(lora) = lin.lora.take() {
+                    let w = tch::no_grad(|| lora.merged(&lin.w))?;
+                    lin.w = w.shallow_clone();
+                    merged.push((format!("{name}.weight"), w));
+                }
+            }
+        }
+        for (n, w) in merged {
+            self.weights.insert(n, w);
+        }
+        Ok(())
+    }
+
+    fn each_linear(&self, mut f: impl FnMut(&str, &Linear)) {
+        for (i, l) in self.text.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            f(&format!("{p}.self_attn.q_proj"), &l.attn.q);
+            f(&format!("{p}.self_attn.k_proj"), &l.attn.k);
+            f(&format!("{p}.self_attn.v_proj"), &l.attn.v);
+            f(&format!("{p}.self_attn.o_proj"), &l.attn.o);
+            f(&format!("{p}.mlp.gate_proj"), &l.mlp.gate);
+            f(&format!("{p}.mlp.up_proj"), &l.mlp.up);
+            f(&format!("{p}.mlp.down_proj"), &l.mlp.down);
+        }
+    }
+
+    /// Full fine-tuning: marks the base weights whose bare name starts with one of `prefixes`
+    /// (`"model."` = the LLM, `"lm_head."`, `"visual."`, `"audio_tower."`) trainable or frozen.
+    /// Unfreezing an encoder also needs [`freeze_encoders(false)`](Self::freeze_encoders) so it
+    /// runs with a graph.
+    pub fn set_trainable(&mut self, prefixes: &[&str], on: bool) -> usize {
+        self.weights.set_requires_grad(|name| prefixes.iter().any(|p| name.starts_with(p)), on)
+    }
+
+    /// Every trainable tensor: LoRA adapters, plus base weights whose `requires_grad` was set.
+    pub fn trainable(&self) -> Vec<Tensor> {
+        let mut out: Vec<Tensor> = self.weights.trainable().into_iter().map(|(_, t)| t).collect();
+        self.each_linear(|_, lin| {
+            if let Some(l) = &lin.lora {
+                out.push(l.a.shallow_clone());
+                out.push(l.b.shallow_clone());
+            }
+        });
+        out
+    }
+}
+
+/// A left-padded batch ready for the LLM.
+#[derive(Debug)]
+pub struct BatchInputs {
+    /// `[B, L, D]` embeddings.
+    pub h: Tensor,
+    /// `[3, B, L]` int64.
+    pub positions: Tensor,
+    pub mask: Mask,
+    /// `[B, L]` bool: not padding.
+    pub valid: Tensor,
+}

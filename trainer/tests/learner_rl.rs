@@ -1,0 +1,245 @@
+//! The RL learner on the toy LM: the on-policy flow's gradient is the mean over rows of per-row
+//! token means (hazard 3), clip ratios are inert in it (hazard 4), the PPO flow's mini-batch
+//! epochs, truncated IS, TAURA statistics, and input errors. Expected gradients are built from
+//! the spec's formulas with advantages and IS weights computed by hand, not by the learner.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod learner_support;
+
+use learner_support::*;
+use tch::{Kind, Tensor};
+use trainer::algo::Advantages;
+use trainer::learner::toy::ToyLm;
+use trainer::learner::{LearnerError, RlLearner, RlRow, SplitMix64, TrainablePolicy};
+use trainer::recipe::{AlgorithmConfig, Estimator, LossAggregation, UpdateFlow};
+
+/// Group "a": trajectory 0 (reward 1, one turn), 1 (reward 0, two turns), 2 (reward 0, one turn).
+fn rows() -> Vec<RlRow<()>> {
+    let mut rng = SplitMix64::new(5);
+    group_rows(&mut rng, "a", &[1.0, 0.0, 0.0], TOY_VOCAB as u32, TOY_END, 3)
+}
+
+fn grpo() -> AlgorithmConfig {
+    AlgorithmConfig { estimator: Estimator::Grpo, ..AlgorithmConfig::default() }
+}
+
+/// Gradient of `Σ_r c_r Σ_t m_rt · (−A_r ρ_rt log π_rt)` where `c_r` comes from `scale(row)`.
+fn expected_grad(model: &ToyLm, rows: &[RlRow<()>], adv: &[f64], scale: impl Fn(&RlRow<()>) -> f64) -> Vec<Tensor> {
+    zero_grads(model);
+    for (r, a) in rows.iter().zip(adv) {
+        let old = model.score(&r.ids, &(), r.prompt_len).unwrap().logprobs;
+        let old = Vec::<f32>::try_from(&old).unwrap();
+        // ρ = min(exp(clamp(old − sampler, −20, 20)), 2), by hand in f64.
+        let rho: Vec<f64> = old
+            .iter()
+            .zip(r.sampler_logprobs.as_ref().unwrap())
+            .map(|(o, s)| (f64::from(*o) - f64::from(*s)).clamp(-20.0, 20.0).exp().min(2.0))
+            .collect();
+        let mask: Vec<f64> = r.mask.iter().map(|&m| f64::from(u8::from(m))).collect();
+        let c = scale(r);
+        let mut f = |off: usize, lp: &Tensor, _e: &Tensor| -> Result<Tensor, tch::TchError> {
+            let n = lp.size()[0] as usize;
+            let w: Vec<f32> = (off..off + n).map(|t| (-a * rho[t] * mask[t] * c) as f32).collect();
+            Ok((lp * Tensor::from_slice(&w)).sum(Kind::Float))
+        };
+        model.forward_backward(&r.ids, &(), r.prompt_len, &mut f).unwrap();
+    }
+    grads(model)
+}
+
+#[test]
+fn on_policy_gradient_is_the_mean_of_per_row_token_means() {
+    let model = toy();
+    let rows = rows();
+    assert_eq!(rows.len(), 4);
+    // Scores [1, 0, 0] (trajectory 1 counted once): μ = 1/3, σ = √(1/3).
+    let s = (1.0f64 / 3.0).sqrt() + 1e-6;
+    let adv = [(2.0 / 3.0) / s, (-1.0 / 3.0) / s, (-1.0 / 3.0) / s, (-1.0 / 3.0) / s];
+    let per_row = expected_grad(&model, &rows, &adv, |r| 1.0 / (rows.len() * r.loss_tokens()) as f64);
+    let total: usize = rows.iter().map(RlRow::loss_tokens).sum();
+    let global = expected_grad(&model, &rows, &adv, |_| 1.0 / total as f64);
+
+    zero_grads(&model);
+    let mut learner = RlLearner::new(&model, &grpo(), &optimizer(0.0), 10).unwrap();
+    let stats = learner.step(&model, &rows).unwrap();
+    let got = grads(&model);
+    for (a, b) in stats.advantages.iter().zip(adv) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    assert_eq!(stats.optimizer_steps.len(), 1);
+    let scale = max_abs(&per_row);
+    assert!(max_abs_diff(&got, &per_row) < 1e-5 * scale, "{} vs scale {scale}", max_abs_diff(&got, &per_row));
+    // Not the global token mean (rows have different lengths).
+    assert!(max_abs_diff(&got, &global) > 1e-3 * scale);
+    // The reported loss is the same aggregation: mean over rows of per-row token means.
+    assert!(stats.pg_loss.is_finite());
+    let names: Vec<String> = stats.scalars().0.into_iter().map(|(n, _)| n).collect();
+    for want in [
+        "actor/pg_loss",
+        "actor/grad_norm",
+        "actor/lr",
+        "training/advantage/mean",
+        "training/raw_entropy/mean",
+        "perf/update_tokens_per_s",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+}
+
+#[test]
+fn clip_ratios_are_inert_in_the_on_policy_flow() {
+    let rows = rows();
+    let mut after = Vec::new();
+    for (low, high, c) in [(0.2, 0.3, 3.0), (1e-4, 1e-4, 1.0001)] {
+        let model = toy();
+        let algo = AlgorithmConfig { clip_ratio_low: low, clip_ratio_high: high, clip_ratio_c: c, ..grpo() };
+        let mut learner = RlLearner::new(&model, &algo, &optimizer(1e-2), 10).unwrap();
+        let stats = learner.step(&model, &rows).unwrap();
+        assert_eq!(stats.pg_clipfrac, 0.0);
+        assert_eq!(stats.ppo_kl, 0.0);
+        after.push(snapshot(&model));
+    }
+    for ((n, a), (_, b)) in after[0].iter().zip(&after[1]) {
+        assert!(a.equal(b), "{n} differs");
+    }
+}
+
+#[test]
+fn ppo_flow_first_pass_matches_on_policy_and_epochs_step_per_mini_batch() {
+    let rows = rows();
+    // One mini-batch of all rows, micro-batches of one row, one epoch: the recomputed old
+    // log-probs equal the current ones, so the gradient is the on-policy one.
+    let (a, b) = (toy(), toy());
+    let mut on = RlLearner::new(&a, &grpo(), &optimizer(0.0), 10).unwrap();
+    on.step(&a, &rows).unwrap();
+    let ppo_algo =
+        AlgorithmConfig { update_flow: UpdateFlow::Ppo, ppo_mini_batch_size: 4, micro_batch_size_per_gpu: 1, ..grpo() };
+    let mut ppo = RlLearner::new(&b, &ppo_algo, &optimizer(0.0), 10).unwrap();
+    ppo.step(&b, &rows).unwrap();
+    assert!(max_abs_diff(&grads(&a), &grads(&b)) < 1e-6 * max_abs(&grads(&a)));
+
+    // Two mini-batches of two rows, two epochs: four optimizer steps; after the first update
+    // the policy is off the recomputed one, so the ratio differs from 1 (ppo_kl ≠ 0).
+    let c = toy();
+    let algo = AlgorithmConfig { ppo_mini_batch_size: 2, micro_batch_size_per_gpu: 2, ppo_epochs: 2, ..ppo_algo };
+    let mut learner = RlLearner::new(&c, &algo, &optimizer(0.05), 10).unwrap();
+    let stats = learner.step(&c, &rows).unwrap();
+    assert_eq!(stats.optimizer_steps.len(), 4);
+    assert!(stats.ppo_kl != 0.0);
+    assert_eq!(learner.optimizer.counters().adam_steps, 4);
+}
+
+#[test]
+fn micro_batch_token_mean_weights_tokens_within_the_micro_batch() {
+    // PPO with one micro-batch of all rows under token-mean: the gradient of the global masked
+    // token mean Σ m·ℓ / (Σ m + 1e-8).
+    let rows = rows();
+    let model = toy();
+    let s = (1.0f64 / 3.0).sqrt() + 1e-6;
+    let adv = [(2.0 / 3.0) / s, (-1.0 / 3.0) / s, (-1.0 / 3.0) / s, (-1.0 / 3.0) / s];
+    let total: usize = rows.iter().map(RlRow::loss_tokens).sum();
+    let want = expected_grad(&model, &rows, &adv, |_| 1.0 / (total as f64 + 1e-8));
+    zero_grads(&model);
+    let algo = AlgorithmConfig {
+        update_flow: UpdateFlow::Ppo,
+        ppo_mini_batch_size: 4,
+        micro_batch_size_per_gpu: 4,
+        loss_aggregation: LossAggregation::TokenMean,
+        ..grpo()
+    };
+    RlLearner::new(&model, &algo, &optimizer(0.0), 10).unwrap().step(&model, &rows).unwrap();
+    assert!(max_abs_diff(&grads(&model), &want) < 1e-5 * max_abs(&want));
+}
+
+#[test]
+fn truncated_is_weights_and_taura_statistics() {
+    let model = toy();
+    let mut rows = rows();
+    // Sampler log-probs equal to the learner's: ρ = 1, the same gradient as no correction.
+    let mut plain = rows.clone();
+    for r in &mut rows {
+        let old = model.score(&r.ids, &(), r.prompt_len).unwrap().logprobs;
+        r.sampler_logprobs = Some(Vec::<f32>::try_from(&old).unwrap());
+    }
+    for r in &mut plain {
+        r.sampler_logprobs = None;
+    }
+    let mut l1 = RlLearner::new(&model, &grpo(), &optimizer(0.0), 10).unwrap();
+    let s1 = l1.step(&model, &rows).unwrap();
+    let g1 = grads(&model);
+    zero_grads(&model);
+    let mut l2 = RlLearner::new(&model, &grpo(), &optimizer(0.0), 10).unwrap();
+    l2.step(&model, &plain).unwrap();
+    assert!(max_abs_diff(&g1, &grads(&model)) < 1e-6 * max_abs(&g1));
+    assert_eq!((s1.tis_mean, s1.tis_max), (1.0, 1.0));
+
+    // TAURA: the learner's turn entropies are masked means of the scored entropies, and the
+    // weights follow w = h / (Σh/(n + 1e-8) + 1e-8) over the group's four rows.
+    let taura = AlgorithmConfig { estimator: Estimator::Taura, ..AlgorithmConfig::default() };
+    let mut l3 = RlLearner::new(&model, &taura, &optimizer(0.0), 10).unwrap();
+    let s3 = l3.step(&model, &rows).unwrap();
+    let h: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            let e = Vec::<f32>::try_from(&model.score(&r.ids, &(), r.prompt_len).unwrap().entropies).unwrap();
+            let (sum, n) = e
+                .iter()
+                .zip(&r.mask)
+                .filter(|(_, m)| **m)
+                .fold((0.0, 0.0), |(s, n), (x, _)| (s + f64::from(*x), n + 1.0));
+            sum / (n + 1e-8)
+        })
+        .collect();
+    let hbar = h.iter().sum::<f64>() / (4.0 + 1e-8);
+    let w = s3.entropy_weights.as_ref().unwrap();
+    for i in 0..4 {
+        assert!((s3.turn_entropies[i] - h[i]).abs() < 1e-9);
+        assert!((w[i] - h[i] / (hbar + 1e-8)).abs() < 1e-9);
+        assert!((s3.advantages[i] - s3.outcome_advantages[i] * w[i]).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let model = toy();
+    let mut learner = RlLearner::new(&model, &grpo(), &optimizer(1e-3), 10).unwrap();
+    assert!(matches!(learner.step(&model, &[]), Err(LearnerError::Config(_))));
+    let mut rows = rows();
+    rows[1].sampler_logprobs = Some(vec![0.0]);
+    assert!(matches!(learner.step(&model, &rows), Err(LearnerError::Row { row: 1, .. })));
+    let mut rows = self::rows();
+    rows[2].reward = f64::NAN;
+    assert!(matches!(learner.step(&model, &rows), Err(LearnerError::Row { row: 2, .. })));
+    let mut rows = self::rows();
+    rows[0].ids.push(99);
+    rows[0].mask.push(true);
+    rows[0].sampler_logprobs.as_mut().unwrap().push(-1.0);
+    assert!(matches!(learner.step(&model, &rows), Err(LearnerError::Policy(_))));
+    let epochs = AlgorithmConfig { ppo_epochs: 2, ..grpo() };
+    let mut l = RlLearner::new(&model, &epochs, &optimizer(1e-3), 10).unwrap();
+    assert!(matches!(l.step(&model, &self::rows()), Err(LearnerError::Config(_))));
+    let kl = AlgorithmConfig { kl_coef: 0.1, ..grpo() };
+    let mut l = RlLearner::new(&model, &kl, &optimizer(1e-3), 10).unwrap();
+    assert!(matches!(l.step(&model, &self::rows()), Err(LearnerError::Config(_))));
+
+    // Advantages from outside (a data-parallel gather): the count must match the rows.
+    let mut l = RlLearner::new(&model, &grpo(), &optimizer(1e-3), 10).unwrap();
+    let short =
+        |_: &[trainer::algo::AdvantageRow<'_>]| Ok(Advantages { values: vec![0.0], outcome: vec![0.0], weights: None });
+    assert!(matches!(l.step_with(&model, &self::rows(), short), Err(LearnerError::Config(_))));
+}
+
+#[test]
+fn external_advantages_drive_the_update() {
+    // All-zero advantages: the policy-gradient loss and its gradient are exactly zero.
+    let model = toy();
+    let rows = rows();
+    let mut l = RlLearner::new(&model, &grpo(), &optimizer(0.0), 10).unwrap();
+    let n = rows.len();
+    let zeros = |_: &[trainer::algo::AdvantageRow<'_>]| {
+        Ok(Advantages { values: vec![0.0; n], outcome: vec![0.0; n], weights: None })
+    };
+    let stats = l.step_with(&model, &rows, zeros).unwrap();
+    assert_eq!(stats.pg_loss, 0.0);
+    assert_eq!(max_abs(&grads(&model)), 0.0);
+}

@@ -1,0 +1,302 @@
+//! Loading and saving, LoRA, the training forward (chunking, activation checkpointing) and batched
+//! sampling on the tiny fixture thinker; bad inputs are errors, never panics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod model_common;
+
+use model_common::{cases, fixtures, ids, load, media};
+use tch::{Device, Kind, Tensor};
+use trainer::model::generate::{Finish, Prompt, SamplingParams, generate};
+use trainer::model::logprobs::{TrainOptions, forward_backward, score};
+use trainer::model::lora::LoraConfig;
+use trainer::model::thinker::{MediaInput, Thinker, Visual};
+use trainer::model::weights::{LoadOptions, Weights};
+use trainer::model::{KeyLayout, OmniThinkerConfig};
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn saved_checkpoints_load_back_identically_in_every_layout() {
+    let th = load(Device::Cpu);
+    let c = cases();
+    let (ids, m) = (ids(&c, "image"), media(&c, "image"));
+    let want = th.logits(&ids, &m).unwrap();
+    let thinker_only = OmniThinkerConfig::Thinker(th.cfg.thinker().clone());
+    for (layout, cfg, shard) in
+        [(KeyLayout::Bare, &thinker_only, 200_000), (KeyLayout::ThinkerPrefixed, &th.cfg, u64::MAX)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let files = th.weights.save(dir.path(), cfg, layout, shard).unwrap();
+        assert_eq!(files.len() > 1, shard < u64::MAX, "{layout:?}");
+        let back = Thinker::load(dir.path(), LoadOptions::default()).unwrap();
+        assert_eq!(back.weights.layout, layout);
+        assert_eq!(max_diff(&back.logits(&ids, &m).unwrap(), &want), 0.0, "{layout:?}");
+        if layout == KeyLayout::Bare && std::env::var_os("OMNIRL_KEEP_SAVED").is_some() {
+            // For `scripts/make_model_fixtures.py verify DIR` (transformers loads our output).
+            let keep = std::env::temp_dir().join("omnirl-saved-thinker");
+            th.weights.save(&keep, cfg, layout, shard).unwrap();
+            println!("kept {}", keep.display());
+        }
+    }
+    // bf16 on request: on CPU the values are rounded to bf16 and computed in f32; on CUDA in bf16.
+    let dev = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
+    let bf = Thinker::load(&fixtures().join("tiny"), LoadOptions { dtype: Some(Kind::BFloat16), device: dev }).unwrap();
+    assert_eq!(bf.kind(), if dev == Device::Cpu { Kind::Float } else { Kind::BFloat16 });
+    let w = bf.weights.get("model.norm.weight").unwrap();
+    assert_eq!(max_diff(&w, &w.to_kind(Kind::BFloat16).to_kind(w.kind())), 0.0);
+    let d = max_diff(&bf.logits(&ids, &m).unwrap().to_device(Device::Cpu), &want);
+    assert!(d > 0.0 && d < 0.5, "bf16 logits drift {d}");
+}
+
+#[test]
+fn damaged_checkpoints_are_clear_errors() {
+    let th = load(Device::Cpu);
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Weights::from_map(Default::default(), Kind::Float, Device::Cpu);
+    for name in th.weights.names() {
+        let t = th.weights.get(name).unwrap();
+        match name {
+            "model.norm.weight" => w.insert(name, Tensor::ones([7], (Kind::Float, Device::Cpu))),
+            "visual.merger.ln_q.weight" => {}
+            _ => w.insert(name, t),
+        }
+    }
+    w.save(dir.path(), &th.cfg, KeyLayout::ThinkerPrefixed, u64::MAX).unwrap();
+    let err = Thinker::load(dir.path(), LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("missing tensor `thinker.visual.merger.ln_q.weight`"), "{err}");
+    assert!(
+        err.contains("`thinker.model.norm.weight` in model.safetensors has shape [7], the config implies [48]"),
+        "{err}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::copy(fixtures().join("tiny/config.json"), empty.path().join("config.json")).unwrap();
+    let err = Thinker::load(empty.path(), LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("neither model.safetensors.index.json nor model.safetensors"), "{err}");
+}
+
+#[test]
+fn lora_starts_as_the_base_switches_off_and_merges() {
+    let c = cases();
+    let (ids, m) = (ids(&c, "text"), MediaInput::default());
+    let mut th = load(Device::Cpu);
+    let base = th.logits(&ids, &m).unwrap();
+    let bad = LoraConfig { targets: vec!["qkv".into()], ..LoraConfig::default() };
+    assert!(th.add_lora(&bad).is_err());
+    th.add_lora(&LoraConfig { rank: 4, alpha: 8.0, ..LoraConfig::default() }).unwrap();
+    assert_eq!(max_diff(&th.logits(&ids, &m).unwrap(), &base), 0.0, "B = 0 at init");
+    assert_eq!(th.trainable().len(), 2 * 7 * 2);
+    tch::no_grad(|| {
+        for (_, t) in th.lora_tensors() {
+            let mut t = t;
+            let _ = t.uniform_(-0.2, 0.2);
+        }
+    });
+    let adapted = th.logits(&ids, &m).unwrap();
+    assert!(max_diff(&adapted, &base) > 1e-3);
+    th.lora.set(false);
+    assert_eq!(max_diff(&th.logits(&ids, &m).unwrap(), &base), 0.0, "adapters off = reference model");
+    th.lora.set(true);
+    th.merge_lora().unwrap();
+    assert!(th.lora_tensors().is_empty());
+    assert!(max_diff(&th.logits(&ids, &m).unwrap(), &adapted) < 1e-4);
+}
+
+#[test]
+fn training_forward_chunks_and_checkpointing_agree() {
+    let c = cases();
+    let (ids, m) = (ids(&c, "video_audio"), media(&c, "video_audio"));
+    let mut th = load(Device::Cpu);
+    th.add_lora(&LoraConfig { rank: 2, alpha: 4.0, seed: 3, ..LoraConfig::default() }).unwrap();
+    tch::no_grad(|| {
+        for (_, t) in th.lora_tensors() {
+            let mut t = t;
+            let _ = t.uniform_(-0.1, 0.1);
+        }
+    });
+    let start = 40;
+    let s1 = score(&th, &ids, &m, start, 1000).unwrap();
+    let s2 = score(&th, &ids, &m, start, 7).unwrap();
+    assert_eq!(s1.logprobs.size(), [ids.len() as i64 - start as i64]);
+    assert!(max_diff(&s1.logprobs, &s2.logprobs) < 1e-5 && max_diff(&s1.entropies, &s2.entropies) < 1e-5);
+    let mut grads = Vec::new();
+    for checkpoint in [false, true] {
+        for t in th.trainable() {
+            let mut g = t.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let n = (ids.len() - start) as f64;
+        let mut loss =
+            |_: usize, lp: &Tensor, ent: &Tensor| Ok(-(lp.sum(Kind::Float) + ent.sum(Kind::Float) * 0.1) / n);
+        let out =
+            forward_backward(&th, &ids, &m, start, TrainOptions { chunk_tokens: 5, checkpoint }, &mut loss).unwrap();
+        assert!(max_diff(&out.logprobs, &s1.logprobs) < 1e-5);
+        let want_loss = -(s1.logprobs.sum(Kind::Double).double_value(&[])
+            + 0.1 * s1.entropies.sum(Kind::Double).double_value(&[]))
+            / n;
+        assert!((out.loss - want_loss).abs() < 1e-4, "{} vs {want_loss}", out.loss);
+        grads.push(th.trainable().iter().map(|t| t.grad().copy()).collect::<Vec<_>>());
+    }
+    let norm: f64 = grads[0].iter().map(|g| g.square().sum(Kind::Double).double_value(&[])).sum();
+    assert!(norm > 0.0);
+    for (a, b) in grads[0].iter().zip(&grads[1]) {
+        assert!(max_diff(a, b) < 1e-5, "checkpointed gradients differ");
+    }
+}
+
+#[test]
+fn full_fine_tuning_and_unfrozen_encoders_get_gradients() {
+    let c = cases();
+    let (ids, m) = (ids(&c, "image"), media(&c, "image"));
+    let mut th = load(Device::Cpu);
+    assert!(th.set_trainable(&["model.layers.1.", "visual.merger."], true) > 0);
+    th.freeze_encoders(false);
+    let mut grads = Vec::new();
+    for checkpoint in [false, true] {
+        for t in th.trainable() {
+            let mut g = t.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let mut loss = |_: usize, lp: &Tensor, _: &Tensor| Ok(-lp.mean(Kind::Float));
+        forward_backward(&th, &ids, &m, 10, TrainOptions { chunk_tokens: 4, checkpoint }, &mut loss).unwrap();
+        let named: Vec<(String, Tensor)> =
+            th.weights.trainable().into_iter().map(|(n, t)| (n.to_string(), t.grad().copy())).collect();
+        grads.push(named);
+    }
+    for ((name, a), (_, b)) in grads[0].iter().zip(&grads[1]) {
+        assert!(a.abs().sum(Kind::Double).double_value(&[]) > 0.0, "{name} got no gradient");
+        assert!(max_diff(a, b) < 1e-5, "{name}");
+    }
+    assert!(grads[0].iter().any(|(n, _)| n.starts_with("visual.merger.")));
+}
+
+#[test]
+fn batched_sampling_is_batch_invariant_seeded_and_consistent() {
+    let c = cases();
+    let th = load(Device::Cpu);
+    let names = ["text", "image", "audio", "video_audio"];
+    let data: Vec<(Vec<u32>, MediaInput)> = names.iter().map(|n| (ids(&c, n), media(&c, n))).collect();
+    let prompts: Vec<Prompt<'_>> =
+        data.iter().enumerate().map(|(i, (ids, m))| Prompt { ids, media: m, seed: Some(100 + i as u64) }).collect();
+    for params in [
+        SamplingParams { greedy: true, max_new_tokens: 6, ignore_eos: true, ..SamplingParams::default() },
+        SamplingParams {
+            temperature: 0.7,
+            top_k: Some(50),
+            top_p: 0.9,
+            max_new_tokens: 6,
+            entropies: true,
+            ..SamplingParams::default()
+        },
+    ] {
+        let batch = generate(&th, &prompts, &params).unwrap();
+        for (i, p) in prompts.iter().enumerate() {
+            let single = generate(&th, &[*p], &params).unwrap();
+            assert_eq!(single[0].ids, batch[i].ids, "{} {:?}", names[i], params.greedy);
+            for (a, b) in single[0].logprobs.iter().zip(&batch[i].logprobs) {
+                assert!((a - b).abs() < 1e-4);
+            }
+        }
+        if !params.greedy {
+            let ents = batch[0].entropies.as_ref().unwrap();
+            assert_eq!(ents.len(), batch[0].ids.len());
+            // Log-prob = log_softmax(logits / T) renormalised over the kept set: never above the
+            // untruncated one, and <= 0.
+            let full: Vec<u32> = data[0].0.iter().chain(&batch[0].ids).copied().collect();
+            let logits = th.logits(&full, &data[0].1).unwrap();
+            let n0 = data[0].0.len() as i64;
+            for (k, (&tok, &lp)) in batch[0].ids.iter().zip(&batch[0].logprobs).enumerate() {
+                let row = logits.get(n0 - 1 + k as i64).divide_scalar(0.7).log_softmax(-1, Kind::Float);
+                let untruncated = row.double_value(&[i64::from(tok)]);
+                assert!(lp as f64 >= untruncated - 1e-5 && lp <= 0.0, "{lp} vs {untruncated}");
+            }
+            // Another seed, other tokens.
+            let other = Prompt { seed: Some(7), ..prompts[0] };
+            assert_ne!(generate(&th, &[other], &params).unwrap()[0].ids, batch[0].ids);
+        }
+    }
+    // top-k 1 sampling is greedy; a stop token ends a row.
+    let greedy = SamplingParams { greedy: true, max_new_tokens: 4, ignore_eos: true, ..SamplingParams::default() };
+    let g = generate(&th, &prompts[..1], &greedy).unwrap();
+    let k1 = SamplingParams { greedy: false, top_k: Some(1), ..greedy.clone() };
+    assert_eq!(generate(&th, &prompts[..1], &k1).unwrap()[0].ids, g[0].ids);
+    let k = (1..g[0].ids.len()).find(|&k| !g[0].ids[..k].contains(&g[0].ids[k])).unwrap();
+    let stop = SamplingParams { stop: vec![g[0].ids[k]], ignore_eos: false, ..greedy };
+    let s = generate(&th, &prompts[..1], &stop).unwrap();
+    assert_eq!((s[0].ids.len(), s[0].finish), (k + 1, Finish::Stop));
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let c = cases();
+    let th = load(Device::Cpu);
+    let (ids, m) = (ids(&c, "image"), media(&c, "image"));
+    let mut short = m.clone();
+    short.images[0].pixel_values.truncate(100);
+    assert!(th.logits(&ids, &short).is_err());
+    let mut wrong_grid = m.clone();
+    wrong_grid.images[0].grid_thw = [1, 4, 10];
+    assert!(th.logits(&ids, &wrong_grid).is_err());
+    let odd =
+        MediaInput { images: vec![Visual { pixel_values: vec![0.0; 384 * 9], grid_thw: [1, 3, 3] }], ..m.clone() };
+    assert!(th.logits(&ids, &odd).is_err());
+    assert!(th.logits(&ids, &MediaInput::default()).is_err(), "placeholders without media");
+    assert!(th.logits(&[1, 2, 9999], &MediaInput::default()).is_err());
+    assert!(th.logits(&[], &MediaInput::default()).is_err());
+    assert!(score(&th, &ids, &m, 0, 8).is_err());
+    assert!(score(&th, &ids, &m, ids.len(), 8).is_err());
+    let p = [Prompt { ids: &ids, media: &m, seed: None }];
+    assert!(generate(&th, &p, &SamplingParams { temperature: 0.0, ..SamplingParams::default() }).is_err());
+    assert!(generate(&th, &p, &SamplingParams { top_p: 0.0, ..SamplingParams::default() }).is_err());
+    assert!(generate(&th, &[Prompt { ids: &[], media: &m, seed: None }], &SamplingParams::default()).is_err());
+}
+
+#[test]
+fn the_thinker_is_a_rollout_policy() {
+    use rollout::episode::{EpisodeSpec, MediaItem};
+    use rollout::media::{ModelInputs, VisionInputs};
+    use rollout::policy::{Context, ContextInfo, Policy, Sampling};
+    use std::sync::Arc;
+    use trainer::model::policy::ThinkerPolicy;
+    let c = cases();
+    let (ids, m) = (ids(&c, "image"), media(&c, "image"));
+    let img = &m.images[0];
+    let inputs = ModelInputs {
+        images: Some(VisionInputs { pixel_values: img.pixel_values.clone(), grid_thw: vec![img.grid_thw] }),
+        ..ModelInputs::default()
+    };
+    let item = Arc::new(MediaItem {
+        layout: rollout::chat::Part::Image { grid_thw: img.grid_thw },
+        inputs: Some(Arc::new(inputs)),
+    });
+    let spec = EpisodeSpec {
+        question_id: "q".into(),
+        video: "v.mp4".into(),
+        question_type: "MCQ".into(),
+        qtype: rewards::QuestionType::Mcq,
+        question: "?".into(),
+        options: vec![],
+        answer: "A".into(),
+        meta: rollout::episode::validate::VideoMeta { duration: 1.0, fps: None, has_audio: false },
+        data_source: None,
+    };
+    let media = [item];
+    let info = ContextInfo { episode: 0, sample: 0, copy: 0, step: 1, max_steps: 3, spec: &spec, history: &[] };
+    let ctx = Context { prompt_ids: &ids, media: &media, info };
+    let mut policy = ThinkerPolicy { thinker: load(Device::Cpu), vocab_limit: None };
+    let greedy = Sampling { temperature: 0.0, top_p: 1.0, top_k: None, max_new_tokens: 8, entropies: true, seed: 1 };
+    let out = policy.generate(&[ctx, ctx], &greedy).unwrap();
+    let want: Vec<u32> = model_common::vec_i64(&c["image.greedy"]).into_iter().map(|x| x as u32).collect();
+    assert_eq!(out[0].ids, want);
+    assert_eq!(out[1].ids, want);
+    assert_eq!(out[0].entropies.as_ref().map(Vec::len), Some(8));
+    // Sampling with a vocabulary limit never returns ids at or above it.
+    policy.vocab_limit = Some(300);
+    let s = policy.generate(&[ctx], &Sampling { max_new_tokens: 16, ..Sampling::train() }).unwrap();
+    assert!(s[0].ids.iter().all(|&t| t < 300), "{:?}", s[0].ids);
+}
