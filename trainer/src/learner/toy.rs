@@ -8,6 +8,7 @@
 //! "HF checkpoint" is a `model.safetensors` with these tensor names plus a small `config.json`.
 //! Not a model of anything; left out: everything a real LM has.
 
+use super::cursor::SplitMix64;
 use super::{ChunkLoss, PolicyError, TokenScores, TrainablePolicy};
 use crate::model::logprobs::token_logprob_entropy;
 use std::path::Path;
@@ -27,16 +28,28 @@ pub struct ToyLm {
 }
 
 impl ToyLm {
-    /// Random weights from `seed` (libtorch's generator), fp32, trainable.
+    /// Random weights from `seed`, fp32, trainable. Drawn from the model's own generator, not
+    /// libtorch's global one, so tests running in parallel threads get identical models.
     pub fn new(vocab: i64, hidden: i64, seed: i64) -> Result<ToyLm, tch::TchError> {
-        tch::manual_seed(seed);
+        let mut rng = SplitMix64::new(seed as u64);
+        let mut normal = |shape: [i64; 2], scale: f64| -> Result<Tensor, tch::TchError> {
+            // Box-Muller over the model's own generator.
+            let n = (shape[0] * shape[1]) as usize;
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    let (u1, u2) = (rng.next_f64().max(f64::MIN_POSITIVE), rng.next_f64());
+                    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * scale) as f32
+                })
+                .collect();
+            Tensor::f_from_slice(&values)?.f_reshape(shape)
+        };
         let opts = (Kind::Float, Device::Cpu);
         let init = [
-            Tensor::f_randn([vocab, hidden], opts)?.f_mul_scalar(0.5)?,
-            Tensor::f_randn([hidden, hidden], opts)?.f_mul_scalar(1.0 / (hidden as f64).sqrt())?,
+            normal([vocab, hidden], 0.5)?,
+            normal([hidden, hidden], 1.0 / (hidden as f64).sqrt())?,
             Tensor::f_zeros([hidden], opts)?,
             Tensor::f_ones([hidden], opts)?,
-            Tensor::f_randn([vocab, hidden], opts)?.f_mul_scalar(0.5)?,
+            normal([vocab, hidden], 0.5)?,
         ];
         let tensors = TOY_TENSORS
             .iter()
