@@ -377,3 +377,15 @@ fn checkpoint_headers_are_checked_against_the_config() {
         errors(&json)
     );
 }
+
+#[test]
+fn system_prompt_templates_are_parsed_in_the_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = write(dir.path(), "prompt.txt", "Fetch up to {max_frames} frames.\nBudget: {max_stepz} steps.\n");
+    let recipe = write(dir.path(), "r.yaml", &rl_recipe(""));
+    let set = format!("stages.rl.environment.system_prompt={}", template.display());
+    let (code, json) = validate_json(&recipe, &[], &[&set]);
+    assert_eq!(code, 1);
+    let wanted = format!("{}:2: unknown placeholder {{max_stepz}}", template.display());
+    assert!(errors(&json).iter().any(|(_, m)| m.starts_with(&wanted)), "{:?}", errors(&json));
+}

@@ -12,3 +12,4 @@ pub mod model;
 pub mod plan;
 pub mod recipe;
 pub mod report;
+pub mod run;

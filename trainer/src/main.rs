@@ -27,6 +27,8 @@ enum Command {
     Logprobs(cli::logprobs::LogprobsArgs),
     /// Replay one episode on a video with given model responses; one JSON line per step.
     Replay(cli::replay::ReplayArgs),
+    /// Run a recipe's stages in order (SFT, RL, eval) in one run directory.
+    Train(cli::train::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cli::generate::run(args),
         Command::Logprobs(args) => cli::logprobs::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::Train(args) => cli::train::run(args),
     };
     match result {
         Ok(code) => code,

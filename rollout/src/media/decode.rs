@@ -16,8 +16,9 @@
 //! (GOP), and times in the same interval share one packet run, so no span is decoded twice.
 //! Reading stops as soon as no later packet can hold a closer frame (a packet with
 //! `dts >= ` the best candidate's pts). Packets are then decoded from memory: distinct GOPs
-//! are spread over rayon's threads, each with its own single-threaded decoder; a lone GOP
-//! gets one frame-threaded decoder. Non-reference frames that are not wanted are skipped
+//! are spread over one lane per core (an OS thread each, with its own single-threaded
+//! decoder; largest GOPs first onto the least loaded lane); a lone GOP gets one
+//! frame-threaded decoder. Only kept frames are converted to RGB. Non-reference frames that are not wanted are skipped
 //! (`skip_frame = NONREF` packet by packet), which the wanted frames never depend on. If a
 //! wanted frame does not come out with the packet's timestamp, that GOP is decoded again
 //! without skipping, choosing by the rule above. Decoders are kept for the next action of
@@ -142,13 +143,14 @@ pub(crate) fn open_decoder(v: &VideoStream, threads: usize) -> Result<ff::decode
 }
 
 /// Decodes `packets` (one GOP from its key frame) with `dec`, keeping what `select` asks for;
-/// `post` runs on each kept RGB frame (the processor's resize).
+/// `post` runs on each kept RGB frame with its pts (the processor's resize) and gives the image
+/// to keep, or `None` when it took the frame elsewhere (resized on another thread).
 pub(crate) fn decode_gop(
     dec: &mut ff::decoder::Video,
     packets: &[ff::Packet],
     select: &Select,
     keep_last: bool,
-    post: &(dyn Fn(RgbImage) -> Result<RgbImage, String> + Sync),
+    post: &(dyn Fn(i64, RgbImage) -> Result<Option<RgbImage>, String> + Sync),
 ) -> Result<Decoded, String> {
     dec.flush();
     let mut conv = Converter::new();
@@ -157,11 +159,12 @@ pub(crate) fn decode_gop(
     let mut last: Option<ff::frame::Video> = None;
     let mut next_target = 0usize;
     let mut rejected = 0usize;
+    let mut posted = HashSet::new();
     let mut take = |frame: &ff::frame::Video, out: &mut Decoded, next_target: &mut usize| -> Result<(), String> {
         out.frames += 1;
         let Some(pts) = frame.timestamp().or(frame.pts()) else { return Ok(()) };
         let keep = match select {
-            Select::Exact(want) => want.contains(&pts) && !out.images.contains_key(&pts),
+            Select::Exact(want) => want.contains(&pts) && !posted.contains(&pts),
             Select::FirstAtOrAfter(targets) => {
                 let mut hit = false;
                 while let Some(&t) = targets.get(*next_target) {
@@ -177,7 +180,10 @@ pub(crate) fn decode_gop(
         };
         if keep {
             let img = conv.rgb(frame)?;
-            out.images.insert(pts, post(img)?);
+            posted.insert(pts);
+            if let Some(img) = post(pts, img)? {
+                out.images.insert(pts, img);
+            }
         }
         Ok(())
     };
@@ -213,10 +219,10 @@ pub(crate) fn decode_gop(
     if keep_last && let Some(f) = last {
         let pts = f.timestamp().or(f.pts()).unwrap_or(0);
         let img = match out.images.get(&pts) {
-            Some(img) => img.clone(),
-            None => post(conv.rgb(&f)?)?,
+            Some(img) => Some(img.clone()),
+            None => post(pts, conv.rgb(&f)?)?,
         };
-        out.last = Some((pts, img));
+        out.last = img.map(|img| (pts, img));
     }
     if out.frames == 0 && rejected > 0 {
         return Err(format!("the decoder rejected {rejected} packet(s) as invalid data"));

@@ -196,10 +196,10 @@ impl MediaSource {
                 (Select::Exact(want), fallback)
             })
             .collect();
-        let post = |img: RgbImage| -> Result<RgbImage, String> {
+        let post = |_pts: i64, img: RgbImage| -> Result<Option<RgbImage>, String> {
             match sizing {
-                Some(s) => Ok(fit_image(&img, s).map_err(|e| e.to_string())?.unwrap_or(img)),
-                None => Ok(img),
+                Some(s) => Ok(Some(fit_image(&img, s).map_err(|e| e.to_string())?.unwrap_or(img))),
+                None => Ok(Some(img)),
             }
         };
         let loads: Vec<usize> = groups.iter().map(|g| g.packets.len()).collect();
@@ -338,9 +338,7 @@ impl MediaSource {
         let start = self.inner.streams.start_s;
         let path = self.info.path.clone();
         let err = video_err(action, &path, s);
-        let t0 = std::time::Instant::now();
         let (vp, ap) = self.read_span(action, s, e, true)?;
-        eprintln!("TIMING read {:?}", t0.elapsed());
         let v = self.inner.streams.video.clone();
         let (s_t, e_t) = (v.ticks_ceil(s, start), v.ticks_ceil(e, start));
         if vp.iter().any(|p| p.pts().is_none()) {
@@ -372,31 +370,44 @@ impl MediaSource {
             .iter()
             .map(|g| Select::Exact(g.iter().filter_map(|p| p.pts()).filter(|t| wanted.contains(t)).collect()))
             .collect();
-        let post = |img: RgbImage| -> Result<RgbImage, String> { Ok(resize_torch_bicubic_aa(&img, fw, fh)) };
-        // A kept frame's conversion and resize cost about as much as decoding three frames.
-        const KEPT_COST: usize = 3;
-        let loads: Vec<usize> = gops
-            .iter()
-            .zip(&plans)
-            .map(|(g, plan)| g.len() + KEPT_COST * if let Select::Exact(w) = plan { w.len() } else { 0 })
-            .collect();
-        let lanes = balance(&loads, decode::decode_lanes());
+        let lanes = balance(&gops.iter().map(Vec::len).collect::<Vec<_>>(), decode::decode_lanes());
         let audio_stream = self.inner.streams.audio.clone();
         let pool = &mut self.inner.pool;
-        let (gops_r, plans_r, post_r, v_own, apath) = (&gops, &plans, &post, v.clone(), path.clone());
+        // Kept frames are resized on rayon's threads while the lanes decode on, so that a lane
+        // with more kept frames does not finish last; past a few queued frames a lane resizes
+        // itself (bounded memory).
+        let resized = std::sync::Mutex::new(std::collections::HashMap::new());
+        let queued = std::sync::atomic::AtomicUsize::new(0);
+        let max_queued = 2 * rayon::current_num_threads().max(1);
+        let (gops_r, plans_r, resized_r, queued_r, v_own, apath) =
+            (&gops, &plans, &resized, &queued, v.clone(), path.clone());
         let (video_runs, audio) = rayon::join(
             move || {
-                pool.run(&v_own, lanes, |dec, gs| {
-                    let r = gs.iter().map(|&g| decode_gop(dec, &gops_r[g], &plans_r[g], false, post_r)).collect::<Vec<_>>();
-                    eprintln!("TIMING lane {gs:?} done {:?}", t0.elapsed());
-                    r
+                rayon::scope(move |sc| {
+                    let post = |pts: i64, img: RgbImage| -> Result<Option<RgbImage>, String> {
+                        use std::sync::atomic::Ordering::SeqCst;
+                        if queued_r.fetch_add(1, SeqCst) >= max_queued {
+                            queued_r.fetch_sub(1, SeqCst);
+                            return Ok(Some(resize_torch_bicubic_aa(&img, fw, fh)));
+                        }
+                        sc.spawn(move |_| {
+                            let out = resize_torch_bicubic_aa(&img, fw, fh);
+                            if let Ok(mut m) = resized_r.lock() {
+                                m.insert(pts, out);
+                            }
+                            queued_r.fetch_sub(1, SeqCst);
+                        });
+                        Ok(None)
+                    };
+                    pool.run(&v_own, lanes, |dec, gs| {
+                        gs.iter().map(|&g| decode_gop(dec, &gops_r[g], &plans_r[g], false, &post)).collect::<Vec<_>>()
+                    })
                 })
             },
-            move || { let r = audio_stream.map(|a| audio::decode_span(&a, &ap, start, s, e, &apath, action)); eprintln!("TIMING audio {:?}", t0.elapsed()); r },
+            move || audio_stream.map(|a| audio::decode_span(&a, &ap, start, s, e, &apath, action)),
         );
-        eprintln!("TIMING decoded {:?}", t0.elapsed());
         let runs = video_runs.map_err(|e| err(format!("cannot open the {} decoder: {e}", v.codec)))?;
-        let mut images = std::collections::HashMap::new();
+        let mut images = resized.into_inner().map_err(|_| err("a resize failed".into()))?;
         let mut frames_decoded = 0;
         for r in runs.into_iter().flatten() {
             let out = r.map_err(&err)?;

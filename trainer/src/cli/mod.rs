@@ -6,4 +6,5 @@ pub mod logprobs;
 pub mod media;
 pub mod replay;
 pub mod score;
+pub mod train;
 pub mod validate;

@@ -222,10 +222,12 @@ fn check_environment(c: &mut Checker, at: &str, stage: &Stage) {
         );
     }
     c.at_least(&key("min_clip_frames"), e.min_clip_frames.into(), 1);
-    if let Some(p) = &e.system_prompt
-        && !p.is_file()
-    {
-        c.error(&key("system_prompt"), format!("template file {} not found", p.display()));
+    if let Some(p) = &e.system_prompt {
+        if !p.is_file() {
+            c.error(&key("system_prompt"), format!("template file {} not found", p.display()));
+        } else if let Err(err) = rollout::prompt::PromptTemplate::from_file(p) {
+            c.error(&key("system_prompt"), err.to_string());
+        }
     }
     let p = &stage.preprocess;
     let pkey = |k: &str| format!("{at}.preprocess.{k}");

@@ -1,0 +1,63 @@
+//! `omnirl train RECIPE [--set k=v]... [--resume [DIR]]`: validates the recipe (the dry run; on
+//! any error it prints the problems as `omnirl validate` does and exits 1 without touching
+//! anything), then runs its stages in order (`run::run_recipe`) and prints the before/after
+//! figures and the run directory. `--resume` without a directory continues the newest run of the
+//! recipe under its `output_dir`. Exit status 0 on success, 1 on recipe errors, 2 on a failed run.
+
+use crate::dry_run;
+use crate::recipe::emit::to_yaml;
+use crate::run::{RunOptions, run_recipe};
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Recipe YAML file.
+    pub recipe: PathBuf,
+    /// Override a recipe key, e.g. `--set stages.rl.schedule.max_steps=2` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Continue a run: in DIR, or in the newest run of this recipe when DIR is left out.
+    #[arg(long, num_args = 0..=1, value_name = "DIR")]
+    pub resume: Option<Option<PathBuf>>,
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    let env = |k: &str| std::env::var(k).ok();
+    let dry = dry_run::run(&args.recipe, &args.sets, &env);
+    for p in &dry.problems {
+        eprintln!("{p}");
+    }
+    let Some(recipe) = dry.recipe.clone().filter(|_| dry.ok) else {
+        eprintln!("{}: {} error(s), {} warning(s): not starting", dry.recipe_file, dry.errors, dry.warnings);
+        return Ok(ExitCode::from(1));
+    };
+    let resume = match &args.resume {
+        None => None,
+        Some(Some(dir)) => Some(dir.clone()),
+        Some(None) => {
+            let newest = std::fs::read_dir(&recipe.output_dir)
+                .ok()
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| {
+                    e.file_name().to_string_lossy().starts_with(&recipe.name) && e.path().join("recipe.yaml").is_file()
+                })
+                .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
+            match newest {
+                Some(e) => Some(e.path()),
+                None => anyhow::bail!("--resume: no run of `{}` under {}", recipe.name, recipe.output_dir.display()),
+            }
+        }
+    };
+    let opts = RunOptions { resume, progress: std::io::stderr().is_terminal() };
+    let mut say = |line: &str| eprintln!("omnirl train: {line}");
+    let yaml = to_yaml(dry.resolved.as_ref().unwrap_or(&serde_json::Value::Null));
+    let out = run_recipe(&recipe, &yaml, &opts, &mut say)?;
+    println!("{}", serde_json::to_string_pretty(&out.summary["figures"])?);
+    println!("run directory: {}", out.run_dir.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,310 @@
+//! Data parallelism over a [`Communicator`]: which episodes each rank trains on, identical
+//! initial weights, and gradient all-reduce in buckets.
+//!
+//! - [`shard_groups`] gives whole GRPO groups to ranks (so group means/stds, and therefore the
+//!   advantages, are computed exactly as in one process), balancing the expected tokens with a
+//!   deterministic longest-first greedy: every rank computes the same plan from the same inputs.
+//! - [`broadcast_parameters`] copies rank 0's weights to every rank before training.
+//! - [`all_reduce_gradients`] sums (or averages) every parameter's gradient across ranks through
+//!   flat fp32 buckets of at most `bucket_elems` values, so few large collectives are issued.
+//! - [`sft_step`] is one data-parallel SFT step with token-mean loss normalised by the *global*
+//!   token count, so its update equals a one-process step over the union of the ranks' rows.
+//!
+//!   [`sft_step_zero1`] does the same with the optimizer state sharded (`zero1`).
+//!
+//! Left out: overlapping communication with the backward pass (buckets are reduced after the
+//! backward; a hook-based overlap needs autograd hooks tch does not expose) and a data-parallel
+//! RL step (the RL learner's `step_with` does its own optimizer step; whole-group sharding here
+//! already makes its group statistics exact, but its gradient sync is not wired yet).
+
+use super::comm::{CommBuf, CommError, Communicator};
+use crate::learner::{AdamW, LearnerError, SftRow, StepReport, TrainablePolicy};
+use tch::{Kind, Tensor};
+
+/// Default gradient bucket: 25 M fp32 values (100 MB), as in PyTorch DDP's order of magnitude.
+pub const DEFAULT_BUCKET_ELEMS: usize = 25 << 20;
+
+/// Which groups each rank trains on and the expected tokens it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardPlan {
+    /// Per rank, the group indices in increasing order.
+    pub groups: Vec<Vec<usize>>,
+    /// Per rank, the sum of its groups' expected tokens.
+    pub tokens: Vec<u64>,
+}
+
+impl ShardPlan {
+    /// Largest rank load over the mean load (1.0 = perfectly balanced; 0 tokens gives 1.0).
+    pub fn imbalance(&self) -> f64 {
+        let total: u64 = self.tokens.iter().sum();
+        if total == 0 || self.tokens.is_empty() {
+            return 1.0;
+        }
+        let max = self.tokens.iter().copied().max().unwrap_or(0);
+        max as f64 * self.tokens.len() as f64 / total as f64
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataParallelError {
+    #[error("a world of 0 ranks cannot train")]
+    EmptyWorld,
+    #[error(transparent)]
+    Comm(#[from] CommError),
+    #[error(transparent)]
+    Learner(#[from] LearnerError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Give whole groups to ranks balancing `group_tokens` (expected tokens per group, e.g. group
+/// size × (prompt + expected response length)). Longest group first to the least-loaded rank
+/// (ties: lower rank); deterministic, so every rank can compute it locally. Ranks may get no
+/// group when there are fewer groups than ranks; they still join every collective.
+pub fn shard_groups(group_tokens: &[u64], world: u32) -> Result<ShardPlan, DataParallelError> {
+    if world == 0 {
+        return Err(DataParallelError::EmptyWorld);
+    }
+    let world = world as usize;
+    let mut order: Vec<usize> = (0..group_tokens.len()).collect();
+    order.sort_by(|&a, &b| group_tokens[b].cmp(&group_tokens[a]).then(a.cmp(&b)));
+    let mut plan = ShardPlan { groups: vec![Vec::new(); world], tokens: vec![0; world] };
+    for g in order {
+        let (rank, _) =
+            plan.tokens.iter().enumerate().min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(&b.0))).unwrap_or((0, &0));
+        plan.groups[rank].push(g);
+        plan.tokens[rank] += group_tokens[g];
+    }
+    plan.groups.iter_mut().for_each(|g| g.sort_unstable());
+    Ok(plan)
+}
+
+/// Expected tokens of a GRPO group: `group_size` rollouts of `prompt_tokens` plus the expected
+/// response length (e.g. the running mean of recent responses, or the max-tokens budget).
+pub fn group_expected_tokens(prompt_tokens: usize, expected_response: f64, group_size: usize) -> u64 {
+    (group_size as f64 * (prompt_tokens as f64 + expected_response.max(0.0))).round() as u64
+}
+
+/// Overwrite every rank's parameters with rank 0's.
+pub fn broadcast_parameters<C: Communicator + ?Sized>(
+    comm: &C,
+    params: &[(String, Tensor)],
+) -> Result<(), DataParallelError> {
+    for (_, p) in params {
+        let mut p = p.shallow_clone();
+        comm.broadcast(&mut p, 0)?;
+    }
+    Ok(())
+}
+
+/// Sum (or, with `average`, average) every parameter's gradient over ranks, through flat fp32
+/// buckets of at most `bucket_elems` values (a larger tensor is its own bucket). A parameter
+/// with no gradient on this rank contributes zeros (and gets a zero gradient), so ranks that
+/// trained on nothing still take part.
+pub fn all_reduce_gradients<C: Communicator + ?Sized>(
+    comm: &C,
+    params: &[(String, Tensor)],
+    bucket_elems: usize,
+    average: bool,
+) -> Result<(), DataParallelError> {
+    if comm.world_size() == 1 && !average {
+        return Ok(());
+    }
+    let mut grads = Vec::with_capacity(params.len());
+    for (_, p) in params {
+        let mut g = p.grad();
+        if !g.defined() {
+            p.f_mul_scalar(0.0)?.f_sum(Kind::Float)?.f_backward()?;
+            g = p.grad();
+        }
+        grads.push(g);
+    }
+    let scale = if average { 1.0 / f64::from(comm.world_size()) } else { 1.0 };
+    let mut start = 0;
+    while start < grads.len() {
+        let mut end = start + 1;
+        let mut elems = grads[start].numel();
+        while end < grads.len() && elems + grads[end].numel() <= bucket_elems {
+            elems += grads[end].numel();
+            end += 1;
+        }
+        reduce_bucket(comm, &grads[start..end], scale)?;
+        start = end;
+    }
+    Ok(())
+}
+
+fn reduce_bucket<C: Communicator + ?Sized>(comm: &C, grads: &[Tensor], scale: f64) -> Result<(), DataParallelError> {
+    let mut flat = Vec::with_capacity(grads.iter().map(Tensor::numel).sum());
+    for g in grads {
+        let v = g.f_detach()?.f_to_device(tch::Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?.f_reshape([-1])?;
+        flat.extend(Vec::<f32>::try_from(&v)?);
+    }
+    comm.all_reduce_sum_buf(CommBuf::F32(&mut flat))?;
+    let mut offset = 0;
+    for g in grads {
+        let n = g.numel();
+        let t = Tensor::f_from_slice(&flat[offset..offset + n])?
+            .f_reshape(g.size())?
+            .f_mul_scalar(scale)?
+            .f_to_kind(g.kind())?
+            .f_to_device(g.device())?;
+        let mut g = g.shallow_clone();
+        tch::no_grad(|| g.f_copy_(&t))?;
+        offset += n;
+    }
+    Ok(())
+}
+
+/// What a data-parallel SFT step did, summed over ranks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DpSftStats {
+    pub loss: f64,
+    pub global_rows: u64,
+    pub global_tokens: u64,
+    pub report: StepReport,
+}
+
+/// One data-parallel SFT step: this rank's `rows` (its shard of the global batch), token-mean
+/// NLL normalised by the global number of loss tokens, gradients summed over ranks, then the
+/// (replicated) AdamW update. Equals one process stepping on every rank's rows together.
+pub fn sft_step<C, P>(
+    comm: &C,
+    policy: &P,
+    optimizer: &mut AdamW,
+    rows: &[SftRow<P::Media>],
+    bucket_elems: usize,
+) -> Result<DpSftStats, DataParallelError>
+where
+    C: Communicator + ?Sized,
+    P: TrainablePolicy,
+{
+    optimizer.zero_grad()?;
+    let (loss, global_rows, global_tokens) = sft_gradients(comm, policy, rows, bucket_elems)?;
+    let report = optimizer.step()?;
+    Ok(DpSftStats { loss, global_rows, global_tokens, report })
+}
+
+/// The same step with ZeRO-1 optimizer sharding (see `zero1`).
+pub fn sft_step_zero1<C, P>(
+    comm: &C,
+    policy: &P,
+    optimizer: &mut super::zero1::Zero1,
+    rows: &[SftRow<P::Media>],
+    bucket_elems: usize,
+) -> Result<DpSftStats, DataParallelError>
+where
+    C: Communicator + ?Sized,
+    P: TrainablePolicy,
+{
+    optimizer.zero_grad()?;
+    let (loss, global_rows, global_tokens) = sft_gradients(comm, policy, rows, bucket_elems)?;
+    let report = optimizer.step(comm)?;
+    Ok(DpSftStats { loss, global_rows, global_tokens, report })
+}
+
+/// Forward/backward of this rank's rows with the global token-mean weight, then the gradient
+/// all-reduce. Gradients must have been zeroed. Returns (global loss, global rows, global tokens).
+pub fn sft_gradients<C, P>(
+    comm: &C,
+    policy: &P,
+    rows: &[SftRow<P::Media>],
+    bucket_elems: usize,
+) -> Result<(f64, u64, u64), DataParallelError>
+where
+    C: Communicator + ?Sized,
+    P: TrainablePolicy,
+{
+    let local_tokens: usize = rows.iter().map(SftRow::loss_tokens).sum();
+    let mut counts = [local_tokens as f64, rows.len() as f64];
+    comm.all_reduce_sum_buf(CommBuf::F64(&mut counts))?;
+    let (global_tokens, global_rows) = (counts[0].round() as u64, counts[1].round() as u64);
+    if global_rows == 0 {
+        return Err(LearnerError::Config("a data-parallel SFT step needs at least one row on some rank".into()).into());
+    }
+    let weight = 1.0 / global_tokens.max(1) as f64;
+    let device = policy.device();
+    let mut loss = 0.0f64;
+    for row in rows {
+        let mask: Vec<f32> = row.mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+        let mask = Tensor::f_from_slice(&mask)?.f_to_device(device)?;
+        let mut closure = |offset: usize, lp: &Tensor, _ent: &Tensor| -> Result<Tensor, tch::TchError> {
+            let m = mask.f_narrow(0, offset as i64, lp.size().first().copied().unwrap_or(0))?.f_to_kind(lp.kind())?;
+            let nll = lp.f_neg()?.f_mul(&m)?.f_sum(Kind::Float)?.f_mul_scalar(weight)?;
+            loss += nll.f_double_value(&[])?;
+            Ok(nll)
+        };
+        policy.forward_backward(&row.ids, &row.media, row.prompt_len, &mut closure).map_err(LearnerError::from)?;
+    }
+    all_reduce_gradients(comm, &policy.trainable_variables(), bucket_elems, false)?;
+    let mut l = [loss];
+    comm.all_reduce_sum_buf(CommBuf::F64(&mut l))?;
+    Ok((l[0], global_rows, global_tokens))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dist::comm::SingleProcess;
+
+    #[test]
+    fn shard_groups_table() {
+        struct Case {
+            tokens: &'static [u64],
+            world: u32,
+            groups: &'static [&'static [usize]],
+            loads: &'static [u64],
+        }
+        let cases = [
+            Case { tokens: &[], world: 2, groups: &[&[], &[]], loads: &[0, 0] },
+            Case { tokens: &[5], world: 3, groups: &[&[0], &[], &[]], loads: &[5, 0, 0] },
+            Case { tokens: &[10, 10, 10, 10], world: 2, groups: &[&[0, 2], &[1, 3]], loads: &[20, 20] },
+            Case { tokens: &[1, 9, 4, 6], world: 2, groups: &[&[0, 1], &[2, 3]], loads: &[10, 10] },
+            Case { tokens: &[8, 7, 6, 5, 4], world: 2, groups: &[&[0, 3, 4], &[1, 2]], loads: &[17, 13] },
+            Case { tokens: &[3, 3, 3], world: 1, groups: &[&[0, 1, 2]], loads: &[9] },
+            Case { tokens: &[100, 1, 1, 1], world: 2, groups: &[&[0], &[1, 2, 3]], loads: &[100, 3] },
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            let plan = shard_groups(c.tokens, c.world).unwrap();
+            let want: Vec<Vec<usize>> = c.groups.iter().map(|g| g.to_vec()).collect();
+            assert_eq!(plan.groups, want, "case {i}");
+            assert_eq!(plan.tokens, c.loads, "case {i}");
+        }
+        assert!(matches!(shard_groups(&[1], 0), Err(DataParallelError::EmptyWorld)));
+    }
+
+    #[test]
+    fn every_group_lands_on_exactly_one_rank_and_balance_is_bounded() {
+        let tokens: Vec<u64> = (0..37u64).map(|i| 50 + (i * 7919) % 400).collect();
+        for world in 1..=8 {
+            let plan = shard_groups(&tokens, world).unwrap();
+            let mut all: Vec<usize> = plan.groups.concat();
+            all.sort_unstable();
+            assert_eq!(all, (0..tokens.len()).collect::<Vec<_>>());
+            // LPT bound: max load ≤ mean + largest item.
+            let mean = tokens.iter().sum::<u64>() as f64 / f64::from(world);
+            let max = *plan.tokens.iter().max().unwrap() as f64;
+            assert!(max <= mean + 450.0, "world {world}: {max} vs {mean}");
+            assert!(plan.imbalance() >= 1.0);
+        }
+    }
+
+    #[test]
+    fn expected_tokens_of_a_group() {
+        assert_eq!(group_expected_tokens(100, 50.0, 8), 1200);
+        assert_eq!(group_expected_tokens(10, -3.0, 2), 20);
+    }
+
+    #[test]
+    fn single_process_gradient_reduce_keeps_or_averages() {
+        let p = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
+        let q = Tensor::from_slice(&[3.0f32]).set_requires_grad(true);
+        p.sum(Kind::Float).backward();
+        let params = vec![("p".to_string(), p.shallow_clone()), ("q".to_string(), q.shallow_clone())];
+        all_reduce_gradients(&SingleProcess, &params, 1, true).unwrap();
+        assert_eq!(Vec::<f32>::try_from(p.grad()).unwrap(), vec![1.0, 1.0]);
+        // q had no gradient: it gets zeros.
+        assert_eq!(Vec::<f32>::try_from(q.grad()).unwrap(), vec![0.0]);
+        broadcast_parameters(&SingleProcess, &params).unwrap();
+    }
+}

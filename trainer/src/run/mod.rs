@@ -1,0 +1,49 @@
+//! The stage runner behind `omnirl train` and `omnirl eval`: runs a validated recipe's stages in
+//! order in one run directory (resolved recipe, per-stage checkpoints, TensorBoard and JSONL
+//! metrics, evaluation results and `summary.json` with per-type figures before SFT, after SFT
+//! and after RL).
+//!
+//! * [`tokenizer`]: the quickstart's small byte-level tokenizer over the model's special ids;
+//! * [`episodes`]: data files as episode specs, the video opener, drivers, per-type figures;
+//! * [`stages`]: the SFT stage (expert trajectories through the real episode machinery), the RL
+//!   stage (rollouts, rows, learner step) and evaluation (results.jsonl / summary.json / .csv);
+//! * [`train`]: the run directory, stage order, model hand-over between stages, resume, summary.
+//!
+//! Left out: multi-process data parallelism (one process runs every stage), and LoRA adapters.
+
+pub mod episodes;
+pub mod stages;
+pub mod tokenizer;
+pub mod train;
+
+pub use train::{RunOptions, RunSummary, run_recipe};
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("recipe: {0}")]
+    Config(String),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("model: {0}")]
+    Model(String),
+    #[error("learner: {0}")]
+    Learner(#[from] crate::learner::LearnerError),
+    #[error("rollout: {0}")]
+    Rollout(String),
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+impl RunError {
+    pub(crate) fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> RunError + '_ {
+        move |e| RunError::Io { path: path.display().to_string(), message: e.to_string() }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename (never half-written).
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), RunError> {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).map_err(RunError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(RunError::io(path))
+}
