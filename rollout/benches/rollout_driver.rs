@@ -84,18 +84,8 @@ fn encoder() -> (Arc<dyn PromptEncoder>, &'static str) {
     let path =
         std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/omnirl/qwen25-omni-tokenizer/tokenizer.json"));
     if let Some(p) = path.filter(|p| p.exists()) {
-        let cfg = ChatConfig {
-            image: 151655,
-            video: 151656,
-            audio: 151646,
-            vision_bos: 151652,
-            vision_eos: 151653,
-            audio_bos: 151647,
-            audio_eos: 151648,
-            spatial_merge_size: 2,
-            position_id_per_seconds: 25.0,
-            seconds_per_chunk: 2.0,
-        };
+        let bytes = std::fs::read(&p).unwrap();
+        let cfg = ChatConfig::from_token_names(&bytes, "qwen tokenizer").unwrap();
         return (Arc::new(ChatTokenizer::from_file(&p, cfg).unwrap()), "qwen2.5-omni");
     }
     (Arc::new(ByteTokenizer), "byte")

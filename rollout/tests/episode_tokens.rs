@@ -131,18 +131,8 @@ fn qwen() -> Option<ChatTokenizer> {
         eprintln!("skipped: no Qwen tokenizer (run scripts/fetch_qwen_tokenizer.sh)");
         return None;
     }
-    let cfg = ChatConfig {
-        image: 151655,
-        video: 151656,
-        audio: 151646,
-        vision_bos: 151652,
-        vision_eos: 151653,
-        audio_bos: 151647,
-        audio_eos: 151648,
-        spatial_merge_size: 2,
-        position_id_per_seconds: 25.0,
-        seconds_per_chunk: 2.0,
-    };
+    let bytes = std::fs::read(&path).unwrap();
+    let cfg = ChatConfig::from_token_names(&bytes, "qwen tokenizer").unwrap();
     Some(ChatTokenizer::from_file(&path, cfg).unwrap())
 }
 
@@ -166,4 +156,20 @@ fn real_qwen_tokenizer_contexts_extend_and_match_the_template() {
     assert_eq!(enc.decode(&enc.encode_text(&text).unwrap()).unwrap(), text);
     assert_eq!(enc.generation_prompt().unwrap(), [151644, 77091, 198]);
     assert_eq!(enc.end_of_turn().unwrap(), [151645, 198]);
+}
+
+#[test]
+fn media_ids_looked_up_by_name_match_the_released_table() {
+    let Some(home) = std::env::var_os("HOME") else { return };
+    let path = std::path::Path::new(&home).join(".cache/omnirl/qwen25-omni-tokenizer/tokenizer.json");
+    if !path.exists() {
+        eprintln!("skipped: no Qwen tokenizer (run scripts/fetch_qwen_tokenizer.sh)");
+        return;
+    }
+    let cfg = ChatConfig::from_token_names(&std::fs::read(&path).unwrap(), "qwen").unwrap();
+    // qwen-omni.md §2.4: <|IMAGE|> 151655, <|VIDEO|> 151656, <|AUDIO|> 151646, <|vision_bos|> 151652,
+    // <|vision_eos|> 151653, <|audio_bos|> 151647, <|audio_eos|> 151648.
+    let got = (cfg.image, cfg.video, cfg.audio, cfg.vision_bos, cfg.vision_eos, cfg.audio_bos, cfg.audio_eos);
+    assert_eq!(got, (151655, 151656, 151646, 151652, 151653, 151647, 151648));
+    assert!(ChatConfig::from_token_names(b"{\"added_tokens\": []}", "empty").is_err());
 }

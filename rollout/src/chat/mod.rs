@@ -62,6 +62,39 @@ pub struct ChatConfig {
     pub seconds_per_chunk: f64,
 }
 
+impl ChatConfig {
+    /// The media ids looked up by their Qwen2.5-Omni names (`<|IMAGE|>`, `<|VIDEO|>`, `<|AUDIO|>`,
+    /// `<|vision_bos|>`, ...) among the added tokens of a `tokenizer.json`, with the processor's
+    /// default expansion constants (merge 2, 25 position ids per second, 2-second chunks). For
+    /// tools that have a tokenizer but no model `config.json`; with a config, use its ids.
+    pub fn from_token_names(tokenizer_json: &[u8], label: &str) -> Result<ChatConfig, ChatError> {
+        let json: Value = serde_json::from_slice(tokenizer_json)
+            .map_err(|e| ChatError::Load { path: label.to_string(), message: e.to_string() })?;
+        let added = json.get("added_tokens").and_then(Value::as_array);
+        let id = |name: &str| -> Result<u32, ChatError> {
+            added
+                .into_iter()
+                .flatten()
+                .find(|t| t.get("content").and_then(Value::as_str) == Some(name))
+                .and_then(|t| t.get("id").and_then(Value::as_u64))
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| ChatError::Ids { path: label.to_string(), message: format!("no added token `{name}`") })
+        };
+        Ok(ChatConfig {
+            image: id("<|IMAGE|>")?,
+            video: id("<|VIDEO|>")?,
+            audio: id("<|AUDIO|>")?,
+            vision_bos: id("<|vision_bos|>")?,
+            vision_eos: id("<|vision_eos|>")?,
+            audio_bos: id("<|audio_bos|>")?,
+            audio_eos: id("<|audio_eos|>")?,
+            spatial_merge_size: 2,
+            position_id_per_seconds: 25.0,
+            seconds_per_chunk: 2.0,
+        })
+    }
+}
+
 /// Every control id the renderer emits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpecialIds {
@@ -70,22 +103,8 @@ pub struct SpecialIds {
     pub media: ChatConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
-}
+/// Who wrote a message: the same type the SFT data schema uses.
+pub use crate::data::Role;
 
 /// One content part, with the sizes the processor computed for it.
 #[derive(Debug, Clone, PartialEq)]

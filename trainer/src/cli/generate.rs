@@ -25,7 +25,7 @@ use crate::model::thinker::{MediaInput, Thinker};
 use crate::model::weights::LoadOptions;
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
-use rollout::chat::{ChatConfig, ChatTokenizer, Message, Part, Role};
+use rollout::chat::{ChatTokenizer, Message, Part, Role};
 use rollout::media::inputs::{audio_inputs, clip_inputs, frames_inputs};
 use rollout::media::mel::log_mel;
 use rollout::media::{FrameRequest, ImageSizing, MediaSource, ModelInputs, VideoSampling};
@@ -118,19 +118,7 @@ pub fn chat_tokenizer(dir: &Path, th: &Thinker) -> anyhow::Result<Option<ChatTok
     if !path.is_file() {
         return Ok(None);
     }
-    let t = th.cfg.thinker();
-    let cfg = ChatConfig {
-        image: t.image_token_index,
-        video: t.video_token_index,
-        audio: t.audio_token_index,
-        vision_bos: t.vision_start_token_id,
-        vision_eos: t.vision_end_token_id,
-        audio_bos: t.audio_start_token_id,
-        audio_eos: t.audio_end_token_id,
-        spatial_merge_size: th.cfg.vision().spatial_merge_size,
-        position_id_per_seconds: f64::from(t.position_id_per_seconds),
-        seconds_per_chunk: f64::from(t.seconds_per_chunk),
-    };
+    let cfg = crate::model::chat_config(&th.cfg);
     Ok(Some(ChatTokenizer::from_file(&path, cfg)?))
 }
 

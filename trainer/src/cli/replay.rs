@@ -84,20 +84,13 @@ pub struct ReplayArgs {
     pub max_prompt_tokens: u32,
 }
 
-/// The Qwen2.5-Omni media ids and expansion constants (spec §11.2, the thinker's config.json).
-pub fn omni_chat_config() -> ChatConfig {
-    ChatConfig {
-        image: 151655,
-        video: 151656,
-        audio: 151646,
-        vision_bos: 151652,
-        vision_eos: 151653,
-        audio_bos: 151647,
-        audio_eos: 151648,
-        spatial_merge_size: 2,
-        position_id_per_seconds: 25.0,
-        seconds_per_chunk: 2.0,
-    }
+/// A chat tokenizer for a bare `tokenizer.json` (no model config at hand): the media ids are
+/// looked up by their Qwen2.5-Omni token names, never assumed.
+pub fn named_chat_tokenizer(path: &Path) -> anyhow::Result<ChatTokenizer> {
+    let label = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read tokenizer {label}: {e}"))?;
+    let config = ChatConfig::from_token_names(&bytes, &label)?;
+    Ok(ChatTokenizer::from_bytes(&bytes, config, &label)?)
 }
 
 /// Every media action fails (the video could not be opened).
@@ -200,7 +193,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         None => PromptTemplate::default_template()?,
     };
     let encoder: Option<Arc<dyn PromptEncoder>> = match &args.tokenizer {
-        Some(path) => Some(Arc::new(ChatTokenizer::from_file(path, omni_chat_config())?)),
+        Some(path) => Some(Arc::new(named_chat_tokenizer(path)?)),
         None => {
             eprintln!("omnirl replay: no --tokenizer, so the prompt-length guard (TOKEN_LIMIT_EXCEEDED) is skipped");
             None

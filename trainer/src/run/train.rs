@@ -22,7 +22,6 @@ use crate::learner::thinker::TrainableParts;
 use crate::model::{FloatDtype, KeyLayout, OmniThinkerConfig};
 use crate::recipe::sections::ModelInit;
 use crate::recipe::{DeviceKind, Recipe, Stage, StageKind};
-use rollout::chat::ChatTokenizer;
 use rollout::episode::{EpisodeSpec, PromptEncoder};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -66,8 +65,7 @@ fn device(recipe: &Recipe) -> Device {
 pub fn encoder_for(dir: &Path, stage: &Stage) -> Result<(Arc<dyn PromptEncoder>, Option<usize>), RunError> {
     let tok = stage.model.tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json"));
     if tok.is_file() {
-        let t = ChatTokenizer::from_file(&tok, crate::cli::replay::omni_chat_config())
-            .map_err(|e| RunError::Model(format!("{}: {e}", tok.display())))?;
+        let t = crate::model::chat_tokenizer_for_model(dir, &tok).map_err(RunError::Model)?;
         let limit = t.vocab_size();
         return Ok((Arc::new(t), Some(limit)));
     }
