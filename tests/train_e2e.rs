@@ -3,8 +3,8 @@
 //! responses): every stage runs, the run directory holds the resolved recipe, each training
 //! stage's final checkpoint and metrics (JSONL and TensorBoard), the eval stage's results.jsonl /
 //! summary.json / summary.csv, and summary.json has per-type figures before SFT, after SFT and
-//! after RL. Then `--resume` skips the finished stages, and a broken recipe is refused before
-//! anything is written.
+//! after RL. Then `--resume` skips the finished stages, `omnirl eval` evaluates the result with a
+//! `--max-steps` sweep, and a broken recipe is refused before anything is written.
 
 use omnirl_tests::{omnirl, repo_root};
 use serde_json::Value;
@@ -88,6 +88,22 @@ fn shortened_quickstart_runs_every_stage_and_resumes() {
     assert!(err2.contains("stage `sft`: already done"), "{err2}");
     assert!(err2.contains("stage `rl`: already done"), "{err2}");
     assert!(!tmp.path().join("quickstart-2").exists(), "resume reuses the run directory");
+
+    // `omnirl eval` on the trained checkpoint, with a two-point --max-steps sweep.
+    let ev = tmp.path().join("ev");
+    let out = omnirl()
+        .args(["eval", "--model"])
+        .arg(run.join("rl/final"))
+        .args(["--data", "data/quickstart/eval.jsonl", "--media-root", "data/quickstart", "--out"])
+        .arg(&ev)
+        .args(["--max-samples", "1", "--max-steps", "1", "--max-steps", "2", "--greedy", "--max-response-tokens", "8"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["max_steps_1/results.jsonl", "max_steps_2/summary.json", "max_steps_2/summary.csv", "sweep.csv"] {
+        assert!(ev.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(std::fs::read_to_string(ev.join("sweep.csv")).unwrap().lines().count(), 3);
 }
 
 #[test]

@@ -29,6 +29,8 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Run a recipe's stages in order (SFT, RL, eval) in one run directory.
     Train(cli::train::TrainArgs),
+    /// Evaluate a checkpoint on an eval JSONL file: results.jsonl, summary.json, summary.csv.
+    Eval(cli::eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Logprobs(args) => cli::logprobs::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Train(args) => cli::train::run(args),
+        Command::Eval(args) => cli::eval::run(args),
     };
     match result {
         Ok(code) => code,

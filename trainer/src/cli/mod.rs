@@ -1,6 +1,7 @@
 //! The `omnirl` command line: one subcommand per file.
 
 pub mod advantage;
+pub mod eval;
 pub mod generate;
 pub mod logprobs;
 pub mod media;

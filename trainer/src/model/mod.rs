@@ -26,9 +26,9 @@ pub mod weights;
 pub use config::{ConfigIssue, FloatDtype, ModelConfigError, OmniThinkerConfig, SpecialTokens};
 pub use manifest::{Component, KeyLayout, Manifest, ParamCounts, TensorRole, TensorSpec};
 
-use std::path::Path;
 use crate::report::Problem;
 use config::MAX_CONFIG_SIZE;
+use std::path::Path;
 
 /// Collects issues under one JSON key prefix.
 struct Issues<'a> {
@@ -215,6 +215,35 @@ pub fn tiny_test_config() -> OmniThinkerConfig {
         // A fixed constant covered by `fixtures_parse_and_validate`: a bug here, not bad input.
         Err(e) => unreachable!("TINY_OMNI_CONFIG_JSON does not parse: {e}"),
     }
+}
+
+/// The chat template's media ids and expansion constants from a thinker config.
+pub fn chat_config(cfg: &OmniThinkerConfig) -> rollout::chat::ChatConfig {
+    let t = cfg.thinker();
+    rollout::chat::ChatConfig {
+        image: t.image_token_index,
+        video: t.video_token_index,
+        audio: t.audio_token_index,
+        vision_bos: t.vision_start_token_id,
+        vision_eos: t.vision_end_token_id,
+        audio_bos: t.audio_start_token_id,
+        audio_eos: t.audio_end_token_id,
+        spatial_merge_size: cfg.vision().spatial_merge_size,
+        position_id_per_seconds: f64::from(t.position_id_per_seconds),
+        seconds_per_chunk: f64::from(t.seconds_per_chunk),
+    }
+}
+
+/// The chat tokenizer for `tokenizer` used with the model in `model_dir`: media ids from the
+/// model's `config.json` when it has one, else looked up by their Qwen2.5-Omni token names.
+pub fn chat_tokenizer_for_model(model_dir: &Path, tokenizer: &Path) -> Result<rollout::chat::ChatTokenizer, String> {
+    let label = tokenizer.display().to_string();
+    let bytes = std::fs::read(tokenizer).map_err(|e| format!("cannot read tokenizer {label}: {e}"))?;
+    let media = match OmniThinkerConfig::from_file(&model_dir.join("config.json")) {
+        Ok(cfg) => chat_config(&cfg),
+        Err(_) => rollout::chat::ChatConfig::from_token_names(&bytes, &label).map_err(|e| e.to_string())?,
+    };
+    rollout::chat::ChatTokenizer::from_bytes(&bytes, media, &label).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -428,33 +457,4 @@ mod tests {
             assert_eq!(got, want, "{edits}");
         }
     }
-}
-
-/// The chat template's media ids and expansion constants from a thinker config.
-pub fn chat_config(cfg: &OmniThinkerConfig) -> rollout::chat::ChatConfig {
-    let t = cfg.thinker();
-    rollout::chat::ChatConfig {
-        image: t.image_token_index,
-        video: t.video_token_index,
-        audio: t.audio_token_index,
-        vision_bos: t.vision_start_token_id,
-        vision_eos: t.vision_end_token_id,
-        audio_bos: t.audio_start_token_id,
-        audio_eos: t.audio_end_token_id,
-        spatial_merge_size: cfg.vision().spatial_merge_size,
-        position_id_per_seconds: f64::from(t.position_id_per_seconds),
-        seconds_per_chunk: f64::from(t.seconds_per_chunk),
-    }
-}
-
-/// The chat tokenizer for `tokenizer` used with the model in `model_dir`: media ids from the
-/// model's `config.json` when it has one, else looked up by their Qwen2.5-Omni token names.
-pub fn chat_tokenizer_for_model(model_dir: &Path, tokenizer: &Path) -> Result<rollout::chat::ChatTokenizer, String> {
-    let label = tokenizer.display().to_string();
-    let bytes = std::fs::read(tokenizer).map_err(|e| format!("cannot read tokenizer {label}: {e}"))?;
-    let media = match OmniThinkerConfig::from_file(&model_dir.join("config.json")) {
-        Ok(cfg) => chat_config(&cfg),
-        Err(_) => rollout::chat::ChatConfig::from_token_names(&bytes, &label).map_err(|e| e.to_string())?,
-    };
-    rollout::chat::ChatTokenizer::from_bytes(&bytes, media, &label).map_err(|e| e.to_string())
 }

@@ -59,7 +59,8 @@ impl Model {
         Ok(Model { tt: Some(tt), encoder, vocab_limit })
     }
 
-    fn thinker(&self) -> Result<&TrainableThinker, RunError> {
+    /// The thinker (for scoring and inspection).
+    pub fn thinker(&self) -> Result<&TrainableThinker, RunError> {
         self.tt.as_ref().ok_or_else(|| RunError::Model("the thinker was lost in a rollout".into()))
     }
 
@@ -119,6 +120,35 @@ fn patch_dim(model: &Model) -> Result<usize, RunError> {
     Ok(model.thinker()?.thinker.vision.patch_dim as usize)
 }
 
+/// The SFT rows of the expert's successful trajectories on `specs` (one row per stored turn).
+pub fn expert_rows(
+    model: &Model,
+    env_stage: &Stage,
+    specs: &[Arc<EpisodeSpec>],
+    seed: u64,
+) -> Result<Vec<SftRow<MediaInput>>, RunError> {
+    let end_ids = model.encoder.stop_ids();
+    let sampling = sampling(&Default::default(), env_stage.rollout.max_response_length, false, seed);
+    let drv = driver(env_stage, model.encoder.clone(), 1, sampling, seed)?;
+    let mut expert = ExpertPolicy::new(drv.settings.limits.clone(), Some(model.encoder.clone()));
+    let batch = drv
+        .run(&mut expert as &mut dyn Policy, specs, video_opener(&env_stage.preprocess))
+        .map_err(|e| RunError::Rollout(e.to_string()))?;
+    let pd = patch_dim(model)?;
+    rows_of(&batch, |t| {
+        if t.dropped.is_some() || !t.won {
+            return Ok(Vec::new());
+        }
+        t.turns
+            .iter()
+            .map(|turn| {
+                let m = turn_media(turn, pd).map_err(|e| RunError::Model(e.to_string()))?;
+                Ok(SftRow::new(&turn.prompt_ids, &turn.response_ids, &end_ids, m))
+            })
+            .collect()
+    })
+}
+
 /// The SFT stage on expert trajectories of `specs`, rolled out with `env_stage`'s environment,
 /// prompt and preprocessing (the RL stage's, so SFT and RL prompts match).
 pub fn sft(
@@ -131,26 +161,7 @@ pub fn sft(
     progress: bool,
 ) -> Result<StageReport, RunError> {
     let t0 = std::time::Instant::now();
-    let end_ids = model.encoder.stop_ids();
-    let sampling = sampling(&Default::default(), env_stage.rollout.max_response_length, false, seed);
-    let drv = driver(env_stage, model.encoder.clone(), 1, sampling, seed)?;
-    let mut expert = ExpertPolicy::new(drv.settings.limits.clone(), Some(model.encoder.clone()));
-    let batch = drv
-        .run(&mut expert as &mut dyn Policy, specs, video_opener(&env_stage.preprocess))
-        .map_err(|e| RunError::Rollout(e.to_string()))?;
-    let pd = patch_dim(model)?;
-    let rows: Vec<SftRow<MediaInput>> = rows_of(&batch, |t| {
-        if t.dropped.is_some() || !t.won {
-            return Ok(Vec::new());
-        }
-        t.turns
-            .iter()
-            .map(|turn| {
-                let m = turn_media(turn, pd).map_err(|e| RunError::Model(e.to_string()))?;
-                Ok(SftRow::new(&turn.prompt_ids, &turn.response_ids, &end_ids, m))
-            })
-            .collect()
-    })?;
+    let rows = expert_rows(model, env_stage, specs, seed)?;
     if rows.is_empty() {
         return Err(RunError::Data("the expert produced no successful trajectory to train on".into()));
     }
