@@ -164,15 +164,10 @@ pub fn steps(
     (plan, issues)
 }
 
-/// The reference's per-episode turn budget for a video of `duration` seconds.
+/// The per-episode turn budget for a video of `duration` seconds: exactly the episode's own rule
+/// (`rollout::episode::budget::effective_max_steps`), so the plan shows what the episodes will use.
 pub fn turn_budget(e: &EnvironmentConfig, duration: f64) -> u32 {
-    let max_steps = e.max_steps.unwrap_or(2);
-    if !e.dynamic_steps {
-        return max_steps;
-    }
-    let clip = e.max_clip_seconds.trunc().max(1.0);
-    let extra = if duration.is_finite() && duration > 0.0 { (duration / clip).floor() as u32 } else { 0 };
-    e.min_max_steps.saturating_add(extra).min(max_steps)
+    rollout::episode::budget::effective_max_steps(duration, &rollout::episode::EpisodeLimits::from(e))
 }
 
 /// Upper bounds on the prompt tokens one media action at its limit adds.

@@ -172,16 +172,18 @@ pub struct EnvironmentConfig {
 }
 
 impl Default for EnvironmentConfig {
+    /// The episode's own defaults (`rollout::episode::EpisodeLimits`), so each limit has one home.
     fn default() -> Self {
+        let l = rollout::episode::EpisodeLimits::default();
         EnvironmentConfig {
             max_steps: None,
-            min_max_steps: 5,
-            dynamic_steps: true,
-            max_frames: 60,
-            max_audio_seconds: 300.0,
-            max_clip_seconds: 60.0,
-            min_audio_seconds: 0.1,
-            min_clip_frames: 4,
+            min_max_steps: l.min_max_steps,
+            dynamic_steps: l.dynamic_steps,
+            max_frames: l.max_frames,
+            max_audio_seconds: l.max_audio_seconds,
+            max_clip_seconds: l.max_clip_seconds,
+            min_audio_seconds: l.min_audio_seconds,
+            min_clip_frames: l.min_clip_frames,
             strict_confidence: None,
             retry_on_format_error: true,
             delete_media_on_error: true,
