@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
-"""Generates the quickstart's tiny dataset: coloured-scene videos (some with tones, some
-silent) and questions of every type whose answers need looking or listening at the right
-moment, in the three reference formats (RL, eval, SFT).
+"""Generates the quickstart's dataset: short videos of coloured scenes, each scene with a tone,
+a spoken digit (espeak-ng) or silence, and questions of every type (MCQ, TR, NUM, SIZE) whose
+answers need the agent to look or listen at the right moment.
 
     python3 scripts/make_quickstart_data.py [--out data/quickstart] [--force]
 
-Deterministic (seeded). Needs only the ffmpeg CLI. Skips work whose outputs exist unless
---force. The SFT file holds two-turn expert trajectories (look, then answer) whose frames
-are extracted to PNG files so every media path in it exists.
+Writes `rl.jsonl` (training prompts), `eval.jsonl` (held-out videos), `sft.jsonl` (expert
+trajectories in the SFT format, frames extracted to PNG so every media path exists) and the
+videos. Deterministic (seeded); needs the ffmpeg CLI and espeak-ng. Skips videos that exist
+unless --force.
+
+Each RL line's `extra_info` carries the annotated timeline (`scenes`) and the expert's first
+action (`plan`): `omnirl train` rolls the rule-based expert (rollout::expert) out on these lines
+to make its SFT rows, writing observations from the timeline for exactly the media it asked for.
 """
 import argparse
 import json
 import random
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 COLOURS = {
@@ -21,7 +27,9 @@ COLOURS = {
     "yellow": "0xE0D020", "white": "0xF0F0F0", "purple": "0x8030C0",
 }
 TONES = {"low": 330, "middle": 550, "high": 880}
-W, H, FPS = 64, 48, 8
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+W, H, FPS, RATE = 64, 48, 4, 16000
+TRAIN_VIDEOS, EVAL_VIDEOS = 60, 12
 SYSTEM_PROMPT = (
     "You are a video analyst. Each turn, reply with one JSON object with keys observation, "
     "think, confidence and action. Actions: get_frames {start, end, num}, get_audio {start, end}, "
@@ -29,105 +37,153 @@ SYSTEM_PROMPT = (
 )
 
 
-def scenes_for(rng, with_audio):
+def scenes_for(rng, audio):
+    """3-4 scenes of 3-5 whole seconds; audio is 'tones', 'speech' (one scene speaks a digit,
+    the others carry tones) or None (a silent video)."""
     names = rng.sample(list(COLOURS), rng.randint(3, 4))
-    scenes, t = [], 0.0
-    for name in names:
-        length = float(rng.randint(3, 5))
-        tone = rng.choice(list(TONES)) if with_audio else None
-        scenes.append({"colour": name, "start": t, "end": t + length, "tone": tone})
+    speaking = rng.randrange(len(names)) if audio == "speech" else None
+    scenes, t = [], 0
+    for k, name in enumerate(names):
+        length = rng.randint(3, 5)
+        scene = {"colour": name, "start": float(t), "end": float(t + length), "tone": None, "digit": None}
+        if audio is not None:
+            if k == speaking:
+                scene["digit"] = rng.randrange(10)
+            else:
+                scene["tone"] = rng.choice(list(TONES))
+        scenes.append(scene)
         t += length
     return scenes
 
 
-def encode(path, scenes, with_audio):
+def speech_wav(digit, seconds, tmp):
+    """The digit spoken by espeak-ng, padded with silence to the scene's length (16 kHz mono)."""
+    raw = Path(tmp) / f"say_{digit}.wav"
+    if not raw.exists():
+        subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), DIGITS[digit]], check=True)
+    out = Path(tmp) / f"say_{digit}_{seconds}.wav"
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(raw), "-af",
+                    f"aresample={RATE},apad=whole_dur={seconds}", "-ac", "1", "-t", str(seconds), str(out)],
+                   check=True)
+    return out
+
+
+def encode(path, scenes, tmp):
+    audio = any(s["tone"] or s["digit"] is not None for s in scenes)
     args = ["ffmpeg", "-nostdin", "-y", "-loglevel", "error"]
     for s in scenes:
-        d = s["end"] - s["start"]
-        args += ["-f", "lavfi", "-i", f"color=c={COLOURS[s['colour']]}:s={W}x{H}:r={FPS}:d={d}"]
-    if with_audio:
+        args += ["-f", "lavfi", "-i", f"color=c={COLOURS[s['colour']]}:s={W}x{H}:r={FPS}:d={s['end'] - s['start']}"]
+    if audio:
         for s in scenes:
             d = s["end"] - s["start"]
-            args += ["-f", "lavfi", "-i", f"sine=frequency={TONES[s['tone']]}:sample_rate=16000:duration={d}"]
+            if s["digit"] is not None:
+                args += ["-i", str(speech_wav(s["digit"], int(d), tmp))]
+            else:
+                args += ["-f", "lavfi", "-i", f"sine=frequency={TONES[s['tone']]}:sample_rate={RATE}:duration={d}"]
     n = len(scenes)
     graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
-    if with_audio:
+    if audio:
         graph += ";" + "".join(f"[{n + i}:a]" for i in range(n)) + f"concat=n={n}:v=0:a=1[a]"
     args += ["-filter_complex", graph, "-map", "[v]"]
-    if with_audio:
-        args += ["-map", "[a]", "-c:a", "aac", "-b:a", "32k", "-ac", "1", "-ar", "16000"]
-    args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "28", str(path)]
+    if audio:
+        args += ["-map", "[a]", "-c:a", "aac", "-b:a", "24k", "-ac", "1", "-ar", str(RATE)]
+    args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "30", "-g", "8", str(path)]
     subprocess.run(args, check=True)
 
 
-def questions(rng, scenes, with_audio):
-    duration = scenes[-1]["end"]
-    pick = rng.choice(scenes)
-    t = round(rng.uniform(pick["start"] + 0.5, pick["end"] - 0.5), 1)
-    others = rng.sample([c for c in COLOURS if c != pick["colour"]], 3)
-    opts = others + [pick["colour"]]
-    rng.shuffle(opts)
-    letters = "ABCD"
-    out = [{
+def frames_plan(duration):
+    return {"type": "get_frames", "start": 0.0, "end": duration, "num": 8}
+
+
+def mcq_colour(scenes):
+    """The colour the video opens with; the options are the whole palette in a fixed order, so
+    the answer letter names a colour, not a position. (Questions at an arbitrary second need the
+    agent to copy the time from the question into its action, which the tiny CPU model does not
+    learn within the quickstart's budget; the start is a moment it can learn to look at.)"""
+    names = list(COLOURS)
+    return {
         "question_type": "MCQ_Colour",
-        "question": f"What colour fills the screen at {t:.1f} seconds?",
-        "options": [f"{letters[i]}. {c}" for i, c in enumerate(opts)],
-        "answer": letters[opts.index(pick["colour"])],
-        "look_at": t,
-    }, {
+        "question": "What colour fills the screen when the video starts?",
+        "options": [f"{'ABCDEF'[i]}. {c}" for i, c in enumerate(names)],
+        "answer": "ABCDEF"[names.index(scenes[0]["colour"])],
+        "plan": {"type": "get_frames", "start": 0.0, "end": 0.0, "num": 1},
+    }
+
+
+def audio_window(rng, scene):
+    a = rng.randint(int(scene["start"]), int(scene["end"]) - 2)
+    return float(a), float(a + 2)
+
+
+def questions(rng, scenes):
+    duration = scenes[-1]["end"]
+    out = [mcq_colour(scenes)]
+    pick = rng.choice(scenes)
+    out += [{
         "question_type": "TR_Colour",
         "question": f"During which time range is the screen {pick['colour']}?",
         "options": [],
         "answer": json.dumps([[pick["start"], pick["end"]]]),
-        "look_at": pick["start"],
+        "plan": frames_plan(duration),
     }, {
         "question_type": "NUM_Scenes",
         "question": "How many differently coloured scenes does the video show?",
         "options": [],
         "answer": str(len(scenes)),
-        "look_at": duration / 2,
+        "plan": frames_plan(duration),
     }, {
         "question_type": "SIZE_Duration",
-        "question": f"For how many seconds is the screen {pick['colour']}?",
+        "question": f"For how many seconds is the screen {rng.choice(scenes)['colour']}?",
         "options": [],
-        "answer": f"{pick['end'] - pick['start']:.1f}",
-        "look_at": pick["start"],
+        "answer": None,
+        "plan": frames_plan(duration),
     }]
-    if with_audio:
-        tones = list(TONES)
+    size = out[-1]
+    colour = size["question"].split("screen ")[1].rstrip("?")
+    s = next(x for x in scenes if x["colour"] == colour)
+    size["answer"] = f"{s['end'] - s['start']:g}"
+    if scenes[0]["tone"]:
+        names = list(TONES)
         out.append({
             "question_type": "MCQ_Tone",
-            "question": f"Which tone is heard at {t:.1f} seconds?",
-            "options": [f"{letters[i]}. {name} ({TONES[name]} Hz)" for i, name in enumerate(tones)],
-            "answer": letters[tones.index(pick["tone"])],
-            "look_at": t,
+            "question": "Which tone is heard during the first two seconds?",
+            "options": [f"{'ABC'[i]}. {name}" for i, name in enumerate(names)],
+            "answer": "ABC"[names.index(scenes[0]["tone"])],
+            "plan": {"type": "get_audio", "start": 0.0, "end": 2.0},
+        })
+    spoken = [s for s in scenes if s["digit"] is not None]
+    if spoken:
+        s = spoken[0]
+        a, b = audio_window(rng, s)
+        out.append({
+            "question_type": "NUM_Digit",
+            "question": f"Which digit is spoken from {a:g} to {b:g} seconds?",
+            "options": [],
+            "answer": str(s["digit"]),
+            "plan": {"type": "get_audio", "start": a, "end": b},
         })
     return out
 
 
-def expert_turns(q, video, duration, media_dir, media_rel, stem, scenes):
-    """Two turns: sample 4 frames over the whole video, then answer."""
-    times = [round(duration * (i + 0.5) / 4, 2) for i in range(4)]
-    frames = []
-    for t in times:
-        png = media_dir / f"{stem}_{int(t * 100):05d}.png"
-        if not png.exists():
-            subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-ss", f"{t}", "-i", str(video),
-                            "-frames:v", "1", str(png)], check=True)
-        frames.append((t, f"{media_rel}/{png.name}"))
-    seen = "; ".join(f"{t:.2f}s {next(s['colour'] for s in scenes if s['start'] <= t < s['end'])}" for t, _ in frames)
-    act1 = {"observation": "Nothing inspected yet.", "think": "Scan the whole video first.", "confidence": 0.1,
-            "action": {"type": "get_frames", "start": 0.0, "end": duration, "num": 4}}
-    act2 = {"observation": f"[Frames] {seen}.", "think": "The frames settle the question.", "confidence": 0.95,
-            "action": {"type": "answer", "content": q["answer"]}}
-    user = {"role": "user", "content": [{"type": "text", "text": f"Question: {q['question']}"}]}
-    media_msg = {"role": "user", "content": [{"type": "text", "text": f"Frames 0.00s-{duration:.2f}s (num=4)."}]}
-    for t, rel in frames:
-        media_msg["content"] += [{"type": "text", "text": f"Frame {t:.2f}s:"}, {"type": "image", "image": rel}]
+def sft_turns(q, video, media_dir, stem, scenes):
+    """The SFT file's view of an MCQ colour question: look at the asked moment, then answer."""
+    t = q["plan"]["start"]
+    png = media_dir / f"{stem}_{int(t * 100):05d}.png"
+    if not png.exists():
+        subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-ss", f"{t}", "-i", str(video),
+                        "-frames:v", "1", str(png)], check=True)
+    colour = next(s["colour"] for s in scenes if s["start"] <= t < s["end"])
+    letter = q["answer"]
+    act1 = {"observation": "Nothing seen yet.", "think": "Look at the asked moment.", "confidence": 0.1,
+            "action": q["plan"]}
+    act2 = {"observation": f"{t:g}s {colour}.", "think": f"{colour} is option {letter}.", "confidence": 0.9,
+            "action": {"type": "answer", "content": letter}}
     system = {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]}
-    turn1 = [system, user]
+    user = {"role": "user", "content": [{"type": "text", "text": f"Question: {q['question']}"}]}
+    media_msg = {"role": "user", "content": [{"type": "text", "text": f"Frame {t:.2f}s:"},
+                                             {"type": "image", "image": f"media/{png.name}"}]}
     turn2 = [system, user, {"role": "assistant", "content": [{"type": "text", "text": json.dumps(act1)}]}, media_msg]
-    return [(turn1, json.dumps(act1), 0.0, False), (turn2, json.dumps(act2), 1.0, True)]
+    return [([system, user], json.dumps(act1), 0.0, False), (turn2, json.dumps(act2), 1.0, True)]
 
 
 def main():
@@ -142,36 +198,40 @@ def main():
     media_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     rl, ev, sft = [], [], []
-    for i in range(12):
-        with_audio = i % 3 != 2
-        scenes = scenes_for(rng, with_audio)
-        duration = scenes[-1]["end"]
-        name = f"scene_{i:02d}.mp4"
-        path = videos_dir / name
-        if args.force or not path.exists():
-            encode(path, scenes, with_audio)
-        held_out = i >= 9
-        for j, q in enumerate(questions(rng, scenes, with_audio)):
-            common = {"question_type": q["question_type"], "question": q["question"], "options": q["options"],
-                      "answer": q["answer"], "video": f"videos/{name}", "data_source": "quickstart"}
-            if held_out:
-                ev.append({**common, "ability": q["question_type"].split("_")[1].lower()})
-                continue
-            rl.append({"prompt": [{"content": "", "role": "user"}], **common, "fps": float(FPS),
-                       "duration_seconds": duration, "has_audio": with_audio, "ability": "agent",
-                       "extra_info": {"index": len(rl), "scenes": scenes}})
-            traj = f"qs-{i:02d}-{j}"
-            for step, (raw, output, reward, done) in enumerate(
-                    expert_turns(q, path, duration, media_dir, "media", f"scene_{i:02d}", scenes), start=1):
-                sft.append({"question_id": f"qs_{i}_{j}", "traj_id": traj, "step": step, "raw_input": raw,
-                            "output": output, "step_reward": reward, "done": done, "episode_reward": 1.0,
-                            "extra_info": {"video": f"videos/{name}", "question_type": q["question_type"],
-                                           "has_audio": with_audio, "duration_seconds": duration}})
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(TRAIN_VIDEOS + EVAL_VIDEOS):
+            audio = [None, "tones", "speech"][i % 3]
+            scenes = scenes_for(rng, audio)
+            duration = scenes[-1]["end"]
+            name = f"scene_{i:02d}.mp4"
+            path = videos_dir / name
+            if args.force or not path.exists():
+                encode(path, scenes, tmp)
+            held_out = i >= TRAIN_VIDEOS
+            for j, q in enumerate(questions(rng, scenes)):
+                common = {"question_type": q["question_type"], "question": q["question"], "options": q["options"],
+                          "answer": q["answer"], "video": f"videos/{name}", "data_source": "quickstart"}
+                if held_out:
+                    ev.append({**common, "ability": q["question_type"].split("_")[1].lower()})
+                    continue
+                rl.append({"prompt": [{"content": "", "role": "user"}], **common, "fps": float(FPS),
+                           "duration_seconds": duration, "has_audio": audio is not None, "ability": "agent",
+                           "extra_info": {"index": len(rl), "scenes": scenes, "plan": q["plan"]}})
+                if q["question_type"] != "MCQ_Colour" or i >= 24:
+                    continue
+                for step, (raw, output, reward, done) in enumerate(
+                        sft_turns(q, path, media_dir, f"scene_{i:02d}", scenes), start=1):
+                    sft.append({"question_id": f"qs_{i}_{j}", "traj_id": f"qs-{i:02d}-{j}", "step": step,
+                                "raw_input": raw, "output": output, "step_reward": reward, "done": done,
+                                "episode_reward": 1.0,
+                                "extra_info": {"video": f"videos/{name}", "question_type": q["question_type"],
+                                               "has_audio": audio is not None, "duration_seconds": duration}})
     for fname, rows in (("rl.jsonl", rl), ("eval.jsonl", ev), ("sft.jsonl", sft)):
         with open(out / fname, "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
-    print(f"quickstart data in {out}: {len(rl)} RL samples, {len(ev)} eval samples, {len(sft)} SFT turns", file=sys.stderr)
+    print(f"quickstart data in {out}: {len(rl)} RL samples, {len(ev)} eval samples, {len(sft)} SFT turns",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

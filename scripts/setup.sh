@@ -30,6 +30,8 @@ APT_PACKAGES=(
   libavfilter-dev libavdevice-dev ffmpeg
   libopenmpi-dev openmpi-bin
   espeak-ng
+  # headless browser for the `omnirl report` page test (tests/report_cli.rs)
+  chromium
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

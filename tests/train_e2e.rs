@@ -14,6 +14,7 @@ const SHORT: &[&str] = &[
     "stages.sft.schedule.max_steps=2",
     "stages.sft.data.max_samples=4",
     "stages.rl.schedule.max_steps=1",
+    "stages.rl.data.max_samples=8",
     "stages.rl.rollout.prompts_per_step=2",
     "stages.rl.rollout.group_size=2",
     "stages.rl.rollout.max_response_length=24",
@@ -46,7 +47,10 @@ fn shortened_quickstart_runs_every_stage_and_resumes() {
     for f in [
         "recipe.yaml",
         "init/config.json",
+        "init/tokenizer.json",
         "sft/final/config.json",
+        "sft/final/tokenizer.json",
+        "rl/final/tokenizer.json",
         "sft/final/model.safetensors",
         "sft/metrics.jsonl",
         "rl/final/model.safetensors",

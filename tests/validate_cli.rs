@@ -179,7 +179,7 @@ fn reference_environment_variables_point_a_shipped_recipe_at_real_files() {
         ]
     );
     assert_eq!(json["recipe"]["stages"][0]["environment"]["max_steps"], 30);
-    assert_eq!(json["plan"]["stages"][0]["steps"]["steps_per_epoch"], 5); // 42 samples / 8, drop_last
+    assert_eq!(json["plan"]["stages"][0]["steps"]["steps_per_epoch"], 36); // 294 samples / 8, drop_last
 }
 
 #[test]
@@ -263,11 +263,11 @@ fn batch_arithmetic_against_the_world_size() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].0, "--set stages[0].rollout.prompts_per_step=many");
     // A dataset smaller than one step is an error, not a silent zero-step run.
-    let (_, json) = validate_json(&recipe, &[], &["stages[0].rollout.prompts_per_step=64"]);
+    let (_, json) = validate_json(&recipe, &[], &["stages[0].rollout.prompts_per_step=512"]);
     assert!(
         errors(&json)
             .iter()
-            .any(|(l, m)| l == "--set stages[0].rollout.prompts_per_step=64" && m.contains("42 valid samples")),
+            .any(|(l, m)| l == "--set stages[0].rollout.prompts_per_step=512" && m.contains("294 valid samples")),
         "{:?}",
         errors(&json)
     );

@@ -136,6 +136,7 @@ fn main() {
                 answer: "B".into(),
                 meta: VideoMeta { duration: secs as f64, fps: Some(25.0), has_audio: *has_audio },
                 data_source: None,
+                annotations: None,
             })
         })
         .collect();

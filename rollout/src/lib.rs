@@ -5,6 +5,7 @@ pub mod chat;
 pub mod data;
 pub mod driver;
 pub mod episode;
+pub mod expert;
 pub mod media;
 pub mod policy;
 pub mod prompt;

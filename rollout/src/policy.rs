@@ -5,9 +5,10 @@
 //!
 //! Two policies live here, for tests and SFT data synthesis:
 //! * [`ScriptedPolicy`] replays given responses (per sample, turn by turn) or asks a closure;
-//! * [`ExpertPolicy`] is a rule-based expert that reads the ground truth: it scans the video
-//!   with frames, listens (or watches a clip when the video is silent), then answers with the
-//!   ground truth, inside every limit of the episode.
+//! * [`ExpertPolicy`] is a rule-based expert that reads the ground truth: on samples with an
+//!   annotated timeline it follows [`crate::expert::Timeline`] (look where the plan says,
+//!   describe it, answer); otherwise it scans the video with frames, listens (or watches a clip
+//!   when the video is silent), then answers with the ground truth, inside every limit.
 //!
 //! Both return log-prob 0 (probability 1) and entropy 0 for every token, encode their text with
 //! the episode's [`PromptEncoder`] so trajectories stay token-exact, and also return the text
@@ -167,6 +168,9 @@ impl ExpertPolicy {
     /// The expert's response at a context.
     pub fn respond(&self, info: &ContextInfo<'_>) -> String {
         let spec = info.spec;
+        if let Some(timeline) = spec.annotations.as_ref().and_then(crate::expert::Timeline::from_annotations) {
+            return timeline.respond(spec, info.step, &expert_answer(spec));
+        }
         let d = spec.meta.duration.max(0.0);
         let last = info.step >= info.max_steps || info.step >= 3;
         let (observation, think, confidence, action) = if last && info.step > 1 {

@@ -70,6 +70,7 @@ fn the_example_sft_trajectory_replays_message_for_message() {
             has_audio: info["has_audio"].as_bool().unwrap(),
         },
         data_source: None,
+        annotations: None,
     };
     let env = VideoEnv::open(&spec.video, Some(spec.meta.duration), spec.meta.has_audio).unwrap();
     let template = PromptTemplate::default_template().unwrap();

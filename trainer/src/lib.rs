@@ -2,6 +2,7 @@
 //! runtime, checkpoints, recipes and the plan (`omnirl validate`), and the CLI.
 
 pub mod algo;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod dist;
@@ -13,3 +14,5 @@ pub mod plan;
 pub mod recipe;
 pub mod report;
 pub mod run;
+pub mod run_report;
+pub mod synth;

@@ -31,6 +31,14 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Evaluate a checkpoint on an eval JSONL file: results.jsonl, summary.json, summary.csv.
     Eval(cli::eval::EvalArgs),
+    /// Best-of-N SFT data: roll out a policy on RL questions, keep verified, audited trajectories.
+    Synth(cli::synth::SynthArgs),
+    /// Performance suite: learner / decode throughput, encoders, RL memory, CUDA parity, NCCL.
+    Bench(cli::bench::BenchArgs),
+    /// Run one episode on a video with a checkpoint, printing each turn live; writes trajectory.json.
+    Infer(cli::infer::InferArgs),
+    /// Write a self-contained HTML report of a run directory (curves, figures, trajectories).
+    Report(cli::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +53,10 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::replay::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Eval(args) => cli::eval::run(args),
+        Command::Synth(args) => cli::synth::run(args),
+        Command::Bench(args) => cli::bench::run(args),
+        Command::Infer(args) => cli::infer::run(args),
+        Command::Report(args) => cli::report::run(args),
     };
     match result {
         Ok(code) => code,

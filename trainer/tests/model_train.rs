@@ -284,6 +284,7 @@ fn the_thinker_is_a_rollout_policy() {
         answer: "A".into(),
         meta: rollout::episode::validate::VideoMeta { duration: 1.0, fps: None, has_audio: false },
         data_source: None,
+        annotations: None,
     };
     let media = [item];
     let info = ContextInfo { episode: 0, sample: 0, copy: 0, step: 1, max_steps: 3, spec: &spec, history: &[] };

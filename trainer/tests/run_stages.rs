@@ -1,12 +1,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The stage runner's pieces on the quickstart: the small tokenizer round-trips text and lays out
-//! media by the config's ids; and after a few SFT steps on one expert row, greedy generation from
-//! that row's prompt reproduces the target as far as teacher forcing is sure of every token (the
-//! sampler and the training forward agree).
+//! The stage runner's pieces on the quickstart: the small byte tokenizer round-trips text and lays
+//! out media by a config's ids; the quickstart's BPE is trained on the expert's trajectories with
+//! the control tokens at the config's ids; and after a few SFT steps on one expert row, greedy
+//! generation from that row's prompt reproduces the target as far as teacher forcing is sure of
+//! every token (the sampler and the training forward agree).
 
 use rollout::episode::PromptEncoder;
 use std::path::PathBuf;
-use std::sync::Arc;
 use tch::Device;
 use trainer::checkpoint::{RandomCheckpointOptions, write_random_checkpoint_with};
 use trainer::learner::TrainablePolicy;
@@ -15,17 +15,46 @@ use trainer::learner::{SftLearner, SftOptions};
 use trainer::model::generate::{Prompt, SamplingParams, generate};
 use trainer::model::{FloatDtype, KeyLayout, OmniThinkerConfig};
 use trainer::recipe::StageKind;
+use trainer::run::bpe::{config_wants_trained_bpe, train_bpe};
 use trainer::run::episodes::rl_specs;
-use trainer::run::stages::{Model, expert_rows};
+use trainer::run::stages::{Model, expert_corpus, expert_rows};
 use trainer::run::tokenizer::SmallTokenizer;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The quickstart config with its control ids moved above the byte range (4000-4010).
+fn byte_tokenizer_config(dir: &std::path::Path) -> OmniThinkerConfig {
+    let text = std::fs::read_to_string(root().join("data/quickstart/tiny_thinker.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let th = v["thinker_config"].as_object_mut().unwrap();
+    for (key, id) in [
+        ("pad_token_id", 4000),
+        ("bos_token_id", 4001),
+        ("eos_token_id", 4002),
+        ("audio_token_index", 4003),
+        ("audio_start_token_id", 4004),
+        ("audio_end_token_id", 4005),
+        ("vision_start_token_id", 4006),
+        ("vision_end_token_id", 4007),
+        ("vision_token_id", 4008),
+        ("image_token_index", 4009),
+        ("video_token_index", 4010),
+    ] {
+        th.insert(key.into(), id.into());
+    }
+    th.get_mut("text_config").unwrap()["vocab_size"] = 4096.into();
+    let path = dir.join("config.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    OmniThinkerConfig::from_file(&path).unwrap()
+}
+
 #[test]
 fn small_tokenizer_uses_the_config_ids() {
-    let cfg = OmniThinkerConfig::from_file(&root().join("data/quickstart/tiny_thinker.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = byte_tokenizer_config(dir.path());
+    assert!(!config_wants_trained_bpe(&cfg));
     let t = SmallTokenizer::from_config(&cfg).unwrap();
     assert_eq!((t.im_start, t.im_end, t.end_of_text), (4001, 4002, 4000));
     assert_eq!(t.vocab_limit(), 4011);
@@ -49,10 +78,18 @@ fn sft_on_expert_rows_is_what_greedy_generation_reproduces() {
         write_config: true,
     };
     write_random_checkpoint_with(&cfg, dir.path(), 1, &opts).unwrap();
-    let tok = SmallTokenizer::from_config(&cfg).unwrap();
-    let limit = tok.vocab_limit();
-    let model = Model::load(dir.path(), TrainableParts::rl(), Device::Cpu, Arc::new(tok), Some(limit)).unwrap();
+    assert!(config_wants_trained_bpe(&cfg));
     let specs = rl_specs(&rl.data.train_files, rl.data.media_root.as_deref()).unwrap();
+    let corpus = expert_corpus(rl, &specs[..16], 1).unwrap();
+    let json = train_bpe(&corpus, cfg.text().vocab_size).unwrap();
+    std::fs::write(dir.path().join("tokenizer.json"), json).unwrap();
+    let (tok, vocab) = trainer::run::train::encoder_for(dir.path(), rl).unwrap();
+    let limit = vocab.unwrap();
+    assert!(limit <= cfg.text().vocab_size);
+    let ids = tok.encode_text("{\"observation\": \"Nothing seen yet.\"}").unwrap();
+    assert!(ids.len() <= 12, "34 bytes of the expert's phrasing are a few tokens: {ids:?}");
+    assert_eq!(tok.stop_ids()[0], 2, "<|im_end|> is id 2, as the config says");
+    let model = Model::load(dir.path(), TrainableParts::rl(), Device::Cpu, tok.clone(), Some(limit)).unwrap();
     let rows = expert_rows(&model, rl, &specs[..1], 1).unwrap();
     assert!(rows.len() >= 2, "{} rows", rows.len());
     let row = rows[0].clone();
@@ -94,7 +131,7 @@ fn sft_on_expert_rows_is_what_greedy_generation_reproduces() {
         same >= sure,
         "loss {loss:.4}; greedy agrees on {same} of {} target tokens; low teacher-forced log-probs at {bad:?}\n gen {:?}\n want {:?}",
         target.len(),
-        String::from_utf8_lossy(&out[0].ids.iter().filter_map(|&x| u8::try_from(x).ok()).collect::<Vec<u8>>()),
-        String::from_utf8_lossy(&target.iter().filter_map(|&x| u8::try_from(x).ok()).collect::<Vec<u8>>()),
+        tok.decode(&out[0].ids).unwrap(),
+        tok.decode(target).unwrap(),
     );
 }

@@ -5,7 +5,7 @@
 //! Left out: cancelling media jobs of dropped episodes (a job that finishes for an episode
 //! that is no longer waiting is ignored).
 
-use super::{Driver, MediaOpener, RolloutBatch, RolloutStats};
+use super::{Driver, MediaOpener, RolloutBatch, RolloutStats, StepEvent, StepObserver};
 use crate::episode::{
     Begin, Episode, EpisodeSpec, MediaEnv, MediaFailure, MediaItem, Message, Observation, PendingMedia, Response,
     SegmentSpan, StepOutcome, extract,
@@ -76,6 +76,8 @@ impl Live {
 type MediaResult = (usize, Result<Observation, MediaFailure>, f64);
 
 pub(super) struct Runner<'d> {
+    /// Called after every physical step (`Driver::run_observed`).
+    pub(super) observer: Option<&'d mut StepObserver<'d>>,
     driver: &'d Driver,
     pool: rayon::ThreadPool,
     opener: Arc<MediaOpener>,
@@ -90,7 +92,7 @@ impl<'d> Runner<'d> {
     pub(super) fn new(driver: &'d Driver, pool: rayon::ThreadPool, opener: Arc<MediaOpener>, lives: Vec<Live>) -> Self {
         let (tx, rx) = channel();
         let stats = RolloutStats { episodes: lives.len(), ..RolloutStats::default() };
-        Runner { driver, pool, opener, lives, tx, rx, stats, cursor: 0 }
+        Runner { observer: None, driver, pool, opener, lives, tx, rx, stats, cursor: 0 }
     }
 
     pub(super) fn run(&mut self, policy: &mut dyn Policy) {
@@ -259,6 +261,23 @@ impl<'d> Runner<'d> {
 
     fn record(&mut self, i: usize, captured: Captured, generation: Generation, text: String, outcome: StepOutcome) {
         self.stats.steps += 1;
+        if let Some(observe) = self.observer.as_mut() {
+            let live = &self.lives[i];
+            observe(&StepEvent {
+                episode: i,
+                sample: live.sample,
+                copy: live.copy,
+                spec: live.ep.spec(),
+                cur_step: captured.cur_step,
+                prompt_ids: &captured.prompt_ids,
+                messages: captured.messages.as_deref(),
+                media: &captured.media,
+                response: &text,
+                response_ids: &generation.ids,
+                outcome: &outcome,
+                history: live.ep.history(),
+            });
+        }
         let live = &mut self.lives[i];
         live.traj.physical_steps = live.ep.steps_taken();
         live.traj.retries = live.ep.retries();

@@ -23,12 +23,17 @@
 //! as a video ffmpeg cannot read is in the reference. A policy error drops the episodes of
 //! that batch and the run goes on.
 //!
+//! [`Driver::run_observed`] also hands every physical step (stored or not) to a caller's
+//! observer as it is applied ([`StepEvent`]), for live traces (`omnirl infer`).
+//!
 //! Left out: padding batches to a multiple of the world size (the trainer's business) and
 //! distributing episodes over ranks.
 
 mod live;
 
-use crate::episode::{EpisodeSettings, EpisodeSpec, MediaEnv, MediaFailure, PromptEncoder};
+use crate::episode::{
+    EpisodeSettings, EpisodeSpec, MediaEnv, MediaFailure, MediaItem, Message, PromptEncoder, StepOutcome,
+};
 use crate::policy::{Policy, Sampling};
 use crate::prompt::PromptTemplate;
 use crate::trajectory::Trajectory;
@@ -125,6 +130,33 @@ pub enum DriverError {
     Config,
 }
 
+/// One physical step as the driver applied it (stored for training or not).
+#[derive(Debug, Clone, Copy)]
+pub struct StepEvent<'a> {
+    /// Index of the episode in the run, and its prompt (sample) and copy.
+    pub episode: usize,
+    pub sample: usize,
+    pub copy: usize,
+    pub spec: &'a EpisodeSpec,
+    /// Physical steps taken before this one.
+    pub cur_step: u32,
+    /// The prompt the response was generated from.
+    pub prompt_ids: &'a [u32],
+    /// The same context as messages, when [`DriverConfig::record_messages`] is on.
+    pub messages: Option<&'a [Message]>,
+    /// The raw media of the prompt.
+    pub media: &'a [Arc<MediaItem>],
+    pub response: &'a str,
+    pub response_ids: &'a [u32],
+    pub outcome: &'a StepOutcome,
+    /// The episode's history after the step: the environment's feedback is what follows the
+    /// last assistant message.
+    pub history: &'a [Message],
+}
+
+/// What [`Driver::run_observed`] calls after each step.
+pub type StepObserver<'o> = dyn FnMut(&StepEvent<'_>) + 'o;
+
 /// Runs episodes for a policy.
 pub struct Driver {
     pub settings: Arc<EpisodeSettings>,
@@ -150,6 +182,28 @@ impl Driver {
         prompts: &[Arc<EpisodeSpec>],
         opener: Arc<MediaOpener>,
     ) -> Result<RolloutBatch, DriverError> {
+        self.run_with(policy, prompts, opener, None)
+    }
+
+    /// [`run`](Self::run), calling `observer` after every physical step, in the order the steps
+    /// are applied (on the calling thread).
+    pub fn run_observed<'o>(
+        &'o self,
+        policy: &mut dyn Policy,
+        prompts: &[Arc<EpisodeSpec>],
+        opener: Arc<MediaOpener>,
+        observer: &'o mut StepObserver<'o>,
+    ) -> Result<RolloutBatch, DriverError> {
+        self.run_with(policy, prompts, opener, Some(observer))
+    }
+
+    fn run_with<'o>(
+        &'o self,
+        policy: &mut dyn Policy,
+        prompts: &[Arc<EpisodeSpec>],
+        opener: Arc<MediaOpener>,
+        observer: Option<&'o mut StepObserver<'o>>,
+    ) -> Result<RolloutBatch, DriverError> {
         let cfg = &self.config;
         if cfg.group_size == 0 || cfg.max_batch == 0 {
             return Err(DriverError::Config);
@@ -169,6 +223,7 @@ impl Driver {
             }
         }
         let mut runner = Runner::new(self, pool, opener, lives);
+        runner.observer = observer;
         runner.run(policy);
         Ok(runner.finish())
     }

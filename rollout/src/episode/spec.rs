@@ -28,6 +28,9 @@ pub struct EpisodeSpec {
     pub answer: String,
     pub meta: VideoMeta,
     pub data_source: Option<String>,
+    /// The sample's `extra_info` (RL lines): annotations a scripted expert may read (the
+    /// quickstart's timeline); never shown to a model policy.
+    pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl EpisodeSpec {
@@ -43,6 +46,7 @@ impl EpisodeSpec {
             answer: sample.answer.clone(),
             meta: VideoMeta { duration: sample.duration_seconds, fps: Some(sample.fps), has_audio: sample.has_audio },
             data_source: sample.data_source.clone(),
+            annotations: sample.extra_info.clone(),
         }
     }
 
@@ -58,6 +62,7 @@ impl EpisodeSpec {
             answer: sample.answer.clone(),
             meta,
             data_source: sample.data_source.clone(),
+            annotations: None,
         }
     }
 }

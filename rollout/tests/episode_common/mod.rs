@@ -96,6 +96,7 @@ pub fn spec(video: &Path, qtype: QuestionType, answer: &str, duration: f64, fps:
         answer: answer.into(),
         meta: VideoMeta { duration, fps: Some(fps), has_audio },
         data_source: None,
+        annotations: None,
     }
 }
 

@@ -1,39 +1,64 @@
-//! `omnirl eval --model DIR --data FILE [--media-root DIR] [--out DIR] [--max-steps N]...
-//! [--recipe-like overrides]`: evaluates a checkpoint on an eval-format JSONL file (spec §10),
-//! one episode per sample, and writes `results.jsonl`, `summary.json` and `summary.csv` to
-//! `--out` (default `eval-out/`). Several `--max-steps` values run a test-time-scaling sweep,
-//! one sub-directory `max_steps_N/` each, plus `sweep.csv` (accuracy and mean reward per value).
+//! `omnirl eval RECIPE [--set k=v]... | --model DIR --data FILE` with `[--media-root DIR]
+//! [--out DIR] [--max-steps N[,N...]]... [--max-samples N] [--greedy] [--max-response-tokens N]
+//! [--seed N]`: evaluates a checkpoint (spec §10), one episode per sample, and writes
+//! `results.jsonl`, `summary.json` and `summary.csv` to `--out` (default `eval-out/`).
 //!
-//! Settings are the evaluation defaults of an `eval` stage (spec §11.5: temperature 1, top-k 20,
-//! top-p 0.95) unless `--greedy`. Left out: the `omnirl eval RECIPE` form (a recipe's eval stage
-//! writes the same files under `omnirl train`).
+//! * Plain form: `--model` and `--data` (eval-format JSONL) with the evaluation defaults of an
+//!   `eval` stage (spec §11.5: temperature 1, top-k 20, top-p 0.95), 1024 response tokens, seed 42.
+//! * Recipe form: the recipe is validated first, exactly as `omnirl validate` does it (with the
+//!   `--set` and environment overrides); on any error the problems are printed and the exit
+//!   status is 1. The stage evaluated is the recipe's last eval stage with `val_files`, else its
+//!   last rl stage with `val_files`; its files, media root, `max_samples`, environment,
+//!   preprocessing, validation sampling and response length apply, the recipe's seed and device
+//!   too; `--data`, `--media-root`, `--max-samples`, `--max-response-tokens`, `--greedy`,
+//!   `--seed` override them. The model, in order: `--model DIR`; else the result the stage
+//!   evaluates under `omnirl train` (an eval stage: its `model.from_stage`, else the last
+//!   training stage before it; an rl stage: its own result), taken as `<stage>/final` from the
+//!   newest run directory of the recipe under `output_dir` that has it; else, when no training
+//!   stage is involved, the stage's `model.path` (under `model.base_path`).
+//!
+//! Several `--max-steps` values (repeated, or a comma list) run a test-time-scaling sweep: one
+//! sub-directory `max_steps_N/` each with the three files, plus `sweep.csv` and `sweep.json`
+//! (one row per value: samples, accuracy, mean reward, turns, frames, seconds of media, runtime
+//! error rate). One value writes into `max_steps_N/` without the sweep table.
+//!
+//! Left out: evaluating several stages of a recipe in one call (the last eligible one is taken).
 
+use crate::dry_run;
 use crate::learner::thinker::TrainableParts;
-use crate::recipe::{Stage, StageKind};
+use crate::recipe::sections::ModelInit;
+use crate::recipe::{DeviceKind, Recipe, Stage, StageKind};
+use crate::run::consumption::consumption;
 use crate::run::episodes::eval_specs;
 use crate::run::stages::{Model, evaluate, write_eval_outputs};
 use crate::run::train::{describe, encoder_for};
 use crate::run::write_atomic;
 use clap::Args;
-use std::path::PathBuf;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    /// Recipe YAML: evaluate its eval stage (or its last rl stage's validation files).
+    pub recipe: Option<PathBuf>,
+    /// Override a recipe key (with RECIPE; repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "recipe")]
+    pub sets: Vec<String>,
     /// Checkpoint directory (config.json + safetensors; tokenizer.json when it has one).
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(long, required_unless_present = "recipe")]
+    pub model: Option<PathBuf>,
     /// Eval-format JSONL file.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required_unless_present = "recipe")]
+    pub data: Option<PathBuf>,
     /// Directory relative video paths resolve against.
     #[arg(long)]
     pub media_root: Option<PathBuf>,
     /// Output directory.
     #[arg(long, default_value = "eval-out")]
     pub out: PathBuf,
-    /// Turn budget; repeat for a sweep.
-    #[arg(long = "max-steps")]
+    /// Turn budget; several values (repeated or comma-separated) run a sweep.
+    #[arg(long = "max-steps", value_delimiter = ',')]
     pub max_steps: Vec<u32>,
     /// Evaluate at most this many samples.
     #[arg(long)]
@@ -41,28 +66,154 @@ pub struct EvalArgs {
     /// Greedy decoding instead of the evaluation sampling.
     #[arg(long)]
     pub greedy: bool,
-    /// Most response tokens per turn.
-    #[arg(long, default_value_t = 1024)]
-    pub max_response_tokens: u32,
+    /// Most response tokens per turn (default 1024, or the recipe stage's).
+    #[arg(long)]
+    pub max_response_tokens: Option<u32>,
+    /// Sampling seed (default 42, or the recipe's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// What to evaluate, and how.
+struct Plan {
+    stage: Stage,
+    files: Vec<PathBuf>,
+    media_root: Option<PathBuf>,
+    max_samples: Option<usize>,
+    model: PathBuf,
+    seed: u64,
+    device: tch::Device,
+}
+
+fn any_device() -> tch::Device {
+    if tch::Cuda::is_available() { tch::Device::Cuda(0) } else { tch::Device::Cpu }
+}
+
+fn plain_plan(args: &EvalArgs) -> anyhow::Result<Plan> {
+    let (Some(model), Some(data)) = (&args.model, &args.data) else {
+        anyhow::bail!("give a RECIPE, or both --model DIR and --data FILE");
+    };
+    let mut stage = Stage { kind: Some(StageKind::Eval), ..Stage::default() };
+    stage.resolve_defaults();
+    stage.rollout.max_response_length = 1024;
+    Ok(Plan {
+        stage,
+        files: vec![data.clone()],
+        media_root: args.media_root.clone(),
+        max_samples: args.max_samples,
+        model: model.clone(),
+        seed: 42,
+        device: any_device(),
+    })
+}
+
+/// The newest run directory of `recipe` holding `<stage>/final/config.json`.
+fn newest_result(recipe: &Recipe, stage: &str) -> Option<PathBuf> {
+    std::fs::read_dir(&recipe.output_dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&recipe.name) && e.path().join("recipe.yaml").is_file())
+        .map(|e| e.path().join(stage).join("final"))
+        .filter(|p| p.join("config.json").is_file())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+}
+
+/// The model the recipe's stage `idx` evaluates (see the module docs).
+fn recipe_model(recipe: &Recipe, idx: usize) -> anyhow::Result<PathBuf> {
+    let stage = &recipe.stages[idx];
+    let training = |s: &&Stage| matches!(s.kind, Some(StageKind::Sft | StageKind::Rl));
+    let source = match stage.kind {
+        Some(StageKind::Eval) => stage
+            .model
+            .from_stage
+            .clone()
+            .or_else(|| recipe.stages[..idx].iter().rev().find(training).map(Stage::display_name)),
+        _ => Some(stage.display_name()),
+    };
+    if let Some(name) = source {
+        return newest_result(recipe, &name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no run of `{}` under {} has a result of stage `{name}` ({name}/final): run `omnirl train` \
+                 first, or pass --model DIR",
+                recipe.name,
+                recipe.output_dir.display()
+            )
+        });
+    }
+    match (&stage.model.path, stage.model.init) {
+        (Some(p), ModelInit::Pretrained) => Ok(match &stage.model.base_path {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p.clone(),
+        }),
+        _ => anyhow::bail!("stage `{}` names no model path: pass --model DIR", stage.display_name()),
+    }
+}
+
+/// `Ok(None)`: the recipe has errors (already printed).
+fn recipe_plan(args: &EvalArgs, path: &Path) -> anyhow::Result<Option<Plan>> {
+    let env = |k: &str| std::env::var(k).ok();
+    let dry = dry_run::run(path, &args.sets, &env);
+    for p in &dry.problems {
+        eprintln!("{p}");
+    }
+    let Some(recipe) = dry.recipe.clone().filter(|_| dry.ok) else {
+        eprintln!("{}: {} error(s), {} warning(s): not evaluating", dry.recipe_file, dry.errors, dry.warnings);
+        return Ok(None);
+    };
+    let with_val = |k: StageKind| {
+        recipe.stages.iter().enumerate().rev().find(|(_, s)| s.kind == Some(k) && !s.data.val_files.is_empty())
+    };
+    let Some((idx, stage)) = with_val(StageKind::Eval).or_else(|| with_val(StageKind::Rl)) else {
+        anyhow::bail!("{}: no eval stage and no rl stage with val_files to evaluate", path.display());
+    };
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => recipe_model(&recipe, idx)?,
+    };
+    let device = match recipe.distributed.device {
+        DeviceKind::Cpu => tch::Device::Cpu,
+        _ => any_device(),
+    };
+    eprintln!("omnirl eval: stage `{}` of {}, model {}", stage.display_name(), path.display(), model.display());
+    Ok(Some(Plan {
+        files: args.data.clone().map_or_else(|| stage.data.val_files.clone(), |d| vec![d]),
+        media_root: args.media_root.clone().or_else(|| stage.data.media_root.clone()),
+        max_samples: args.max_samples.or(stage.data.max_samples),
+        stage: stage.clone(),
+        model,
+        seed: recipe.seed,
+        device,
+    }))
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
-    let mut stage = Stage { kind: Some(StageKind::Eval), ..Stage::default() };
-    stage.resolve_defaults();
-    stage.rollout.max_response_length = args.max_response_tokens;
-    if args.greedy {
-        stage.rollout.val_sampling.top_k = Some(1);
+    let mut plan = match &args.recipe {
+        Some(path) => match recipe_plan(args, path)? {
+            Some(p) => p,
+            None => return Ok(ExitCode::from(1)),
+        },
+        None => plain_plan(args)?,
+    };
+    if let Some(n) = args.max_response_tokens {
+        plan.stage.rollout.max_response_length = n;
     }
-    let mut specs = eval_specs(std::slice::from_ref(&args.data), args.media_root.as_deref())?;
-    if let Some(m) = args.max_samples {
+    if args.greedy {
+        plan.stage.rollout.val_sampling.top_k = Some(1);
+    }
+    let seed = args.seed.unwrap_or(plan.seed);
+    let stage = &plan.stage;
+    let mut specs = eval_specs(&plan.files, plan.media_root.as_deref())?;
+    if let Some(m) = plan.max_samples {
         specs.truncate(m);
     }
-    let (encoder, limit) = encoder_for(&args.model, &stage)?;
-    let device = if tch::Cuda::is_available() { tch::Device::Cuda(0) } else { tch::Device::Cpu };
-    let mut model = Model::load(&args.model, TrainableParts::rl(), device, encoder, limit)?;
+    let (encoder, limit) = encoder_for(&plan.model, stage)?;
+    let mut model = Model::load(&plan.model, TrainableParts::rl(), plan.device, encoder, limit)?;
     let budgets: Vec<Option<u32>> =
         if args.max_steps.is_empty() { vec![None] } else { args.max_steps.iter().map(|&n| Some(n)).collect() };
-    let mut sweep = String::from("max_steps,samples,accuracy,mean_reward,mean_turns\n");
+    let mut sweep = String::from(
+        "max_steps,samples,accuracy,mean_reward,mean_turns,mean_frames,mean_media_seconds,runtime_error_rate\n",
+    );
+    let mut rows: Vec<Value> = Vec::new();
     for budget in &budgets {
         let mut st = stage.clone();
         let dir = match budget {
@@ -72,19 +223,40 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             }
             None => args.out.clone(),
         };
-        let ev = evaluate(&mut model, &st, &specs, 42)?;
+        let ev = evaluate(&mut model, &st, &specs, seed)?;
         write_eval_outputs(&dir, &ev)?;
         eprintln!("{}", describe(&dir.display().to_string(), &ev.figures));
         if let Some(all) = ev.figures.get("all") {
             let n = budget.map_or_else(|| "default".to_string(), |n| n.to_string());
+            let c = consumption(ev.trajectories.iter());
             sweep.push_str(&format!(
-                "{n},{},{:.4},{:.4},{:.3}\n",
-                all.episodes, all.accuracy, all.mean_reward, all.mean_turns
+                "{n},{},{:.4},{:.4},{:.3},{:.3},{:.3},{:.4}\n",
+                all.episodes,
+                all.accuracy,
+                all.mean_reward,
+                all.mean_turns,
+                c.mean_frames,
+                c.mean_media_seconds,
+                c.runtime_error_rate
             ));
+            rows.push(json!({
+                "max_steps": budget,
+                "dir": dir.display().to_string(),
+                "samples": all.episodes,
+                "accuracy": all.accuracy,
+                "mean_reward": all.mean_reward,
+                "mean_turns": all.mean_turns,
+                "mean_frames": c.mean_frames,
+                "mean_media_seconds": c.mean_media_seconds,
+                "runtime_error_rate": c.runtime_error_rate,
+                "per_type": ev.figures,
+            }));
         }
     }
     if budgets.len() > 1 {
         write_atomic(&args.out.join("sweep.csv"), sweep.as_bytes())?;
+        let text = serde_json::to_string_pretty(&json!({ "sweep": rows }))?;
+        write_atomic(&args.out.join("sweep.json"), text.as_bytes())?;
     }
     print!("{sweep}");
     Ok(ExitCode::SUCCESS)

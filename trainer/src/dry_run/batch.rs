@@ -183,8 +183,14 @@ pub const AUDIO_TOKENS_PER_SECOND: f64 = 25.0;
 /// Text around each frame (`Frame 12.34s:` label and the vision bos/eos pair), generous.
 const FRAME_TEXT_TOKENS: u64 = 12;
 /// Tokens of the system prompt, first user message and notices, generously (the reference's
-/// prompt is about 6 KB of English text).
+/// prompt is about 6 KB of English text), when the prompt's size is not known.
 pub const PROMPT_OVERHEAD_TOKENS: u64 = 2_000;
+
+/// Tokens of a system prompt of `chars` characters plus the first user message and notices,
+/// generously: 3 characters per token (English BPE averages about 4), and 256 for the rest.
+pub fn prompt_overhead_tokens(chars: Option<usize>) -> u64 {
+    chars.map_or(PROMPT_OVERHEAD_TOKENS, |c| c as u64 / 3 + 256)
+}
 
 fn floor_even(x: u64) -> u64 {
     x - x % 2
@@ -209,9 +215,9 @@ pub fn media_token_bounds(e: &EnvironmentConfig, p: &PreprocessConfig) -> MediaT
 }
 
 /// Warnings for media actions that cannot fit `max_prompt_length` even in an empty episode.
-pub fn media_issues(bounds: &MediaTokenBounds, r: &RolloutConfig) -> Vec<BatchIssue> {
+pub fn media_issues(bounds: &MediaTokenBounds, r: &RolloutConfig, overhead: u64) -> Vec<BatchIssue> {
     // The environment ends an episode once its prompt exceeds max_prompt_length - 32 (§1.10).
-    let room = u64::from(r.max_prompt_length).saturating_sub(32 + PROMPT_OVERHEAD_TOKENS);
+    let room = u64::from(r.max_prompt_length).saturating_sub(32 + overhead);
     let mut out = Vec::new();
     for (action, tokens, key) in [
         ("get_frames", bounds.get_frames, "environment.max_frames"),
@@ -322,9 +328,11 @@ mod tests {
         assert_eq!(b.get_clip, 47_584);
         // 300 s × 25 + 2.
         assert_eq!(b.get_audio, 7_502);
-        assert!(media_issues(&b, &RolloutConfig::default()).is_empty());
+        assert!(media_issues(&b, &RolloutConfig::default(), PROMPT_OVERHEAD_TOKENS).is_empty());
         let tight = RolloutConfig { max_prompt_length: 32_768, ..Default::default() };
-        let keys: Vec<&str> = media_issues(&b, &tight).iter().map(|i| i.key).collect();
+        let keys: Vec<&str> = media_issues(&b, &tight, PROMPT_OVERHEAD_TOKENS).iter().map(|i| i.key).collect();
         assert_eq!(keys, ["environment.max_frames", "environment.max_clip_seconds"]);
+        assert_eq!(prompt_overhead_tokens(Some(900)), 556);
+        assert_eq!(prompt_overhead_tokens(None), PROMPT_OVERHEAD_TOKENS);
     }
 }

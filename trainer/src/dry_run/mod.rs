@@ -220,7 +220,8 @@ fn stage_plan(
             cap,
         });
         let bounds = batch::media_token_bounds(env, &stage.preprocess);
-        issues.extend(batch::media_issues(&bounds, &stage.rollout));
+        let prompt_chars = env.system_prompt.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|t| t.len());
+        issues.extend(batch::media_issues(&bounds, &stage.rollout, batch::prompt_overhead_tokens(prompt_chars)));
         plan.media_tokens = Some(bounds);
     }
     (plan, issues)

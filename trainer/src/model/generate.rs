@@ -10,7 +10,8 @@
 //! `greedy` the token is the argmax and the log-prob is `log_softmax` of the raw logits
 //! (temperature 1, no truncation), as vLLM does at temperature 0. The optional entropy is that of
 //! the same distribution. Ids at or above `vocab_limit` (the tokenizer's size; rows beyond it are
-//! padding) are masked to -inf first when a limit is given; the CLI gives none, to match
+//! padding) are masked to -inf first when a limit is given, and so are the media placeholder and
+//! marker ids (a response has no media behind them); the CLI gives no limit, to match
 //! transformers / vLLM on the raw vocabulary, the rollout policy gives the tokenizer's size.
 //!
 //! Randomness: Gumbel-max sampling with noise from a counter-based hash of (row seed, step, token
@@ -239,9 +240,14 @@ fn generate_inner(
     let seeds: Vec<u64> =
         prompts.iter().enumerate().map(|(i, pr)| pr.seed.unwrap_or(p.seed.wrapping_add(i as u64))).collect();
     let vocab = logits.size()[1];
+    // With a vocabulary limit (the rollout policy), media placeholders are masked too.
+    let placeholders = if p.vocab_limit.is_some() { media_placeholder_ids(&thinker.ids, vocab, dev)? } else { None };
     for step in 0..p.max_new_tokens {
         if let Some(limit) = p.vocab_limit.filter(|&x| (x as i64) < vocab) {
             let _ = logits.f_narrow(1, limit as i64, vocab - limit as i64)?.f_fill_(f64::NEG_INFINITY)?;
+        }
+        if let Some(ids) = &placeholders {
+            let _ = logits.f_index_fill_(1, ids, f64::NEG_INFINITY)?;
         }
         let proc = process_logits(&logits, p)?;
         let logp = proc.f_log_softmax(-1, Kind::Float)?;
@@ -302,4 +308,21 @@ fn generate_inner(
         next_pos.iter_mut().for_each(|q| *q += 1);
     }
     Ok(out)
+}
+
+/// The media placeholder and marker ids (image, video, audio, and the vision/audio start and end
+/// markers) within `vocab`, which a response never contains: a placeholder stands for media
+/// features the environment supplies, so a sampled one would have nothing behind it.
+fn media_placeholder_ids(
+    ids: &super::config::SpecialTokens,
+    vocab: i64,
+    dev: Device,
+) -> Result<Option<Tensor>, tch::TchError> {
+    let list: Vec<i64> =
+        [ids.image, ids.video, ids.audio, ids.vision_start, ids.vision_end, ids.audio_start, ids.audio_end]
+            .into_iter()
+            .map(i64::from)
+            .filter(|&id| id < vocab)
+            .collect();
+    if list.is_empty() { Ok(None) } else { Ok(Some(Tensor::from_slice(&list).f_to_device(dev)?)) }
 }

@@ -3,17 +3,23 @@
 //! metrics, evaluation results and `summary.json` with per-type figures before SFT, after SFT
 //! and after RL).
 //!
-//! * [`tokenizer`]: the quickstart's small byte-level tokenizer over the model's special ids;
+//! * [`tokenizer`]: a small byte-level tokenizer over the model's special ids;
+//! * [`bpe`]: a byte-level BPE trained for the run (the quickstart's tokenizer);
+//! * [`consumption`]: turns, frames, seconds of media and runtime errors of an evaluation;
 //! * [`episodes`]: data files as episode specs, the video opener, drivers, per-type figures;
 //! * [`stages`]: the SFT stage (expert trajectories through the real episode machinery), the RL
 //!   stage (rollouts, rows, learner step) and evaluation (results.jsonl / summary.json / .csv);
-//! * [`train`]: the run directory, stage order, model hand-over between stages, resume, summary.
+//! * [`train`]: the run directory, stage order, model hand-over between stages, resume, summary;
+//! * [`trace`]: per-step records (`results.jsonl` `steps`, `omnirl infer`, `omnirl report`).
 //!
 //! Left out: multi-process data parallelism (one process runs every stage), and LoRA adapters.
 
+pub mod bpe;
+pub mod consumption;
 pub mod episodes;
 pub mod stages;
 pub mod tokenizer;
+pub mod trace;
 pub mod train;
 
 pub use train::{RunOptions, RunSummary, run_recipe};

@@ -42,6 +42,8 @@ pub struct Model {
     tt: Option<TrainableThinker>,
     pub encoder: Arc<dyn PromptEncoder>,
     pub vocab_limit: Option<usize>,
+    /// The `tokenizer.json` the model was loaded with, copied into every saved checkpoint.
+    tokenizer_file: Option<std::path::PathBuf>,
 }
 
 impl Model {
@@ -56,7 +58,8 @@ impl Model {
         let opts = LoadOptions { dtype: Some(Kind::Float), device };
         let tt = TrainableThinker::load(dir, opts, parts, TrainOptions::default())
             .map_err(|e| RunError::Model(format!("{}: {e}", dir.display())))?;
-        Ok(Model { tt: Some(tt), encoder, vocab_limit })
+        let tokenizer_file = Some(dir.join("tokenizer.json")).filter(|p| p.is_file());
+        Ok(Model { tt: Some(tt), encoder, vocab_limit, tokenizer_file })
     }
 
     /// The thinker (for scoring and inspection).
@@ -87,6 +90,10 @@ impl Model {
         }
         std::fs::create_dir_all(&tmp).map_err(RunError::io(&tmp))?;
         self.thinker()?.save_hf(&tmp).map_err(|e| RunError::Model(format!("saving {}: {e}", dir.display())))?;
+        if let Some(tok) = &self.tokenizer_file {
+            let to = tmp.join("tokenizer.json");
+            std::fs::copy(tok, &to).map_err(RunError::io(&to))?;
+        }
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(RunError::io(dir))?;
         }
@@ -147,6 +154,30 @@ pub fn expert_rows(
             })
             .collect()
     })
+}
+
+/// The texts of the expert's trajectories on `specs` under `env_stage`'s environment: every text
+/// part of every context message, and every response (the corpus a run's tokenizer is trained
+/// on). Rolled out with the byte-level [`rollout::episode::ByteTokenizer`], which needs no
+/// training itself.
+pub fn expert_corpus(env_stage: &Stage, specs: &[Arc<EpisodeSpec>], seed: u64) -> Result<Vec<String>, RunError> {
+    let encoder: Arc<dyn PromptEncoder> = Arc::new(rollout::episode::ByteTokenizer);
+    let sampling = sampling(&Default::default(), env_stage.rollout.max_response_length, false, seed);
+    let mut drv = driver(env_stage, encoder.clone(), 1, sampling, seed)?;
+    drv.config.record_messages = true;
+    let mut expert = ExpertPolicy::new(drv.settings.limits.clone(), Some(encoder));
+    let batch = drv
+        .run(&mut expert as &mut dyn Policy, specs, video_opener(&env_stage.preprocess))
+        .map_err(|e| RunError::Rollout(e.to_string()))?;
+    let mut corpus = Vec::new();
+    for turn in batch.trajectories.iter().flat_map(|t| &t.turns) {
+        for m in turn.messages.iter().flatten() {
+            let text: String = m.parts.iter().filter_map(|p| p.text()).collect();
+            corpus.push(format!("{}\n{text}", m.role.as_str()));
+        }
+        corpus.push(format!("assistant\n{}", turn.response));
+    }
+    Ok(corpus)
 }
 
 /// The SFT stage on expert trajectories of `specs`, rolled out with `env_stage`'s environment,
@@ -310,7 +341,8 @@ fn prediction(t: &Trajectory) -> Value {
     parsed.and_then(|v| v.get("action").and_then(|x| x.get("content")).cloned()).unwrap_or(Value::Null)
 }
 
-/// One `results.jsonl` line (spec §10).
+/// One `results.jsonl` line (spec §10); `steps` holds one record per stored turn
+/// (`run::trace`: response fields, action, error, delivered media), for `omnirl report`.
 pub fn result_line(t: &Trajectory) -> Value {
     let frames: usize = t.turns.iter().map(|x| x.outcome.delivered.n_frames).sum();
     let audio: f64 = t.turns.iter().map(|x| x.outcome.delivered.audio_seconds()).sum();
@@ -336,6 +368,7 @@ pub fn result_line(t: &Trajectory) -> Value {
         "frames_used": frames,
         "audio_seconds": audio,
         "clip_seconds": clip,
+        "steps": super::trace::stored_steps(t),
     })
 }
 
@@ -357,6 +390,11 @@ pub fn write_eval_outputs(dir: &Path, ev: &Evaluation) -> Result<(), RunError> {
     let n = ev.trajectories.len().max(1) as f64;
     let runtime_errors = ev.trajectories.iter().filter(|t| t.dropped.is_some()).count() as f64 / n;
     let lines_of = |f: &dyn Fn(&Trajectory) -> f64| ev.trajectories.iter().map(f).sum::<f64>() / n;
+    // Turns, frames, seconds of media and runtime errors, overall, per type and per source.
+    let all_use = super::consumption::consumption(&ev.trajectories);
+    let type_use = super::consumption::by_type(&ev.trajectories);
+    let source_use: BTreeMap<String, BTreeMap<String, super::consumption::Consumption>> =
+        by_source.iter().map(|(k, v)| (k.clone(), super::consumption::by_type(v))).collect();
     let summary = json!({
         "samples": ev.trajectories.len(),
         "per_type": ev.figures,
@@ -366,22 +404,39 @@ pub fn write_eval_outputs(dir: &Path, ev: &Evaluation) -> Result<(), RunError> {
         "mean_audio_seconds": lines_of(&|t| t.turns.iter().map(|x| x.outcome.delivered.audio_seconds()).sum()),
         "runtime_error_rate": runtime_errors,
         "wall_s": ev.wall_s,
+        "mean_clip_seconds": all_use.mean_clip_seconds,
+        "mean_media_seconds": all_use.mean_media_seconds,
+        "total_frames": all_use.total_frames,
+        "total_media_seconds": all_use.total_media_seconds,
+        "runtime_errors": all_use.runtime_errors,
+        "consumption": {"all": all_use, "per_type": type_use, "per_source": source_use},
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| RunError::Data(e.to_string()))?;
     write_atomic(&dir.join("summary.json"), text.as_bytes())?;
-    let mut csv = String::from("group,type,episodes,accuracy,mean_reward,mean_turns,no_answer_rate\n");
-    let mut row = |group: &str, ty: &str, f: &TypeFigures| {
+    let mut csv = String::from(concat!(
+        "group,type,episodes,accuracy,mean_reward,mean_turns,no_answer_rate,",
+        "mean_frames,mean_media_seconds,runtime_error_rate\n"
+    ));
+    let mut row = |group: &str, ty: &str, f: &TypeFigures, c: Option<&super::consumption::Consumption>| {
+        let c = c.cloned().unwrap_or_default();
         csv.push_str(&format!(
-            "{group},{ty},{},{:.4},{:.4},{:.3},{:.4}\n",
-            f.episodes, f.accuracy, f.mean_reward, f.mean_turns, f.no_answer_rate
+            "{group},{ty},{},{:.4},{:.4},{:.3},{:.4},{:.3},{:.3},{:.4}\n",
+            f.episodes,
+            f.accuracy,
+            f.mean_reward,
+            f.mean_turns,
+            f.no_answer_rate,
+            c.mean_frames,
+            c.mean_media_seconds,
+            c.runtime_error_rate
         ));
     };
     for (ty, f) in &ev.figures {
-        row("all", ty, f);
+        row("all", ty, f, type_use.get(ty));
     }
     for (src, figs) in &sources {
         for (ty, f) in figs {
-            row(&format!("source:{src}"), ty, f);
+            row(&format!("source:{src}"), ty, f, source_use.get(src).and_then(|u| u.get(ty)));
         }
     }
     write_atomic(&dir.join("summary.csv"), csv.as_bytes())?;

@@ -10,11 +10,15 @@
 //! Resume is per stage: a stage whose `final/` exists is skipped and the next starts from it.
 //! The model of a stage is its `from_stage`'s result, else the previous training stage's result,
 //! else its own `path` (or the random initialisation). The tokenizer is the model's
-//! `tokenizer.json` when there is one, else the small byte tokenizer over its special ids.
+//! `tokenizer.json` when there is one, else the small byte tokenizer over its special ids. A
+//! random initialisation whose config puts the special ids at 0-10 gets a BPE trained on the
+//! expert's trajectories over the rl stage's prompts (`run::bpe`), saved as `init/tokenizer.json`
+//! and carried into every checkpoint of the run.
 //! Left out: resuming in the middle of a stage (optimizer state is not checkpointed).
 
+use super::bpe::{config_wants_trained_bpe, train_bpe};
 use super::episodes::{eval_specs, rl_specs};
-use super::stages::{Evaluation, Model, StageReport, evaluate, rl, sft, write_eval_outputs};
+use super::stages::{Evaluation, Model, StageReport, evaluate, expert_corpus, rl, sft, write_eval_outputs};
 use super::tokenizer::SmallTokenizer;
 use super::{RunError, write_atomic};
 use crate::checkpoint::{RandomCheckpointOptions, write_random_checkpoint_with};
@@ -115,6 +119,11 @@ fn stage_input(
                     write_config: true,
                 };
                 write_random_checkpoint_with(&cfg, &tmp, 1, &opts).map_err(|e| RunError::Model(e.to_string()))?;
+                if stage.model.tokenizer.is_none() && config_wants_trained_bpe(&cfg) {
+                    let json = run_tokenizer(recipe, stage, cfg.text().vocab_size)?;
+                    let file = tmp.join("tokenizer.json");
+                    std::fs::write(&file, json).map_err(RunError::io(&file))?;
+                }
                 std::fs::rename(&tmp, &dir).map_err(RunError::io(&dir))?;
             }
             Ok(dir)
@@ -127,6 +136,15 @@ fn stage_input(
             })
         }
     }
+}
+
+/// A BPE tokenizer trained on the expert's trajectories over the first rl stage's training
+/// prompts (else `stage`'s), with `vocab_size` entries.
+fn run_tokenizer(recipe: &Recipe, stage: &Stage, vocab_size: usize) -> Result<String, RunError> {
+    let env = recipe.stages.iter().find(|s| s.kind == Some(StageKind::Rl)).unwrap_or(stage);
+    let specs = limited(rl_specs(&env.data.train_files, env.data.media_root.as_deref())?, env.data.max_samples);
+    let corpus = expert_corpus(env, &specs, recipe.seed)?;
+    train_bpe(&corpus, vocab_size)
 }
 
 fn limited(mut v: Vec<Arc<EpisodeSpec>>, max: Option<usize>) -> Vec<Arc<EpisodeSpec>> {

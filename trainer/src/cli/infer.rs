@@ -1,0 +1,315 @@
+//! `omnirl infer --model DIR --video FILE --question TEXT [--options "A. x" --options "B. y"...]
+//! [--question-type T] [--answer GT] [--max-steps N] [--out FILE] [--temperature T] [--top-k K]
+//! [--top-p P] [--seed S] [--greedy] [--max-response-tokens N] [--recipe R [--stage NAME]]
+//! [--dtype D] [--device D]`: one episode of the agent on one video, printed live.
+//!
+//! The checkpoint is loaded as `omnirl eval` loads it (f32 unless `--dtype`; tokenizer: the
+//! directory's `tokenizer.json`, else the small byte tokenizer over the config's special ids,
+//! `run::train::encoder_for`). The video is probed; the episode runs through the real rollout
+//! driver with the thinker as its policy, and the driver's step observer prints every physical
+//! step (observation, think, confidence, action, error, the environment's feedback) the moment the
+//! environment has applied it.
+//!
+//! `--options` is repeatable, one option per flag with its label (`--options "A. red"`), so an
+//! option may contain commas. `--question-type` defaults to `MCQ` with options, else `FF`. Without
+//! `--answer` the episode is scored against a placeholder ground truth of the type, and the output
+//! reports `answer`, `reward` and `correct` as `null` (`"scored": false`).
+//!
+//! Environment limits, preprocessing and the system prompt are the defaults of an eval stage
+//! (spec §1.11: 32 steps with the dynamic budget, 60 frames, 300 s audio, 60 s clips); with
+//! `--recipe` they are taken from the recipe's stage `--stage`, else its first eval stage, else
+//! its first rl stage. Sampling defaults to the evaluation settings (temperature 1, top-k 20,
+//! top-p 0.95, spec §10.2); `--greedy` is top-k 1.
+//!
+//! `--out` (default `trajectory.json`, written atomically) holds the keys of a `results.jsonl`
+//! line of `omnirl eval` (with `steps` holding every physical step, not only the stored ones) and
+//! per step additionally `stored`, `prompt_text` (the context the response was generated from, as
+//! `[role]` blocks with media as `<image NAME>`), and `feedback` (what the environment answered);
+//! plus `scored`, `max_steps`, `video_meta`, `sampling` and `model`. Exit status 0 after an
+//! episode, 2 on a bad model directory, video or recipe (the message names the file).
+//!
+//! Left out: several episodes or videos per call (use `omnirl eval`), and a chat mode.
+
+use crate::cli::generate::load_options;
+use crate::model::policy::ThinkerPolicy;
+use crate::model::thinker::Thinker;
+use crate::recipe::{Stage, StageKind};
+use crate::run::episodes::{driver, video_opener};
+use crate::run::stages::result_line;
+use crate::run::trace::{feedback_text, parse_response, render_messages, step_record};
+use crate::run::train::encoder_for;
+use crate::run::write_atomic;
+use anyhow::{Context as _, anyhow, bail};
+use clap::Args;
+use rollout::data::EvalSample;
+use rollout::driver::StepEvent;
+use rollout::episode::{EpisodeSpec, VideoMeta};
+use rollout::policy::Sampling;
+use serde_json::{Map, Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Checkpoint directory (config.json + safetensors; tokenizer.json when it has one).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The video file.
+    #[arg(long)]
+    pub video: PathBuf,
+    /// The question.
+    #[arg(long)]
+    pub question: String,
+    /// One MCQ option with its label, e.g. `--options "A. red"` (repeat per option).
+    #[arg(long = "options", value_name = "OPTION")]
+    pub options: Vec<String>,
+    /// MCQ, TR, NUM, SIZE or FF (a suffix like `MCQ_Colour` is kept as the label). Default: MCQ
+    /// with options, else FF.
+    #[arg(long)]
+    pub question_type: Option<String>,
+    /// The ground truth (MCQ letter, TR spans as JSON, a number); without it nothing is scored.
+    #[arg(long)]
+    pub answer: Option<String>,
+    /// Turn budget (default: the eval stage's, 32, with the dynamic budget).
+    #[arg(long)]
+    pub max_steps: Option<u32>,
+    /// Where to write the trajectory JSON.
+    #[arg(long, default_value = "trajectory.json")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 20)]
+    pub top_k: u32,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Greedy decoding (top-k 1).
+    #[arg(long)]
+    pub greedy: bool,
+    /// Most response tokens per turn.
+    #[arg(long, default_value_t = 1024)]
+    pub max_response_tokens: u32,
+    /// Take the environment, preprocessing and system prompt from this recipe.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// With --recipe: the stage to take them from (default: the first eval, else rl stage).
+    #[arg(long, requires = "recipe")]
+    pub stage: Option<String>,
+    /// Compute dtype: f32 (default), bf16 or f16.
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// cpu, cuda or cuda:N (default: cuda when available).
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// The stage whose environment the episode uses.
+fn env_stage(args: &InferArgs) -> anyhow::Result<Stage> {
+    let Some(path) = &args.recipe else {
+        let mut stage = Stage { kind: Some(StageKind::Eval), ..Stage::default() };
+        stage.resolve_defaults();
+        return Ok(stage);
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let loaded = crate::recipe::load(path, &[], &env);
+    let errors: Vec<String> = loaded.problems.iter().filter(|p| p.is_error()).map(ToString::to_string).collect();
+    let recipe = match loaded.recipe {
+        Some(r) if errors.is_empty() => r,
+        _ => bail!("{}: not a valid recipe:\n{}", path.display(), errors.join("\n")),
+    };
+    let found = match &args.stage {
+        Some(name) => recipe.stages.iter().find(|s| &s.display_name() == name),
+        None => {
+            let of = |k| recipe.stages.iter().find(|s| s.kind == Some(k));
+            of(StageKind::Eval).or_else(|| of(StageKind::Rl))
+        }
+    };
+    let Some(stage) = found else {
+        let what = args.stage.as_ref().map_or_else(|| "no eval or rl stage".to_string(), |n| format!("no stage `{n}`"));
+        bail!("{}: {what}", path.display());
+    };
+    Ok(stage.clone())
+}
+
+/// Placeholder ground truth of a type (when no `--answer` is given).
+fn placeholder_answer(qtype: &str) -> &'static str {
+    match qtype.split('_').next().unwrap_or("").to_ascii_uppercase().as_str() {
+        "MCQ" => "A",
+        "TR" => "[[0.0, 1.0]]",
+        "NUM" => "0",
+        "SIZE" => "1",
+        _ => "",
+    }
+}
+
+/// The episode spec of the command line's sample, with the probed video metadata.
+fn spec_of(args: &InferArgs) -> anyhow::Result<EpisodeSpec> {
+    let video = &args.video;
+    if !video.is_file() {
+        bail!("{}: no such video file", video.display());
+    }
+    let info = rollout::media::probe(video).map_err(|e| anyhow!("cannot probe video {}: {e}", video.display()))?;
+    let meta = VideoMeta { duration: info.duration_s, fps: Some(info.fps), has_audio: info.has_audio };
+    let qtype = args.question_type.clone().unwrap_or_else(|| if args.options.is_empty() { "FF" } else { "MCQ" }.into());
+    let answer = args.answer.clone().unwrap_or_else(|| placeholder_answer(&qtype).to_string());
+    let raw = json!({
+        "video": video.display().to_string(),
+        "question_type": qtype,
+        "question": args.question,
+        "options": args.options,
+        "answer": answer,
+    });
+    let mut sample: EvalSample = serde_json::from_value(raw).map_err(|e| anyhow!("the sample is not valid: {e}"))?;
+    sample.video_path = video.clone();
+    Ok(EpisodeSpec::from_eval(&sample, meta, "infer"))
+}
+
+fn clip_text(s: &str, max: usize) -> String {
+    let one = s.trim();
+    match one.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &one[..i]),
+        None => one.to_string(),
+    }
+}
+
+/// The live line block of one step.
+fn describe_step(ev: &StepEvent<'_>, max_steps: u32, feedback: &str) -> String {
+    let o = ev.outcome;
+    let mut out = format!(
+        "── step {}/{max_steps}: {} [{}] reward {}{}\n",
+        o.step,
+        o.action_name(),
+        o.error_name(),
+        o.reward,
+        if o.stored { "" } else { " (retried, not stored)" }
+    );
+    let f = parse_response(ev.response);
+    let mut field = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            out.push_str(&format!("  {k}: {}\n", clip_text(&v, 600).replace('\n', "\n    ")));
+        }
+    };
+    let parsed = f.action.is_some() || f.observation.is_some() || f.think.is_some();
+    field("observation", f.observation);
+    field("think", f.think);
+    field("confidence", f.confidence.map(|c| c.to_string()));
+    field("action", f.action.map(|a| a.to_string()));
+    if !parsed {
+        field("response", Some(ev.response.to_string()));
+    }
+    field("error", o.error_message.clone());
+    field("feedback", Some(feedback.to_string()).filter(|s| !s.is_empty()));
+    out
+}
+
+pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
+    if !args.model.join("config.json").is_file() {
+        bail!("{}: not a checkpoint directory (no config.json)", args.model.display());
+    }
+    let mut stage = env_stage(args)?;
+    if let Some(n) = args.max_steps {
+        stage.environment.max_steps = Some(n);
+    }
+    stage.rollout.max_response_length = args.max_response_tokens;
+    let spec = Arc::new(spec_of(args)?);
+    let (encoder, vocab_limit) = encoder_for(&args.model, &stage)?;
+    let opts = load_options(Some(args.dtype.as_deref().unwrap_or("f32")), args.device.as_deref())?;
+    let thinker = Thinker::load(&args.model, opts).with_context(|| format!("loading {}", args.model.display()))?;
+    let mut policy = ThinkerPolicy { thinker, vocab_limit };
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: Some(if args.greedy { 1 } else { args.top_k }),
+        max_new_tokens: args.max_response_tokens,
+        entropies: false,
+        seed: args.seed,
+    };
+    let mut drv = driver(&stage, encoder, 1, sampling.clone(), args.seed)?;
+    drv.config.record_messages = true;
+    drv.config.media_threads = 1;
+    let m = &spec.meta;
+    let stdout = std::io::stdout();
+    {
+        let mut out = stdout.lock();
+        writeln!(
+            out,
+            "video: {} ({:.2} s, {:.2} fps, audio {})",
+            spec.video.display(),
+            m.duration,
+            m.fps.unwrap_or(0.0),
+            if m.has_audio { "yes" } else { "no" }
+        )?;
+        writeln!(out, "question ({}): {}", spec.question_type, spec.question)?;
+        for o in &spec.options {
+            writeln!(out, "  {o}")?;
+        }
+        out.flush()?;
+    }
+    let mut steps: Vec<Value> = Vec::new();
+    let mut print_error: Option<std::io::Error> = None;
+    let opener = video_opener(&stage.preprocess);
+    let max_steps = rollout::episode::budget::effective_max_steps(m.duration, &drv.settings.limits);
+    let batch = {
+        let mut observe = |ev: &StepEvent<'_>| {
+            let feedback = feedback_text(ev.history);
+            let mut rec = step_record(ev.outcome, ev.response, ev.prompt_ids.len(), ev.response_ids.len());
+            rec.insert("stored".into(), ev.outcome.stored.into());
+            rec.insert("prompt_text".into(), ev.messages.map(render_messages).into());
+            rec.insert("feedback".into(), feedback.clone().into());
+            steps.push(Value::Object(rec));
+            let mut out = stdout.lock();
+            let r = out.write_all(describe_step(ev, max_steps, &feedback).as_bytes()).and_then(|()| out.flush());
+            if let Err(e) = r {
+                print_error.get_or_insert(e);
+            }
+        };
+        tch::no_grad(|| drv.run_observed(&mut policy, std::slice::from_ref(&spec), opener, &mut observe))?
+    };
+    if let Some(e) = print_error {
+        return Err(anyhow!("writing the trace: {e}"));
+    }
+    let traj = batch.trajectories.into_iter().next().ok_or_else(|| anyhow!("the driver returned no trajectory"))?;
+    let mut line: Map<String, Value> = match result_line(&traj) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let scored = args.answer.is_some();
+    if !scored {
+        for k in ["answer", "reward", "correct"] {
+            line.insert(k.into(), Value::Null);
+        }
+    }
+    line.insert("steps".into(), Value::Array(steps));
+    line.insert("scored".into(), scored.into());
+    line.insert("max_steps".into(), traj.max_steps.into());
+    line.insert("video_meta".into(), json!({"duration": m.duration, "fps": m.fps, "has_audio": m.has_audio}));
+    line.insert(
+        "sampling".into(),
+        json!({"temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
+               "seed": sampling.seed, "max_response_tokens": sampling.max_new_tokens}),
+    );
+    line.insert("model".into(), args.model.display().to_string().into());
+    let text = serde_json::to_string_pretty(&Value::Object(line.clone()))?;
+    write_out(&args.out, text.as_bytes())?;
+    let mut out = stdout.lock();
+    let prediction = line.get("prediction").cloned().unwrap_or(Value::Null);
+    match (&traj.dropped, scored) {
+        (Some(why), _) => writeln!(out, "episode dropped: {why}")?,
+        (None, true) => writeln!(out, "answer: {prediction}  reward {}  correct {}", traj.episode_reward, traj.won)?,
+        (None, false) => writeln!(out, "answer: {prediction}  (no --answer: not scored)")?,
+    }
+    writeln!(out, "trajectory: {}", args.out.display())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `path` atomically, creating its directory.
+fn write_out(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_atomic(path, bytes)?;
+    Ok(())
+}
