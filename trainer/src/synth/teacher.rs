@@ -225,28 +225,8 @@ pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>, SynthError> {
     Ok(buf)
 }
 
-/// Mono 16-bit PCM WAV in memory.
-pub fn wav_bytes(samples: &[f32], sample_rate: u32) -> Vec<u8> {
-    let data_len = (samples.len() * 2) as u32;
-    let mut out = Vec::with_capacity(44 + samples.len() * 2);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&sample_rate.to_le_bytes());
-    out.extend_from_slice(&(sample_rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for &s in samples {
-        let v = (f64::from(s) * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
+/// Mono 16-bit PCM WAV in memory (the report's encoder).
+pub use crate::run_report::media::wav_bytes;
 
 /// What a media part's file-style name says it holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
