@@ -52,7 +52,8 @@ impl Sampling {
 /// model policy needs only the ids and media).
 #[derive(Debug, Clone, Copy)]
 pub struct ContextInfo<'a> {
-    /// Index of the episode in the driver's batch.
+    /// Index of the episode in the batch: `sample * group_size + copy`, with the sample's global
+    /// index under data parallelism (so per-episode seeds do not depend on the split).
     pub episode: usize,
     /// Index of the prompt (sample) and of the copy within its group.
     pub sample: usize,

@@ -53,12 +53,16 @@ fn dry_run_prints_the_documented_commands() {
 #[test]
 fn env_launcher_gives_each_rank_its_place() {
     let omnirl = env!("CARGO_BIN_EXE_omnirl");
-    let (rc, out, err) = launch(&["--gpus", "2", "--", omnirl, "validate", "recipes/quickstart.yaml", "--json"]);
+    // Each rank writes its own file: two large JSON documents on one pipe can interleave.
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = format!("{omnirl} validate recipes/quickstart.yaml --json > {}/rank$RANK.json", dir.path().display());
+    let (rc, _, err) = launch(&["--gpus", "2", "--", "sh", "-c", &cmd]);
     assert_eq!(rc, 0, "{err}");
-    let mut ranks: Vec<(u64, u64, String)> = serde_json::Deserializer::from_str(&out)
-        .into_iter::<serde_json::Value>()
-        .map(|v| {
-            let p = &v.unwrap()["plan"];
+    let mut ranks: Vec<(u64, u64, String)> = (0..2)
+        .map(|r| {
+            let text = std::fs::read_to_string(dir.path().join(format!("rank{r}.json"))).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let p = &v["plan"];
             assert_eq!(p["world_size"], 2);
             (p["rank"].as_u64().unwrap(), p["local_rank"].as_u64().unwrap(), p["launcher"].as_str().unwrap().to_owned())
         })

@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use tch::Tensor;
 use trainer::dist::comm::{Communicator, SingleProcess};
 use trainer::dist::data_parallel::{
-    DEFAULT_BUCKET_ELEMS, broadcast_parameters, sft_step, sft_step_zero1, shard_groups,
+    DEFAULT_BUCKET_ELEMS, DataParallelSync, broadcast_parameters, sft_step, sft_step_zero1, shard_groups,
 };
 use trainer::dist::zero1::Zero1;
 use trainer::learner::toy::ToyLm;
-use trainer::learner::{AdamW, AdamWConfig, DecayRule, LrScheduler, SftRow, TrainablePolicy};
+use trainer::learner::{AdamW, AdamWConfig, DecayRule, LrScheduler, RlLearner, RlRow, SftRow, TrainablePolicy};
 use trainer::recipe::sections::LrSchedule;
+use trainer::recipe::{AlgorithmConfig, Estimator};
 
 const STEPS: usize = 4;
 const ROWS_PER_STEP: usize = 6;
@@ -67,6 +68,67 @@ fn train(comm: &dyn Communicator, seed: i64, zero1: bool, mut before_step: impl 
     }
     comm.barrier().unwrap();
     flat_weights(&model)
+}
+
+/// Group `g` of RL step `step`: four trajectories (one or two turns each) with mixed rewards.
+fn rl_group(step: usize, g: usize) -> Vec<RlRow<()>> {
+    let uid = format!("s{step}g{g}");
+    let mut rows = Vec::new();
+    for t in 0..4usize {
+        let reward = ((g + t + step) % 3) as f64 / 2.0;
+        for turn in 0..1 + (t + g) % 2 {
+            let k = step * 97 + g * 31 + t * 7 + turn;
+            let prompt: Vec<u32> = (0..2 + k % 3).map(|j| ((k + j * 5) % 15) as u32).collect();
+            let response: Vec<u32> = (0..1 + (k * 3) % 4).map(|j| ((k * 7 + j * 3 + 1) % 15) as u32).collect();
+            rows.push(RlRow::new(&prompt, &response, &[15], (), &uid, format!("{uid}t{t}"), reward));
+        }
+    }
+    rows
+}
+
+/// RL steps (TAURA, the on-policy flow) on this rank's whole groups of a fixed global batch,
+/// through `DataParallelSync` (`zero1`: optimizer state sharded); `comm: None` = one process
+/// through the learner's plain `step`.
+fn rl_train(comm: Option<&dyn Communicator>, seed: i64, zero1: bool) -> Vec<f32> {
+    let model = ToyLm::new(VOCAB, 8, seed).unwrap();
+    let algorithm = AlgorithmConfig { estimator: Estimator::Taura, ..AlgorithmConfig::default() };
+    let config = optimizer(&model).config;
+    let params = model.trainable_variables();
+    let mut sync = comm.map(|c| {
+        broadcast_parameters(c, &params).unwrap();
+        let z = zero1.then(|| Zero1::new(model.trainable_variables(), config, c.rank(), c.world_size()).unwrap());
+        DataParallelSync { comm: c, bucket_elems: 64, zero1: z }
+    });
+    let adamw = if zero1 { AdamW::new(Vec::new(), config) } else { AdamW::new(params, config) };
+    let mut learner = RlLearner::with_optimizer(&algorithm, adamw.unwrap());
+    for step in 0..STEPS {
+        let groups: Vec<Vec<RlRow<()>>> = (0..5).map(|g| rl_group(step, g)).collect();
+        match sync.as_mut() {
+            Some(sync) => {
+                let tokens: Vec<u64> = groups.iter().map(|g| g.iter().map(|r| r.ids.len() as u64).sum()).collect();
+                let plan = shard_groups(&tokens, sync.comm.world_size()).unwrap();
+                let mine: Vec<RlRow<()>> =
+                    plan.groups[sync.comm.rank() as usize].iter().flat_map(|&g| groups[g].clone()).collect();
+                let est = learner.estimator;
+                learner.step_with_sync(&model, &mine, |a| Ok(est.compute(a, false)?), sync).unwrap();
+            }
+            None => {
+                learner.step(&model, &groups.concat()).unwrap();
+            }
+        }
+    }
+    flat_weights(&model)
+}
+
+/// The RL body each MPI rank runs (see `mpirun_two_ranks_rl_steps_like_one_process`).
+#[test]
+#[ignore = "run by the mpirun RL tests in this file, one process per rank"]
+fn dist_inner_rl() {
+    let out = PathBuf::from(std::env::var("OMNIRL_DIST_TEST_OUT").expect("OMNIRL_DIST_TEST_OUT"));
+    let zero1 = std::env::var("OMNIRL_DIST_TEST_ZERO1").is_ok_and(|v| v == "1");
+    let comm = init_mpi();
+    let weights = rl_train(Some(&comm), 1 + i64::from(comm.rank()), zero1);
+    std::fs::write(out.join(format!("rank{}.json", comm.rank())), serde_json::to_string(&weights).unwrap()).unwrap();
 }
 
 fn flat_weights(model: &ToyLm) -> Vec<f32> {
@@ -288,6 +350,19 @@ fn mpirun_three_ranks_with_zero1_train_like_one_process() {
     let (ok, text, _) = run_inner(3, "dist_inner_train", dir.path(), "zero1", 30.0, Duration::from_secs(120));
     assert!(ok, "mpirun failed:\n{text}");
     assert_ranks_match(dir.path(), 3, &reference());
+}
+
+#[test]
+fn mpirun_two_ranks_rl_steps_like_one_process() {
+    let reference = rl_train(None, 1, false);
+    let init = flat_weights(&ToyLm::new(VOCAB, 8, 1).unwrap());
+    assert!(init.iter().zip(&reference).any(|(a, b)| (a - b).abs() > 1e-3), "the RL steps did not move the weights");
+    for (ranks, mode) in [(2, ""), (3, "zero1")] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ok, text, _) = run_inner(ranks, "dist_inner_rl", dir.path(), mode, 30.0, Duration::from_secs(120));
+        assert!(ok, "mpirun -n {ranks} ({mode}) failed:\n{text}");
+        assert_ranks_match(dir.path(), ranks, &reference);
+    }
 }
 
 #[test]

@@ -172,7 +172,7 @@ impl<'d> Runner<'d> {
                         prompt_ids: &c.prompt_ids,
                         media: &c.media,
                         info: ContextInfo {
-                            episode: i,
+                            episode: live.sample * self.driver.config.group_size + live.copy,
                             sample: live.sample,
                             copy: live.copy,
                             step: live.ep.steps_taken() + 1,

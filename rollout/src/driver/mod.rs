@@ -65,6 +65,10 @@ pub struct DriverConfig {
     pub overlap: bool,
     /// Seeds the group and trajectory ids.
     pub seed: u64,
+    /// The index of each prompt in a larger batch split across processes (data parallelism):
+    /// group and trajectory ids and the episode index a policy seeds its sampling with are
+    /// then those of one process running the whole batch. Empty: the prompts' positions.
+    pub global_samples: Vec<usize>,
 }
 
 impl Default for DriverConfig {
@@ -78,6 +82,7 @@ impl Default for DriverConfig {
             min_fill: 0.5,
             overlap: true,
             seed: 42,
+            global_samples: Vec::new(),
         }
     }
 }
@@ -128,6 +133,8 @@ pub enum DriverError {
     Pool(String),
     #[error("group_size and max_batch must be at least 1")]
     Config,
+    #[error("{given} global sample indices for {prompts} prompts")]
+    GlobalSamples { given: usize, prompts: usize },
 }
 
 /// One physical step as the driver applied it (stored for training or not).
@@ -214,10 +221,14 @@ impl Driver {
             .build()
             .map_err(|e| DriverError::Pool(e.to_string()))?;
         let mut lives = Vec::with_capacity(prompts.len() * cfg.group_size);
-        for (sample, spec) in prompts.iter().enumerate() {
+        if !cfg.global_samples.is_empty() && cfg.global_samples.len() != prompts.len() {
+            return Err(DriverError::GlobalSamples { given: cfg.global_samples.len(), prompts: prompts.len() });
+        }
+        for (pos, spec) in prompts.iter().enumerate() {
+            let sample = cfg.global_samples.get(pos).copied().unwrap_or(pos);
             let group = uuid_like(cfg.seed, 2 * sample as u64);
             for copy in 0..cfg.group_size {
-                let index = lives.len();
+                let index = sample * cfg.group_size + copy;
                 let traj = uuid_like(cfg.seed ^ 0x9e37_79b9_7f4a_7c15, 2 * index as u64 + 1);
                 lives.push(Live::new(self, spec.clone(), sample, copy, group.clone(), traj));
             }

@@ -3,10 +3,12 @@
 //! anything), then runs its stages in order (`run::run_recipe`) and prints the before/after
 //! figures and the run directory. `--resume` without a directory continues the newest run of the
 //! recipe under its `output_dir`. Exit status 0 on success, 1 on recipe errors, 2 on a failed run.
+//! Launched by mpirun, srun or env variables (RANK/WORLD_SIZE/...), every rank runs the stages
+//! data-parallel (`run::world`); only rank 0 prints and writes.
 
 use crate::dry_run;
 use crate::recipe::emit::to_yaml;
-use crate::run::{RunOptions, run_recipe};
+use crate::run::{RunOptions, World, run_recipe};
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -56,8 +58,20 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     let opts = RunOptions { resume, progress: std::io::stderr().is_terminal() };
     let mut say = |line: &str| eprintln!("omnirl train: {line}");
     let yaml = to_yaml(dry.resolved.as_ref().unwrap_or(&serde_json::Value::Null));
-    let out = run_recipe(&recipe, &yaml, &opts, &mut say)?;
-    println!("{}", serde_json::to_string_pretty(&out.summary["figures"])?);
-    println!("run directory: {}", out.run_dir.display());
+    let world = World::start(&recipe)?;
+    let out = match run_recipe(&recipe, &yaml, &opts, &world, &mut say) {
+        Ok(out) => out,
+        // One failing rank of several: end the job with the rank named instead of leaving the
+        // others waiting in a collective (the launcher tears the rest down).
+        Err(e) if world.size() > 1 => {
+            eprintln!("omnirl train: rank {} of {}: {e}", world.rank(), world.size());
+            std::process::exit(2);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if world.is_main() {
+        println!("{}", serde_json::to_string_pretty(&out.summary["figures"])?);
+        println!("run directory: {}", out.run_dir.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

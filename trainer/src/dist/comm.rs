@@ -183,6 +183,57 @@ fn in_place(t: &mut Tensor, op: impl FnOnce(CommBuf<'_>) -> Result<(), CommError
     Ok(())
 }
 
+/// Bytes per f64 on the wire: 6 bytes (< 2^48) are exact in an f64's 53-bit mantissa.
+const BYTES_PER_F64: usize = 6;
+
+fn pack_bytes(bytes: &[u8], words: usize) -> Vec<f64> {
+    let mut out = vec![0f64; words];
+    for (w, chunk) in out.iter_mut().zip(bytes.chunks(BYTES_PER_F64)) {
+        let mut v = 0u64;
+        for (k, &b) in chunk.iter().enumerate() {
+            v |= u64::from(b) << (8 * k);
+        }
+        *w = v as f64;
+    }
+    out
+}
+
+fn unpack_bytes(words: &[f64], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(words.len() * BYTES_PER_F64);
+    for &w in words {
+        let v = w as u64;
+        out.extend((0..BYTES_PER_F64).map(|k| ((v >> (8 * k)) & 0xff) as u8));
+    }
+    out.truncate(len);
+    out
+}
+
+/// `root`'s bytes on every rank (small messages: paths, JSON), through f64 buffers.
+pub fn broadcast_bytes<C: Communicator + ?Sized>(comm: &C, bytes: &[u8], root: u32) -> Result<Vec<u8>, CommError> {
+    check_root("broadcast", root, comm.world_size())?;
+    if comm.world_size() == 1 {
+        return Ok(bytes.to_vec());
+    }
+    let mut len = [bytes.len() as f64];
+    comm.broadcast_buf(CommBuf::F64(&mut len), root)?;
+    let len = len[0] as usize;
+    let mut words = pack_bytes(bytes, len.div_ceil(BYTES_PER_F64));
+    comm.broadcast_buf(CommBuf::F64(&mut words), root)?;
+    Ok(unpack_bytes(&words, len))
+}
+
+/// Every rank's bytes, in rank order (small messages), through f64 buffers.
+pub fn all_gather_bytes<C: Communicator + ?Sized>(comm: &C, bytes: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
+    let world = comm.world_size() as usize;
+    let mut lens = vec![0f64; world];
+    comm.all_gather_buf(CommSrc::F64(&[bytes.len() as f64]), CommBuf::F64(&mut lens))?;
+    let words = lens.iter().map(|&l| (l as usize).div_ceil(BYTES_PER_F64)).max().unwrap_or(0);
+    let send = pack_bytes(bytes, words);
+    let mut recv = vec![0f64; words * world];
+    comm.all_gather_buf(CommSrc::F64(&send), CommBuf::F64(&mut recv))?;
+    Ok(lens.iter().enumerate().map(|(r, &l)| unpack_bytes(&recv[r * words..(r + 1) * words], l as usize)).collect())
+}
+
 /// World size 1: every collective is the identity (all-gather and reduce-scatter copy).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SingleProcess;
@@ -242,6 +293,18 @@ mod tests {
         assert_eq!(r.kind(), Kind::Double);
         assert_eq!(Vec::<f64>::try_from(r).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
         c.barrier().unwrap();
+    }
+
+    #[test]
+    fn bytes_travel_packed_in_f64s() {
+        for text in ["", "a", "abcdef", "abcdefg", "/runs/quickstart-2 \u{e9}\u{1f600}"] {
+            let b = text.as_bytes();
+            assert_eq!(unpack_bytes(&pack_bytes(b, b.len().div_ceil(BYTES_PER_F64)), b.len()), b);
+            assert_eq!(broadcast_bytes(&SingleProcess, b, 0).unwrap(), b);
+            assert_eq!(all_gather_bytes(&SingleProcess, b).unwrap(), vec![b.to_vec()]);
+        }
+        let all: Vec<u8> = (0..=255u8).collect();
+        assert_eq!(unpack_bytes(&pack_bytes(&all, 43), all.len()), all);
     }
 
     #[test]

@@ -12,13 +12,15 @@
 //!
 //!   [`sft_step_zero1`] does the same with the optimizer state sharded (`zero1`).
 //!
+//! - [`DataParallelSync`] is the learners' [`GradientSync`] over a communicator: counters summed,
+//!   gradients all-reduced in buckets, then the replicated AdamW or a ZeRO-1 optimizer steps.
+//!   `SftLearner::step_synced` and `RlLearner::step_with_sync` run through it in `omnirl train`.
+//!
 //! Left out: overlapping communication with the backward pass (buckets are reduced after the
-//! backward; a hook-based overlap needs autograd hooks tch does not expose) and a data-parallel
-//! RL step (the RL learner's `step_with` does its own optimizer step; whole-group sharding here
-//! already makes its group statistics exact, but its gradient sync is not wired yet).
+//! backward; a hook-based overlap needs autograd hooks tch does not expose).
 
 use super::comm::{CommBuf, CommError, Communicator};
-use crate::learner::{AdamW, LearnerError, SftRow, StepReport, TrainablePolicy};
+use crate::learner::{AdamW, GradientSync, LearnerError, SftRow, StepReport, TrainablePolicy};
 use tch::{Kind, Tensor};
 
 /// Default gradient bucket: 25 M fp32 values (100 MB), as in PyTorch DDP's order of magnitude.
@@ -154,6 +156,54 @@ fn reduce_bucket<C: Communicator + ?Sized>(comm: &C, grads: &[Tensor], scale: f6
         offset += n;
     }
     Ok(())
+}
+
+/// The learners' gradient synchronisation over `comm`: counters summed, gradients summed in
+/// buckets of `bucket_elems`, then the learner's replicated AdamW steps, or `zero1` when the
+/// optimizer state is sharded (the learner's own AdamW then holds no tensors).
+pub struct DataParallelSync<'c> {
+    pub comm: &'c dyn Communicator,
+    pub bucket_elems: usize,
+    pub zero1: Option<super::zero1::Zero1>,
+}
+
+impl std::fmt::Debug for DataParallelSync<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "DataParallelSync({} of {}, zero1: {})",
+            self.comm.rank(),
+            self.comm.world_size(),
+            self.zero1.is_some()
+        )
+    }
+}
+
+impl DataParallelSync<'_> {
+    fn fail(e: impl std::fmt::Display) -> LearnerError {
+        LearnerError::Sync(e.to_string())
+    }
+}
+
+impl GradientSync for DataParallelSync<'_> {
+    fn world_size(&self) -> u32 {
+        self.comm.world_size()
+    }
+
+    fn sum_counts(&mut self, values: &mut [f64]) -> Result<(), LearnerError> {
+        if self.comm.world_size() > 1 && !values.is_empty() {
+            self.comm.all_reduce_sum_buf(CommBuf::F64(values)).map_err(Self::fail)?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, optimizer: &mut AdamW, params: &[(String, Tensor)]) -> Result<StepReport, LearnerError> {
+        all_reduce_gradients(self.comm, params, self.bucket_elems, false).map_err(Self::fail)?;
+        match self.zero1.as_mut() {
+            Some(z) => z.step(self.comm).map_err(Self::fail),
+            None => Ok(optimizer.step()?),
+        }
+    }
 }
 
 /// What a data-parallel SFT step did, summed over ranks.

@@ -15,8 +15,11 @@
 //! tensors, and HF save/load. It is implemented for the Qwen2.5-Omni thinker ([`thinker`]) and for
 //! a tiny token-id LM used by tests and benchmarks ([`toy`]).
 //!
-//! Left out: data-parallel gradient all-reduce (single process here; the distributed runtime
-//! wraps the learner) and the training loop itself (`omnirl train`).
+//! Data parallelism enters through [`GradientSync`]: the learners normalise their losses by
+//! counts summed over ranks and hand the optimizer step to it, so the distributed runtime
+//! (`dist::data_parallel::DataParallelSync`) all-reduces the gradients (and may own a sharded
+//! optimizer) without the learners knowing about communicators. [`LocalSteps`] is one process.
+//! Left out: the training loop itself (`omnirl train`, in `run`).
 
 pub mod cursor;
 pub mod optim;
@@ -116,6 +119,51 @@ pub enum LearnerError {
     Row { row: usize, message: String },
     #[error("configuration: {0}")]
     Config(String),
+    #[error("data-parallel synchronisation: {0}")]
+    Sync(String),
+}
+
+/// How a learner's steps meet the other data-parallel ranks. Every rank must make the same calls
+/// in the same order (each is a collective).
+pub trait GradientSync {
+    fn world_size(&self) -> u32;
+
+    /// Element-wise sum of small counters over ranks, in place.
+    fn sum_counts(&mut self, values: &mut [f64]) -> Result<(), LearnerError>;
+
+    /// Sum the gradients of `params` over ranks, then take one optimizer step: `optimizer`'s
+    /// (replicated state), or that of a sharded optimizer the implementation owns.
+    fn step(&mut self, optimizer: &mut AdamW, params: &[(String, Tensor)]) -> Result<StepReport, LearnerError>;
+}
+
+/// One process: counts stay local and `optimizer` steps.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalSteps;
+
+impl GradientSync for LocalSteps {
+    fn world_size(&self) -> u32 {
+        1
+    }
+
+    fn sum_counts(&mut self, _values: &mut [f64]) -> Result<(), LearnerError> {
+        Ok(())
+    }
+
+    fn step(&mut self, optimizer: &mut AdamW, _params: &[(String, Tensor)]) -> Result<StepReport, LearnerError> {
+        Ok(optimizer.step()?)
+    }
+}
+
+/// Zeroes every defined gradient of `params` (the learners zero through the policy's tensors,
+/// so a sharded optimizer that holds only some of them still starts from clean gradients).
+pub fn zero_gradients(params: &[(String, Tensor)]) -> Result<(), tch::TchError> {
+    for (_, p) in params {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.f_zero_()?;
+        }
+    }
+    Ok(())
 }
 
 /// Length of a tensor's first dimension (0 for a 0-d tensor).

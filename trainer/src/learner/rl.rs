@@ -25,14 +25,15 @@
 //!    micro-batches of one row, old = detach". Each optimizer step clips to `grad_clip` and skips
 //!    a non-finite gradient norm (§6.5).
 //!
-//! Sizes are local: a data-parallel caller hands each process its own rows, computes advantages
-//! over whole groups through [`RlLearner::step_with`], and the gradient all-reduce (averaging
-//! across ranks as FSDP does) belongs to the distributed runtime. Batch-padding duplicates
+//! Data parallelism ([`RlLearner::step_with_sync`]): each rank holds whole GRPO groups, so the
+//! advantages are computed locally; losses are normalised by the micro-batches of every rank and
+//! the gradients summed before each optimizer step (a global mean, where FSDP averages per-rank
+//! means; the two agree when ranks hold equal rows). Batch-padding duplicates
 //! (`adjust_batch`) are ordinary rows here: deduplicated by GRPO, counted by TAURA (hazard 5).
 //! Left out: the critic, KL-in-reward, and dynamic sampling (all off in the reference).
 
 use super::optim::{AdamW, AdamWConfig, StepReport};
-use super::{LearnerError, RlRow, TrainablePolicy, per_second};
+use super::{GradientSync, LearnerError, LocalSteps, RlRow, TrainablePolicy, per_second, zero_gradients};
 use crate::algo::advantage::{AdvantageEstimator, AdvantageRow, Advantages};
 use crate::algo::entropy::turn_entropy_f32;
 use crate::algo::loss::{PolicyLossConfig, kl_penalty, pg_token_losses, tis_weights, token_weight};
@@ -168,8 +169,29 @@ impl RlLearner {
         P: TrainablePolicy,
         F: FnOnce(&[AdvantageRow<'_>]) -> Result<Advantages, LearnerError>,
     {
+        self.step_with_sync(policy, rows, advantages, &mut LocalSteps)
+    }
+
+    /// [`step_with`](Self::step_with) on this rank's rows of a data-parallel batch (whole GRPO
+    /// groups per rank, so the advantages are local). Each mini-batch's loss is normalised by
+    /// the micro-batches of every rank and `sync` sums the gradients before each optimizer step,
+    /// so in the on-policy flow the update equals one process on every rank's rows. In the PPO
+    /// flow each rank splits its rows into the same number of mini-batches,
+    /// `ceil(global rows / ppo_mini_batch_size)`. Loss and clip metrics are global sums; the
+    /// advantage and entropy descriptions are this rank's. A rank may have no rows.
+    pub fn step_with_sync<P, F>(
+        &mut self,
+        policy: &P,
+        rows: &[RlRow<P::Media>],
+        advantages: F,
+        sync: &mut dyn GradientSync,
+    ) -> Result<RlStepStats, LearnerError>
+    where
+        P: TrainablePolicy,
+        F: FnOnce(&[AdvantageRow<'_>]) -> Result<Advantages, LearnerError>,
+    {
         let a = &self.algorithm;
-        if rows.is_empty() {
+        if rows.is_empty() && sync.world_size() <= 1 {
             return Err(LearnerError::Config("an RL step needs at least one row".into()));
         }
         if a.update_flow == UpdateFlow::OnPolicy && a.ppo_epochs != 1 {
@@ -220,7 +242,9 @@ impl RlLearner {
             bar.inc(1);
         }
         bar.finish();
-        stats.raw_entropy = if ent_n > 0 { ent_sum / ent_n as f64 } else { 0.0 };
+        let mut ent = [ent_sum, ent_n as f64];
+        sync.sum_counts(&mut ent)?;
+        stats.raw_entropy = if ent[1] > 0.0 { ent[0] / ent[1] } else { 0.0 };
         stats.times.add(Phase::Logprobs, t0.elapsed().as_secs_f64());
 
         // 2. Advantages.
@@ -266,10 +290,16 @@ impl RlLearner {
             let m: Vec<f32> = r.mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
             masks.push(Tensor::f_from_slice(&m)?.f_to_device(device)?);
         }
-        stats.loss_tokens = w_n;
-        stats.tis_mean = if w_n > 0 { w_sum / w_n as f64 } else { 0.0 };
+        let mut tis_sums = [w_sum, w_n as f64, w_capped as f64, rows.len() as f64];
+        sync.sum_counts(&mut tis_sums)?;
+        let [w_sum, w_n, w_capped, global_rows] = tis_sums;
+        stats.loss_tokens = w_n.round() as usize;
+        stats.tis_mean = if w_n > 0.0 { w_sum / w_n } else { 0.0 };
         stats.tis_max = w_max;
-        stats.tis_capped = if w_n > 0 { w_capped as f64 / w_n as f64 } else { 0.0 };
+        stats.tis_capped = if w_n > 0.0 { w_capped / w_n } else { 0.0 };
+        if global_rows < 0.5 {
+            return Err(LearnerError::Config("an RL step needs at least one row on some rank".into()));
+        }
 
         // 4. Update.
         let t1 = Instant::now();
@@ -277,19 +307,22 @@ impl RlLearner {
         let (mini_batches, micro, epochs, use_old): (Vec<&[usize]>, usize, u32, bool) = match a.update_flow {
             UpdateFlow::OnPolicy => (vec![&all[..]], 1, 1, false),
             UpdateFlow::Ppo => (
-                all.chunks(a.ppo_mini_batch_size as usize).collect(),
+                mini_batches(&all, a.ppo_mini_batch_size as usize, global_rows.round() as usize, sync.world_size()),
                 a.micro_batch_size_per_gpu as usize,
                 a.ppo_epochs,
                 true,
             ),
         };
+        // Micro-batches per mini-batch over every rank: each micro-batch's loss is divided by it.
+        let mut n_micros: Vec<f64> = mini_batches.iter().map(|mb| mb.len().div_ceil(micro) as f64).collect();
+        sync.sum_counts(&mut n_micros)?;
+        let params = policy.trainable_variables();
         let mut acc = Accum::default();
         let bar = Progress::new(u64::from(epochs) * rows.len() as u64, "update", self.progress);
         for _ in 0..epochs {
-            for mb in &mini_batches {
-                self.optimizer.zero_grad()?;
+            for (mb, &n_micro) in mini_batches.iter().zip(&n_micros) {
+                zero_gradients(&params)?;
                 let micros: Vec<&[usize]> = mb.chunks(micro).collect();
-                let n_micro = micros.len() as f64;
                 for m in &micros {
                     let micro_tokens: usize = m.iter().map(|&i| rows[i].loss_tokens()).sum();
                     for &i in *m {
@@ -307,13 +340,15 @@ impl RlLearner {
                         bar.inc(1);
                     }
                 }
-                stats.optimizer_steps.push(self.optimizer.step()?);
+                stats.optimizer_steps.push(sync.step(&mut self.optimizer, &params)?);
             }
         }
         bar.finish();
         stats.times.add(Phase::Update, t1.elapsed().as_secs_f64());
         let n_steps = stats.optimizer_steps.len().max(1) as f64;
-        let [pg, kl, ent, tokens, clipped, dual, ppo_kl] = acc.values()?;
+        let mut sums = acc.values()?;
+        sync.sum_counts(&mut sums)?;
+        let [pg, kl, ent, tokens, clipped, dual, ppo_kl] = sums;
         stats.pg_loss = pg / n_steps;
         stats.kl_loss = kl / n_steps;
         stats.entropy_loss = ent / n_steps;
@@ -383,6 +418,18 @@ impl RlLearner {
         acc.forward_tokens += row.ids.len();
         Ok(())
     }
+}
+
+/// The PPO flow's mini-batches of this rank's `rows`: chunks of `size` in one process (verl's
+/// order); under data parallelism every rank needs the same number of optimizer steps, so each
+/// splits its rows evenly into `ceil(global_rows / size)` chunks (some may be empty).
+fn mini_batches(rows: &[usize], size: usize, global_rows: usize, world: u32) -> Vec<&[usize]> {
+    let size = size.max(1);
+    if world <= 1 {
+        return rows.chunks(size).collect();
+    }
+    let n = global_rows.div_ceil(size).max(1);
+    (0..n).map(|k| &rows[k * rows.len() / n..(k + 1) * rows.len() / n]).collect()
 }
 
 /// Per-row tensors of the update.

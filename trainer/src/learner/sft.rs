@@ -12,10 +12,12 @@
 //!
 //! Frozen encoders are a property of the policy's trainable set (see `learner::thinker`), not of
 //! this loop; the schedule (linear warm-up then decay at the recipe's 1e-5) lives in the
-//! optimizer. Left out: packing several turns into one sequence, and label smoothing.
+//! optimizer. Under data parallelism ([`SftLearner::step_synced`]) the step's tokens and rows
+//! are those of every rank, so the update equals one process stepping on all ranks' rows.
+//! Left out: packing several turns into one sequence, and label smoothing.
 
 use super::optim::{AdamW, AdamWConfig, StepReport};
-use super::{LearnerError, SftRow, TrainablePolicy, per_second};
+use super::{GradientSync, LearnerError, LocalSteps, SftRow, TrainablePolicy, per_second, zero_gradients};
 use crate::metrics::{Phase, PhaseTimes, Progress, Scalars};
 use crate::recipe::{LossAggregation, OptimizerConfig, ScheduleConfig};
 use std::time::Instant;
@@ -85,24 +87,44 @@ impl SftLearner {
         policy: &P,
         rows: &[SftRow<P::Media>],
     ) -> Result<SftStepStats, LearnerError> {
-        if rows.is_empty() {
+        self.step_synced(policy, rows, &mut LocalSteps)
+    }
+
+    /// [`step`](Self::step) on this rank's share of a data-parallel batch: the normalisation
+    /// uses the target tokens and rows of every rank, `sync` sums the gradients and steps, and
+    /// the loss, rows and target tokens in the result are global. A rank may have no rows as
+    /// long as some rank has.
+    pub fn step_synced<P: TrainablePolicy>(
+        &mut self,
+        policy: &P,
+        rows: &[SftRow<P::Media>],
+        sync: &mut dyn GradientSync,
+    ) -> Result<SftStepStats, LearnerError> {
+        if rows.is_empty() && sync.world_size() <= 1 {
             return Err(LearnerError::Config("an SFT step needs at least one row".into()));
         }
         rows.iter().enumerate().try_for_each(|(i, r)| r.check(i))?;
         let device = policy.device();
         let t0 = Instant::now();
-        let step_tokens: usize = rows.iter().map(SftRow::loss_tokens).sum();
-        let mut stats = SftStepStats { rows: rows.len(), target_tokens: step_tokens, ..Default::default() };
+        let local_tokens: usize = rows.iter().map(SftRow::loss_tokens).sum();
+        let mut counts = [local_tokens as f64, rows.len() as f64];
+        sync.sum_counts(&mut counts)?;
+        let (step_tokens, step_rows) = (counts[0].round() as usize, counts[1].round() as usize);
+        if step_rows == 0 {
+            return Err(LearnerError::Config("an SFT step needs at least one row on some rank".into()));
+        }
+        let mut stats = SftStepStats { rows: step_rows, target_tokens: step_tokens, ..Default::default() };
         let (mut loss_sum, mut confident) = (0.0f64, 0.0f64);
-        self.optimizer.zero_grad()?;
+        let params = policy.trainable_variables();
+        zero_gradients(&params)?;
         let bar = Progress::new(rows.len() as u64, "sft", self.progress);
-        // Micro-batches only group rows; every weight is normalised over the whole step, so the
-        // per-row backward passes accumulate exactly the step's gradient.
+        // Micro-batches only group rows; every weight is normalised over the whole step (every
+        // rank's rows), so the per-row backward passes accumulate exactly the step's gradient.
         for (index, row) in rows.iter().enumerate() {
             let weight = match self.options.aggregation {
                 LossAggregation::TokenMean => 1.0 / step_tokens.max(1) as f64,
-                LossAggregation::SeqMeanTokenMean => 1.0 / (rows.len() * row.loss_tokens().max(1)) as f64,
-                LossAggregation::SeqMeanTokenSum => 1.0 / rows.len() as f64,
+                LossAggregation::SeqMeanTokenMean => 1.0 / (step_rows * row.loss_tokens().max(1)) as f64,
+                LossAggregation::SeqMeanTokenSum => 1.0 / step_rows as f64,
             };
             let mask: Vec<f32> = row.mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
             let mask = Tensor::f_from_slice(&mask)?.f_to_device(device)?;
@@ -125,9 +147,11 @@ impl SftLearner {
             bar.inc(1);
         }
         bar.finish();
-        stats.report = Some(self.optimizer.step()?);
-        stats.loss = loss_sum;
-        stats.confident = if step_tokens > 0 { confident / step_tokens as f64 } else { 0.0 };
+        stats.report = Some(sync.step(&mut self.optimizer, &params)?);
+        let mut sums = [loss_sum, confident];
+        sync.sum_counts(&mut sums)?;
+        stats.loss = sums[0];
+        stats.confident = if step_tokens > 0 { sums[1] / step_tokens as f64 } else { 0.0 };
         stats.times.add(Phase::Update, t0.elapsed().as_secs_f64());
         Ok(stats)
     }

@@ -94,6 +94,7 @@ pub fn driver(
         min_fill: 0.5,
         overlap: true,
         seed,
+        global_samples: Vec::new(),
     };
     Ok(Driver::new(episode_settings(stage), template, encoder, config))
 }

@@ -10,9 +10,11 @@
 //! * [`stages`]: the SFT stage (expert trajectories through the real episode machinery), the RL
 //!   stage (rollouts, rows, learner step) and evaluation (results.jsonl / summary.json / .csv);
 //! * [`train`]: the run directory, stage order, model hand-over between stages, resume, summary;
-//! * [`trace`]: per-step records (`results.jsonl` `steps`, `omnirl infer`, `omnirl report`).
+//! * [`trace`]: per-step records (`results.jsonl` `steps`, `omnirl infer`, `omnirl report`);
+//! * [`world`]: the ranks of a data-parallel run (mpirun, srun or env variables): device,
+//!   barriers, the learners' gradient sync, rank-0 files.
 //!
-//! Left out: multi-process data parallelism (one process runs every stage), and LoRA adapters.
+//! Left out: LoRA adapters.
 
 pub mod bpe;
 pub mod consumption;
@@ -21,8 +23,10 @@ pub mod stages;
 pub mod tokenizer;
 pub mod trace;
 pub mod train;
+pub mod world;
 
 pub use train::{RunOptions, RunSummary, run_recipe};
+pub use world::World;
 
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,8 @@ pub enum RunError {
     Rollout(String),
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    #[error("distributed: {0}")]
+    Dist(String),
 }
 
 impl RunError {

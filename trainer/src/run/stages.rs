@@ -15,12 +15,14 @@
 //! during RL (`val_every`; the runner evaluates between stages), optimizer-state checkpoints.
 
 use super::episodes::{TypeFigures, driver, figures, sampling, video_opener};
+use super::world::World;
 use super::{RunError, write_atomic};
+use crate::dist::data_parallel::{DataParallelSync, group_expected_tokens, shard_groups};
 use crate::learner::cursor::SplitMix64;
 use crate::learner::rows::{RlRow, SftRow};
 use crate::learner::sft::SftOptions;
 use crate::learner::thinker::{TrainableParts, TrainableThinker, turn_media};
-use crate::learner::{RlLearner, SftLearner, TrainablePolicy};
+use crate::learner::{AdamWConfig, RlLearner, SftLearner, TrainablePolicy};
 use crate::metrics::{MetricsLogger, Progress, Scalars, rollout_scalars};
 use crate::model::logprobs::TrainOptions;
 use crate::model::policy::ThinkerPolicy;
@@ -84,6 +86,12 @@ impl Model {
 
     /// Saves the weights to `dir` (through a temporary sibling and a rename).
     pub fn save(&self, dir: &Path) -> Result<(), RunError> {
+        let tmp = self.write_staged(dir)?;
+        publish(&tmp, dir)
+    }
+
+    /// Writes the weights (and tokenizer) into a fresh temporary sibling of `dir` and returns it.
+    pub fn write_staged(&self, dir: &Path) -> Result<std::path::PathBuf, RunError> {
         let tmp = dir.with_extension("tmp-save");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(RunError::io(&tmp))?;
@@ -94,11 +102,55 @@ impl Model {
             let to = tmp.join("tokenizer.json");
             std::fs::copy(tok, &to).map_err(RunError::io(&to))?;
         }
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(RunError::io(dir))?;
-        }
-        std::fs::rename(&tmp, dir).map_err(RunError::io(dir))
+        Ok(tmp)
     }
+}
+
+/// Puts the complete directory `tmp` in place of `dir`. The previous `dir` is moved aside first
+/// and removed only after the rename, so a crash leaves either checkpoint whole.
+pub fn publish(tmp: &Path, dir: &Path) -> Result<(), RunError> {
+    let old = dir.with_extension("tmp-old");
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(RunError::io(&old))?;
+    }
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(RunError::io(dir))?;
+    }
+    std::fs::rename(tmp, dir).map_err(RunError::io(dir))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(RunError::io(&old))?;
+    }
+    Ok(())
+}
+
+/// A checkpoint of a data-parallel run: rank 0 writes the weights into a temporary directory,
+/// every rank adds its ZeRO-1 optimizer shard (when sharded), then rank 0 puts it in place.
+/// Every rank must call it; all return once `dir` is complete.
+pub fn save_checkpoint(model: &Model, world: &World, sync: &DataParallelSync<'_>, dir: &Path) -> Result<(), RunError> {
+    let tmp = dir.with_extension("tmp-save");
+    if world.is_main() {
+        model.write_staged(dir)?;
+    }
+    if let Some(z) = &sync.zero1 {
+        world.barrier()?;
+        z.save_shard(&tmp, world.rank(), world.size())
+            .map_err(|e| RunError::Io { path: tmp.display().to_string(), message: e.to_string() })?;
+    }
+    world.barrier()?;
+    if world.is_main() {
+        publish(&tmp, dir)?;
+    }
+    world.barrier()
+}
+
+/// Where a training stage runs: this rank, the stage's directory, the run's seed, and whether
+/// to draw progress bars (rank 0 only draws them).
+#[derive(Debug, Clone, Copy)]
+pub struct StagePlace<'a> {
+    pub world: &'a World,
+    pub stage_dir: &'a Path,
+    pub seed: u64,
+    pub progress: bool,
 }
 
 /// What a training stage did.
@@ -184,25 +236,26 @@ pub fn expert_corpus(env_stage: &Stage, specs: &[Arc<EpisodeSpec>], seed: u64) -
 /// prompt and preprocessing (the RL stage's, so SFT and RL prompts match).
 pub fn sft(
     model: &mut Model,
+    at: &StagePlace<'_>,
     stage: &Stage,
     env_stage: &Stage,
     specs: &[Arc<EpisodeSpec>],
-    stage_dir: &Path,
-    seed: u64,
-    progress: bool,
 ) -> Result<StageReport, RunError> {
+    let StagePlace { world, stage_dir, seed, progress } = *at;
     let t0 = std::time::Instant::now();
     let rows = expert_rows(model, env_stage, specs, seed)?;
     if rows.is_empty() {
         return Err(RunError::Data("the expert produced no successful trajectory to train on".into()));
     }
     let options = SftOptions::from_schedule(&stage.schedule);
-    let per_step = options.rows_per_step();
+    // One step takes per-device rows on every rank: the global batch grows with the world.
+    let per_step = options.rows_per_step() * world.size() as usize;
     let per_epoch = rows.len().div_ceil(per_step) as u64;
     let total = stage.schedule.max_steps.unwrap_or(per_epoch * u64::from(stage.schedule.epochs.unwrap_or(1).max(1)));
-    let mut learner = SftLearner::new(model.thinker()?, options, &stage.optimizer, total)?;
-    let mut logger = MetricsLogger::open(stage_dir, &stage.logging, None).map_err(RunError::io(stage_dir))?;
-    let bar = Progress::new(total, "sft", progress);
+    let (optimizer, mut sync) = world.optimizer(model.thinker()?, AdamWConfig::from_recipe(&stage.optimizer, total))?;
+    let mut learner = SftLearner { options, progress: false, optimizer };
+    let mut logger = open_logger(world, stage_dir, stage)?;
+    let bar = Progress::new(total, "sft", progress && world.is_main());
     let mut rng = SplitMix64::new(seed);
     let mut order: Vec<usize> = Vec::new();
     let mut report = StageReport { name: stage.display_name(), kind: "sft".into(), ..Default::default() };
@@ -219,9 +272,14 @@ pub fn sft(
                 picked.push(rows[i].clone());
             }
         }
-        let stats = learner.step(model.thinker()?, &picked)?;
-        let scalars = stats.scalars();
-        logger.log(step, step == total, &scalars).map_err(RunError::io(stage_dir))?;
+        // This rank's contiguous share of the global batch.
+        let (r, w) = (world.rank() as usize, world.size() as usize);
+        let mine = &picked[r * picked.len() / w..(r + 1) * picked.len() / w];
+        let stats = learner.step_synced(model.thinker()?, mine, &mut sync)?;
+        let scalars = world.mean_scalars(stats.scalars())?;
+        if let Some(l) = logger.as_mut() {
+            l.log(step, step == total, &scalars).map_err(RunError::io(stage_dir))?;
+        }
         bar.set_message(format!("loss {:.3}", stats.loss));
         bar.inc(1);
         report.last = scalars.0.into_iter().collect();
@@ -235,12 +293,11 @@ pub fn sft(
 /// The RL stage on `specs`.
 pub fn rl(
     model: &mut Model,
+    at: &StagePlace<'_>,
     stage: &Stage,
     specs: &[Arc<EpisodeSpec>],
-    stage_dir: &Path,
-    seed: u64,
-    progress: bool,
 ) -> Result<StageReport, RunError> {
+    let StagePlace { world, stage_dir, seed, progress } = *at;
     let t0 = std::time::Instant::now();
     let end_ids = model.encoder.stop_ids();
     let r = &stage.rollout;
@@ -249,10 +306,11 @@ pub fn rl(
     let per_epoch = specs.len().div_ceil(prompts) as u64;
     let total = stage.schedule.max_steps.unwrap_or(per_epoch * u64::from(stage.schedule.epochs.unwrap_or(1).max(1)));
     let train_sampling = r.sampling.clone().unwrap_or_default();
-    let mut learner = RlLearner::new(model.thinker()?, &stage.algorithm, &stage.optimizer, total)?;
-    let mut logger = MetricsLogger::open(stage_dir, &stage.logging, None).map_err(RunError::io(stage_dir))?;
+    let (optimizer, mut sync) = world.optimizer(model.thinker()?, AdamWConfig::from_recipe(&stage.optimizer, total))?;
+    let mut learner = RlLearner::with_optimizer(&stage.algorithm, optimizer);
+    let mut logger = open_logger(world, stage_dir, stage)?;
     let opener = video_opener(&stage.preprocess);
-    let bar = Progress::new(total, "rl", progress);
+    let bar = Progress::new(total, "rl", progress && world.is_main());
     let mut rng = SplitMix64::new(seed ^ 0x5eed);
     let mut order: Vec<usize> = Vec::new();
     let pd = patch_dim(model)?;
@@ -272,19 +330,30 @@ pub fn rl(
             }
         }
         let s = sampling(&train_sampling, r.max_response_length, true, seed.wrapping_add(step));
-        let drv = driver(stage, model.encoder.clone(), group, s, seed.wrapping_add(step))?;
-        let batch = model.rollout(&drv, &batch_specs, opener.clone())?;
+        let mut drv = driver(stage, model.encoder.clone(), group, s, seed.wrapping_add(step))?;
+        // Whole groups per rank, balanced by expected tokens; the global sample indices keep
+        // each episode's ids and sampling seed those of one process.
+        let (mine, samples) = shard_prompts(&batch_specs, world, group, r.max_response_length)?;
+        drv.config.global_samples = samples;
+        let batch = model.rollout(&drv, &mine, opener.clone())?;
         let rows: Vec<RlRow<MediaInput>> =
             rows_of(&batch, |t| Ok(RlRow::from_trajectory(t, &end_ids, |turn| turn_media(turn, pd))?))?;
         let mut scalars = rollout_scalars(&batch.trajectories);
-        if !rows.is_empty() {
-            let stats = learner.step(model.thinker()?, &rows)?;
+        let reward_sum: f64 = batch.trajectories.iter().map(|t| t.episode_reward).sum();
+        let mut totals = [rows.len() as f64, reward_sum, batch.trajectories.len() as f64];
+        world.sum(&mut totals)?;
+        if totals[0] > 0.0 {
+            let (estimator, ignore) = (learner.estimator, learner.ignore_exceed);
+            let stats =
+                learner.step_with_sync(model.thinker()?, &rows, |a| Ok(estimator.compute(a, ignore)?), &mut sync)?;
             scalars.extend(stats.scalars().0);
         }
         scalars.push("rollout/wall_s", batch.stats.wall_s);
-        logger.log(step, step == total, &scalars).map_err(RunError::io(stage_dir))?;
-        let reward =
-            batch.trajectories.iter().map(|t| t.episode_reward).sum::<f64>() / batch.trajectories.len().max(1) as f64;
+        let scalars = world.mean_scalars(scalars)?;
+        if let Some(l) = logger.as_mut() {
+            l.log(step, step == total, &scalars).map_err(RunError::io(stage_dir))?;
+        }
+        let reward = totals[1] / totals[2].max(1.0);
         bar.set_message(format!("reward {reward:.3}"));
         bar.inc(1);
         if let Some(every) = stage.checkpoint.save_every
@@ -292,7 +361,7 @@ pub fn rl(
             && step % every == 0
             && step < total
         {
-            model.save(&stage_dir.join("checkpoint-latest"))?;
+            save_checkpoint(model, world, &sync, &stage_dir.join("checkpoint-latest"))?;
         }
         report.last = scalars.0.into_iter().collect();
         report.steps = step;
@@ -300,6 +369,32 @@ pub fn rl(
     bar.finish();
     report.wall_s = t0.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The metrics logger of a stage, on rank 0 only.
+fn open_logger(world: &World, stage_dir: &Path, stage: &Stage) -> Result<Option<MetricsLogger>, RunError> {
+    if !world.is_main() {
+        return Ok(None);
+    }
+    MetricsLogger::open(stage_dir, &stage.logging, None).map(Some).map_err(RunError::io(stage_dir))
+}
+
+/// This rank's prompts of a step (whole groups, `shard_groups` balanced by an expected-token
+/// estimate: question length plus a full response) and their indices in the global batch.
+fn shard_prompts(
+    batch: &[Arc<EpisodeSpec>],
+    world: &World,
+    group: usize,
+    max_response: u32,
+) -> Result<(Vec<Arc<EpisodeSpec>>, Vec<usize>), RunError> {
+    if world.size() <= 1 {
+        return Ok((batch.to_vec(), (0..batch.len()).collect()));
+    }
+    let tokens: Vec<u64> =
+        batch.iter().map(|s| group_expected_tokens(s.question.len() / 3, f64::from(max_response), group)).collect();
+    let plan = shard_groups(&tokens, world.size()).map_err(|e| RunError::Dist(e.to_string()))?;
+    let mine = plan.groups.get(world.rank() as usize).cloned().unwrap_or_default();
+    Ok((mine.iter().map(|&i| batch[i].clone()).collect(), mine))
 }
 
 /// One evaluation pass: figures per question type, and the trajectories.

@@ -14,24 +14,27 @@
 //! random initialisation whose config puts the special ids at 0-10 gets a BPE trained on the
 //! expert's trajectories over the rl stage's prompts (`run::bpe`), saved as `init/tokenizer.json`
 //! and carried into every checkpoint of the run.
-//! Left out: resuming in the middle of a stage (optimizer state is not checkpointed).
+//! Under data parallelism (`run::world`) every rank runs this same sequence; rank 0 writes the
+//! files and the others wait at barriers before reading them.
+//! Left out: resuming in the middle of a stage (the replicated optimizer state is not
+//! checkpointed; ZeRO-1 shards are written but not read back).
 
 use super::bpe::{config_wants_trained_bpe, train_bpe};
 use super::episodes::{eval_specs, rl_specs};
-use super::stages::{Evaluation, Model, StageReport, evaluate, expert_corpus, rl, sft, write_eval_outputs};
+use super::stages::{Evaluation, Model, StagePlace, StageReport, evaluate, expert_corpus, rl, sft, write_eval_outputs};
 use super::tokenizer::SmallTokenizer;
+use super::world::World;
 use super::{RunError, write_atomic};
 use crate::checkpoint::{RandomCheckpointOptions, write_random_checkpoint_with};
 use crate::learner::thinker::TrainableParts;
 use crate::model::{FloatDtype, KeyLayout, OmniThinkerConfig};
 use crate::recipe::sections::ModelInit;
-use crate::recipe::{DeviceKind, Recipe, Stage, StageKind};
+use crate::recipe::{Recipe, Stage, StageKind};
 use rollout::episode::{EpisodeSpec, PromptEncoder};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tch::Device;
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -55,14 +58,6 @@ fn fresh_run_dir(recipe: &Recipe) -> PathBuf {
         return base;
     }
     (2u32..).map(|n| recipe.output_dir.join(format!("{}-{n}", recipe.name))).find(|p| !p.exists()).unwrap_or(base)
-}
-
-fn device(recipe: &Recipe) -> Device {
-    match recipe.distributed.device {
-        DeviceKind::Cpu => Device::Cpu,
-        _ if tch::Cuda::is_available() => Device::Cuda(0),
-        _ => Device::Cpu,
-    }
 }
 
 /// The tokenizer of the model in `dir`.
@@ -89,6 +84,7 @@ pub fn encoder_for(dir: &Path, stage: &Stage) -> Result<(Arc<dyn PromptEncoder>,
 /// The model directory a stage starts from.
 fn stage_input(
     recipe: &Recipe,
+    world: &World,
     stage: &Stage,
     run_dir: &Path,
     results: &BTreeMap<String, PathBuf>,
@@ -103,7 +99,8 @@ fn stage_input(
     match stage.model.init {
         ModelInit::Random => {
             let dir = run_dir.join("init");
-            if !dir.join("config.json").is_file() {
+            // Rank 0 writes the initialisation; the others load it after the barrier.
+            if world.is_main() && !dir.join("config.json").is_file() {
                 let cfg_path = stage
                     .model
                     .config
@@ -126,6 +123,7 @@ fn stage_input(
                 }
                 std::fs::rename(&tmp, &dir).map_err(RunError::io(&dir))?;
             }
+            world.barrier()?;
             Ok(dir)
         }
         ModelInit::Pretrained => {
@@ -161,23 +159,34 @@ fn figure_stage(recipe: &Recipe) -> Option<&Stage> {
     with_val(StageKind::Eval).or_else(|| with_val(StageKind::Rl))
 }
 
-/// Runs every stage of `recipe` (already validated); `say` receives progress lines.
+/// Runs every stage of `recipe` (already validated) on this rank of `world`; `say` receives
+/// progress lines (on rank 0 only).
 pub fn run_recipe(
     recipe: &Recipe,
     resolved_yaml: &str,
     opts: &RunOptions,
+    world: &World,
     say: &mut dyn FnMut(&str),
 ) -> Result<RunSummary, RunError> {
     let t0 = std::time::Instant::now();
-    let run_dir = opts.resume.clone().unwrap_or_else(|| fresh_run_dir(recipe));
-    std::fs::create_dir_all(&run_dir).map_err(RunError::io(&run_dir))?;
-    let recipe_file = run_dir.join("recipe.yaml");
-    if !recipe_file.exists() {
-        write_atomic(&recipe_file, resolved_yaml.as_bytes())?;
+    let main = world.is_main();
+    let mut quiet = |_: &str| {};
+    let say: &mut dyn FnMut(&str) = if main { say } else { &mut quiet };
+    let run_dir = world.agree_path(&opts.resume.clone().unwrap_or_else(|| fresh_run_dir(recipe)))?;
+    if main {
+        std::fs::create_dir_all(&run_dir).map_err(RunError::io(&run_dir))?;
+        let recipe_file = run_dir.join("recipe.yaml");
+        if !recipe_file.exists() {
+            write_atomic(&recipe_file, resolved_yaml.as_bytes())?;
+        }
     }
+    world.barrier()?;
     say(&format!("run directory: {}", run_dir.display()));
+    if world.size() > 1 {
+        say(&format!("{} ranks over {}", world.size(), world.comm().backend()));
+    }
     tch::manual_seed(recipe.seed as i64);
-    let dev = device(recipe);
+    let dev = world.device(recipe);
     let fig_stage = figure_stage(recipe);
     let fig_specs = match fig_stage {
         Some(s) => limited(eval_specs(&s.data.val_files, s.data.media_root.as_deref())?, s.data.max_samples),
@@ -198,8 +207,10 @@ pub fn run_recipe(
     for stage in &recipe.stages {
         let name = stage.display_name();
         let stage_dir = run_dir.join(&name);
-        std::fs::create_dir_all(&stage_dir).map_err(RunError::io(&stage_dir))?;
-        let input = stage_input(recipe, stage, &run_dir, &results, previous.as_ref())?;
+        if main {
+            std::fs::create_dir_all(&stage_dir).map_err(RunError::io(&stage_dir))?;
+        }
+        let input = stage_input(recipe, world, stage, &run_dir, &results, previous.as_ref())?;
         let (encoder, vocab_limit) = encoder_for(&input, stage)?;
         let kind = stage.kind.unwrap_or(StageKind::Rl);
         let final_dir = stage_dir.join("final");
@@ -219,6 +230,7 @@ pub fn run_recipe(
                     _ => TrainableParts::rl(),
                 };
                 let mut model = Model::load(&input, parts, dev, encoder, vocab_limit)?;
+                world.broadcast_weights(model.thinker()?)?;
                 if figures.is_empty()
                     && let Some(fs) = fig_stage
                 {
@@ -233,12 +245,16 @@ pub fn run_recipe(
                     stage.data.max_samples,
                 );
                 say(&format!("stage `{name}` ({}): {} prompts", kind.as_str(), specs.len()));
+                let at = StagePlace { world, stage_dir: &stage_dir, seed: recipe.seed, progress: opts.progress };
                 let report = match kind {
-                    StageKind::Sft => sft(&mut model, stage, source, &specs, &stage_dir, recipe.seed, opts.progress)?,
-                    _ => rl(&mut model, stage, &specs, &stage_dir, recipe.seed, opts.progress)?,
+                    StageKind::Sft => sft(&mut model, &at, stage, source, &specs)?,
+                    _ => rl(&mut model, &at, stage, &specs)?,
                 };
                 say(&format!("stage `{name}`: {} steps in {:.1} s", report.steps, report.wall_s));
-                model.save(&final_dir)?;
+                if main {
+                    model.save(&final_dir)?;
+                }
+                world.barrier()?;
                 reports.push(report);
                 if let Some(fs) = fig_stage {
                     let ev = evaluate(&mut model, fs, &fig_specs, recipe.seed)?;
@@ -248,7 +264,9 @@ pub fn run_recipe(
                 }
                 results.insert(name.clone(), final_dir.clone());
                 previous = Some(final_dir);
-                write_summary(recipe, &run_dir, t0, &reports, &figures, false)?;
+                if main {
+                    write_summary(recipe, &run_dir, t0, &reports, &figures, false)?;
+                }
             }
             StageKind::Eval => {
                 let same = fig_stage.is_some_and(|f| std::ptr::eq(f, stage));
@@ -266,7 +284,9 @@ pub fn run_recipe(
                         evaluate(&mut model, stage, &specs, recipe.seed)?
                     }
                 };
-                write_eval_outputs(&stage_dir, &ev)?;
+                if main {
+                    write_eval_outputs(&stage_dir, &ev)?;
+                }
                 say(&describe(&name, &ev.figures));
                 reports.push(StageReport {
                     name: name.clone(),
@@ -278,7 +298,8 @@ pub fn run_recipe(
             }
         }
     }
-    let summary = write_summary(recipe, &run_dir, t0, &reports, &figures, true)?;
+    let summary = if main { write_summary(recipe, &run_dir, t0, &reports, &figures, true)? } else { Value::Null };
+    world.barrier()?;
     Ok(RunSummary { run_dir, summary })
 }
 
