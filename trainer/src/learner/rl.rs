@@ -495,3 +495,26 @@ impl RlStepStats {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::mini_batches;
+
+    #[test]
+    fn ppo_mini_batches_one_process_and_data_parallel() {
+        // (local rows, mini-batch size, global rows, world) -> chunk lengths
+        let cases: [(usize, usize, usize, u32, &[usize]); 6] = [
+            (10, 4, 10, 1, &[4, 4, 2]),
+            (9, 4, 9, 1, &[4, 4, 1]),
+            (5, 4, 10, 2, &[1, 2, 2]),
+            (0, 4, 10, 2, &[0, 0, 0]),
+            (3, 8, 3, 2, &[3]),
+            (7, 0, 7, 1, &[1, 1, 1, 1, 1, 1, 1]),
+        ];
+        for (i, (local, size, global, world, want)) in cases.into_iter().enumerate() {
+            let rows: Vec<usize> = (0..local).collect();
+            let got: Vec<usize> = mini_batches(&rows, size, global, world).iter().map(|c| c.len()).collect();
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+}
