@@ -2,7 +2,7 @@
 //!
 //! The outer tests spawn `mpirun -n 2 <this test binary> --exact dist_inner_train --ignored`:
 //! each rank runs the `#[ignore]`d inner test, which reads its rank from MPI, broadcasts rank
-//! 0's toy-model weights, trains a few data-parallel SFT steps on its shard of a fixed global
+//! 0's toy-model weights, trains a few data-parallel SFT steps (`SftLearner::step_synced`) on its shard of a fixed global
 //! batch and writes its final weights to a JSON file. The outer test compares both ranks with a
 //! one-process run on the whole batch (within 1e-6). The failure tests make rank 1 stall or die
 //! mid-run and check that the job ends, within the watchdog timeout, with our error naming rank 1.
@@ -15,14 +15,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tch::Tensor;
 use trainer::dist::comm::{Communicator, SingleProcess};
-use trainer::dist::data_parallel::{
-    DEFAULT_BUCKET_ELEMS, DataParallelSync, broadcast_parameters, sft_step, sft_step_zero1, shard_groups,
-};
+use trainer::dist::data_parallel::{DEFAULT_BUCKET_ELEMS, DataParallelSync, broadcast_parameters, shard_groups};
 use trainer::dist::zero1::Zero1;
 use trainer::learner::toy::ToyLm;
-use trainer::learner::{AdamW, AdamWConfig, DecayRule, LrScheduler, RlLearner, RlRow, SftRow, TrainablePolicy};
+use trainer::learner::{
+    AdamW, AdamWConfig, DecayRule, LrScheduler, RlLearner, RlRow, SftLearner, SftOptions, SftRow, TrainablePolicy,
+};
 use trainer::recipe::sections::LrSchedule;
-use trainer::recipe::{AlgorithmConfig, Estimator};
+use trainer::recipe::{AlgorithmConfig, Estimator, LossAggregation};
 
 const STEPS: usize = 4;
 const ROWS_PER_STEP: usize = 6;
@@ -52,19 +52,24 @@ fn optimizer(model: &ToyLm) -> AdamW {
 fn train(comm: &dyn Communicator, seed: i64, zero1: bool, mut before_step: impl FnMut(usize)) -> Vec<f32> {
     let model = ToyLm::new(VOCAB, 8, seed).unwrap();
     broadcast_parameters(comm, &model.trainable_variables()).unwrap();
-    let mut opt = optimizer(&model);
-    let mut sharded =
-        zero1.then(|| Zero1::new(model.trainable_variables(), opt.config, comm.rank(), comm.world_size()).unwrap());
+    let config = optimizer(&model).config;
+    let sharded =
+        zero1.then(|| Zero1::new(model.trainable_variables(), config, comm.rank(), comm.world_size()).unwrap());
+    let adamw = if zero1 { AdamW::new(Vec::new(), config).unwrap() } else { optimizer(&model) };
+    let options = SftOptions {
+        per_device_batch_size: 1,
+        gradient_accumulation_steps: 1,
+        aggregation: LossAggregation::TokenMean,
+    };
+    let mut learner = SftLearner { options, progress: false, optimizer: adamw };
+    let mut sync = DataParallelSync { comm, bucket_elems: DEFAULT_BUCKET_ELEMS, zero1: sharded };
     for step in 0..STEPS {
         before_step(step);
         let rows: Vec<SftRow<()>> = (0..ROWS_PER_STEP).map(|i| row(step * ROWS_PER_STEP + i)).collect();
         let tokens: Vec<u64> = rows.iter().map(|r| r.ids.len() as u64).collect();
         let plan = shard_groups(&tokens, comm.world_size()).unwrap();
         let mine: Vec<SftRow<()>> = plan.groups[comm.rank() as usize].iter().map(|&g| rows[g].clone()).collect();
-        match sharded.as_mut() {
-            Some(z) => sft_step_zero1(comm, &model, z, &mine, DEFAULT_BUCKET_ELEMS).unwrap(),
-            None => sft_step(comm, &model, &mut opt, &mine, DEFAULT_BUCKET_ELEMS).unwrap(),
-        };
+        learner.step_synced(&model, &mine, &mut sync).unwrap();
     }
     comm.barrier().unwrap();
     flat_weights(&model)

@@ -7,20 +7,17 @@
 //! - [`broadcast_parameters`] copies rank 0's weights to every rank before training.
 //! - [`all_reduce_gradients`] sums (or averages) every parameter's gradient across ranks through
 //!   flat fp32 buckets of at most `bucket_elems` values, so few large collectives are issued.
-//! - [`sft_step`] is one data-parallel SFT step with token-mean loss normalised by the *global*
-//!   token count, so its update equals a one-process step over the union of the ranks' rows.
-//!
-//!   [`sft_step_zero1`] does the same with the optimizer state sharded (`zero1`).
-//!
 //! - [`DataParallelSync`] is the learners' [`GradientSync`] over a communicator: counters summed,
 //!   gradients all-reduced in buckets, then the replicated AdamW or a ZeRO-1 optimizer steps.
-//!   `SftLearner::step_synced` and `RlLearner::step_with_sync` run through it in `omnirl train`.
+//!   A data-parallel step is the learner's own step through it (`SftLearner::step_synced`,
+//!   `RlLearner::step_with_sync`): the learner normalises by the global token and row counts,
+//!   so its update equals a one-process step over the union of the ranks' rows.
 //!
 //! Left out: overlapping communication with the backward pass (buckets are reduced after the
 //! backward; a hook-based overlap needs autograd hooks tch does not expose).
 
 use super::comm::{CommBuf, CommError, Communicator};
-use crate::learner::{AdamW, GradientSync, LearnerError, SftRow, StepReport, TrainablePolicy};
+use crate::learner::{AdamW, GradientSync, LearnerError, StepReport};
 use tch::{Kind, Tensor};
 
 /// Default gradient bucket: 25 M fp32 values (100 MB), as in PyTorch DDP's order of magnitude.
@@ -53,8 +50,6 @@ pub enum DataParallelError {
     EmptyWorld,
     #[error(transparent)]
     Comm(#[from] CommError),
-    #[error(transparent)]
-    Learner(#[from] LearnerError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -204,92 +199,6 @@ impl GradientSync for DataParallelSync<'_> {
             None => Ok(optimizer.step()?),
         }
     }
-}
-
-/// What a data-parallel SFT step did, summed over ranks.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DpSftStats {
-    pub loss: f64,
-    pub global_rows: u64,
-    pub global_tokens: u64,
-    pub report: StepReport,
-}
-
-/// One data-parallel SFT step: this rank's `rows` (its shard of the global batch), token-mean
-/// NLL normalised by the global number of loss tokens, gradients summed over ranks, then the
-/// (replicated) AdamW update. Equals one process stepping on every rank's rows together.
-pub fn sft_step<C, P>(
-    comm: &C,
-    policy: &P,
-    optimizer: &mut AdamW,
-    rows: &[SftRow<P::Media>],
-    bucket_elems: usize,
-) -> Result<DpSftStats, DataParallelError>
-where
-    C: Communicator + ?Sized,
-    P: TrainablePolicy,
-{
-    optimizer.zero_grad()?;
-    let (loss, global_rows, global_tokens) = sft_gradients(comm, policy, rows, bucket_elems)?;
-    let report = optimizer.step()?;
-    Ok(DpSftStats { loss, global_rows, global_tokens, report })
-}
-
-/// The same step with ZeRO-1 optimizer sharding (see `zero1`).
-pub fn sft_step_zero1<C, P>(
-    comm: &C,
-    policy: &P,
-    optimizer: &mut super::zero1::Zero1,
-    rows: &[SftRow<P::Media>],
-    bucket_elems: usize,
-) -> Result<DpSftStats, DataParallelError>
-where
-    C: Communicator + ?Sized,
-    P: TrainablePolicy,
-{
-    optimizer.zero_grad()?;
-    let (loss, global_rows, global_tokens) = sft_gradients(comm, policy, rows, bucket_elems)?;
-    let report = optimizer.step(comm)?;
-    Ok(DpSftStats { loss, global_rows, global_tokens, report })
-}
-
-/// Forward/backward of this rank's rows with the global token-mean weight, then the gradient
-/// all-reduce. Gradients must have been zeroed. Returns (global loss, global rows, global tokens).
-pub fn sft_gradients<C, P>(
-    comm: &C,
-    policy: &P,
-    rows: &[SftRow<P::Media>],
-    bucket_elems: usize,
-) -> Result<(f64, u64, u64), DataParallelError>
-where
-    C: Communicator + ?Sized,
-    P: TrainablePolicy,
-{
-    let local_tokens: usize = rows.iter().map(SftRow::loss_tokens).sum();
-    let mut counts = [local_tokens as f64, rows.len() as f64];
-    comm.all_reduce_sum_buf(CommBuf::F64(&mut counts))?;
-    let (global_tokens, global_rows) = (counts[0].round() as u64, counts[1].round() as u64);
-    if global_rows == 0 {
-        return Err(LearnerError::Config("a data-parallel SFT step needs at least one row on some rank".into()).into());
-    }
-    let weight = 1.0 / global_tokens.max(1) as f64;
-    let device = policy.device();
-    let mut loss = 0.0f64;
-    for row in rows {
-        let mask: Vec<f32> = row.mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
-        let mask = Tensor::f_from_slice(&mask)?.f_to_device(device)?;
-        let mut closure = |offset: usize, lp: &Tensor, _ent: &Tensor| -> Result<Tensor, tch::TchError> {
-            let m = mask.f_narrow(0, offset as i64, lp.size().first().copied().unwrap_or(0))?.f_to_kind(lp.kind())?;
-            let nll = lp.f_neg()?.f_mul(&m)?.f_sum(Kind::Float)?.f_mul_scalar(weight)?;
-            loss += nll.f_double_value(&[])?;
-            Ok(nll)
-        };
-        policy.forward_backward(&row.ids, &row.media, row.prompt_len, &mut closure).map_err(LearnerError::from)?;
-    }
-    all_reduce_gradients(comm, &policy.trainable_variables(), bucket_elems, false)?;
-    let mut l = [loss];
-    comm.all_reduce_sum_buf(CommBuf::F64(&mut l))?;
-    Ok((l[0], global_rows, global_tokens))
 }
 
 #[cfg(test)]

@@ -97,13 +97,7 @@ impl Zero1 {
 
     /// Zero every parameter's gradient (not only the owned ones: backward fills them all).
     pub fn zero_grad(&self) -> Result<(), tch::TchError> {
-        for (_, p) in &self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.f_zero_()?;
-            }
-        }
-        Ok(())
+        crate::learner::zero_gradients(&self.params)
     }
 
     /// Global gradient norm, as `AdamW::grad_norm` computes it over all parameters.

@@ -151,8 +151,19 @@ impl RlLearner {
         policy: &P,
         rows: &[RlRow<P::Media>],
     ) -> Result<RlStepStats, LearnerError> {
+        self.step_synced(policy, rows, &mut LocalSteps)
+    }
+
+    /// [`step`](Self::step) on this rank's whole groups of a data-parallel batch (see
+    /// [`step_with_sync`](Self::step_with_sync)).
+    pub fn step_synced<P: TrainablePolicy>(
+        &mut self,
+        policy: &P,
+        rows: &[RlRow<P::Media>],
+        sync: &mut dyn GradientSync,
+    ) -> Result<RlStepStats, LearnerError> {
         let (estimator, ignore) = (self.estimator, self.ignore_exceed);
-        self.step_with(policy, rows, |r| Ok(estimator.compute(r, ignore)?))
+        self.step_with_sync(policy, rows, |r| Ok(estimator.compute(r, ignore)?), sync)
     }
 
     /// [`step`](Self::step) with the advantages computed by `advantages` from this process's rows

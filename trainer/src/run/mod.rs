@@ -47,6 +47,12 @@ pub enum RunError {
     Dist(String),
 }
 
+impl From<tch::TchError> for RunError {
+    fn from(e: tch::TchError) -> Self {
+        RunError::Model(format!("libtorch: {e}"))
+    }
+}
+
 impl RunError {
     pub(crate) fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> RunError + '_ {
         move |e| RunError::Io { path: path.display().to_string(), message: e.to_string() }

@@ -90,9 +90,9 @@ impl Model {
         publish(&tmp, dir)
     }
 
-    /// Writes the weights (and tokenizer) into a fresh temporary sibling of `dir` and returns it.
+    /// Writes the weights (and tokenizer) into a fresh [`staging_dir`] of `dir` and returns it.
     pub fn write_staged(&self, dir: &Path) -> Result<std::path::PathBuf, RunError> {
-        let tmp = dir.with_extension("tmp-save");
+        let tmp = staging_dir(dir);
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(RunError::io(&tmp))?;
         }
@@ -104,6 +104,11 @@ impl Model {
         }
         Ok(tmp)
     }
+}
+
+/// The temporary sibling a checkpoint of `dir` is built in before [`publish`] renames it.
+pub fn staging_dir(dir: &Path) -> std::path::PathBuf {
+    dir.with_extension("tmp-save")
 }
 
 /// Puts the complete directory `tmp` in place of `dir`. The previous `dir` is moved aside first
@@ -127,7 +132,7 @@ pub fn publish(tmp: &Path, dir: &Path) -> Result<(), RunError> {
 /// every rank adds its ZeRO-1 optimizer shard (when sharded), then rank 0 puts it in place.
 /// Every rank must call it; all return once `dir` is complete.
 pub fn save_checkpoint(model: &Model, world: &World, sync: &DataParallelSync<'_>, dir: &Path) -> Result<(), RunError> {
-    let tmp = dir.with_extension("tmp-save");
+    let tmp = staging_dir(dir);
     if world.is_main() {
         model.write_staged(dir)?;
     }
@@ -343,9 +348,7 @@ pub fn rl(
         let mut totals = [rows.len() as f64, reward_sum, batch.trajectories.len() as f64];
         world.sum(&mut totals)?;
         if totals[0] > 0.0 {
-            let (estimator, ignore) = (learner.estimator, learner.ignore_exceed);
-            let stats =
-                learner.step_with_sync(model.thinker()?, &rows, |a| Ok(estimator.compute(a, ignore)?), &mut sync)?;
+            let stats = learner.step_synced(model.thinker()?, &rows, &mut sync)?;
             scalars.extend(stats.scalars().0);
         }
         scalars.push("rollout/wall_s", batch.stats.wall_s);

@@ -37,12 +37,6 @@ fn dist_error(e: impl std::fmt::Display) -> RunError {
 }
 
 impl World {
-    /// One process, no communication.
-    pub fn single() -> World {
-        let (info, _) = discover(&|_: &str| None);
-        World { runtime: Runtime::Single(crate::dist::comm::SingleProcess), info, shard_optimizer: false }
-    }
-
     /// The ranks the launcher (mpirun, srun, env variables) started, with the recipe's backend.
     pub fn start(recipe: &Recipe) -> Result<World, RunError> {
         let (info, problems) = discover(&|k: &str| std::env::var(k).ok());
@@ -156,10 +150,4 @@ impl World {
 
 fn wants_cuda(recipe: &Recipe) -> bool {
     recipe.distributed.device != DeviceKind::Cpu && tch::Cuda::is_available()
-}
-
-impl From<tch::TchError> for RunError {
-    fn from(e: tch::TchError) -> Self {
-        RunError::Model(format!("libtorch: {e}"))
-    }
 }
