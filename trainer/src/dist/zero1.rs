@@ -102,15 +102,7 @@ impl Zero1 {
 
     /// Global gradient norm, as `AdamW::grad_norm` computes it over all parameters.
     fn grad_norm(&self) -> Result<f64, tch::TchError> {
-        let mut sq = 0.0f64;
-        for (_, p) in &self.params {
-            let g = p.grad();
-            if g.defined() {
-                let n = g.f_to_kind(Kind::Float)?.f_norm()?.f_double_value(&[])?;
-                sq += n * n;
-            }
-        }
-        Ok(sq.sqrt())
+        crate::learner::optim::grad_norm_of(self.params.iter().map(|(_, p)| p))
     }
 
     /// Clip on the global norm, update the owned tensors, broadcast every tensor from its owner.

@@ -161,6 +161,20 @@ pub struct AdamW {
     counters: OptimizerCounters,
 }
 
+/// `√Σ‖gᵢ‖²` over the defined gradients of `params`, in f64 from per-tensor fp32 norms (the
+/// norm clipping and the non-finite skip use; shared with the sharded optimizer).
+pub fn grad_norm_of<'a>(params: impl IntoIterator<Item = &'a Tensor>) -> Result<f64, tch::TchError> {
+    let mut sq = 0.0f64;
+    for p in params {
+        let g = p.grad();
+        if g.defined() {
+            let n = g.f_to_kind(Kind::Float)?.f_norm()?.f_double_value(&[])?;
+            sq += n * n;
+        }
+    }
+    Ok(sq.sqrt())
+}
+
 impl AdamW {
     /// Zero moments for every tensor; master copies for non-fp32 floating tensors.
     pub fn new(params: Vec<(String, Tensor)>, config: AdamWConfig) -> Result<Self, tch::TchError> {
@@ -213,15 +227,7 @@ impl AdamW {
 
     /// `√Σ‖gᵢ‖²` over defined gradients, in f64 from per-tensor fp32 norms.
     pub fn grad_norm(&self) -> Result<f64, tch::TchError> {
-        let mut sq = 0.0f64;
-        for s in &self.slots {
-            let g = s.param.grad();
-            if g.defined() {
-                let n = g.f_to_kind(Kind::Float)?.f_norm()?.f_double_value(&[])?;
-                sq += n * n;
-            }
-        }
-        Ok(sq.sqrt())
+        grad_norm_of(self.slots.iter().map(|s| &s.param))
     }
 
     /// Clip, update (unless the norm is not finite), advance the schedule. Gradients are left in

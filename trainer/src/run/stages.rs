@@ -118,10 +118,15 @@ pub fn publish(tmp: &Path, dir: &Path) -> Result<(), RunError> {
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(RunError::io(&old))?;
     }
+    // Durable before it becomes visible, as `checkpoint::atomic` publishes step directories.
+    crate::checkpoint::atomic::sync_tree(tmp).map_err(RunError::io(tmp))?;
     if dir.exists() {
         std::fs::rename(dir, &old).map_err(RunError::io(dir))?;
     }
     std::fs::rename(tmp, dir).map_err(RunError::io(dir))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::checkpoint::atomic::sync_dir(parent).map_err(RunError::io(parent))?;
+    }
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(RunError::io(&old))?;
     }
