@@ -237,13 +237,12 @@ fn bad_inputs_are_errors_not_panics() {
     let th = load(Device::Cpu);
     let (ids, m) = (ids(&c, "image"), media(&c, "image"));
     let mut short = m.clone();
-    short.images[0].pixel_values.truncate(100);
+    short.images[0].pixels = short.images[0].pixels.slice(0, 100).expect("100 values");
     assert!(th.logits(&ids, &short).is_err());
     let mut wrong_grid = m.clone();
     wrong_grid.images[0].grid_thw = [1, 4, 10];
     assert!(th.logits(&ids, &wrong_grid).is_err());
-    let odd =
-        MediaInput { images: vec![Visual { pixel_values: vec![0.0; 384 * 9], grid_thw: [1, 3, 3] }], ..m.clone() };
+    let odd = MediaInput { images: vec![Visual::values(vec![0.0; 384 * 9], [1, 3, 3])], ..m.clone() };
     assert!(th.logits(&ids, &odd).is_err());
     assert!(th.logits(&ids, &MediaInput::default()).is_err(), "placeholders without media");
     assert!(th.logits(&[1, 2, 9999], &MediaInput::default()).is_err());
@@ -267,7 +266,7 @@ fn the_thinker_is_a_rollout_policy() {
     let (ids, m) = (ids(&c, "image"), media(&c, "image"));
     let img = &m.images[0];
     let inputs = ModelInputs {
-        images: Some(VisionInputs { pixel_values: img.pixel_values.clone(), grid_thw: vec![img.grid_thw] }),
+        images: Some(VisionInputs { pixels: img.pixels.clone(), grid_thw: vec![img.grid_thw] }),
         ..ModelInputs::default()
     };
     let item = Arc::new(MediaItem {

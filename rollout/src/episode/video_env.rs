@@ -97,10 +97,10 @@ impl MediaEnv for VideoEnv {
         for grid_thw in images.grid_thw {
             let rows: usize = grid_thw.iter().product();
             let (a, b) = (row * PATCH_DIM, (row + rows) * PATCH_DIM);
-            let pixel_values = images.pixel_values.get(a..b).map(<[f32]>::to_vec).unwrap_or_default();
+            let pixels = images.pixels.slice(a, b).unwrap_or_default();
             row += rows;
             let one = ModelInputs {
-                images: Some(VisionInputs { pixel_values, grid_thw: vec![grid_thw] }),
+                images: Some(VisionInputs { pixels, grid_thw: vec![grid_thw] }),
                 ..ModelInputs::default()
             };
             items.push(MediaItem { layout: chat::Part::Image { grid_thw }, inputs: Some(Arc::new(one)) });
@@ -122,7 +122,7 @@ impl MediaEnv for VideoEnv {
         if !self.use_audio {
             clip.audio = None;
         }
-        let inputs = clip_inputs(&clip).map_err(|e| MediaFailure::new(e.to_string()))?;
+        let inputs = clip_inputs(&clip);
         let grid_thw = inputs
             .video
             .as_ref()

@@ -18,11 +18,12 @@
 //! `dts >= ` the best candidate's pts). Packets are then decoded from memory: distinct GOPs
 //! are spread over one lane per core (an OS thread each, with its own single-threaded
 //! decoder; largest GOPs first onto the least loaded lane); a lone GOP gets one
-//! frame-threaded decoder. Only kept frames are converted to RGB. Non-reference frames that are not wanted are skipped
-//! (`skip_frame = NONREF` packet by packet), which the wanted frames never depend on. If a
-//! wanted frame does not come out with the packet's timestamp, that GOP is decoded again
-//! without skipping, choosing by the rule above. Decoders are kept for the next action of
-//! the same source; nothing is cached across sources.
+//! frame-threaded decoder. Only kept frames are converted to RGB. Non-reference frames that
+//! are not wanted are skipped (`skip_frame = NONREF` packet by packet), which the wanted frames
+//! never depend on, and a GOP's remaining packets are not sent once its last wanted frame is
+//! out. If a wanted frame does not come out with the packet's timestamp, that GOP is decoded
+//! again without skipping, choosing by the rule above. Decoders are kept for the next action
+//! of the same source; nothing is cached across sources.
 //!
 //! Left out: hardware decoding and keeping a decoder's position between actions (each
 //! action's GOPs start from their key frame).
@@ -89,6 +90,8 @@ pub(crate) struct Decoded {
     /// The last frame, when asked for.
     pub last: Option<(i64, RgbImage)>,
     pub frames: usize,
+    /// Frames kept (converted and handed to `post`).
+    pub kept: usize,
 }
 
 /// YUV -> RGB24 at the same size, rebuilt when the input changes.
@@ -181,6 +184,7 @@ pub(crate) fn decode_gop(
         if keep {
             let img = conv.rgb(frame)?;
             posted.insert(pts);
+            out.kept += 1;
             if let Some(img) = post(pts, img)? {
                 out.images.insert(pts, img);
             }
@@ -207,6 +211,12 @@ pub(crate) fn decode_gop(
             Err(e) => Err(format!("decoder refused a packet: {e}")),
         }
     };
+    // Once every wanted frame is out, the rest of the GOP is not decoded (unless the last
+    // frame is wanted too).
+    let wanted = match select {
+        Select::Exact(want) => want.len(),
+        Select::FirstAtOrAfter(targets) => targets.len(),
+    };
     for p in packets.iter().map(Some).chain([None]) {
         send(dec, p)?;
         while dec.receive_frame(&mut frame).is_ok() {
@@ -214,6 +224,13 @@ pub(crate) fn decode_gop(
             if keep_last {
                 last = Some(frame.clone());
             }
+        }
+        let done = match select {
+            Select::Exact(_) => out.kept,
+            Select::FirstAtOrAfter(_) => next_target,
+        };
+        if !keep_last && done >= wanted {
+            break;
         }
     }
     if keep_last && let Some(f) = last {

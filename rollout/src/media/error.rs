@@ -113,6 +113,8 @@ pub enum MediaError {
     NoFrame { action: MediaAction, path: PathBuf, at: f64, last: f64 },
     #[error("image of {width}x{height}: {reason}")]
     BadImage { width: usize, height: usize, reason: String },
+    #[error("pixel rows: {len} values are not rows of {patch_dim} (3 channel blocks each)")]
+    PixelRows { len: usize, patch_dim: usize },
     #[error("{action}: built without FFmpeg (the rollout crate's `ffmpeg` feature is off)")]
     Unsupported { action: MediaAction },
     #[error("cannot write {}: {source}", path.display())]
@@ -134,7 +136,7 @@ impl MediaError {
             | MediaError::Unsupported { action } => Some(*action),
             MediaError::FrameCountTooSmall { .. } | MediaError::TooManyFrames { .. } => Some(MediaAction::Frames),
             MediaError::AudioTooShort { .. } => Some(MediaAction::Audio),
-            MediaError::BadImage { .. } | MediaError::Write { .. } => None,
+            MediaError::BadImage { .. } | MediaError::PixelRows { .. } | MediaError::Write { .. } => None,
         }
     }
 
@@ -168,7 +170,9 @@ impl MediaError {
             MediaError::TooManyFrames { .. } => "TOO_MANY_FRAMES",
             MediaError::AudioTooShort { .. } => "AUDIO_TOO_SHORT",
             MediaError::NoAudioStream { action: MediaAction::Audio, .. } => "NO_AUDIO",
-            MediaError::BadImage { .. } | MediaError::Write { .. } => "MEDIA_PREPROCESS_FAIL",
+            MediaError::BadImage { .. } | MediaError::PixelRows { .. } | MediaError::Write { .. } => {
+                "MEDIA_PREPROCESS_FAIL"
+            }
             other => other.action().unwrap_or(MediaAction::Probe).fail_code(),
         }
     }

@@ -1,6 +1,7 @@
 //! Model-ready inputs for one observation: the `multi_modal_inputs` of spec §3.3 as plain
-//! `Vec<f32>` plus shapes (the trainer turns them into tensors), and the placeholder token
-//! counts the prompt needs.
+//! buffers plus shapes (the trainer turns them into tensors), and the placeholder token counts
+//! the prompt needs. Pixel rows are the processor's `[rows, 1176]` matrix held as source bytes
+//! (`pixels`), expanded to CLIP-normalised floats where the model runs.
 //!
 //! * `get_frames` -> one image per frame: `pixel_values` rows concatenated over images,
 //!   `image_grid_thw` per image, `grid_h * grid_w / 4` tokens each. Frames not yet at a
@@ -17,7 +18,8 @@
 use super::clip::ImageSizing;
 use super::error::MediaError;
 use super::mel::{MelFeatures, log_mel};
-use super::patches::{PATCH_DIM, Patches, fill_patches, patch_grid, patchify};
+use super::patches::{PATCH_DIM, Patches, fill_patches, patch_grid};
+use super::pixels::PixelRows;
 use super::resize::{RgbImage, resize_pil_bicubic};
 use super::types::{AudioClip, Clip, Frames};
 use rayon::prelude::*;
@@ -26,14 +28,14 @@ use rayon::prelude::*;
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct VisionInputs {
     /// `[rows, 1176]` row-major, the items' rows one after another.
-    pub pixel_values: Vec<f32>,
+    pub pixels: PixelRows,
     /// `(grid_t, grid_h, grid_w)` per item.
     pub grid_thw: Vec<[usize; 3]>,
 }
 
 impl VisionInputs {
     pub fn rows(&self) -> usize {
-        self.pixel_values.len() / PATCH_DIM
+        self.pixels.len() / PATCH_DIM
     }
 
     /// Placeholder tokens per item.
@@ -41,13 +43,8 @@ impl VisionInputs {
         self.grid_thw.iter().map(|g| g.iter().product::<usize>() / 4).collect()
     }
 
-    fn push(&mut self, p: Patches) {
-        if self.pixel_values.is_empty() {
-            self.pixel_values = p.pixel_values;
-        } else {
-            self.pixel_values.extend_from_slice(&p.pixel_values);
-        }
-        self.grid_thw.push(p.grid_thw);
+    fn one(p: &Patches) -> VisionInputs {
+        VisionInputs { pixels: PixelRows::Codes(std::sync::Arc::clone(&p.codes)), grid_thw: vec![p.grid_thw] }
     }
 }
 
@@ -92,16 +89,17 @@ pub fn frames_inputs(frames: &Frames, sizing: &ImageSizing) -> Result<ModelInput
         frames.frames.iter().zip(&resized).map(|(f, r)| r.as_ref().unwrap_or(&f.image)).collect();
     let grid_thw: Vec<[usize; 3]> = images.iter().map(|img| patch_grid(&[img])).collect::<Result<_, _>>()?;
     let lens: Vec<usize> = grid_thw.iter().map(|g| g.iter().product::<usize>() * PATCH_DIM).collect();
-    let mut pixel_values = vec![0f32; lens.iter().sum()];
+    let mut codes = vec![0u8; lens.iter().sum()];
     let mut parts = Vec::with_capacity(images.len());
-    let mut rest = pixel_values.as_mut_slice();
+    let mut rest = codes.as_mut_slice();
     for ((img, grid), &len) in images.iter().zip(&grid_thw).zip(&lens) {
         let (part, tail) = rest.split_at_mut(len);
         parts.push((*img, *grid, part));
         rest = tail;
     }
     parts.into_par_iter().for_each(|(img, grid, part)| fill_patches(&[img], grid, part));
-    Ok(ModelInputs { images: Some(VisionInputs { pixel_values, grid_thw }), ..ModelInputs::default() })
+    let pixels = PixelRows::codes(codes);
+    Ok(ModelInputs { images: Some(VisionInputs { pixels, grid_thw }), ..ModelInputs::default() })
 }
 
 /// `get_audio` -> log-mel features.
@@ -109,18 +107,17 @@ pub fn audio_inputs(audio: &AudioClip) -> ModelInputs {
     ModelInputs { audio: Some(log_mel(&audio.samples)), ..ModelInputs::default() }
 }
 
-/// `get_clip` -> a video (+ its audio). The clip's frames are already at the processor's size.
-pub fn clip_inputs(clip: &Clip) -> Result<ModelInputs, MediaError> {
-    let images: Vec<&RgbImage> = clip.frames.iter().map(|f| &f.image).collect();
-    let (video, audio) = rayon::join(|| patchify(&images), || clip.audio.as_ref().map(|a| log_mel(&a.samples)));
-    let mut v = VisionInputs::default();
-    v.push(video?);
-    Ok(ModelInputs { video: Some(v), video_second_per_grid: Some(clip.second_per_grid), audio, images: None })
+/// `get_clip` -> a video (its rows are the clip's, shared) + its audio's features.
+pub fn clip_inputs(clip: &Clip) -> ModelInputs {
+    let audio = clip.audio.as_ref().map(|a| log_mel(&a.samples));
+    let v = VisionInputs::one(&clip.video);
+    ModelInputs { video: Some(v), video_second_per_grid: Some(clip.second_per_grid), audio, images: None }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::patches::patchify;
     use crate::media::types::Frame;
 
     fn frame(w: usize, h: usize) -> Frame {
@@ -140,10 +137,12 @@ mod tests {
 
     #[test]
     fn clips_and_audio() {
+        let frames: Vec<RgbImage> = (0..4).map(|_| frame(56, 28).image).collect();
         let clip = Clip {
             start_s: 0.0,
             end_s: 2.0,
-            frames: (0..4).map(|_| frame(56, 28)).collect(),
+            timestamps: vec![0.0, 0.5, 1.0, 1.5],
+            video: patchify(&frames.iter().collect::<Vec<_>>()).unwrap_or_else(|e| panic!("{e}")),
             audio: Some(AudioClip { samples: vec![0.0; 32_000], sample_rate: 16_000, start_s: 0.0, end_s: 2.0 }),
             source_frames: 50,
             sample_fps: 2.0,
@@ -151,7 +150,7 @@ mod tests {
             gops_decoded: 1,
             frames_decoded: 50,
         };
-        let inputs = clip_inputs(&clip).unwrap_or_else(|e| panic!("{e}"));
+        let inputs = clip_inputs(&clip);
         assert_eq!(inputs.video.as_ref().map(|v| v.grid_thw.clone()), Some(vec![[2, 2, 4]]));
         assert_eq!(inputs.video_tokens(), 4);
         assert_eq!(inputs.audio.as_ref().map(|a| a.frames), Some(200));

@@ -16,7 +16,8 @@
 //!
 //! Modules: `error` (MediaError -> env codes), `frames` (timestamps, range checks, clamps),
 //! `clip` (the processor's frame sampling and pixel budgets), `resize` (smart_resize, Pillow
-//! and torchvision bicubic), `patches` (CLIP normalisation, patchify), `mel` (Whisper
+//! and torchvision bicubic), `patches` (patchify), `pixels` (pixel rows as bytes, CLIP
+//! normalisation), `mel` (Whisper
 //! log-mel), `inputs` (ModelInputs), `output` (PNG/WAV for people), `types` (plain data), and
 //! with the `ffmpeg` feature `probe`, `decode` (seeking, GOP-parallel decoding) and `audio`
 //! (decode + resample). Without the feature the pure parts work and every decoding entry
@@ -32,6 +33,7 @@ pub mod inputs;
 pub mod mel;
 pub mod output;
 pub mod patches;
+pub mod pixels;
 pub mod resize;
 mod source;
 pub mod types;
@@ -47,6 +49,7 @@ pub use clip::{ImageSizing, VideoSampling};
 pub use error::{MediaAction, MediaError, RangeProblem};
 pub use frames::FrameRequest;
 pub use inputs::{ModelInputs, VisionInputs};
+pub use pixels::PixelRows;
 pub use resize::RgbImage;
 pub use source::{MediaSource, probe};
 pub use types::{AudioClip, Clip, Frame, Frames, VideoInfo};

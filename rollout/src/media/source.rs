@@ -5,7 +5,9 @@
 //! then decodes (see `decode` for the seek rule and the parallel GOP decoding, `audio` for
 //! resampling). `get_frames` hands out RGB frames at the processor's image size (Pillow
 //! bicubic to the `smart_resize` size) unless asked for native frames; `get_clip` hands out
-//! the processor's 2-fps frames at its video size (torchvision bicubic) plus 16 kHz audio.
+//! the processor's 2-fps frames at its video size (torchvision bicubic), already patchified
+//! (each temporal pair is written as soon as its two frames are resized, then dropped), plus
+//! 16 kHz audio.
 //!
 //! Without the `ffmpeg` feature this file still compiles: `open` and `probe` return
 //! [`MediaError::Unsupported`], so no source can exist, and the pure parts of `media` work.
@@ -21,9 +23,20 @@ use std::path::Path;
 
 #[cfg(feature = "ffmpeg")]
 use super::{
-    audio, clip::reference_clip_audio_samples, decode, frames::Span, frames::clamp_frame_time, inputs::fit_image,
-    probe as pr, resize::RgbImage, resize::resize_torch_bicubic_aa, types::Frame,
+    audio,
+    clip::reference_clip_audio_samples,
+    decode,
+    frames::Span,
+    frames::clamp_frame_time,
+    inputs::fit_image,
+    patches::{PATCH, PATCH_DIM, PairFiller, Patches, TEMPORAL_PATCH},
+    probe as pr,
+    resize::RgbImage,
+    resize::resize_torch_bicubic_aa,
+    types::Frame,
 };
+#[cfg(feature = "ffmpeg")]
+use std::collections::HashMap;
 
 /// An opened video (one per episode; `Send`, not shared between threads).
 pub struct MediaSource {
@@ -373,14 +386,32 @@ impl MediaSource {
         let lanes = balance(&gops.iter().map(Vec::len).collect::<Vec<_>>(), decode::decode_lanes());
         let audio_stream = self.inner.streams.audio.clone();
         let pool = &mut self.inner.pool;
-        // Kept frames are resized on rayon's threads while the lanes decode on, so that a lane
-        // with more kept frames does not finish last; past a few queued frames a lane resizes
-        // itself (bounded memory).
-        let resized = std::sync::Mutex::new(std::collections::HashMap::new());
+        // Each kept frame is resized and written into its temporal patch's rows as soon as it is
+        // decoded; a pair's frames are dropped once both are in. Resizes run on rayon's threads
+        // while the lanes decode on, so that a lane with more kept frames does not finish last;
+        // past a few queued frames a lane resizes itself (bounded memory).
+        let mut slots: HashMap<i64, Vec<usize>> = HashMap::new();
+        for (i, &p) in selected.iter().enumerate() {
+            slots.entry(p).or_default().push(i);
+        }
+        let grid = [n.div_ceil(TEMPORAL_PATCH), fh / PATCH, fw / PATCH];
+        let mut codes = vec![0u8; grid.iter().product::<usize>() * PATCH_DIM];
+        let filler = PairFiller::new(&mut codes, n, (fh, fw));
+        let failures = std::sync::Mutex::new(Vec::new());
         let queued = std::sync::atomic::AtomicUsize::new(0);
         let max_queued = 2 * rayon::current_num_threads().max(1);
-        let (gops_r, plans_r, resized_r, queued_r, v_own, apath) =
-            (&gops, &plans, &resized, &queued, v.clone(), path.clone());
+        let (gops_r, plans_r, queued_r, filler_r, failures_r, slots_r, v_own, apath) =
+            (&gops, &plans, &queued, &filler, &failures, &slots, v.clone(), path.clone());
+        let deliver = move |pts: i64, img: RgbImage| -> Result<(), String> {
+            let resized = resize_torch_bicubic_aa(&img, fw, fh);
+            drop(img);
+            let at = slots_r.get(&pts).map(Vec::as_slice).unwrap_or_default();
+            let Some((&last, rest)) = at.split_last() else { return Ok(()) };
+            for &slot in rest {
+                filler_r.put(slot, resized.clone()).map_err(|e| e.to_string())?;
+            }
+            filler_r.put(last, resized).map_err(|e| e.to_string())
+        };
         let (video_runs, audio) = rayon::join(
             move || {
                 rayon::scope(move |sc| {
@@ -388,12 +419,14 @@ impl MediaSource {
                         use std::sync::atomic::Ordering::SeqCst;
                         if queued_r.fetch_add(1, SeqCst) >= max_queued {
                             queued_r.fetch_sub(1, SeqCst);
-                            return Ok(Some(resize_torch_bicubic_aa(&img, fw, fh)));
+                            deliver(pts, img)?;
+                            return Ok(None);
                         }
                         sc.spawn(move |_| {
-                            let out = resize_torch_bicubic_aa(&img, fw, fh);
-                            if let Ok(mut m) = resized_r.lock() {
-                                m.insert(pts, out);
+                            if let Err(e) = deliver(pts, img)
+                                && let Ok(mut f) = failures_r.lock()
+                            {
+                                f.push(e);
                             }
                             queued_r.fetch_sub(1, SeqCst);
                         });
@@ -407,27 +440,18 @@ impl MediaSource {
             move || audio_stream.map(|a| audio::decode_span(&a, &ap, start, s, e, &apath, action)),
         );
         let runs = video_runs.map_err(|e| err(format!("cannot open the {} decoder: {e}", v.codec)))?;
-        let mut images = resized.into_inner().map_err(|_| err("a resize failed".into()))?;
         let mut frames_decoded = 0;
         for r in runs.into_iter().flatten() {
-            let out = r.map_err(&err)?;
-            frames_decoded += out.frames;
-            images.extend(out.images);
+            frames_decoded += r.map_err(&err)?.frames;
         }
-        let frames: Vec<Frame> = selected
-            .iter()
-            .enumerate()
-            .map(|(i, &p)| {
-                // Moved out unless a later slot shows the same frame (copying is not free).
-                let image = match selected[i + 1..].contains(&p) {
-                    true => images.get(&p).cloned(),
-                    false => images.remove(&p),
-                };
-                let image = image.ok_or_else(|| err(format!("frame at {:.3}s did not decode", v.seconds(p, start))))?;
-                let t = v.seconds(p, start);
-                Ok(Frame { requested_s: t, pts_s: t, image })
-            })
-            .collect::<Result<_, MediaError>>()?;
+        if let Some(first) = failures.into_inner().map_err(|_| err("a resize failed".into()))?.into_iter().next() {
+            return Err(err(first));
+        }
+        if let Some(slot) = filler.missing() {
+            let at = selected.get(slot).map_or(s, |&p| v.seconds(p, start));
+            return Err(err(format!("frame at {at:.3}s did not decode")));
+        }
+        drop(filler);
         let audio = match audio {
             None => None,
             Some(samples) => {
@@ -444,7 +468,8 @@ impl MediaSource {
         Ok(Clip {
             start_s: s,
             end_s: e,
-            frames,
+            timestamps: selected.iter().map(|&p| v.seconds(p, start)).collect(),
+            video: Patches { codes: std::sync::Arc::new(codes), grid_thw: grid },
             audio,
             source_frames: total,
             sample_fps: VideoSampling::sample_fps(n, total, v.fps),

@@ -1,9 +1,10 @@
 //! What the media layer hands out: probed stream facts and decoded media, as plain data
 //! (no FFmpeg types), so the rest of the crate and the trainer need no decoder to use them.
 //!
-//! Left out: tensors. Pixels stay `u8` RGB until `inputs` turns them into the model's
-//! `Vec<f32>` + shape form; rollout does not depend on tch.
+//! Left out: tensors. Pixels stay `u8` (RGB images, or a clip's patch rows) and `inputs`
+//! hands them on as bytes + shapes; rollout does not depend on tch.
 
+use super::patches::Patches;
 use super::resize::RgbImage;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -71,13 +72,16 @@ impl AudioClip {
     }
 }
 
-/// The answer to `get_clip`: the processor's 2-fps frames (already at its size) and audio.
+/// The answer to `get_clip`: the processor's 2-fps frames (at its size, patchified) and audio.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clip {
     pub start_s: f64,
     /// End actually extracted (after clamping), seconds.
     pub end_s: f64,
-    pub frames: Vec<Frame>,
+    /// Presentation times of the kept frames, seconds from the file's start.
+    pub timestamps: Vec<f64>,
+    /// The kept frames as the model's rows (`Patches::frame` gives one back as an image).
+    pub video: Patches,
     /// `None` when the video has no audio stream.
     pub audio: Option<AudioClip>,
     /// Source frames in `[start, end)`.
@@ -88,4 +92,11 @@ pub struct Clip {
     pub second_per_grid: f64,
     pub gops_decoded: usize,
     pub frames_decoded: usize,
+}
+
+impl Clip {
+    /// Frames kept (before the processor's repeat of an odd last frame).
+    pub fn frame_count(&self) -> usize {
+        self.timestamps.len()
+    }
 }

@@ -123,7 +123,7 @@ pub fn run(o: &ParityOptions) -> BResult<ParityRecord> {
     let px = Tensor::f_randn([patches as i64, pd], (Kind::Float, Device::Cpu))?;
     let mel = Tensor::f_randn([reference.audio.mel_bins, mel_frames as i64], (Kind::Float, Device::Cpu))?;
     let media = MediaInput {
-        images: vec![Visual { pixel_values: Vec::<f32>::try_from(&px.f_flatten(0, -1)?)?, grid_thw: grid }],
+        images: vec![Visual::values(Vec::<f32>::try_from(&px.f_flatten(0, -1)?)?, grid)],
         videos: vec![],
         audios: vec![Audio { mel: Vec::<f32>::try_from(&mel.f_flatten(0, -1)?)?, frames: mel_frames }],
     };

@@ -138,7 +138,7 @@ fn load_media(args: &GenerateArgs) -> anyhow::Result<Vec<(Part, ModelInputs)>> {
         let mut src = open(p)?;
         let d = src.duration();
         let clip = src.clip(0.0, d, &VideoSampling::default()).map_err(|e| anyhow!("{}: {e}", p.display()))?;
-        let inputs = clip_inputs(&clip)?;
+        let inputs = clip_inputs(&clip);
         let grid = inputs.video.as_ref().and_then(|v| v.grid_thw.first().copied()).unwrap_or([0, 0, 0]);
         let spg = inputs.video_second_per_grid.unwrap_or(1.0);
         let part = match &inputs.audio {

@@ -1,5 +1,5 @@
 //! `omnirl media probe|frames|audio|clip VIDEO [--start S] [--end E] [--num N] [--duration D]
-//! [--out DIR]`: runs one media action exactly as the environment would (rollout's
+//! [--out DIR] [--expand]`: runs one media action exactly as the environment would (rollout's
 //! `media::MediaSource`, then the model preprocessing) and prints one JSON object on stdout.
 //!
 //! Fields, by action (times in seconds, `ms` = milliseconds from the opened video to
@@ -17,6 +17,10 @@
 //!   `source_frames`, `sample_fps`, `timestamps`, `sizes`, `grid_thw`, `video_tokens`,
 //!   `audio_samples`, `audio_tokens`, `gops_decoded`, `frames_decoded`, `seconds`.
 //!
+//! Model-ready inputs hold pixel rows as bytes (`rollout::media::pixels`); `--expand`
+//! (frames, clip) also reports `expand_ms`, the time a model on the CPU then spends turning
+//! them into float32 (`null` without the flag).
+//!
 //! With `--out DIR`: `frame_XXXX_<t>.png` per frame (as the model gets it) and, for audio and
 //! clips with sound, `audio.wav` (16 kHz mono). `--duration D` checks and clamps against a
 //! dataset's `duration_seconds` instead of the probed duration. Errors print
@@ -28,7 +32,8 @@ use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use rollout::media::inputs::{audio_inputs, clip_inputs, frames_inputs};
 use rollout::media::output::{write_png, write_wav};
-use rollout::media::{FrameRequest, ImageSizing, MediaError, MediaSource, VideoSampling};
+use rollout::media::patches::PATCH_DIM;
+use rollout::media::{FrameRequest, ImageSizing, MediaError, MediaSource, VideoSampling, VisionInputs};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -71,6 +76,20 @@ pub struct Target {
     /// Write PNG frames / audio.wav here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// `frames`/`clip`: also time expanding the pixel rows (bytes) to the float32 values a
+    /// model on the CPU feeds its vision tower, reported as `expand_ms` (not part of `ms`).
+    #[arg(long)]
+    pub expand: bool,
+}
+
+/// `expand_ms` for [`Target::expand`]: the time to turn `v`'s rows into float32 values.
+fn expand_ms(t: &Target, v: Option<&VisionInputs>) -> Result<Option<f64>, MediaError> {
+    let (true, Some(v)) = (t.expand, v) else { return Ok(None) };
+    let began = Instant::now();
+    let values = v.pixels.to_values(PATCH_DIM)?;
+    let elapsed = ms(began);
+    drop(values);
+    Ok(Some(elapsed))
 }
 
 fn media_err(e: MediaError) -> anyhow::Error {
@@ -125,6 +144,7 @@ pub fn run(args: &MediaArgs) -> anyhow::Result<ExitCode> {
             let frames = src.frames(&FrameRequest::new(start, end, num), Some(&sizing)).map_err(media_err)?;
             let inputs = frames_inputs(&frames, &sizing).map_err(media_err)?;
             let elapsed = ms(began);
+            let expand_ms = expand_ms(t, inputs.images.as_ref()).map_err(media_err)?;
             if let Some(dir) = &t.out {
                 for (i, f) in frames.frames.iter().enumerate() {
                     write_png(&frame_name(dir, i, f.requested_s), &f.image).map_err(media_err)?;
@@ -143,6 +163,7 @@ pub fn run(args: &MediaArgs) -> anyhow::Result<ExitCode> {
                 "frames_decoded": frames.frames_decoded,
                 "seconds": end - start,
                 "ms": elapsed,
+                "expand_ms": expand_ms,
             })
         }
         MediaAction::Audio(_) => {
@@ -164,11 +185,13 @@ pub fn run(args: &MediaArgs) -> anyhow::Result<ExitCode> {
         }
         MediaAction::Clip(_) => {
             let clip = src.clip(start, end, &VideoSampling::default()).map_err(media_err)?;
-            let inputs = clip_inputs(&clip).map_err(media_err)?;
+            let inputs = clip_inputs(&clip);
             let elapsed = ms(began);
+            let expand_ms = expand_ms(t, inputs.video.as_ref()).map_err(media_err)?;
             if let Some(dir) = &t.out {
-                for (i, f) in clip.frames.iter().enumerate() {
-                    write_png(&frame_name(dir, i, f.pts_s), &f.image).map_err(media_err)?;
+                for (i, &pts) in clip.timestamps.iter().enumerate() {
+                    let image = clip.video.frame(i).ok_or_else(|| anyhow!("clip frame {i} is missing"))?;
+                    write_png(&frame_name(dir, i, pts), &image).map_err(media_err)?;
                 }
                 if let Some(a) = &clip.audio {
                     write_wav(&dir.join("audio.wav"), &a.samples, a.sample_rate).map_err(media_err)?;
@@ -176,11 +199,11 @@ pub fn run(args: &MediaArgs) -> anyhow::Result<ExitCode> {
             }
             json!({
                 "start": clip.start_s, "end": clip.end_s,
-                "count": clip.frames.len(),
+                "count": clip.frame_count(),
                 "source_frames": clip.source_frames,
                 "sample_fps": clip.sample_fps,
-                "timestamps": clip.frames.iter().map(|f| f.pts_s).collect::<Vec<_>>(),
-                "sizes": clip.frames.iter().map(|f| [f.image.height, f.image.width]).collect::<Vec<_>>(),
+                "timestamps": clip.timestamps,
+                "sizes": vec![<[usize; 2]>::from(clip.video.frame_size()); clip.frame_count()],
                 "grid_thw": inputs.video.as_ref().map(|v| v.grid_thw.clone()).unwrap_or_default(),
                 "video_tokens": inputs.video_tokens(),
                 "audio_samples": clip.audio.as_ref().map(|a| a.samples.len()),
@@ -189,6 +212,7 @@ pub fn run(args: &MediaArgs) -> anyhow::Result<ExitCode> {
                 "frames_decoded": clip.frames_decoded,
                 "seconds": clip.end_s - clip.start_s,
                 "ms": elapsed,
+                "expand_ms": expand_ms,
             })
         }
     };

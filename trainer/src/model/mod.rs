@@ -16,6 +16,7 @@ pub mod layers;
 pub mod logprobs;
 pub mod lora;
 pub mod manifest;
+pub mod pixels;
 pub mod policy;
 pub mod rope;
 pub mod text;

@@ -1,7 +1,7 @@
 //! The rollout [`Policy`] implemented by the thinker: each context's prompt ids and decoded media
 //! (`rollout::media::ModelInputs`, in prompt order) become a [`Prompt`], and the batch goes
-//! through [`generate`]. Also the conversion from the media crate's plain `Vec<f32>` inputs to the
-//! model's [`MediaInput`], used by the CLI as well.
+//! through [`generate`]. Also the conversion from the media crate's plain inputs to the model's
+//! [`MediaInput`], used by the CLI as well.
 //!
 //! Sampling: `temperature <= 0` means greedy; ids at or above the tokenizer's size are masked
 //! (padding rows of the embedding), stop ids are the config's eos and pad ids. Each context gets
@@ -30,13 +30,13 @@ fn split_visual(v: &VisionInputs, patch_dim: usize) -> Result<Vec<Visual>, Model
     for g in &v.grid_thw {
         let n = g[0] * g[1] * g[2];
         let (a, b) = (row * patch_dim, (row + n) * patch_dim);
-        let Some(px) = v.pixel_values.get(a..b) else {
+        let Some(pixels) = v.pixels.slice(a, b) else {
             return Err(ModelError::Input(format!(
                 "pixel_values hold fewer rows than the grids {:?} imply",
                 v.grid_thw
             )));
         };
-        out.push(Visual { pixel_values: px.to_vec(), grid_thw: *g });
+        out.push(Visual { pixels, grid_thw: *g });
         row += n;
     }
     Ok(out)

@@ -4,8 +4,9 @@
 //! §1.5), computes TMRoPE positions ([`rope_index`]), and runs the LLM. Batches are left-padded;
 //! each row keeps its own positions (a row's result does not depend on what it is batched with).
 //!
-//! Inputs are plain `Vec<f32>` + shapes ([`MediaInput`]), what `rollout::media` produces, so the
-//! rollout crate needs no tensors. Optional frozen encoders ([`Thinker::freeze_encoders`]) run
+//! Inputs are plain buffers + shapes ([`MediaInput`]), what `rollout::media` produces, so the
+//! rollout crate needs no tensors; pixel rows may be source bytes, expanded on the vision
+//! tower's device (`pixels`). Optional frozen encoders ([`Thinker::freeze_encoders`]) run
 //! under `no_grad`; LoRA adapters go on the LLM ([`Thinker::add_lora`]) and share one switch, so
 //! the frozen base (adapters off) is the reference model.
 //!
@@ -15,11 +16,13 @@
 use super::audio::AudioEncoder;
 use super::layers::{Linear, Mask};
 use super::lora::{Lora, LoraConfig, LoraSwitch};
+use super::pixels::pixel_tensor;
 use super::rope::{MediaGrids, Positions, RopeSpec, inv_freq, mrope_cos_sin, rope_index};
 use super::text::{KvCache, TextModel};
 use super::vision::VisionEncoder;
 use super::weights::{LoadOptions, Weights, WeightsError};
 use crate::model::{KeyLayout, OmniThinkerConfig, SpecialTokens};
+use rollout::media::PixelRows;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -40,8 +43,15 @@ pub type MResult<T> = Result<T, ModelError>;
 /// One image or video, patchified: `pixel_values [rows, patch_dim]` row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Visual {
-    pub pixel_values: Vec<f32>,
+    pub pixels: PixelRows,
     pub grid_thw: [usize; 3],
+}
+
+impl Visual {
+    /// Rows of already normalised values.
+    pub fn values(pixel_values: Vec<f32>, grid_thw: [usize; 3]) -> Visual {
+        Visual { pixels: PixelRows::Values(pixel_values), grid_thw }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,19 +180,15 @@ impl Thinker {
                 }
                 let grids: Vec<[usize; 3]> = items.iter().map(|v| v.grid_thw).collect();
                 let pd = self.vision.patch_dim;
-                let mut data = Vec::new();
-                for v in &items {
-                    data.extend_from_slice(&v.pixel_values);
-                }
-                let rows = data.len() as i64 / pd.max(1);
-                if data.len() as i64 != rows * pd {
-                    return Err(ModelError::Input(format!(
-                        "pixel_values length {} is not a multiple of {pd}",
-                        data.len()
-                    )));
+                let pixels: Vec<&PixelRows> = items.iter().map(|v| &v.pixels).collect();
+                let len: usize = pixels.iter().map(|p| p.len()).sum();
+                let rows = len as i64 / pd.max(1);
+                if len as i64 != rows * pd {
+                    return Err(ModelError::Input(format!("pixel_values length {len} is not a multiple of {pd}")));
                 }
                 self.vision.check(rows, pd, &grids).map_err(ModelError::Input)?;
-                let x = Tensor::f_from_slice(&data)?.f_view([rows, pd])?;
+                let x = pixel_tensor(&pixels, pd as usize, self.vision.device())
+                    .map_err(|e| ModelError::Input(e.to_string()))?;
                 Ok(Some(self.vision.forward(&x, &grids)?))
             };
             let image = vis(media.images.iter().collect())?;

@@ -16,7 +16,7 @@ use super::layers::{Linear, RmsNorm, TResult, segment_attention};
 use super::rope::{apply_rotary, inv_freq};
 use super::weights::{Weights, WeightsError};
 use crate::model::OmniThinkerConfig;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug)]
 struct Block {
@@ -151,6 +151,11 @@ impl VisionEncoder {
             return Err(format!("pixel_values is [{rows}, {cols}] but the grids imply [{n}, {}]", self.patch_dim));
         }
         Ok(())
+    }
+
+    /// Where the tower's weights live (and its input should be made).
+    pub fn device(&self) -> Device {
+        self.patch.device()
     }
 
     /// `pixel_values [N, patch_dim]` (any float dtype) → `[N / merge², out_hidden]`.

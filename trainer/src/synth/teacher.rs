@@ -286,7 +286,7 @@ fn media_parts(
             }
             NamedMedia::Clip(s, e) => {
                 let c = src.clip(s, e, clip).map_err(fail)?;
-                let n = c.frames.len();
+                let n = c.frame_count();
                 let picks: Vec<usize> = if n <= CLIP_FRAMES {
                     (0..n).collect()
                 } else {
@@ -294,7 +294,11 @@ fn media_parts(
                 };
                 let mut v = vec![json!({"type": "text", "text": format!("(the clip as {} frames)", picks.len())})];
                 for i in picks {
-                    v.push(image_part(&c.frames[i].image)?);
+                    let image = c.video.frame(i).ok_or_else(|| SynthError::Media {
+                        path: path.clone(),
+                        message: format!("clip frame {i} is missing"),
+                    })?;
+                    v.push(image_part(&image)?);
                 }
                 if let Some(a) = &c.audio {
                     v.push(audio_part(&a.samples, a.sample_rate));

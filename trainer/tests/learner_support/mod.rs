@@ -42,7 +42,7 @@ pub fn image_case() -> (Vec<u32>, MediaInput) {
     let g = Vec::<i64>::try_from(&c["image.image_grids"].flatten(0, -1)).unwrap();
     let px = Vec::<f32>::try_from(&c["image.image_pixels"].flatten(0, -1)).unwrap();
     let media = MediaInput {
-        images: vec![Visual { pixel_values: px, grid_thw: [g[0] as usize, g[1] as usize, g[2] as usize] }],
+        images: vec![Visual::values(px, [g[0] as usize, g[1] as usize, g[2] as usize])],
         ..Default::default()
     };
     (ids, media)

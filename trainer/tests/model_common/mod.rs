@@ -35,7 +35,7 @@ pub fn media(c: &HashMap<String, Tensor>, name: &str) -> MediaInput {
         for g in gs {
             let n = (g[0] * g[1] * g[2]) as i64;
             let v = Vec::<f32>::try_from(&pix.narrow(0, row, n).flatten(0, -1)).unwrap();
-            out.push(Visual { pixel_values: v, grid_thw: g });
+            out.push(Visual::values(v, g));
             row += n;
         }
         out
