@@ -90,8 +90,8 @@ pub(crate) struct Decoded {
     /// The last frame, when asked for.
     pub last: Option<(i64, RgbImage)>,
     pub frames: usize,
-    /// Frames kept (converted and handed to `post`).
-    pub kept: usize,
+    /// Pts of the frames kept (converted and handed to `post`).
+    pub kept: HashSet<i64>,
 }
 
 /// YUV -> RGB24 at the same size, rebuilt when the input changes.
@@ -162,12 +162,11 @@ pub(crate) fn decode_gop(
     let mut last: Option<ff::frame::Video> = None;
     let mut next_target = 0usize;
     let mut rejected = 0usize;
-    let mut posted = HashSet::new();
     let mut take = |frame: &ff::frame::Video, out: &mut Decoded, next_target: &mut usize| -> Result<(), String> {
         out.frames += 1;
         let Some(pts) = frame.timestamp().or(frame.pts()) else { return Ok(()) };
         let keep = match select {
-            Select::Exact(want) => want.contains(&pts) && !posted.contains(&pts),
+            Select::Exact(want) => want.contains(&pts) && !out.kept.contains(&pts),
             Select::FirstAtOrAfter(targets) => {
                 let mut hit = false;
                 while let Some(&t) = targets.get(*next_target) {
@@ -183,8 +182,7 @@ pub(crate) fn decode_gop(
         };
         if keep {
             let img = conv.rgb(frame)?;
-            posted.insert(pts);
-            out.kept += 1;
+            out.kept.insert(pts);
             if let Some(img) = post(pts, img)? {
                 out.images.insert(pts, img);
             }
@@ -226,7 +224,7 @@ pub(crate) fn decode_gop(
             }
         }
         let done = match select {
-            Select::Exact(_) => out.kept,
+            Select::Exact(_) => out.kept.len(),
             Select::FirstAtOrAfter(_) => next_target,
         };
         if !keep_last && done >= wanted {

@@ -103,7 +103,12 @@ pub(crate) fn patch_grid(frames: &[&RgbImage]) -> Result<[usize; 3], MediaError>
             reason: format!("all frames must be {w}x{h} RGB24"),
         });
     }
-    Ok([frames.len().div_ceil(TEMPORAL_PATCH), h / PATCH, w / PATCH])
+    Ok(video_grid(frames.len(), (h, w)))
+}
+
+/// `(grid_t, grid_h, grid_w)` of `frames` frames of `size` (`(h, w)`, multiples of 28).
+pub(crate) fn video_grid(frames: usize, size: (usize, usize)) -> [usize; 3] {
+    [frames.div_ceil(TEMPORAL_PATCH), size.0 / PATCH, size.1 / PATCH]
 }
 
 /// Top-left pixel `(y, x)` of each patch, in row order: each 2x2 merge block in raster order,
@@ -169,9 +174,10 @@ pub(crate) struct PairFiller<'a> {
 }
 
 impl<'a> PairFiller<'a> {
-    /// `codes` must hold `grid` rows (`grid_t = ceil(frames / 2)`).
+    /// `codes` must hold the rows of [`video_grid`]`(frames, size)`.
     pub fn new(codes: &'a mut [u8], frames: usize, size: (usize, usize)) -> PairFiller<'a> {
-        let per_pair = (size.0 / PATCH) * (size.1 / PATCH) * PATCH_DIM;
+        let [_, gh, gw] = video_grid(frames, size);
+        let per_pair = gh * gw * PATCH_DIM;
         let pairs = codes
             .chunks_mut(per_pair.max(1))
             .map(|rows| std::sync::Mutex::new(PairSlot { frames: [None, None], rows, done: false }))

@@ -49,10 +49,6 @@ impl Default for PixelRows {
     }
 }
 
-fn bad_width(patch_dim: usize, len: usize) -> MediaError {
-    MediaError::PixelRows { len, patch_dim }
-}
-
 impl PixelRows {
     pub fn codes(codes: Vec<u8>) -> PixelRows {
         PixelRows::Codes(Arc::new(codes))
@@ -96,10 +92,10 @@ impl PixelRows {
 /// Writes the normalised values of `codes` (rows of `patch_dim`) into `out`, rows in parallel.
 pub fn expand_codes(codes: &[u8], patch_dim: usize, out: &mut [f32]) -> Result<(), MediaError> {
     if patch_dim == 0 || !patch_dim.is_multiple_of(3) || !codes.len().is_multiple_of(patch_dim) {
-        return Err(bad_width(patch_dim, codes.len()));
+        return Err(MediaError::PixelRows { len: codes.len(), patch_dim });
     }
     if out.len() != codes.len() {
-        return Err(bad_width(patch_dim, out.len()));
+        return Err(MediaError::PixelRows { len: out.len(), patch_dim });
     }
     let lut = clip_lut();
     let per_channel = patch_dim / 3;

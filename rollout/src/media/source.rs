@@ -29,7 +29,7 @@ use super::{
     frames::Span,
     frames::clamp_frame_time,
     inputs::fit_image,
-    patches::{PATCH, PATCH_DIM, PairFiller, Patches, TEMPORAL_PATCH},
+    patches::{PATCH_DIM, PairFiller, Patches, video_grid},
     probe as pr,
     resize::RgbImage,
     resize::resize_torch_bicubic_aa,
@@ -394,7 +394,7 @@ impl MediaSource {
         for (i, &p) in selected.iter().enumerate() {
             slots.entry(p).or_default().push(i);
         }
-        let grid = [n.div_ceil(TEMPORAL_PATCH), fh / PATCH, fw / PATCH];
+        let grid = video_grid(n, (fh, fw));
         let mut codes = vec![0u8; grid.iter().product::<usize>() * PATCH_DIM];
         let filler = PairFiller::new(&mut codes, n, (fh, fw));
         let failures = std::sync::Mutex::new(Vec::new());

@@ -33,10 +33,10 @@ pub struct VideoInfo {
     pub video_duration_s: Option<f64>,
 }
 
-/// One decoded frame, converted to RGB.
+/// One decoded `get_frames` frame, converted to RGB.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
-    /// The timestamp asked for (the label the model sees); for clip frames, the frame's own time.
+    /// The timestamp asked for (the label the model sees).
     pub requested_s: f64,
     /// Presentation time of the decoded frame, seconds from the file's start.
     pub pts_s: f64,

@@ -83,7 +83,7 @@ pub struct Target {
 }
 
 /// `expand_ms` for [`Target::expand`]: the time to turn `v`'s rows into float32 values.
-fn expand_ms(t: &Target, v: Option<&VisionInputs>) -> Result<Option<f64>, MediaError> {
+fn time_expansion(t: &Target, v: Option<&VisionInputs>) -> Result<Option<f64>, MediaError> {
     let (true, Some(v)) = (t.expand, v) else { return Ok(None) };
     let began = Instant::now();
     let values = v.pixels.to_values(PATCH_DIM)?;
@@ -144,7 +144,7 @@ pub fn run(args: &MediaArgs) -> anyhow::Result<ExitCode> {
             let frames = src.frames(&FrameRequest::new(start, end, num), Some(&sizing)).map_err(media_err)?;
             let inputs = frames_inputs(&frames, &sizing).map_err(media_err)?;
             let elapsed = ms(began);
-            let expand_ms = expand_ms(t, inputs.images.as_ref()).map_err(media_err)?;
+            let expand_ms = time_expansion(t, inputs.images.as_ref()).map_err(media_err)?;
             if let Some(dir) = &t.out {
                 for (i, f) in frames.frames.iter().enumerate() {
                     write_png(&frame_name(dir, i, f.requested_s), &f.image).map_err(media_err)?;
@@ -187,7 +187,7 @@ pub fn run(args: &MediaArgs) -> anyhow::Result<ExitCode> {
             let clip = src.clip(start, end, &VideoSampling::default()).map_err(media_err)?;
             let inputs = clip_inputs(&clip);
             let elapsed = ms(began);
-            let expand_ms = expand_ms(t, inputs.video.as_ref()).map_err(media_err)?;
+            let expand_ms = time_expansion(t, inputs.video.as_ref()).map_err(media_err)?;
             if let Some(dir) = &t.out {
                 for (i, &pts) in clip.timestamps.iter().enumerate() {
                     let image = clip.video.frame(i).ok_or_else(|| anyhow!("clip frame {i} is missing"))?;

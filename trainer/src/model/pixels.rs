@@ -31,15 +31,19 @@ pub fn pixel_tensor(items: &[&PixelRows], patch_dim: usize, device: Device) -> R
         return Err(PixelError::Width { len, patch_dim });
     }
     let rows = (len / patch_dim) as i64;
-    let all_codes = items.iter().all(|p| matches!(p, PixelRows::Codes(_)));
-    if all_codes && device.is_cuda() {
-        let mut codes = Vec::with_capacity(len);
-        for p in items {
-            if let PixelRows::Codes(c) = p {
-                codes.extend_from_slice(c);
-            }
-        }
-        return codes_on_device(&codes, patch_dim, device);
+    let codes: Vec<&[u8]> = items
+        .iter()
+        .filter_map(|p| match p {
+            PixelRows::Codes(c) => Some(c.as_slice()),
+            PixelRows::Values(_) => None,
+        })
+        .collect();
+    if device.is_cuda() && codes.len() == items.len() {
+        // One video (the usual case) is uploaded as it is, several are joined first.
+        return match codes.as_slice() {
+            [one] => codes_on_device(one, patch_dim, device),
+            many => codes_on_device(&many.concat(), patch_dim, device),
+        };
     }
     let mut values = vec![0f32; len];
     let mut rest = values.as_mut_slice();

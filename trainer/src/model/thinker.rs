@@ -181,11 +181,9 @@ impl Thinker {
                 let grids: Vec<[usize; 3]> = items.iter().map(|v| v.grid_thw).collect();
                 let pd = self.vision.patch_dim;
                 let pixels: Vec<&PixelRows> = items.iter().map(|v| &v.pixels).collect();
-                let len: usize = pixels.iter().map(|p| p.len()).sum();
-                let rows = len as i64 / pd.max(1);
-                if len as i64 != rows * pd {
-                    return Err(ModelError::Input(format!("pixel_values length {len} is not a multiple of {pd}")));
-                }
+                // The grids are checked before any pixel is expanded; `pixel_tensor` refuses a
+                // length that is not whole rows.
+                let rows = pixels.iter().map(|p| p.len()).sum::<usize>() as i64 / pd.max(1);
                 self.vision.check(rows, pd, &grids).map_err(ModelError::Input)?;
                 let x = pixel_tensor(&pixels, pd as usize, self.vision.device())
                     .map_err(|e| ModelError::Input(e.to_string()))?;
