@@ -18,7 +18,9 @@
 //! the prompts (the encoders are `encoders`' business) and continuous batching.
 
 use super::hw::{Ceilings, DeviceInfo, MemReport, ceilings, probe_for};
-use super::{BResult, BenchError, Placement, Shape, ShapeInfo, kind_bytes, kind_name, plain_ids, random_thinker, sync};
+use super::{
+    BResult, BenchError, Placement, RecordHeader, Shape, ShapeInfo, kind_bytes, plain_ids, random_thinker, sync,
+};
 use crate::model::generate::{Prompt, SamplingParams, generate, generate_timed};
 use crate::model::thinker::MediaInput;
 use serde::Serialize;
@@ -57,12 +59,8 @@ pub struct DecodeRow {
 /// The decode measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct DecodeRecord {
-    pub bench: &'static str,
-    pub implementation: &'static str,
-    pub device: DeviceInfo,
-    pub shape: ShapeInfo,
-    pub dtype: &'static str,
-    pub compute_dtype: &'static str,
+    #[serde(flatten)]
+    pub header: RecordHeader,
     pub rows: Vec<DecodeRow>,
     pub bytes_formula: String,
     pub memory: Option<MemReport>,
@@ -126,11 +124,6 @@ pub fn run(o: &DecodeOptions) -> BResult<DecodeRecord> {
         });
     }
     Ok(DecodeRecord {
-        bench: "decode",
-        implementation: "omnirl",
-        shape: info,
-        dtype: kind_name(p.storage),
-        compute_dtype: kind_name(p.compute),
         rows,
         bytes_formula: format!(
             "(matmul params + B·hidden)·{elt} B + B·(prompt + (new+1)/2)·KV bytes per token; per step time"
@@ -138,7 +131,7 @@ pub fn run(o: &DecodeOptions) -> BResult<DecodeRecord> {
         memory: probe.map(|m| m.finish()),
         ceilings: ceil,
         note: p.note(),
-        device,
+        header: RecordHeader::new("decode", device, info, &p),
     })
 }
 

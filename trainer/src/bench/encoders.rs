@@ -11,7 +11,7 @@
 //! encoders.
 
 use super::hw::{DeviceInfo, MemReport, probe_for};
-use super::{BResult, BenchError, Placement, Shape, ShapeInfo, kind_name, mean_min, random_weights, sync};
+use super::{BResult, BenchError, Placement, RecordHeader, Shape, ShapeInfo, mean_min, random_weights, sync};
 use crate::model::Component;
 use crate::model::audio::{AudioEncoder, audio_output_len};
 use crate::model::vision::VisionEncoder;
@@ -60,12 +60,8 @@ pub struct AudioRow {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EncodersRecord {
-    pub bench: &'static str,
-    pub implementation: &'static str,
-    pub device: DeviceInfo,
-    pub shape: ShapeInfo,
-    pub dtype: &'static str,
-    pub compute_dtype: &'static str,
+    #[serde(flatten)]
+    pub header: RecordHeader,
     pub vision: VisionRow,
     pub audio: AudioRow,
     pub memory: Option<MemReport>,
@@ -120,11 +116,6 @@ pub fn run(o: &EncoderOptions) -> BResult<EncodersRecord> {
     let (aus, aus_min) = tch::no_grad(|| time(p.device, o.steps, || Ok(audio.forward(&mel, &[mel_frames])?)))?;
     let audio_tokens = audio_output_len(mel_frames);
     Ok(EncodersRecord {
-        bench: "encoders",
-        implementation: "omnirl",
-        shape: info,
-        dtype: kind_name(p.storage),
-        compute_dtype: kind_name(p.compute),
         vision: VisionRow {
             frames: o.frames,
             height: o.height,
@@ -149,6 +140,6 @@ pub fn run(o: &EncoderOptions) -> BResult<EncodersRecord> {
         },
         memory: probe.map(|m| m.finish()),
         note: p.note(),
-        device,
+        header: RecordHeader::new("encoders", device, info, &p),
     })
 }

@@ -86,6 +86,11 @@ impl DeviceInfo {
         DeviceInfo { device: super::device_name(device), gpu, peaks, libtorch_threads: tch::get_num_threads() }
     }
 
+    /// The GPU's name where known, else the device (`cpu`, `cuda:N`).
+    pub fn label(&self) -> &str {
+        self.gpu.as_deref().unwrap_or(&self.device)
+    }
+
     pub fn peak_tflops(&self) -> Option<f64> {
         self.peaks.map(|p| p.bf16_tflops).filter(|x| x.is_finite())
     }

@@ -19,7 +19,9 @@
 //! optimizer time, and the vision / audio encoders in the training graph.
 
 use super::hw::{Ceilings, DeviceInfo, MemReport, ceilings, probe_for};
-use super::{BResult, BenchError, Placement, Shape, ShapeInfo, kind_name, mean_min, plain_ids, random_weights, sync};
+use super::{
+    BResult, BenchError, Placement, RecordHeader, Shape, ShapeInfo, mean_min, plain_ids, random_weights, sync,
+};
 use crate::learner::thinker::{TrainableParts, set_trainable};
 use crate::model::Component;
 use crate::model::logprobs::{TrainOptions, forward_backward};
@@ -51,12 +53,8 @@ pub struct LearnerOptions {
 /// One learner measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct LearnerRecord {
-    pub bench: &'static str,
-    pub implementation: &'static str,
-    pub device: DeviceInfo,
-    pub shape: ShapeInfo,
-    pub dtype: &'static str,
-    pub compute_dtype: &'static str,
+    #[serde(flatten)]
+    pub header: RecordHeader,
     pub seq_len: usize,
     pub checkpointing: bool,
     pub lora_rank: usize,
@@ -154,11 +152,6 @@ pub fn run(o: &LearnerOptions) -> BResult<LearnerRecord> {
     let (fpt, hfpt, flops_formula) = flops_per_token(&info, o.seq_len, o.lora_rank > 0, o.checkpointing);
     let peak = device.peak_tflops();
     Ok(LearnerRecord {
-        bench: "learner",
-        implementation: "omnirl",
-        shape: info,
-        dtype: kind_name(p.storage),
-        compute_dtype: kind_name(p.compute),
         seq_len: o.seq_len,
         checkpointing: o.checkpointing,
         lora_rank: o.lora_rank,
@@ -178,7 +171,7 @@ pub fn run(o: &LearnerOptions) -> BResult<LearnerRecord> {
         peak_rss_bytes: super::peak_rss_bytes(),
         ceilings: ceil,
         note: p.note(),
-        device,
+        header: RecordHeader::new("learner", device, info, &p),
     })
 }
 

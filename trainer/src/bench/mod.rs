@@ -121,6 +121,32 @@ fn parse(text: &str) -> BResult<OmniThinkerConfig> {
     OmniThinkerConfig::from_json_str(text).map_err(|e| BenchError::Config(e.to_string()))
 }
 
+/// The fields every benchmark record starts with (flattened into its JSON, so the records
+/// keep their keys and their order).
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordHeader {
+    pub bench: &'static str,
+    pub implementation: &'static str,
+    pub device: hw::DeviceInfo,
+    pub shape: ShapeInfo,
+    pub dtype: &'static str,
+    pub compute_dtype: &'static str,
+}
+
+impl RecordHeader {
+    /// Our record of `bench` for this device, shape and placement.
+    pub fn new(bench: &'static str, device: hw::DeviceInfo, shape: ShapeInfo, p: &Placement) -> RecordHeader {
+        RecordHeader {
+            bench,
+            implementation: "omnirl",
+            device,
+            shape,
+            dtype: kind_name(p.storage),
+            compute_dtype: kind_name(p.compute),
+        }
+    }
+}
+
 /// Parameter counts of the LLM that the FLOP and byte formulas use.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShapeInfo {

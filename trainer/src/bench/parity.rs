@@ -19,7 +19,7 @@
 //! TMRoPE unit tests cover) and real checkpoints.
 
 use super::hw::DeviceInfo;
-use super::{BResult, BenchError, Placement, Shape, ShapeInfo, kind_name, plain_ids, random_weights};
+use super::{BResult, BenchError, Placement, RecordHeader, Shape, ShapeInfo, plain_ids, random_weights};
 use crate::model::Component;
 use crate::model::audio::audio_output_len;
 use crate::model::generate::{Prompt, SamplingParams, generate};
@@ -42,12 +42,8 @@ pub struct ParityOptions {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ParityRecord {
-    pub bench: &'static str,
-    pub implementation: &'static str,
-    pub device: DeviceInfo,
-    pub shape: ShapeInfo,
-    pub dtype: &'static str,
-    pub compute_dtype: &'static str,
+    #[serde(flatten)]
+    pub header: RecordHeader,
     pub reference: &'static str,
     pub tokens: usize,
     pub image_grid_thw: [usize; 3],
@@ -156,11 +152,6 @@ pub fn run(o: &ParityOptions) -> BResult<ParityRecord> {
     };
     let prefix = ga.iter().zip(&gb).take_while(|(x, y)| x == y).count();
     Ok(ParityRecord {
-        bench: "parity",
-        implementation: "omnirl",
-        shape: info,
-        dtype: kind_name(p.storage),
-        compute_dtype: kind_name(p.compute),
         reference: "cpu f32",
         tokens: ids.len(),
         image_grid_thw: grid,
@@ -176,6 +167,6 @@ pub fn run(o: &ParityOptions) -> BResult<ParityRecord> {
         greedy_prefix_agreement: prefix,
         pass: rel_max_diff <= tolerance && within >= 1.0,
         note: p.note(),
-        device,
+        header: RecordHeader::new("parity", device, info, &p),
     })
 }

@@ -19,7 +19,7 @@
 //! KV cache of generation, see `decode`).
 
 use super::hw::{DeviceInfo, MemReport, probe_for};
-use super::{BResult, BenchError, Placement, Shape, ShapeInfo, kind_bytes, kind_name, plain_ids, random_weights};
+use super::{BResult, BenchError, Placement, RecordHeader, Shape, ShapeInfo, kind_bytes, plain_ids, random_weights};
 use crate::learner::thinker::{TrainableParts, TrainableThinker, set_trainable};
 use crate::learner::{RlLearner, RlRow};
 use crate::model::Component;
@@ -49,12 +49,8 @@ pub struct RlMemoryOptions {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RlMemoryRecord {
-    pub bench: &'static str,
-    pub implementation: &'static str,
-    pub device: DeviceInfo,
-    pub shape: ShapeInfo,
-    pub dtype: &'static str,
-    pub compute_dtype: &'static str,
+    #[serde(flatten)]
+    pub header: RecordHeader,
     pub lora_rank: Option<usize>,
     pub rows: usize,
     pub seq_len: usize,
@@ -154,11 +150,6 @@ pub fn run(o: &RlMemoryOptions) -> BResult<RlMemoryRecord> {
     let grad_norm = report.map_or(f64::NAN, |r| r.grad_norm);
     let skipped = report.is_none_or(|r| r.skipped);
     Ok(RlMemoryRecord {
-        bench: "rl_memory",
-        implementation: "omnirl",
-        shape: info,
-        dtype: kind_name(p.storage),
-        compute_dtype: kind_name(p.compute),
         lora_rank: o.lora_rank,
         rows: o.rows,
         seq_len: o.prompt_len + o.response_len,
@@ -180,6 +171,6 @@ pub fn run(o: &RlMemoryOptions) -> BResult<RlMemoryRecord> {
             "CUDA: device memory in use (cuMemGetInfo total − free) sampled every 2 ms; includes the context and the caching allocator's reserve"
         },
         note: p.note(),
-        device,
+        header: RecordHeader::new("rl_memory", device, info, &p),
     })
 }

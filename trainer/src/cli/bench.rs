@@ -261,9 +261,9 @@ fn learner(a: &LearnerArgs) -> anyhow::Result<ExitCode> {
     let r = bench::learner::run(&o).context("bench learner")?;
     let s = format!(
         "learner {} {} on {}: {} tokens, {:.3} s/step, {:.0} tokens/s, {:.1} TFLOP/s, MFU {}, loss {:.3}",
-        r.shape.name,
-        r.dtype,
-        r.device.gpu.as_deref().unwrap_or(&r.device.device),
+        r.header.shape.name,
+        r.header.dtype,
+        r.header.device.label(),
         r.seq_len,
         r.step_s,
         r.tokens_per_s,
@@ -288,8 +288,7 @@ fn decode(a: &DecodeArgs) -> anyhow::Result<ExitCode> {
         ceilings: a.ceilings,
     };
     let r = bench::decode::run(&o).context("bench decode")?;
-    let mut s =
-        format!("decode {} {} on {}:", r.shape.name, r.dtype, r.device.gpu.as_deref().unwrap_or(&r.device.device));
+    let mut s = format!("decode {} {} on {}:", r.header.shape.name, r.header.dtype, r.header.device.label());
     for row in &r.rows {
         s.push_str(&format!(
             "\n  batch {:>3}: {:.1} tokens/s, {:.2} ms/step, {:.0} GB/s, roofline {}",
@@ -319,8 +318,8 @@ fn encoders(a: &EncodersArgs) -> anyhow::Result<ExitCode> {
     let r = bench::encoders::run(&o).context("bench encoders")?;
     let s = format!(
         "encoders {} {}: vision {} patches in {:.4} s = {:.0} patches/s ({:.1} frames/s); audio {:.1} s in {:.4} s = {:.1} audio s/s",
-        r.shape.name,
-        r.dtype,
+        r.header.shape.name,
+        r.header.dtype,
         r.vision.patches,
         r.vision.s_per_call,
         r.vision.patches_per_s,
@@ -354,7 +353,7 @@ fn rl_memory(a: &RlMemoryArgs) -> anyhow::Result<ExitCode> {
     };
     let s = format!(
         "rl-memory {} {} lora {:?}: {} rows x {} tokens, step {:.2} s, grad norm {:.3e}, train step ok: {}; {mem}",
-        r.shape.name, r.dtype, r.lora_rank, r.rows, r.seq_len, r.step_s, r.grad_norm, r.train_step_ok
+        r.header.shape.name, r.header.dtype, r.lora_rank, r.rows, r.seq_len, r.step_s, r.grad_norm, r.train_step_ok
     );
     emit(c.json, &r, s, r.train_step_ok)
 }
@@ -372,9 +371,9 @@ fn parity(a: &ParityArgs) -> anyhow::Result<ExitCode> {
     let r = bench::parity::run(&o).context("bench parity")?;
     let s = format!(
         "parity {} {} on {} vs cpu f32: max |diff| {:.3e} ({:.2e} of max |logit| {:.3}, tolerance {:.0e}), argmax agree {:.0}%, within tolerance {:.0}%, greedy prefix {}/{}: {}",
-        r.shape.name,
-        r.dtype,
-        r.device.device,
+        r.header.shape.name,
+        r.header.dtype,
+        r.header.device.device,
         r.max_abs_diff,
         r.rel_max_diff,
         r.ref_max_abs,
