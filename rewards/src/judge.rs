@@ -362,8 +362,8 @@ impl Judge {
 }
 
 /// `choices[0].message.content` of a chat-completions reply (a string, or a list of text
-/// parts, which some compatible servers return).
-fn reply_content(text: &str) -> Option<String> {
+/// parts, which some compatible servers return). Also used by `omnirl synth`'s teacher.
+pub fn reply_content(text: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
     let content = v.get("choices")?.get(0)?.get("message")?.get("content")?;
     match content {
@@ -375,7 +375,8 @@ fn reply_content(text: &str) -> Option<String> {
     }
 }
 
-fn describe_transport(e: &reqwest::Error) -> String {
+/// What went wrong with a request, with its source chain (never the URL).
+pub fn describe_transport(e: &reqwest::Error) -> String {
     // Without the URL: it is ours and adds nothing; the source chain says what happened.
     let kind = if e.is_timeout() {
         "timed out"
@@ -395,7 +396,7 @@ fn describe_transport(e: &reqwest::Error) -> String {
 }
 
 /// `http(s)://127.0.0.1...`, `localhost` or `[::1]`.
-fn is_loopback(url: &str) -> bool {
+pub fn is_loopback(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let host = rest.split(['/', '?']).next().unwrap_or("");
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);

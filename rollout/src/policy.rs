@@ -99,8 +99,9 @@ pub trait Policy: Send {
     fn generate(&mut self, batch: &[Context<'_>], sampling: &Sampling) -> Result<Vec<Generation>, PolicyError>;
 }
 
-/// Turns response texts into generations with the encoder's ids.
-fn scripted_generation(
+/// Text in, a token-exact generation out: the encoder's ids plus its stop id (no ids without
+/// an encoder), zero logprobs; for policies that write text rather than sample tokens.
+pub fn text_generation(
     encoder: Option<&Arc<dyn PromptEncoder>>,
     text: String,
     sampling: &Sampling,
@@ -151,7 +152,7 @@ impl ScriptedPolicy {
 
 impl Policy for ScriptedPolicy {
     fn generate(&mut self, batch: &[Context<'_>], sampling: &Sampling) -> Result<Vec<Generation>, PolicyError> {
-        batch.iter().map(|c| scripted_generation(self.encoder.as_ref(), (self.script)(&c.info), sampling)).collect()
+        batch.iter().map(|c| text_generation(self.encoder.as_ref(), (self.script)(&c.info), sampling)).collect()
     }
 }
 
@@ -215,6 +216,6 @@ fn expert_answer(spec: &EpisodeSpec) -> String {
 
 impl Policy for ExpertPolicy {
     fn generate(&mut self, batch: &[Context<'_>], sampling: &Sampling) -> Result<Vec<Generation>, PolicyError> {
-        batch.iter().map(|c| scripted_generation(self.encoder.as_ref(), self.respond(&c.info), sampling)).collect()
+        batch.iter().map(|c| text_generation(self.encoder.as_ref(), self.respond(&c.info), sampling)).collect()
     }
 }

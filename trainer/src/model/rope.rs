@@ -154,6 +154,16 @@ pub fn rope_index(ids: &[u32], spec: &RopeSpec, media: &MediaGrids) -> Result<Po
         let ok = ids.get(from..from + n).is_some_and(|s| s.iter().all(|&x| x == id));
         if ok { Ok(()) } else { Err(layout(from, format!("expected {n} {what} placeholder tokens here"))) }
     };
+    // The next video's grid and seconds per grid step.
+    let next_video = |vid: &mut usize| -> Result<([usize; 3], f64), RopeError> {
+        let g = *media
+            .video_grids
+            .get(*vid)
+            .ok_or_else(|| RopeError::Media(format!("video placeholder {vid} has no video input")))?;
+        let spg = *media.video_second_per_grid.get(*vid).unwrap_or(&1.0);
+        *vid += 1;
+        Ok((g, spg))
+    };
     let mut i = 0usize;
     while i < ids.len() {
         let Some(j) = (i..ids.len()).find(|&j| [spec.image, spec.video, spec.audio].contains(&ids[j])) else {
@@ -195,12 +205,7 @@ pub fn rope_index(ids: &[u32], spec: &RopeSpec, media: &MediaGrids) -> Result<Po
                 let t: Vec<i64> = (0..g[0] as i64).map(|x| x * i64::from(spec.position_id_per_seconds)).collect();
                 (g, t, "image", spec.image)
             } else {
-                let g = *media
-                    .video_grids
-                    .get(vid)
-                    .ok_or_else(|| RopeError::Media(format!("video placeholder {vid} has no video input")))?;
-                let spg = *media.video_second_per_grid.get(vid).unwrap_or(&1.0);
-                vid += 1;
+                let (g, spg) = next_video(&mut vid)?;
                 (g, video_t_index(g[0], spg, spec.position_id_per_seconds), "video", spec.video)
             };
             check_grid(grid, merge)?;
@@ -209,12 +214,7 @@ pub fn rope_index(ids: &[u32], spec: &RopeSpec, media: &MediaGrids) -> Result<Po
             k += t.len();
             wk.block(&t, &h, &w);
         } else {
-            let g = *media
-                .video_grids
-                .get(vid)
-                .ok_or_else(|| RopeError::Media(format!("video placeholder {vid} has no video input")))?;
-            let spg = *media.video_second_per_grid.get(vid).unwrap_or(&1.0);
-            vid += 1;
+            let (g, spg) = next_video(&mut vid)?;
             check_grid(g, merge)?;
             let n_audio = *media
                 .audio_tokens

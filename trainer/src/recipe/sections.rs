@@ -224,6 +224,28 @@ impl Default for PreprocessConfig {
     }
 }
 
+impl PreprocessConfig {
+    /// The `get_frames` image budget these settings give the media environment.
+    pub fn image_sizing(&self) -> rollout::media::ImageSizing {
+        rollout::media::ImageSizing {
+            min_pixels: self.image_min_pixels as usize,
+            max_pixels: self.image_max_pixels as usize,
+        }
+    }
+
+    /// The `get_clip` sampling these settings give the media environment.
+    pub fn video_sampling(&self) -> rollout::media::VideoSampling {
+        rollout::media::VideoSampling {
+            fps: self.clip_fps,
+            max_frames: self.max_clip_frames as usize,
+            min_pixels: self.video_min_pixels as usize,
+            max_pixels: self.video_frame_max_pixels as usize,
+            total_pixels: self.video_total_pixels as f64,
+            ..rollout::media::VideoSampling::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SamplingConfig {

@@ -13,7 +13,6 @@ use crate::recipe::{PreprocessConfig, SamplingConfig, Stage};
 use rollout::data::{load_eval_samples, load_rl_samples};
 use rollout::driver::{Driver, DriverConfig, MediaOpener};
 use rollout::episode::{EpisodeSpec, MediaEnv, MediaFailure, PromptEncoder, VideoEnv, VideoMeta};
-use rollout::media::{ImageSizing, VideoSampling};
 use rollout::policy::Sampling;
 use rollout::trajectory::Trajectory;
 use serde::Serialize;
@@ -53,15 +52,7 @@ pub fn eval_specs(files: &[PathBuf], media_root: Option<&Path>) -> Result<Vec<Ar
 
 /// Opens each episode's video with the stage's pixel budgets.
 pub fn video_opener(pre: &PreprocessConfig) -> Arc<MediaOpener> {
-    let sizing = ImageSizing { min_pixels: pre.image_min_pixels as usize, max_pixels: pre.image_max_pixels as usize };
-    let sampling = VideoSampling {
-        fps: pre.clip_fps,
-        max_frames: pre.max_clip_frames as usize,
-        min_pixels: pre.video_min_pixels as usize,
-        max_pixels: pre.video_frame_max_pixels as usize,
-        total_pixels: pre.video_total_pixels as f64,
-        ..VideoSampling::default()
-    };
+    let (sizing, sampling) = (pre.image_sizing(), pre.video_sampling());
     Arc::new(move |spec: &EpisodeSpec| -> Result<Arc<dyn MediaEnv>, MediaFailure> {
         let mut env = VideoEnv::open(Path::new(&spec.video), Some(spec.meta.duration), spec.meta.has_audio)
             .map_err(|e| MediaFailure::new(e.to_string()))?;

@@ -38,7 +38,6 @@ use crate::run::train::encoder_for;
 use crate::run::{RunError, write_atomic};
 use rollout::data::{CheckOptions, DataFormat, check_bytes};
 use rollout::episode::PromptEncoder;
-use rollout::media::{ImageSizing, VideoSampling};
 use rollout::policy::{ExpertPolicy, Policy};
 use rollout::trajectory::Trajectory;
 use serde::Serialize;
@@ -203,18 +202,8 @@ fn roll_out(
             let mut policy = teacher::TeacherPolicy {
                 client,
                 encoder,
-                sizing: ImageSizing {
-                    min_pixels: pre.image_min_pixels as usize,
-                    max_pixels: pre.image_max_pixels as usize,
-                },
-                clip: VideoSampling {
-                    fps: pre.clip_fps,
-                    max_frames: pre.max_clip_frames as usize,
-                    min_pixels: pre.video_min_pixels as usize,
-                    max_pixels: pre.video_frame_max_pixels as usize,
-                    total_pixels: pre.video_total_pixels as f64,
-                    ..VideoSampling::default()
-                },
+                sizing: pre.image_sizing(),
+                clip: pre.video_sampling(),
                 requests: 0,
             };
             say(&format!("rolling out {} questions x {} with teacher {}", specs.len(), opts.n, ep.model));

@@ -20,10 +20,11 @@
 //! decoded media between turns (a teacher is network-bound).
 
 use super::SynthError;
+use rewards::judge::{describe_transport, is_loopback, reply_content};
 use rollout::data::{PartKind, Role};
 use rollout::episode::{EpisodeSpec, MediaPart, Message, Part, PromptEncoder};
 use rollout::media::{FrameRequest, ImageSizing, MediaSource, RgbImage, VideoSampling};
-use rollout::policy::{Context, Generation, Policy, PolicyError, Sampling};
+use rollout::policy::{Context, Generation, Policy, PolicyError, Sampling, text_generation};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,11 +128,11 @@ async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: Stri
             req = req.bearer_auth(k);
         }
         match req.send().await {
-            Err(e) => last = transport(&e),
+            Err(e) => last = describe_transport(&e),
             Ok(resp) => {
                 let status = resp.status();
                 match resp.text().await {
-                    Err(e) => last = transport(&e),
+                    Err(e) => last = describe_transport(&e),
                     Ok(text) if status.is_success() => match reply_content(&text) {
                         Some(c) => return Ok(c),
                         None => last = format!("reply has no choices[0].message.content: {}", excerpt(&text)),
@@ -154,40 +155,9 @@ async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: Stri
     Err(format!("failed after {ATTEMPTS} attempts: {last}"))
 }
 
-fn transport(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() { "timed out" } else { "request failed" }.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
-}
-
 fn excerpt(text: &str) -> String {
     let t: String = text.chars().take(200).collect();
     if t.len() < text.len() { format!("{t}...") } else { t }
-}
-
-/// `choices[0].message.content` (a string, or a list of text parts).
-pub fn reply_content(text: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(text).ok()?;
-    match v.get("choices")?.get(0)?.get("message")?.get("content")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => Some(parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect()),
-        _ => None,
-    }
-}
-
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let name = match host.strip_prefix('[') {
-        Some(h) => h.split(']').next().unwrap_or(h),
-        None => host.split(':').next().unwrap_or(host),
-    };
-    name == "localhost" || name == "::1" || name.starts_with("127.")
 }
 
 /// Standard base64 with padding.
@@ -347,25 +317,6 @@ pub fn render_messages(
     Ok(out)
 }
 
-/// Text in, a token-exact generation out (ids of the episode's tokenizer plus its stop id).
-pub fn text_generation(
-    encoder: &Arc<dyn PromptEncoder>,
-    text: String,
-    sampling: &Sampling,
-) -> Result<Generation, PolicyError> {
-    let mut ids = encoder.encode_text(&text).map_err(|e| PolicyError::Failed(e.to_string()))?;
-    if let Some(stop) = encoder.stop_ids().first().copied() {
-        ids.push(stop);
-    }
-    let n = ids.len();
-    Ok(Generation {
-        ids,
-        logprobs: vec![0.0; n],
-        entropies: sampling.entropies.then(|| vec![0.0; n]),
-        text: Some(text),
-    })
-}
-
 /// The teacher: an OpenAI-compatible endpoint as a policy.
 pub struct TeacherPolicy {
     pub client: ChatClient,
@@ -408,7 +359,7 @@ impl Policy for TeacherPolicy {
         self.client
             .complete_all(bodies)
             .into_iter()
-            .map(|r| text_generation(&self.encoder, r.map_err(fail)?.trim().to_string(), sampling))
+            .map(|r| text_generation(Some(&self.encoder), r.map_err(fail)?.trim().to_string(), sampling))
             .collect()
     }
 }
