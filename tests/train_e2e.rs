@@ -132,7 +132,7 @@ fn max_abs_diff(
 /// `mpirun -n 2 omnirl train` against one process on the same global batch: the SFT stage's
 /// per-device batch of 16 on two ranks is one process's batch of 32; RL shards whole groups. At
 /// a fine-tuning learning rate (the quickstart's 3e-3 lets Adam amplify float summation-order
-/// differences to ~1e-5) the weights after each stage agree within 1e-6. Rank 0 alone writes the
+/// differences to ~1e-5) the weights after each stage agree within 2e-6. Rank 0 alone writes the
 /// run directory; with `shard_optimizer_state` each rank adds its optimizer shard to the RL
 /// checkpoint.
 #[test]
@@ -185,7 +185,10 @@ fn mpirun_two_ranks_train_like_one_process() {
         );
         let diff = max_abs_diff(&a, &b);
         eprintln!("{stage}: max |Δw| = {diff:e} between 2 ranks and one process");
-        assert!(diff <= 1e-6, "{stage}: max |Δw| = {diff:e} between 2 ranks and one process");
+        // Adam turns the summation-order differences of the gradients (another order on two ranks,
+        // other blocking on other CPUs) into weight differences of up to ~4e-7 seen across kernel
+        // variants; a lost or misweighted rank gradient flips update signs, moving weights by 2e-4.
+        assert!(diff <= 2e-6, "{stage}: max |Δw| = {diff:e} between 2 ranks and one process");
     }
     let init = weights(&dp.join("quickstart/init"));
     assert!(max_abs_diff(&init, &weights(&dp.join("quickstart/sft/final"))) > 1e-5, "SFT did not move the weights");

@@ -4,8 +4,9 @@
 //! each rank runs the `#[ignore]`d inner test, which reads its rank from MPI, broadcasts rank
 //! 0's toy-model weights, trains a few data-parallel SFT steps (`SftLearner::step_synced`) on its shard of a fixed global
 //! batch and writes its final weights to a JSON file. The outer test compares both ranks with a
-//! one-process run on the whole batch (within 1e-6). The failure tests make rank 1 stall or die
-//! mid-run and check that the job ends, within the watchdog timeout, with our error naming rank 1.
+//! one-process run on the whole batch (within 1e-5, weights of magnitude ~1.5). The failure tests
+//! make rank 1 stall or die mid-run and check that the job ends, within the watchdog timeout, with
+//! our error naming rank 1.
 //! `mpirun` missing is a test failure with a clear message (setup installs OpenMPI).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -283,7 +284,10 @@ fn assert_ranks_match(dir: &Path, ranks: u32, reference: &[f32]) {
         let got: Vec<f32> = serde_json::from_str(&text).unwrap();
         assert_eq!(got.len(), reference.len());
         let max = got.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(max <= 1e-6, "rank {rank}: max |Δw| = {max:e} against one process");
+        // Ranks sum their shards' gradients in another order than one process, and four Adam
+        // steps at lr 0.05 amplify that: ~2e-7 seen (2 ulps of |w| ≈ 1.5) across kernel variants.
+        // A lost or mis-normalised shard moves the weights by ~0.3.
+        assert!(max <= 1e-5, "rank {rank}: max |Δw| = {max:e} against one process");
     }
 }
 

@@ -54,7 +54,11 @@ fn loss_is_the_mean_nll_of_target_tokens() {
     let mut trimmed = rows.clone();
     trimmed[3] = SftRow::new(&[6], &[5, 3, TOY_END], &[TOY_END], ());
     SftLearner::new(&model, options(1, 4), &optimizer(0.0), 10).unwrap().step(&model, &trimmed).unwrap();
-    assert!(max_abs_diff(&g_with, &grads(&model)) < 1e-7 * max_abs(&g_with));
+    // Not bitwise: the shorter row changes the shapes of its matmuls and gradient reductions, and
+    // libtorch / MKL choose blocking and summation order by shape and CPU. Each gradient entry sums
+    // a few dozen f32 products (n·eps ≈ 4e-6 of the scale at worst, ~1e-7 seen), while loss on the
+    // two dropped tokens moves the gradient by ~50% of its scale.
+    assert!(max_abs_diff(&g_with, &grads(&model)) < 1e-5 * max_abs(&g_with));
 }
 
 #[test]

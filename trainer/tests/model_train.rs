@@ -119,7 +119,10 @@ fn training_forward_chunks_and_checkpointing_agree() {
     let s1 = score(&th, &ids, &m, start, 1000).unwrap();
     let s2 = score(&th, &ids, &m, start, 7).unwrap();
     assert_eq!(s1.logprobs.size(), [ids.len() as i64 - start as i64]);
-    assert!(max_diff(&s1.logprobs, &s2.logprobs) < 1e-5 && max_diff(&s1.entropies, &s2.entropies) < 1e-5);
+    // The chunk size changes only the shape of the lm_head matmul, which MKL may block and sum in
+    // another order: a few ulps of values up to ~8 (ulp 4.8e-7, 1-2 ulps seen); a misaligned chunk
+    // would be off by O(1).
+    assert!(max_diff(&s1.logprobs, &s2.logprobs) < 1e-4 && max_diff(&s1.entropies, &s2.entropies) < 1e-4);
     let mut grads = Vec::new();
     for checkpoint in [false, true] {
         for t in th.trainable() {
@@ -133,7 +136,8 @@ fn training_forward_chunks_and_checkpointing_agree() {
             |_: usize, lp: &Tensor, ent: &Tensor| Ok(-(lp.sum(Kind::Float) + ent.sum(Kind::Float) * 0.1) / n);
         let out =
             forward_backward(&th, &ids, &m, start, TrainOptions { chunk_tokens: 5, checkpoint }, &mut loss).unwrap();
-        assert!(max_diff(&out.logprobs, &s1.logprobs) < 1e-5);
+        // Chunks of 5 vs one chunk, as above.
+        assert!(max_diff(&out.logprobs, &s1.logprobs) < 1e-4);
         let want_loss = -(s1.logprobs.sum(Kind::Double).double_value(&[])
             + 0.1 * s1.entropies.sum(Kind::Double).double_value(&[]))
             / n;
