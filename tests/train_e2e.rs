@@ -174,7 +174,8 @@ fn mpirun_two_ranks_train_like_one_process() {
     let entries: Vec<String> =
         std::fs::read_dir(&dp).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(entries, ["quickstart"], "the ranks agree on one run directory");
-    let ckpt = dp.join("quickstart/rl/checkpoint-latest");
+    let root = dp.join("quickstart/rl/checkpoints");
+    let ckpt = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).max().expect("an rl step checkpoint");
     for r in 0..2 {
         assert!(ckpt.join(format!("optimizer-rank{r:05}-of-00002.safetensors")).is_file(), "rank {r}'s shard missing");
     }

@@ -109,6 +109,17 @@ impl JudgeConfig {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| file.get(name).cloned()))
     }
 
+    /// The value of variable `name` in the process environment, else in a `.env` file found from
+    /// the current directory upwards (the environment wins, as with python-dotenv).
+    pub fn lookup(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| dotenv::load_from_cwd().get(name).cloned())
+    }
+
+    /// Whether `OMNIRL_JUDGE_BEARER` asks for `Authorization: Bearer <key>` (1/true/yes).
+    pub fn bearer_from(value: Option<&str>) -> bool {
+        value.is_some_and(|b| matches!(b.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+    }
+
     /// [`JudgeConfig::from_env`] over explicit variables (for tests and embedding).
     pub fn from_vars(vars: &HashMap<String, String>) -> JudgeConfig {
         Self::from_lookup(|name| vars.get(name).cloned())
@@ -140,7 +151,7 @@ impl JudgeConfig {
             c.concurrency = n.max(1);
         }
         if let Some(b) = get("OMNIRL_JUDGE_BEARER") {
-            c.bearer = matches!(b.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes");
+            c.bearer = Self::bearer_from(Some(&b));
         }
         c
     }

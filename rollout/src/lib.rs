@@ -9,4 +9,5 @@ pub mod expert;
 pub mod media;
 pub mod policy;
 pub mod prompt;
+pub mod sft;
 pub mod trajectory;

@@ -15,23 +15,19 @@ use trainer::learner::thinker::{TrainableParts, TrainableThinker};
 use trainer::learner::{DataCursor, RlLearner, RlRow, SplitMix64};
 use trainer::model::thinker::{MediaInput, Thinker};
 use trainer::model::weights::LoadOptions;
-use trainer::recipe::{AlgorithmConfig, CheckpointConfig, LrSchedule, OptimizerConfig};
+use trainer::recipe::resolved::{Checkpointing, Optimizer};
+use trainer::recipe::{AlgorithmConfig, LrSchedule};
 
 const CHILD_ENV: &str = "OMNIRL_RESUME_CHILD_DIR";
 const TOTAL: u64 = 4;
 
-fn optimizer_cfg() -> OptimizerConfig {
+fn optimizer_cfg() -> Optimizer {
     // Warm-up of ⌈0.25·4⌉ = 1 step (lr 0), then linear decay from 1e-3.
-    OptimizerConfig {
-        lr: Some(1e-3),
-        lr_schedule: Some(LrSchedule::Linear),
-        warmup_ratio: Some(0.25),
-        ..OptimizerConfig::default()
-    }
+    optimizer_with(1e-3, LrSchedule::Linear, 0.25)
 }
 
-fn ckpt_cfg() -> CheckpointConfig {
-    CheckpointConfig { save_every: Some(2), keep_last: 2, save_optimizer: true }
+fn ckpt_cfg() -> Checkpointing {
+    Checkpointing { save_every: 2, keep_last: 2, save_optimizer: true }
 }
 
 /// A fresh run: the fixture weights, a TAURA on-policy learner, a shuffled cursor over 10 prompts.
@@ -193,7 +189,7 @@ fn retention_leftovers_and_damaged_checkpoints() {
     let rows: Vec<RlRow<()>> = group_rows(&mut SplitMix64::new(3), "g", &[1.0, 0.0], TOY_VOCAB as u32, TOY_END, 3);
     learner.step(&model, &rows).unwrap();
     state.step = 7;
-    let light = CheckpointConfig { save_optimizer: false, ..ckpt_cfg() };
+    let light = Checkpointing { save_optimizer: false, ..ckpt_cfg() };
     let dir = state.save(&root, &model, &learner.optimizer, &light).unwrap();
     assert!(!dir.join("optimizer.safetensors").exists());
     let mut m2 = toy();

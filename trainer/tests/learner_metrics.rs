@@ -9,13 +9,14 @@ use learner_support::*;
 use trainer::learner::{RlLearner, SplitMix64};
 use trainer::metrics::tensorboard::read_events;
 use trainer::metrics::{MetricsLogger, Phase, PhaseTimes, Scalars};
-use trainer::recipe::{AlgorithmConfig, LoggingConfig};
+use trainer::recipe::AlgorithmConfig;
+use trainer::recipe::resolved::MetricSinks;
 
 #[test]
 fn tensorboard_and_jsonl_read_back() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LoggingConfig { log_every: Some(1), ..LoggingConfig::default() };
-    let mut logger = MetricsLogger::open(dir.path(), &cfg, None).unwrap();
+    let cfg = MetricSinks { tensorboard: true, tensorboard_dir: None, jsonl: true };
+    let mut logger = MetricsLogger::open(dir.path(), &cfg, 1, None).unwrap();
     let model = toy();
     let mut learner = RlLearner::new(&model, &AlgorithmConfig::default(), &optimizer(1e-3), 3).unwrap();
     let mut rng = SplitMix64::new(9);
@@ -80,7 +81,7 @@ fn tensorboard_and_jsonl_read_back() {
     assert_eq!(lines[1]["actor/lr"].as_f64(), logged[1].get("actor/lr"));
 
     // A resumed run (from a checkpoint at step 2) trims the JSONL and starts a second event file.
-    let mut resumed = MetricsLogger::open(dir.path(), &cfg, Some(2)).unwrap();
+    let mut resumed = MetricsLogger::open(dir.path(), &cfg, 1, Some(2)).unwrap();
     resumed.log(3, true, &logged[2]).unwrap();
     let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
     let steps: Vec<u64> = lines

@@ -9,7 +9,7 @@ use learner_support::*;
 use tch::{Kind, Tensor};
 use trainer::learner::thinker::TrainableParts;
 use trainer::learner::{SftLearner, SftOptions, SftRow, TrainablePolicy};
-use trainer::recipe::{LossAggregation, LrSchedule, OptimizerConfig};
+use trainer::recipe::{LossAggregation, LrSchedule};
 
 fn options(per_device: u32, accumulation: u32) -> SftOptions {
     SftOptions {
@@ -102,12 +102,7 @@ fn accumulation_equals_one_batch_and_per_row_means_are_an_option() {
 fn linear_warmup_then_decay() {
     // 8 steps, warm-up ratio 0.25 → 2 warm-up steps: factors 0, ½, then (8 − s)/6.
     let model = toy();
-    let cfg = OptimizerConfig {
-        lr: Some(1e-2),
-        lr_schedule: Some(LrSchedule::Linear),
-        warmup_ratio: Some(0.25),
-        ..OptimizerConfig::default()
-    };
+    let cfg = optimizer_with(1e-2, LrSchedule::Linear, 0.25);
     let mut l = SftLearner::new(&model, options(1, 2), &cfg, 8).unwrap();
     let rows = sft_rows();
     let before = snapshot(&model);

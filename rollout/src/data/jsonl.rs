@@ -18,7 +18,7 @@
 //! rejected like any invalid JSON (Python accepts them; a hint says so).
 
 use super::fields::{Issue, LineCx, MediaRef, ProblemCode, Severity, describe};
-use super::paths::{MediaIndex, check_media};
+use super::paths::{MediaBase, MediaIndex, check_media};
 use super::report::{DataProblem, DataReport};
 use super::schema::Record;
 use super::{CheckOptions, DataFormat};
@@ -96,7 +96,7 @@ fn json_error_message(e: &serde_json::Error, text: &[u8], offset: usize) -> Stri
 /// Maps a valid record (media resolved) to what the caller keeps.
 pub(crate) type Keep<'a, R, T> = Option<&'a (dyn Fn(R) -> T + Sync)>;
 
-fn check_line<R: Record, T>(raw: &[u8], keep: Keep<'_, R, T>, media_root: Option<&Path>) -> LineOut<T> {
+fn check_line<R: Record, T>(raw: &[u8], keep: Keep<'_, R, T>, base: &MediaBase) -> LineOut<T> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     let text = raw.trim_ascii();
     if text.is_empty() {
@@ -121,7 +121,7 @@ fn check_line<R: Record, T>(raw: &[u8], keep: Keep<'_, R, T>, media_root: Option
         duplicate_key: r.duplicate_key(),
     });
     let record = record.zip(keep).map(|(mut r, f)| {
-        r.resolve_media(media_root);
+        r.resolve_media(base);
         f(r)
     });
     LineOut { blank: false, issues: cx.issues, media: cx.media, sample, record }
@@ -201,8 +201,11 @@ pub(crate) fn check_bytes<R: Record, T: Send>(
             },
         ));
     }
-    let root = opts.media_root.as_deref();
-    let outs: Vec<LineOut<T>> = lines.par_iter().map(|l| check_line::<R, T>(l, keep, root)).collect();
+    let base = MediaBase {
+        root: opts.media_root.clone(),
+        file_dir: R::MEDIA_NEXT_TO_FILE.then(|| file.parent().map(Path::to_path_buf)).flatten(),
+    };
+    let outs: Vec<LineOut<T>> = lines.par_iter().map(|l| check_line::<R, T>(l, keep, &base)).collect();
 
     let mut blank_lines = 0;
     let mut bad_lines = 0;
@@ -244,7 +247,7 @@ pub(crate) fn check_bytes<R: Record, T: Send>(
             records.push((line, r));
         }
     }
-    let media = check_media(index, opts.media_root.as_deref(), opts.check_media);
+    let media = check_media(index, &base, opts.check_media);
     located.extend(media.issues);
     located.sort_by_key(|(line, _)| *line);
 

@@ -27,9 +27,9 @@ mod schema;
 mod sft;
 
 pub use fields::{Issue, LineCx, MediaKind, ProblemCode, Severity, describe};
-pub use paths::{is_remote, resolve_media_path};
+pub use paths::{MediaBase, is_remote, resolve_media_path};
 pub use report::{DataProblem, DataReport};
-pub use schema::{EvalSample, Record, RlSample, SchemaError};
+pub use schema::{EvalSample, Record, RlSample, SchemaError, parse_record};
 pub use sft::{ChatMessage, ContentPart, MessageContent, PartKind, Role, SftTurn};
 
 use serde::Serialize;

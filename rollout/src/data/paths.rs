@@ -3,7 +3,9 @@
 //! Paths are resolved as the reference resolves them (it hands the string to ffmpeg from the
 //! launch directory): absolute paths as they are, relative paths against
 //! `CheckOptions::media_root`, or against the current directory when there is none. A
-//! `file://` prefix is dropped. Many lines share a video, so paths are de-duplicated first
+//! `file://` prefix is dropped. SFT files ([`MediaBase`] with a `file_dir`) look further: a
+//! relative path that is not under the media root is looked for next to the data file (where
+//! `omnirl synth` writes its media), then in the current directory. Many lines share a video, so paths are de-duplicated first
 //! and each distinct file is stat'ed once, in parallel; a missing file is reported once, on
 //! the first line that references it, with the number of lines that do.
 //!
@@ -32,6 +34,52 @@ pub fn resolve_media_path(raw: &str, media_root: Option<&Path>) -> PathBuf {
     match media_root {
         Some(root) if !path.is_absolute() && !is_remote(raw) => root.join(path),
         _ => path.to_path_buf(),
+    }
+}
+
+/// Where the relative media paths of one data file are looked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaBase {
+    /// `data.media_root`.
+    pub root: Option<PathBuf>,
+    /// The data file's own directory (SFT files only).
+    pub file_dir: Option<PathBuf>,
+}
+
+impl MediaBase {
+    /// Relative paths against `root` (or the current directory).
+    pub fn root(root: Option<&Path>) -> MediaBase {
+        MediaBase { root: root.map(Path::to_path_buf), file_dir: None }
+    }
+
+    /// Where `raw` may be, in order: under the root (or as written when there is none), then,
+    /// with a file directory, next to the file and as written.
+    pub fn candidates(&self, raw: &str) -> Vec<PathBuf> {
+        let first = resolve_media_path(raw, self.root.as_deref());
+        let stripped = Path::new(raw.strip_prefix("file://").unwrap_or(raw));
+        let mut out = vec![first];
+        if let Some(dir) = &self.file_dir
+            && !stripped.is_absolute()
+            && !is_remote(raw)
+        {
+            for p in [dir.join(stripped), stripped.to_path_buf()] {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// The first candidate that exists, else the first candidate.
+    pub fn resolve(&self, raw: &str) -> PathBuf {
+        let mut c = self.candidates(raw);
+        if c.len() > 1
+            && let Some(i) = c.iter().position(|p| p.exists())
+        {
+            return c.swap_remove(i);
+        }
+        c.swap_remove(0)
     }
 }
 
@@ -102,14 +150,14 @@ fn stat(path: &Path) -> Found {
 }
 
 /// Resolves and (when `check` is true) stats every distinct path of `index`.
-pub(crate) fn check_media(index: MediaIndex, media_root: Option<&Path>, check: bool) -> MediaOutcome {
+pub(crate) fn check_media(index: MediaIndex, base: &MediaBase, check: bool) -> MediaOutcome {
     let distinct = index.uses.len();
     let entries: Vec<(String, MediaUse)> = index.uses.into_iter().collect();
     let cwd = std::env::current_dir().ok();
     let results: Vec<(PathBuf, Found)> = entries
         .par_iter()
         .map(|(raw, _)| {
-            let resolved = resolve_media_path(raw, media_root);
+            let resolved = base.resolve(raw);
             let found = if is_remote(raw) {
                 Found::Remote
             } else if check {

@@ -18,12 +18,12 @@
 use super::DataFormat;
 use super::answer::{check_answer, take_answer, take_question_type};
 use super::fields::{Issue, LineCx, MediaKind, Need, ProblemCode, describe, num};
-use super::paths::resolve_media_path;
+use super::paths::MediaBase;
 use rewards::QuestionType;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One line format: how to build a record from a parsed JSON object, reporting problems.
 pub trait Record: Sized + Send {
@@ -38,8 +38,12 @@ pub trait Record: Sized + Send {
     /// The normalised and raw question type, when the record has one.
     fn question_type(&self) -> Option<(QuestionType, &str)>;
 
-    /// Resolves the record's media paths against `media_root` (see [`resolve_media_path`]).
-    fn resolve_media(&mut self, media_root: Option<&Path>);
+    /// Relative media paths are also looked for next to the data file (SFT files: where
+    /// `omnirl synth` writes the media of its lines).
+    const MEDIA_NEXT_TO_FILE: bool = false;
+
+    /// Resolves the record's media paths (see [`MediaBase`]).
+    fn resolve_media(&mut self, base: &MediaBase);
 
     /// A key naming what the record describes when two lines must not describe the same
     /// thing (SFT: trajectory and step); a repeated key is a warning on the later line, and
@@ -71,6 +75,26 @@ impl fmt::Display for SchemaError {
 
 impl std::error::Error for SchemaError {}
 
+/// Parses one data line as a record, with the line checker's rules, resolving its media paths
+/// against `base`: for readers that stream a file line by line (the dry run has checked it).
+pub fn parse_record<R: Record>(line: &str, base: &MediaBase) -> Result<R, SchemaError> {
+    let obj = match serde_json::from_str::<Value>(line.trim()) {
+        Ok(Value::Object(obj)) => obj,
+        Ok(other) => {
+            let message = format!("expected a JSON object, found {}", describe(&other));
+            return Err(SchemaError(vec![line_error(ProblemCode::NotObject, message)]));
+        }
+        Err(e) => return Err(SchemaError(vec![line_error(ProblemCode::Json, e.to_string())])),
+    };
+    let mut r = record_from_map::<R>(obj)?;
+    r.resolve_media(base);
+    Ok(r)
+}
+
+fn line_error(code: ProblemCode, message: String) -> Issue {
+    Issue { severity: super::Severity::Error, code, field: None, message }
+}
+
 /// Builds a record from a map the way the checker does, for `#[serde(try_from)]`. Media
 /// paths are resolved relative to the current directory (no media root).
 pub(crate) fn record_from_map<R: Record>(obj: Map<String, Value>) -> Result<R, SchemaError> {
@@ -79,7 +103,7 @@ pub(crate) fn record_from_map<R: Record>(obj: Map<String, Value>) -> Result<R, S
     let errors: Vec<Issue> = cx.issues.into_iter().filter(|i| i.severity == super::Severity::Error).collect();
     match record {
         Some(mut r) if errors.is_empty() => {
-            r.resolve_media(None);
+            r.resolve_media(&MediaBase::default());
             Ok(r)
         }
         _ => Err(SchemaError(errors)),
@@ -250,8 +274,8 @@ impl Record for EvalSample {
         Some((self.qtype, &self.question_type))
     }
 
-    fn resolve_media(&mut self, media_root: Option<&Path>) {
-        self.video_path = resolve_media_path(&self.video, media_root);
+    fn resolve_media(&mut self, base: &MediaBase) {
+        self.video_path = base.resolve(&self.video);
     }
 }
 
@@ -308,7 +332,7 @@ impl Record for RlSample {
         Some((self.qtype, &self.question_type))
     }
 
-    fn resolve_media(&mut self, media_root: Option<&Path>) {
-        self.video_path = resolve_media_path(&self.video, media_root);
+    fn resolve_media(&mut self, base: &MediaBase) {
+        self.video_path = base.resolve(&self.video);
     }
 }

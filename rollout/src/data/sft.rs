@@ -16,13 +16,13 @@
 
 use super::DataFormat;
 use super::fields::{LineCx, MediaKind, Need, ProblemCode, describe, quote};
-use super::paths::resolve_media_path;
+use super::paths::MediaBase;
 use super::schema::{Record, SchemaError, record_from_map};
 use rewards::QuestionType;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Who wrote a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -405,11 +405,13 @@ impl Record for SftTurn {
         Some((self.qtype?, self.raw_question_type()?))
     }
 
-    fn resolve_media(&mut self, media_root: Option<&Path>) {
+    const MEDIA_NEXT_TO_FILE: bool = true;
+
+    fn resolve_media(&mut self, base: &MediaBase) {
         for message in &mut self.raw_input {
             if let MessageContent::Parts(parts) = &mut message.content {
                 for part in parts.iter_mut().filter(|p| p.kind != PartKind::Text) {
-                    part.path = Some(resolve_media_path(&part.value, media_root));
+                    part.path = Some(base.resolve(&part.value));
                 }
             }
         }

@@ -71,7 +71,7 @@ pub use settings::{EpisodeLimits, EpisodeSettings, LengthBonus, Shaping};
 pub use spec::{Delivered, EpisodeSpec, Response, StepOutcome};
 pub use tokens::{ByteTokenizer, EncodeError, PromptEncoder, SegmentSpan, TokenContext};
 pub use validate::{ErrorCode, Failure, MediaRequest, VideoMeta};
-pub use video_env::VideoEnv;
+pub use video_env::{VideoEnv, media_file_item};
 
 use crate::chat;
 use crate::data::{PartKind, Role};

@@ -15,14 +15,19 @@
 //! reference does. Every media error becomes a [`MediaFailure`] (reported by the episode as
 //! the action's `FFMPEG_*_FAIL`): the episode validated the arguments before asking.
 //!
+//! [`media_file_item`] builds the same items from the media files an SFT line references (a frame
+//! image, a WAV file, a clip file), so SFT rows and rollout turns carry identical inputs.
+//!
 //! Left out: writing media files (the reference's JPEG/WAV/MP4 temp files); see
 //! `media::output` for files meant for people.
 
 use super::media::{MediaEnv, MediaFailure, MediaItem, Observation};
 use crate::chat;
+use crate::data::PartKind;
 use crate::media::{
-    FrameRequest, ImageSizing, MediaError, MediaSource, ModelInputs, VideoInfo, VideoSampling, VisionInputs,
-    inputs::audio_inputs, inputs::clip_inputs, inputs::frames_inputs, patches::PATCH_DIM,
+    AudioClip, Clip, Frame, FrameRequest, Frames, ImageSizing, MediaAction, MediaError, MediaSource, ModelInputs,
+    VideoInfo, VideoSampling, VisionInputs, files, inputs::audio_inputs, inputs::clip_inputs, inputs::frames_inputs,
+    patches::PATCH_DIM,
 };
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -89,31 +94,12 @@ impl MediaEnv for VideoEnv {
                 MediaFailure { reason: e.to_string(), at }
             })?;
         let inputs = frames_inputs(&frames, &self.sizing).map_err(|e| MediaFailure::new(e.to_string()))?;
-        let images = inputs.images.unwrap_or_default();
-        // One item per frame, each with its own image's rows, so every part carries exactly the
-        // inputs its placeholder stands for.
-        let mut items = Vec::with_capacity(images.grid_thw.len());
-        let mut row = 0usize;
-        for grid_thw in images.grid_thw {
-            let rows: usize = grid_thw.iter().product();
-            let (a, b) = (row * PATCH_DIM, (row + rows) * PATCH_DIM);
-            let pixels = images.pixels.slice(a, b).unwrap_or_default();
-            row += rows;
-            let one = ModelInputs {
-                images: Some(VisionInputs { pixels, grid_thw: vec![grid_thw] }),
-                ..ModelInputs::default()
-            };
-            items.push(MediaItem { layout: chat::Part::Image { grid_thw }, inputs: Some(Arc::new(one)) });
-        }
-        Ok(Observation { items, video_seconds: None, audio_seconds: None })
+        Ok(Observation { items: image_items(inputs), video_seconds: None, audio_seconds: None })
     }
 
     fn audio(&self, start: f64, end: f64) -> Result<Observation, MediaFailure> {
         let clip = self.with_source(|s| s.audio(start, end))?;
-        let inputs = audio_inputs(&clip);
-        let tokens = inputs.audio_tokens();
-        let item = MediaItem { layout: chat::Part::Audio { tokens }, inputs: Some(Arc::new(inputs)) };
-        Ok(Observation { items: vec![item], video_seconds: None, audio_seconds: Some(clip.seconds()) })
+        Ok(Observation { items: vec![audio_item(&clip)], video_seconds: None, audio_seconds: Some(clip.seconds()) })
     }
 
     fn clip(&self, start: f64, end: f64) -> Result<Observation, MediaFailure> {
@@ -122,26 +108,81 @@ impl MediaEnv for VideoEnv {
         if !self.use_audio {
             clip.audio = None;
         }
-        let inputs = clip_inputs(&clip);
-        let grid_thw = inputs
-            .video
-            .as_ref()
-            .and_then(|v| v.grid_thw.first().copied())
-            .ok_or_else(|| MediaFailure::new("the clip has no frames"))?;
-        let layout = match &clip.audio {
-            Some(_) => chat::Part::VideoWithAudio {
-                grid_thw,
-                second_per_grid: clip.second_per_grid,
-                audio_tokens: inputs.audio_tokens(),
-            },
-            None => chat::Part::Video { grid_thw },
-        };
+        let item = clip_item(&clip).map_err(|e| MediaFailure::new(e.to_string()))?;
         let audio_seconds = clip.audio.as_ref().map(|a| a.seconds());
         // What ffprobe would say of the reference's re-encoded clip: the source frames it holds.
         let video_seconds = (clip.source_frames > 0).then(|| {
             if self.info.fps > 0.0 { clip.source_frames as f64 / self.info.fps } else { clip.end_s - clip.start_s }
         });
-        let item = MediaItem { layout, inputs: Some(Arc::new(inputs)) };
         Ok(Observation { items: vec![item], video_seconds, audio_seconds })
+    }
+}
+
+/// One item per image of a `frames_inputs` result, each with its own image's rows, so every
+/// part carries exactly the inputs its placeholder stands for.
+pub fn image_items(inputs: ModelInputs) -> Vec<MediaItem> {
+    let images = inputs.images.unwrap_or_default();
+    let mut items = Vec::with_capacity(images.grid_thw.len());
+    let mut row = 0usize;
+    for grid_thw in images.grid_thw {
+        let rows: usize = grid_thw.iter().product();
+        let (a, b) = (row * PATCH_DIM, (row + rows) * PATCH_DIM);
+        let pixels = images.pixels.slice(a, b).unwrap_or_default();
+        row += rows;
+        let one =
+            ModelInputs { images: Some(VisionInputs { pixels, grid_thw: vec![grid_thw] }), ..ModelInputs::default() };
+        items.push(MediaItem { layout: chat::Part::Image { grid_thw }, inputs: Some(Arc::new(one)) });
+    }
+    items
+}
+
+/// The item of an audio clip: its log-mel features.
+pub fn audio_item(clip: &AudioClip) -> MediaItem {
+    let inputs = audio_inputs(clip);
+    let tokens = inputs.audio_tokens();
+    MediaItem { layout: chat::Part::Audio { tokens }, inputs: Some(Arc::new(inputs)) }
+}
+
+/// The item of a clip: its video rows, interleaved with its audio when it carries audio.
+pub fn clip_item(clip: &Clip) -> Result<MediaItem, MediaError> {
+    let inputs = clip_inputs(clip);
+    let grid_thw = inputs.video.as_ref().and_then(|v| v.grid_thw.first().copied()).ok_or(MediaError::EmptyClip)?;
+    let layout = match &clip.audio {
+        Some(_) => chat::Part::VideoWithAudio {
+            grid_thw,
+            second_per_grid: clip.second_per_grid,
+            audio_tokens: inputs.audio_tokens(),
+        },
+        None => chat::Part::Video { grid_thw },
+    };
+    Ok(MediaItem { layout, inputs: Some(Arc::new(inputs)) })
+}
+
+/// The item of a media file an SFT line references (`image`, `audio` or `video` part), decoded
+/// and preprocessed exactly as the environment's media of the same kind (see `media::files`).
+pub fn media_file_item(
+    kind: PartKind,
+    path: &Path,
+    sizing: &ImageSizing,
+    sampling: &VideoSampling,
+) -> Result<MediaItem, MediaError> {
+    match kind {
+        PartKind::Image => {
+            let image = files::read_image(path)?;
+            let frames = Frames {
+                frames: vec![Frame { requested_s: 0.0, pts_s: 0.0, image }],
+                gops_decoded: 0,
+                frames_decoded: 1,
+            };
+            let mut items = image_items(frames_inputs(&frames, sizing)?);
+            items.pop().ok_or_else(|| MediaError::BadImage { width: 0, height: 0, reason: "no image rows".into() })
+        }
+        PartKind::Audio => Ok(audio_item(&files::read_wav(path)?)),
+        PartKind::Video => clip_item(&files::read_clip(path, sampling)?),
+        PartKind::Text => Err(MediaError::Unreadable {
+            action: MediaAction::Probe,
+            path: path.to_path_buf(),
+            reason: "a text part is not a media file".into(),
+        }),
     }
 }

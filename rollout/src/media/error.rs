@@ -111,6 +111,8 @@ pub enum MediaError {
     Decode { action: MediaAction, path: PathBuf, stream: &'static str, at: f64, detail: String },
     #[error("{action}: {}: no frame at {at:.2}s (the video stream ends at {last:.3}s)", path.display())]
     NoFrame { action: MediaAction, path: PathBuf, at: f64, last: f64 },
+    #[error("get_clip: the clip has no frames")]
+    EmptyClip,
     #[error("image of {width}x{height}: {reason}")]
     BadImage { width: usize, height: usize, reason: String },
     #[error("pixel rows: {len} values are not rows of {patch_dim} (3 channel blocks each)")]
@@ -136,6 +138,7 @@ impl MediaError {
             | MediaError::Unsupported { action } => Some(*action),
             MediaError::FrameCountTooSmall { .. } | MediaError::TooManyFrames { .. } => Some(MediaAction::Frames),
             MediaError::AudioTooShort { .. } => Some(MediaAction::Audio),
+            MediaError::EmptyClip => Some(MediaAction::Clip),
             MediaError::BadImage { .. } | MediaError::PixelRows { .. } | MediaError::Write { .. } => None,
         }
     }

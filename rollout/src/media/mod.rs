@@ -28,6 +28,7 @@
 
 pub mod clip;
 pub mod error;
+pub mod files;
 pub mod frames;
 pub mod inputs;
 pub mod mel;

@@ -142,6 +142,25 @@ impl MediaSource {
         }
     }
 
+    /// A whole file as the video processor reads a video file: its frames over the probed
+    /// duration (no end margin: the file is already the clip) and, when it has one, its audio.
+    pub fn whole_file_clip(&mut self, sampling: &VideoSampling) -> Result<Clip, MediaError> {
+        #[cfg(feature = "ffmpeg")]
+        {
+            let d = self.info.duration_s;
+            if !(d.is_finite() && d > 0.0) {
+                let reason = format!("the file reports no duration ({d})");
+                return Err(MediaError::Unreadable { action: MediaAction::Clip, path: self.info.path.clone(), reason });
+            }
+            self.decode_clip(Span { start: 0.0, end: d, clamped_end: d }, sampling)
+        }
+        #[cfg(not(feature = "ffmpeg"))]
+        {
+            let _ = sampling;
+            Err(MediaError::Unsupported { action: MediaAction::Clip })
+        }
+    }
+
     /// `get_clip`: the processor's frames of `[start, end]` (end clamped to `duration - 0.2`)
     /// and, when the video has audio, the clip's 16 kHz audio.
     pub fn clip(&mut self, start: f64, end: f64, sampling: &VideoSampling) -> Result<Clip, MediaError> {

@@ -26,7 +26,8 @@ use crate::model::Component;
 use crate::model::logprobs::TrainOptions;
 use crate::model::lora::LoraConfig;
 use crate::model::thinker::{MediaInput, Thinker};
-use crate::recipe::{AlgorithmConfig, LrSchedule, OptimizerConfig};
+use crate::recipe::resolved::Optimizer;
+use crate::recipe::{AlgorithmConfig, LrSchedule};
 use serde::Serialize;
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -119,15 +120,19 @@ pub fn run(o: &RlMemoryOptions) -> BResult<RlMemoryRecord> {
     }
     let eos = thinker.ids.eos.clone();
     let train = TrainOptions { chunk_tokens: o.chunk.max(1), checkpoint: o.checkpointing };
-    let policy = TrainableThinker { thinker, train, max_shard_bytes: 5 << 30 };
+    let policy =
+        TrainableThinker { thinker, train, max_shard_bytes: 5 << 30, reference: None, base_model: String::new() };
     let before = fingerprint(&policy.thinker)?;
     let trainable_params: u64 = policy.thinker.trainable().iter().map(|t| t.numel() as u64).sum();
     let algorithm = AlgorithmConfig { kl_coef: o.kl_coef, ..AlgorithmConfig::default() };
-    let optimizer = OptimizerConfig {
-        lr: Some(1e-4),
-        lr_schedule: Some(LrSchedule::Constant),
-        warmup_ratio: Some(0.0),
-        ..OptimizerConfig::default()
+    let optimizer = Optimizer {
+        lr: 1e-4,
+        betas: [0.9, 0.999],
+        eps: 1e-8,
+        weight_decay: 0.01,
+        lr_schedule: LrSchedule::Constant,
+        warmup_ratio: 0.0,
+        grad_clip: 1.0,
     };
     let mut learner = RlLearner::new(&policy, &algorithm, &optimizer, 10)?;
     let rewards = [1.0, 0.0, 0.5, 0.0, 1.0, 0.25, 0.0, 0.75];

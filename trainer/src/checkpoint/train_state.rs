@@ -26,7 +26,7 @@ use super::atomic::{self, FileEntry, MANIFEST_FILE};
 use super::tensor_io::{TensorIoError, read_safetensors, write_safetensors};
 use crate::learner::optim::{AdamW, OptimizerCounters, OptimizerStateError};
 use crate::learner::{DataCursor, PolicyError, SplitMix64, TrainablePolicy};
-use crate::recipe::CheckpointConfig;
+use crate::recipe::resolved::Checkpointing;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -171,28 +171,37 @@ impl TrainState {
     }
 
     /// Writes checkpoint `step-<self.step>` under `root` (normally [`checkpoints_root`]) atomically,
-    /// then keeps the newest `keep_last`. Returns the published directory.
+    /// then keeps the newest `keep_last`. Returns the published directory. (One process; a
+    /// data-parallel run calls [`begin`](Self::begin), the writes of every rank, then
+    /// [`finish`](Self::finish).)
     pub fn save<P: TrainablePolicy>(
         &self,
         root: &Path,
         policy: &P,
         optimizer: &AdamW,
-        cfg: &CheckpointConfig,
+        cfg: &Checkpointing,
     ) -> Result<PathBuf, TrainStateError> {
-        std::fs::create_dir_all(root).map_err(io_err(root))?;
-        atomic::remove_leftovers(root).map_err(io_err(root))?;
-        let tmp = atomic::temp_dir_for(root, self.step).map_err(io_err(root))?;
-        let written = self.write_into(&tmp, policy, optimizer, cfg.save_optimizer);
+        let tmp = self.begin(root)?;
+        let written = self.write_main(&tmp, policy, optimizer, cfg.save_optimizer);
         if let Err(e) = written {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        let dest = atomic::publish(&tmp, root, self.step).map_err(io_err(root))?;
-        atomic::prune(root, cfg.keep_last as usize, &manifest_files).map_err(io_err(root))?;
-        Ok(dest)
+        self.finish(&tmp, root, optimizer.counters(), cfg)
     }
 
-    fn write_into<P: TrainablePolicy>(
+    /// Clears leftovers of killed saves in `root` and creates the temporary directory this
+    /// step's checkpoint is built in.
+    pub fn begin(&self, root: &Path) -> Result<PathBuf, TrainStateError> {
+        std::fs::create_dir_all(root).map_err(io_err(root))?;
+        atomic::remove_leftovers(root).map_err(io_err(root))?;
+        atomic::temp_dir_for(root, self.step).map_err(io_err(root))
+    }
+
+    /// The main rank's files: the weights (`model/`) and, with `save_optimizer`, the state of
+    /// `optimizer` (a replicated AdamW; a sharded one holds nothing here and its ranks write
+    /// their own shards).
+    pub fn write_main<P: TrainablePolicy>(
         &self,
         dir: &Path,
         policy: &P,
@@ -200,18 +209,34 @@ impl TrainState {
         save_optimizer: bool,
     ) -> Result<(), TrainStateError> {
         policy.save_hf(&dir.join(MODEL_DIR))?;
-        if save_optimizer {
+        if save_optimizer && optimizer.numel() > 0 {
             write_safetensors(&dir.join(OPTIMIZER_FILE), &optimizer.state_tensors())?;
         }
+        Ok(())
+    }
+
+    /// Writes the manifest (every file of `tmp` with its size, so shards written by other ranks
+    /// count; the optimizer's `counters`), publishes `tmp` as `step-<self.step>` and prunes
+    /// beyond `keep_last`.
+    pub fn finish(
+        &self,
+        tmp: &Path,
+        root: &Path,
+        counters: OptimizerCounters,
+        cfg: &Checkpointing,
+    ) -> Result<PathBuf, TrainStateError> {
         let mut state = self.clone();
-        state.optimizer = optimizer.counters();
-        state.optimizer_saved = save_optimizer;
-        let files = atomic::list_files(dir).map_err(io_err(dir))?;
+        state.optimizer = counters;
+        state.optimizer_saved = cfg.save_optimizer;
+        let files = atomic::list_files(tmp).map_err(io_err(tmp))?;
         let manifest = Manifest { format: STATE_FORMAT, state, files };
-        let path = dir.join(MANIFEST_FILE);
+        let path = tmp.join(MANIFEST_FILE);
         let text = serde_json::to_string_pretty(&manifest)
             .map_err(|e| TrainStateError::Manifest { path: path.display().to_string(), message: e.to_string() })?;
-        std::fs::write(&path, text).map_err(io_err(&path))
+        std::fs::write(&path, text).map_err(io_err(&path))?;
+        let dest = atomic::publish(tmp, root, self.step).map_err(io_err(root))?;
+        atomic::prune(root, cfg.keep_last as usize, &manifest_files).map_err(io_err(root))?;
+        Ok(dest)
     }
 
     /// Reads the state of the checkpoint in `dir` without touching model or optimizer.

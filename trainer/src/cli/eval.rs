@@ -25,13 +25,14 @@
 //! Left out: evaluating several stages of a recipe in one call (the last eligible one is taken).
 
 use crate::dry_run;
-use crate::learner::thinker::TrainableParts;
-use crate::recipe::sections::ModelInit;
-use crate::recipe::{DeviceKind, Recipe, Stage, StageKind};
+use crate::recipe::resolved::{EvalStage, ModelSource, ResolvedRecipe, ResolvedStage, default_stage};
+use crate::recipe::{DeviceKind, Dtype, StageKind};
 use crate::run::consumption::consumption;
 use crate::run::episodes::eval_specs;
-use crate::run::stages::{Model, evaluate, write_eval_outputs};
-use crate::run::train::{describe, encoder_for};
+use crate::run::eval::{EvalSetup, evaluate, write_eval_outputs};
+use crate::run::judge::FfJudge;
+use crate::run::model::{Loading, Model, encoder_for};
+use crate::run::train::describe;
 use crate::run::write_atomic;
 use clap::Args;
 use serde_json::{Value, json};
@@ -76,10 +77,7 @@ pub struct EvalArgs {
 
 /// What to evaluate, and how.
 struct Plan {
-    stage: Stage,
-    files: Vec<PathBuf>,
-    media_root: Option<PathBuf>,
-    max_samples: Option<usize>,
+    stage: EvalStage,
     model: PathBuf,
     seed: u64,
     device: tch::Device,
@@ -93,22 +91,19 @@ fn plain_plan(args: &EvalArgs) -> anyhow::Result<Plan> {
     let (Some(model), Some(data)) = (&args.model, &args.data) else {
         anyhow::bail!("give a RECIPE, or both --model DIR and --data FILE");
     };
-    let mut stage = Stage { kind: Some(StageKind::Eval), ..Stage::default() };
-    stage.resolve_defaults();
-    stage.rollout.max_response_length = 1024;
-    Ok(Plan {
-        stage,
-        files: vec![data.clone()],
-        media_root: args.media_root.clone(),
-        max_samples: args.max_samples,
-        model: model.clone(),
-        seed: 42,
-        device: any_device(),
-    })
+    let ResolvedStage::Eval(mut stage) = default_stage(StageKind::Eval, model, 42)? else {
+        anyhow::bail!("not an eval stage");
+    };
+    stage.model.dtype = Dtype::F32;
+    stage.episodes.max_response_length = 1024;
+    stage.data.files = vec![data.clone()];
+    stage.data.media_root = args.media_root.clone();
+    stage.data.max_samples = args.max_samples;
+    Ok(Plan { stage, model: model.clone(), seed: 42, device: any_device() })
 }
 
 /// The newest run directory of `recipe` holding `<stage>/final/config.json`.
-fn newest_result(recipe: &Recipe, stage: &str) -> Option<PathBuf> {
+fn newest_result(recipe: &ResolvedRecipe, stage: &str) -> Option<PathBuf> {
     std::fs::read_dir(&recipe.output_dir)
         .ok()?
         .flatten()
@@ -118,35 +113,28 @@ fn newest_result(recipe: &Recipe, stage: &str) -> Option<PathBuf> {
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
 }
 
-/// The model the recipe's stage `idx` evaluates (see the module docs).
-fn recipe_model(recipe: &Recipe, idx: usize) -> anyhow::Result<PathBuf> {
-    let stage = &recipe.stages[idx];
-    let training = |s: &&Stage| matches!(s.kind, Some(StageKind::Sft | StageKind::Rl));
-    let source = match stage.kind {
-        Some(StageKind::Eval) => stage
-            .model
-            .from_stage
-            .clone()
-            .or_else(|| recipe.stages[..idx].iter().rev().find(training).map(Stage::display_name)),
-        _ => Some(stage.display_name()),
+/// The model `stage` evaluates (see the module docs): for an rl stage's validation, its own
+/// result; for an eval stage, the result of the stage it starts from, else its checkpoint.
+fn recipe_model(recipe: &ResolvedRecipe, stage: &ResolvedStage) -> anyhow::Result<PathBuf> {
+    let source = match stage {
+        ResolvedStage::Eval(e) => match &e.model.source {
+            ModelSource::Stage(from) => Some(from.clone()),
+            ModelSource::Checkpoint(dir) => return Ok(dir.clone()),
+            ModelSource::Random(_) => None,
+        },
+        other => Some(other.name().to_string()),
     };
-    if let Some(name) = source {
-        return newest_result(recipe, &name).ok_or_else(|| {
-            anyhow::anyhow!(
-                "no run of `{}` under {} has a result of stage `{name}` ({name}/final): run `omnirl train` \
-                 first, or pass --model DIR",
-                recipe.name,
-                recipe.output_dir.display()
-            )
-        });
-    }
-    match (&stage.model.path, stage.model.init) {
-        (Some(p), ModelInit::Pretrained) => Ok(match &stage.model.base_path {
-            Some(b) if p.is_relative() => b.join(p),
-            _ => p.clone(),
-        }),
-        _ => anyhow::bail!("stage `{}` names no model path: pass --model DIR", stage.display_name()),
-    }
+    let Some(name) = source else {
+        anyhow::bail!("stage `{}` names no model path: pass --model DIR", stage.name());
+    };
+    newest_result(recipe, &name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no run of `{}` under {} has a result of stage `{name}` ({name}/final): run `omnirl train` \
+             first, or pass --model DIR",
+            recipe.name,
+            recipe.output_dir.display()
+        )
+    })
 }
 
 /// `Ok(None)`: the recipe has errors (already printed).
@@ -156,34 +144,43 @@ fn recipe_plan(args: &EvalArgs, path: &Path) -> anyhow::Result<Option<Plan>> {
     for p in &dry.problems {
         eprintln!("{p}");
     }
-    let Some(recipe) = dry.recipe.clone().filter(|_| dry.ok) else {
+    let Some(recipe) = dry.resolved_recipe.clone().filter(|_| dry.ok) else {
         eprintln!("{}: {} error(s), {} warning(s): not evaluating", dry.recipe_file, dry.errors, dry.warnings);
         return Ok(None);
     };
-    let with_val = |k: StageKind| {
-        recipe.stages.iter().enumerate().rev().find(|(_, s)| s.kind == Some(k) && !s.data.val_files.is_empty())
+    let evaluable = |s: &&ResolvedStage| match s {
+        ResolvedStage::Eval(e) => !e.data.files.is_empty(),
+        ResolvedStage::Rl(r) => !r.data.val_files.is_empty(),
+        ResolvedStage::Sft(_) => false,
     };
-    let Some((idx, stage)) = with_val(StageKind::Eval).or_else(|| with_val(StageKind::Rl)) else {
+    let of = |k: StageKind| recipe.stages.iter().rev().filter(|s| s.kind() == k).find(evaluable);
+    let Some(chosen) = of(StageKind::Eval).or_else(|| of(StageKind::Rl)) else {
         anyhow::bail!("{}: no eval stage and no rl stage with val_files to evaluate", path.display());
     };
     let model = match &args.model {
         Some(m) => m.clone(),
-        None => recipe_model(&recipe, idx)?,
+        None => recipe_model(&recipe, chosen)?,
     };
     let device = match recipe.distributed.device {
         DeviceKind::Cpu => tch::Device::Cpu,
         _ => any_device(),
     };
-    eprintln!("omnirl eval: stage `{}` of {}, model {}", stage.display_name(), path.display(), model.display());
-    Ok(Some(Plan {
-        files: args.data.clone().map_or_else(|| stage.data.val_files.clone(), |d| vec![d]),
-        media_root: args.media_root.clone().or_else(|| stage.data.media_root.clone()),
-        max_samples: args.max_samples.or(stage.data.max_samples),
-        stage: stage.clone(),
-        model,
-        seed: recipe.seed,
-        device,
-    }))
+    eprintln!("omnirl eval: stage `{}` of {}, model {}", chosen.name(), path.display(), model.display());
+    let mut stage = match chosen {
+        ResolvedStage::Eval(e) => e.clone(),
+        ResolvedStage::Rl(r) => r.validation(),
+        ResolvedStage::Sft(_) => anyhow::bail!("an sft stage is not evaluated"),
+    };
+    if let Some(d) = &args.data {
+        stage.data.files = vec![d.clone()];
+    }
+    if let Some(root) = &args.media_root {
+        stage.data.media_root = Some(root.clone());
+    }
+    if let Some(m) = args.max_samples {
+        stage.data.max_samples = Some(m);
+    }
+    Ok(Some(Plan { stage, model, seed: recipe.seed, device }))
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
@@ -195,19 +192,21 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         None => plain_plan(args)?,
     };
     if let Some(n) = args.max_response_tokens {
-        plan.stage.rollout.max_response_length = n;
+        plan.stage.episodes.max_response_length = n;
     }
     if args.greedy {
-        plan.stage.rollout.val_sampling.top_k = Some(1);
+        plan.stage.sampling.top_k = Some(1);
     }
     let seed = args.seed.unwrap_or(plan.seed);
     let stage = &plan.stage;
-    let mut specs = eval_specs(&plan.files, plan.media_root.as_deref())?;
-    if let Some(m) = plan.max_samples {
-        specs.truncate(m);
+    let specs = eval_specs(&stage.data.files, stage.data.media_root.as_deref(), stage.data.max_samples)?;
+    let (encoder, limit) = encoder_for(&plan.model, stage.model.tokenizer.as_deref())?;
+    let how = Loading::eval(plan.device, stage.model.dtype);
+    if let Some(note) = how.cpu_fallback() {
+        eprintln!("omnirl eval: {note}");
     }
-    let (encoder, limit) = encoder_for(&plan.model, stage)?;
-    let mut model = Model::load(&plan.model, TrainableParts::rl(), plan.device, encoder, limit)?;
+    let mut model = Model::load(&plan.model, &how, encoder, limit)?;
+    let judge = stage.judge.as_ref().map(FfJudge::new).transpose()?;
     let budgets: Vec<Option<u32>> =
         if args.max_steps.is_empty() { vec![None] } else { args.max_steps.iter().map(|&n| Some(n)).collect() };
     let mut sweep = String::from(
@@ -215,15 +214,22 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     );
     let mut rows: Vec<Value> = Vec::new();
     for budget in &budgets {
-        let mut st = stage.clone();
+        let mut episodes = stage.episodes.clone();
         let dir = match budget {
             Some(n) => {
-                st.environment.max_steps = Some(*n);
+                episodes.settings.limits.max_steps = *n;
                 args.out.join(format!("max_steps_{n}"))
             }
             None => args.out.clone(),
         };
-        let ev = evaluate(&mut model, &st, &specs, seed)?;
+        let setup = EvalSetup {
+            episodes: &episodes,
+            preprocess: &stage.preprocess,
+            sampling: &stage.sampling,
+            batch: stage.prompts_per_step as usize,
+            judge: judge.as_ref(),
+        };
+        let ev = evaluate(&mut model, &setup, &specs, seed)?;
         write_eval_outputs(&dir, &ev)?;
         eprintln!("{}", describe(&dir.display().to_string(), &ev.figures));
         if let Some(all) = ev.figures.get("all") {

@@ -30,14 +30,16 @@
 //!
 //! Left out: several episodes or videos per call (use `omnirl eval`), and a chat mode.
 
+use super::load_resolved;
 use crate::cli::generate::load_options;
 use crate::model::policy::ThinkerPolicy;
 use crate::model::thinker::Thinker;
-use crate::recipe::{Stage, StageKind};
+use crate::recipe::resolved::{Episodes, default_stage};
+use crate::recipe::{PreprocessConfig, StageKind};
 use crate::run::episodes::{driver, video_opener};
-use crate::run::stages::result_line;
+use crate::run::eval::result_line;
+use crate::run::model::encoder_for;
 use crate::run::trace::{feedback_text, parse_response, render_messages, step_record};
-use crate::run::train::encoder_for;
 use crate::run::write_atomic;
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
@@ -106,24 +108,18 @@ pub struct InferArgs {
     pub device: Option<String>,
 }
 
-/// The stage whose environment the episode uses.
-fn env_stage(args: &InferArgs) -> anyhow::Result<Stage> {
+/// The episodes and media budgets of the stage whose environment the episode uses.
+fn env_stage(args: &InferArgs) -> anyhow::Result<(Episodes, PreprocessConfig)> {
     let Some(path) = &args.recipe else {
-        let mut stage = Stage { kind: Some(StageKind::Eval), ..Stage::default() };
-        stage.resolve_defaults();
-        return Ok(stage);
+        let stage = default_stage(StageKind::Eval, &args.model, args.seed)?;
+        let episodes = stage.episodes().cloned().ok_or_else(|| anyhow!("an eval stage runs episodes"))?;
+        return Ok((episodes, stage.preprocess().clone()));
     };
-    let env = |k: &str| std::env::var(k).ok();
-    let loaded = crate::recipe::load(path, &[], &env);
-    let errors: Vec<String> = loaded.problems.iter().filter(|p| p.is_error()).map(ToString::to_string).collect();
-    let recipe = match loaded.recipe {
-        Some(r) if errors.is_empty() => r,
-        _ => bail!("{}: not a valid recipe:\n{}", path.display(), errors.join("\n")),
-    };
+    let recipe = load_resolved(path, &[])?;
     let found = match &args.stage {
-        Some(name) => recipe.stages.iter().find(|s| &s.display_name() == name),
+        Some(name) => recipe.stage(name),
         None => {
-            let of = |k| recipe.stages.iter().find(|s| s.kind == Some(k));
+            let of = |k| recipe.stages.iter().find(|s| s.kind() == k);
             of(StageKind::Eval).or_else(|| of(StageKind::Rl))
         }
     };
@@ -131,7 +127,10 @@ fn env_stage(args: &InferArgs) -> anyhow::Result<Stage> {
         let what = args.stage.as_ref().map_or_else(|| "no eval or rl stage".to_string(), |n| format!("no stage `{n}`"));
         bail!("{}: {what}", path.display());
     };
-    Ok(stage.clone())
+    let Some(episodes) = stage.episodes() else {
+        bail!("{}: stage `{}` runs no episodes (an sft stage on files)", path.display(), stage.name());
+    };
+    Ok((episodes.clone(), stage.preprocess().clone()))
 }
 
 /// Placeholder ground truth of a type (when no `--answer` is given).
@@ -209,13 +208,13 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
     if !args.model.join("config.json").is_file() {
         bail!("{}: not a checkpoint directory (no config.json)", args.model.display());
     }
-    let mut stage = env_stage(args)?;
+    let (mut episodes, preprocess) = env_stage(args)?;
     if let Some(n) = args.max_steps {
-        stage.environment.max_steps = Some(n);
+        episodes.settings.limits.max_steps = n;
     }
-    stage.rollout.max_response_length = args.max_response_tokens;
+    episodes.max_response_length = args.max_response_tokens;
     let spec = Arc::new(spec_of(args)?);
-    let (encoder, vocab_limit) = encoder_for(&args.model, &stage)?;
+    let (encoder, vocab_limit) = encoder_for(&args.model, None)?;
     let opts = load_options(Some(args.dtype.as_deref().unwrap_or("f32")), args.device.as_deref())?;
     let thinker = Thinker::load(&args.model, opts).with_context(|| format!("loading {}", args.model.display()))?;
     let mut policy = ThinkerPolicy { thinker, vocab_limit };
@@ -227,7 +226,7 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
         entropies: false,
         seed: args.seed,
     };
-    let mut drv = driver(&stage, encoder, 1, sampling.clone(), args.seed)?;
+    let mut drv = driver(&episodes, encoder, 1, sampling.clone(), args.seed)?;
     drv.config.record_messages = true;
     drv.config.media_threads = 1;
     let m = &spec.meta;
@@ -250,7 +249,7 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
     }
     let mut steps: Vec<Value> = Vec::new();
     let mut print_error: Option<std::io::Error> = None;
-    let opener = video_opener(&stage.preprocess);
+    let opener = video_opener(&preprocess);
     let max_steps = rollout::episode::budget::effective_max_steps(m.duration, &drv.settings.limits);
     let batch = {
         let mut observe = |ev: &StepEvent<'_>| {

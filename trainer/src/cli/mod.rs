@@ -13,3 +13,32 @@ pub mod score;
 pub mod synth;
 pub mod train;
 pub mod validate;
+
+use crate::recipe::ResolvedRecipe;
+use crate::report::Severity;
+use std::path::Path;
+
+/// A recipe for a command that takes one stage's settings from it: loaded with the environment
+/// and `--set` overrides, checked (`Recipe::validate`), and resolved; any error ends the command
+/// with every problem listed.
+pub(crate) fn load_resolved(path: &Path, sets: &[String]) -> anyhow::Result<ResolvedRecipe> {
+    let env = |k: &str| std::env::var(k).ok();
+    let loaded = crate::recipe::load(path, sets, &env);
+    let semantic = loaded.recipe.as_ref().map(|r| r.validate(&loaded.origins)).unwrap_or_default();
+    let errors: Vec<String> = loaded
+        .problems
+        .iter()
+        .chain(&semantic)
+        .filter(|p| p.severity == Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    if !errors.is_empty() {
+        anyhow::bail!("{}: {} error(s):\n{}", path.display(), errors.len(), errors.join("\n"));
+    }
+    let recipe = loaded.recipe.ok_or_else(|| anyhow::anyhow!("{}: no recipe could be read", path.display()))?;
+    let (resolved, unresolved) = ResolvedRecipe::new(&recipe);
+    if let Some(e) = unresolved.first() {
+        anyhow::bail!("{}: {e}", path.display());
+    }
+    Ok(resolved)
+}

@@ -18,11 +18,12 @@
 //! Left out: the full dry run of the recipe (its model and data need not exist to borrow its
 //! limits; only the recipe's own problems, syntax and semantics, are checked).
 
-use crate::recipe::{self, Stage, StageKind};
-use crate::report::Severity;
+use super::load_resolved;
+use crate::recipe::StageKind;
+use crate::recipe::resolved::{ResolvedStage, RlStage, default_stage};
 use crate::synth::{Endpoint, PolicySource, SynthOptions};
 use clap::{ArgGroup, Args};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -120,31 +121,19 @@ fn key_from(var: Option<&str>) -> anyhow::Result<Option<String>> {
 }
 
 /// The rl stage of `--recipe`, or an rl stage's defaults.
-fn env_stage(args: &SynthArgs) -> anyhow::Result<Stage> {
-    let Some(path) = &args.recipe else {
-        let mut stage = Stage { kind: Some(StageKind::Rl), ..Stage::default() };
-        stage.resolve_defaults();
-        return Ok(stage);
+fn env_stage(args: &SynthArgs) -> anyhow::Result<RlStage> {
+    let found = match &args.recipe {
+        None => default_stage(StageKind::Rl, Path::new("."), args.seed)?,
+        Some(path) => {
+            load_resolved(path, &args.sets)?.stages.into_iter().find(|s| s.kind() == StageKind::Rl).ok_or_else(
+                || anyhow::anyhow!("{}: the recipe has no rl stage to take the environment from", path.display()),
+            )?
+        }
     };
-    let env = |k: &str| std::env::var(k).ok();
-    let loaded = recipe::load(path, &args.sets, &env);
-    let semantic = loaded.recipe.as_ref().map(|r| r.validate(&loaded.origins)).unwrap_or_default();
-    let errors: Vec<String> = loaded
-        .problems
-        .iter()
-        .chain(&semantic)
-        .filter(|p| p.severity == Severity::Error)
-        .map(ToString::to_string)
-        .collect();
-    if !errors.is_empty() {
-        anyhow::bail!("{}: {} error(s):\n{}", path.display(), errors.len(), errors.join("\n"));
+    match found {
+        ResolvedStage::Rl(rl) => Ok(rl),
+        _ => anyhow::bail!("not an rl stage"),
     }
-    let recipe = loaded.recipe.ok_or_else(|| anyhow::anyhow!("{}: no recipe could be read", path.display()))?;
-    recipe
-        .stages
-        .into_iter()
-        .find(|s| s.kind == Some(StageKind::Rl))
-        .ok_or_else(|| anyhow::anyhow!("{}: the recipe has no rl stage to take the environment from", path.display()))
 }
 
 pub fn run(args: &SynthArgs) -> anyhow::Result<ExitCode> {
@@ -166,7 +155,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<ExitCode> {
         }),
         _ => None,
     };
-    let mut sampling = stage.rollout.sampling.clone().unwrap_or_else(recipe::SamplingConfig::train);
+    let mut sampling = stage.rollout.sampling.clone();
     if let Some(t) = args.temperature {
         sampling.temperature = t;
     }
@@ -189,14 +178,15 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<ExitCode> {
         source,
         tokenizer: args.tokenizer.clone(),
         audit,
-        max_response_tokens: args.max_response_tokens.unwrap_or(stage.rollout.max_response_length),
+        max_response_tokens: args.max_response_tokens.unwrap_or(stage.episodes.max_response_length),
         sampling,
         seed: args.seed,
         max_samples: args.max_samples,
         concurrency: args.concurrency.max(1),
         timeout: Duration::from_secs_f64(args.timeout_s),
         dump: args.dump.clone(),
-        stage,
+        episodes: stage.episodes,
+        preprocess: stage.preprocess,
     };
     let mut say = |line: &str| eprintln!("omnirl synth: {line}");
     let summary = crate::synth::run(&opts, &mut say)?;

@@ -32,7 +32,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     for p in &dry.problems {
         eprintln!("{p}");
     }
-    let Some(recipe) = dry.recipe.clone().filter(|_| dry.ok) else {
+    let Some(recipe) = dry.resolved_recipe.clone().filter(|_| dry.ok) else {
         eprintln!("{}: {} error(s), {} warning(s): not starting", dry.recipe_file, dry.errors, dry.warnings);
         return Ok(ExitCode::from(1));
     };
@@ -58,7 +58,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     let opts = RunOptions { resume, progress: std::io::stderr().is_terminal() };
     let mut say = |line: &str| eprintln!("omnirl train: {line}");
     let yaml = to_yaml(dry.resolved.as_ref().unwrap_or(&serde_json::Value::Null));
-    let world = World::start(&recipe)?;
+    let world = World::start(&recipe.distributed)?;
     let out = match run_recipe(&recipe, &yaml, &opts, &world, &mut say) {
         Ok(out) => out,
         // One failing rank of several: end the job with the rank named instead of leaving the

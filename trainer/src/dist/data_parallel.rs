@@ -97,16 +97,20 @@ pub fn broadcast_parameters<C: Communicator + ?Sized>(
 /// Sum (or, with `average`, average) every parameter's gradient over ranks, through flat fp32
 /// buckets of at most `bucket_elems` values (a larger tensor is its own bucket). A parameter
 /// with no gradient on this rank contributes zeros (and gets a zero gradient), so ranks that
-/// trained on nothing still take part.
+/// trained on nothing still take part. Returns, per parameter, whether some rank had a
+/// gradient for it: one that none had must not be updated (torch skips a `None` gradient, so
+/// no decay and no momentum step), which the optimizers are told.
 pub fn all_reduce_gradients<C: Communicator + ?Sized>(
     comm: &C,
     params: &[(String, Tensor)],
     bucket_elems: usize,
     average: bool,
-) -> Result<(), DataParallelError> {
+) -> Result<Vec<bool>, DataParallelError> {
+    let mut had: Vec<f64> = params.iter().map(|(_, p)| f64::from(u8::from(p.grad().defined()))).collect();
     if comm.world_size() == 1 && !average {
-        return Ok(());
+        return Ok(had.into_iter().map(|h| h > 0.0).collect());
     }
+    comm.all_reduce_sum_buf(CommBuf::F64(&mut had))?;
     let mut grads = Vec::with_capacity(params.len());
     for (_, p) in params {
         let mut g = p.grad();
@@ -128,7 +132,7 @@ pub fn all_reduce_gradients<C: Communicator + ?Sized>(
         reduce_bucket(comm, &grads[start..end], scale)?;
         start = end;
     }
-    Ok(())
+    Ok(had.into_iter().map(|h| h > 0.0).collect())
 }
 
 fn reduce_bucket<C: Communicator + ?Sized>(comm: &C, grads: &[Tensor], scale: f64) -> Result<(), DataParallelError> {
@@ -193,10 +197,13 @@ impl GradientSync for DataParallelSync<'_> {
     }
 
     fn step(&mut self, optimizer: &mut AdamW, params: &[(String, Tensor)]) -> Result<StepReport, LearnerError> {
-        all_reduce_gradients(self.comm, params, self.bucket_elems, false).map_err(Self::fail)?;
+        let live = all_reduce_gradients(self.comm, params, self.bucket_elems, false).map_err(Self::fail)?;
+        let idle: std::collections::HashSet<&str> =
+            params.iter().zip(&live).filter(|(_, l)| !**l).map(|((n, _), _)| n.as_str()).collect();
+        let updates = |name: &str| !idle.contains(name);
         match self.zero1.as_mut() {
-            Some(z) => z.step(self.comm).map_err(Self::fail),
-            None => Ok(optimizer.step()?),
+            Some(z) => z.step(self.comm, &updates).map_err(Self::fail),
+            None => Ok(optimizer.step_where(&updates)?),
         }
     }
 }

@@ -105,9 +105,14 @@ impl Zero1 {
         crate::learner::optim::grad_norm_of(self.params.iter().map(|(_, p)| p))
     }
 
-    /// Clip on the global norm, update the owned tensors, broadcast every tensor from its owner.
-    /// Call after the gradients have been all-reduced.
-    pub fn step<C: Communicator + ?Sized>(&mut self, comm: &C) -> Result<StepReport, DataParallelError> {
+    /// Clip on the global norm, update the owned tensors that `updates` names (those some rank
+    /// had a gradient for), broadcast every tensor from its owner. Call after the gradients have
+    /// been all-reduced.
+    pub fn step<C: Communicator + ?Sized>(
+        &mut self,
+        comm: &C,
+        updates: &dyn Fn(&str) -> bool,
+    ) -> Result<StepReport, DataParallelError> {
         let lr = self.optimizer.current_lr();
         let grad_norm = self.grad_norm()?;
         if !grad_norm.is_finite() {
@@ -130,7 +135,7 @@ impl Zero1 {
                 Ok(())
             })?;
         }
-        let report = self.optimizer.step()?;
+        let report = self.optimizer.step_where(updates)?;
         for ((_, p), &owner) in self.params.iter().zip(&self.owners) {
             let mut p = p.shallow_clone();
             comm.broadcast(&mut p, owner)?;
@@ -231,7 +236,7 @@ mod tests {
         for (_, p) in model.trainable_variables() {
             p.square().sum(Kind::Float).backward();
         }
-        z.step(&SingleProcess).unwrap();
+        z.step(&SingleProcess, &|_| true).unwrap();
         let dir = tempfile::tempdir().unwrap();
         z.save_shard(dir.path(), 0, 1).unwrap();
         let mut fresh = Zero1::new(model.trainable_variables(), config, 0, 1).unwrap();

@@ -9,7 +9,9 @@
 //! `min(min_max_steps + floor(duration / int(max_clip_seconds)), max_steps)`.
 //! Media token bounds (§4, §11.3) say whether one media action at its limit fits the prompt.
 
-use crate::recipe::{AlgorithmConfig, EnvironmentConfig, PreprocessConfig, RolloutConfig, ScheduleConfig, UpdateFlow};
+use crate::recipe::resolved::{RlRollout, SftSchedule};
+use crate::recipe::{AlgorithmConfig, PreprocessConfig, UpdateFlow};
+use rollout::episode::EpisodeLimits;
 use serde::Serialize;
 
 /// A problem with the dotted key (relative to the stage) it belongs to.
@@ -37,10 +39,10 @@ pub struct RlBatch {
     pub ppo_rows_per_rank: Option<u64>,
 }
 
-/// RL batch layout for `world` ranks.
-pub fn rl_batch(r: &RolloutConfig, a: &AlgorithmConfig, world: u32) -> (RlBatch, Vec<BatchIssue>) {
+/// RL batch layout for `world` ranks generating `micro_ratio` episodes each per wave.
+pub fn rl_batch(r: &RlRollout, micro_ratio: u32, a: &AlgorithmConfig, world: u32) -> (RlBatch, Vec<BatchIssue>) {
     let mut issues = Vec::new();
-    let (b, n, w) = (u64::from(r.prompts_per_step), u64::from(r.group_size.unwrap_or(1)), u64::from(world.max(1)));
+    let (b, n, w) = (u64::from(r.prompts_per_step), u64::from(r.group_size.max(1)), u64::from(world.max(1)));
     let episodes = b * n;
     if episodes % w != 0 {
         let fix = (b..b + w).find(|x| (x * n) % w == 0).unwrap_or(w);
@@ -53,7 +55,7 @@ pub fn rl_batch(r: &RolloutConfig, a: &AlgorithmConfig, world: u32) -> (RlBatch,
             ),
         ));
     }
-    let wave = w * u64::from(r.micro_ratio.max(1));
+    let wave = w * u64::from(micro_ratio.max(1));
     let mut ppo_rows_per_rank = None;
     if a.update_flow == UpdateFlow::Ppo {
         let mini = u64::from(a.ppo_mini_batch_size) * n;
@@ -106,7 +108,7 @@ pub struct SftBatch {
     pub global_batch_size: u64,
 }
 
-pub fn sft_batch(s: &ScheduleConfig, world: u32) -> SftBatch {
+pub fn sft_batch(s: &SftSchedule, world: u32) -> SftBatch {
     SftBatch {
         per_device_batch_size: s.per_device_batch_size,
         gradient_accumulation_steps: s.gradient_accumulation_steps,
@@ -128,20 +130,23 @@ pub struct StepPlan {
 
 /// Optimizer steps for `samples` rows at `per_step` rows a step. RL drops the last partial
 /// batch (the reference's loader does); SFT keeps it.
-pub fn steps(
-    samples: u64,
-    per_step: u64,
-    drop_last: bool,
-    s: &ScheduleConfig,
-    warmup_ratio: f64,
-    save_every: u64,
-) -> (StepPlan, Vec<BatchIssue>) {
+/// How long a stage runs: `epochs` passes (capped by `max_steps`), warm-up and checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepRule {
+    pub epochs: u32,
+    pub max_steps: Option<u64>,
+    pub warmup_ratio: f64,
+    pub save_every: u64,
+}
+
+pub fn steps(samples: u64, per_step: u64, drop_last: bool, rule: StepRule) -> (StepPlan, Vec<BatchIssue>) {
+    let StepRule { epochs, max_steps, warmup_ratio, save_every } = rule;
     let mut issues = Vec::new();
     let per_step = per_step.max(1);
     let steps_per_epoch = if drop_last { samples / per_step } else { samples.div_ceil(per_step) };
-    let epochs = s.epochs.unwrap_or(1).max(1);
+    let epochs = epochs.max(1);
     let mut total = steps_per_epoch * u64::from(epochs);
-    if let Some(max) = s.max_steps {
+    if let Some(max) = max_steps {
         total = total.min(max);
     }
     if samples > 0 && steps_per_epoch == 0 {
@@ -166,8 +171,8 @@ pub fn steps(
 
 /// The per-episode turn budget for a video of `duration` seconds: exactly the episode's own rule
 /// (`rollout::episode::budget::effective_max_steps`), so the plan shows what the episodes will use.
-pub fn turn_budget(e: &EnvironmentConfig, duration: f64) -> u32 {
-    rollout::episode::budget::effective_max_steps(duration, &rollout::episode::EpisodeLimits::from(e))
+pub fn turn_budget(limits: &EpisodeLimits, duration: f64) -> u32 {
+    rollout::episode::budget::effective_max_steps(duration, limits)
 }
 
 /// Upper bounds on the prompt tokens one media action at its limit adds.
@@ -196,7 +201,7 @@ fn floor_even(x: u64) -> u64 {
     x - x % 2
 }
 
-pub fn media_token_bounds(e: &EnvironmentConfig, p: &PreprocessConfig) -> MediaTokenBounds {
+pub fn media_token_bounds(e: &EpisodeLimits, p: &PreprocessConfig) -> MediaTokenBounds {
     let patch = 28 * 28;
     let frame_tokens = p.image_max_pixels / patch;
     let get_frames = u64::from(e.max_frames) * (frame_tokens + FRAME_TEXT_TOKENS);
@@ -215,9 +220,9 @@ pub fn media_token_bounds(e: &EnvironmentConfig, p: &PreprocessConfig) -> MediaT
 }
 
 /// Warnings for media actions that cannot fit `max_prompt_length` even in an empty episode.
-pub fn media_issues(bounds: &MediaTokenBounds, r: &RolloutConfig, overhead: u64) -> Vec<BatchIssue> {
+pub fn media_issues(bounds: &MediaTokenBounds, max_prompt_length: u32, overhead: u64) -> Vec<BatchIssue> {
     // The environment ends an episode once its prompt exceeds max_prompt_length - 32 (§1.10).
-    let room = u64::from(r.max_prompt_length).saturating_sub(32 + overhead);
+    let room = u64::from(max_prompt_length).saturating_sub(32 + overhead);
     let mut out = Vec::new();
     for (action, tokens, key) in [
         ("get_frames", bounds.get_frames, "environment.max_frames"),
@@ -231,7 +236,7 @@ pub fn media_issues(bounds: &MediaTokenBounds, r: &RolloutConfig, overhead: u64)
                 format!(
                     "a {action} at this limit can add up to {tokens} prompt tokens but max_prompt_length {} leaves about {room} \
                      after the system prompt: such turns end the episode with TOKEN_LIMIT_EXCEEDED",
-                    r.max_prompt_length
+                    max_prompt_length
                 ),
             ));
         }
@@ -243,14 +248,15 @@ pub fn media_issues(bounds: &MediaTokenBounds, r: &RolloutConfig, overhead: u64)
 mod tests {
     use super::*;
 
-    fn rollout(b: u32, n: u32, micro: u32) -> RolloutConfig {
-        RolloutConfig { prompts_per_step: b, group_size: Some(n), micro_ratio: micro, ..RolloutConfig::default() }
+    fn rollout(b: u32, n: u32) -> RlRollout {
+        let s = crate::recipe::SamplingConfig::train();
+        RlRollout { prompts_per_step: b, group_size: n, val_prompts_per_step: 64, sampling: s.clone(), val_sampling: s }
     }
 
     #[test]
     fn reference_rl_layout_on_64_gpus() {
         // §7.1: B 32, n 8, W 64, MICRO_RATIO 2 → 256 episodes, 4 per rank, waves of 128, 2 waves.
-        let (b, issues) = rl_batch(&rollout(32, 8, 2), &AlgorithmConfig::default(), 64);
+        let (b, issues) = rl_batch(&rollout(32, 8), 2, &AlgorithmConfig::default(), 64);
         assert!(issues.is_empty());
         assert_eq!((b.episodes_per_step, b.episodes_per_rank, b.wave_size, b.waves_per_step), (256, 4, 128, 2));
     }
@@ -273,36 +279,36 @@ mod tests {
                 micro_batch_size_per_gpu: micro,
                 ..Default::default()
             };
-            let (_, issues) = rl_batch(&rollout(b, n, 2), &a, w);
+            let (_, issues) = rl_batch(&rollout(b, n), 2, &a, w);
             let errors: Vec<&str> = issues.iter().filter(|i| i.error).map(|i| i.key).collect();
             assert_eq!(errors.first().copied(), want, "B{b} n{n} W{w}");
         }
-        let (_, issues) = rl_batch(&rollout(32, 8, 2), &AlgorithmConfig::default(), 3);
+        let (_, issues) = rl_batch(&rollout(32, 8), 2, &AlgorithmConfig::default(), 3);
         assert!(issues[0].message.contains("prompts_per_step 33"), "{}", issues[0].message);
     }
 
     #[test]
     fn step_counts() {
-        let s = ScheduleConfig { epochs: Some(2), ..Default::default() };
+        let rule = |warmup_ratio, save_every| StepRule { epochs: 2, max_steps: None, warmup_ratio, save_every };
         // RL: 100 samples / 32 per step, drop_last → 3 steps/epoch, 6 total; save every 4 → at 4 and 6.
-        let (p, issues) = steps(100, 32, true, &s, 0.0, 4);
+        let (p, issues) = steps(100, 32, true, rule(0.0, 4));
         assert!(issues.is_empty());
         assert_eq!((p.steps_per_epoch, p.total_steps, p.checkpoints), (3, 6, 2));
         // SFT: 100 rows / 16 → ceil 7 per epoch, 14 total, warm-up ceil(0.03·14) = 1.
-        let (p, _) = steps(100, 16, false, &s, 0.03, 1024);
+        let (p, _) = steps(100, 16, false, rule(0.03, 1024));
         assert_eq!((p.steps_per_epoch, p.total_steps, p.warmup_steps, p.checkpoints), (7, 14, 1, 1));
-        let (p, issues) = steps(20, 32, true, &s, 0.0, 10);
+        let (p, issues) = steps(20, 32, true, rule(0.0, 10));
         assert_eq!(p.total_steps, 0);
         assert!(issues[0].error && issues[0].message.contains("20 valid samples"));
-        let capped = ScheduleConfig { max_steps: Some(5), ..s };
-        assert_eq!(steps(1000, 32, true, &capped, 0.0, 10).0.total_steps, 5);
+        let capped = StepRule { max_steps: Some(5), ..rule(0.0, 10) };
+        assert_eq!(steps(1000, 32, true, capped).0.total_steps, 5);
     }
 
     #[test]
     fn turn_budget_matches_the_reference_examples() {
         // §1.9: <60 s → 5; 287 s → 9; ≥ 1020 s → 22 (train cap); ≥ 1620 s → 32 (eval cap).
-        let train = EnvironmentConfig { max_steps: Some(22), ..Default::default() };
-        let eval = EnvironmentConfig { max_steps: Some(32), ..Default::default() };
+        let train = EpisodeLimits { max_steps: 22, ..Default::default() };
+        let eval = EpisodeLimits { max_steps: 32, ..Default::default() };
         for (env, d, want) in [
             (&train, 59.9, 5),
             (&train, 287.0, 9),
@@ -313,13 +319,13 @@ mod tests {
         ] {
             assert_eq!(turn_budget(env, d), want, "{d}");
         }
-        let fixed = EnvironmentConfig { max_steps: Some(22), dynamic_steps: false, ..Default::default() };
+        let fixed = EpisodeLimits { max_steps: 22, dynamic_steps: false, ..Default::default() };
         assert_eq!(turn_budget(&fixed, 10.0), 22);
     }
 
     #[test]
     fn media_bounds_for_the_reference_limits() {
-        let e = EnvironmentConfig::default();
+        let e = EpisodeLimits::default();
         let p = PreprocessConfig::default();
         let b = media_token_bounds(&e, &p);
         // 60 frames × (802816/784 = 1024 + 12) = 62,160.
@@ -328,9 +334,8 @@ mod tests {
         assert_eq!(b.get_clip, 47_584);
         // 300 s × 25 + 2.
         assert_eq!(b.get_audio, 7_502);
-        assert!(media_issues(&b, &RolloutConfig::default(), PROMPT_OVERHEAD_TOKENS).is_empty());
-        let tight = RolloutConfig { max_prompt_length: 32_768, ..Default::default() };
-        let keys: Vec<&str> = media_issues(&b, &tight, PROMPT_OVERHEAD_TOKENS).iter().map(|i| i.key).collect();
+        assert!(media_issues(&b, 65_536, PROMPT_OVERHEAD_TOKENS).is_empty());
+        let keys: Vec<&str> = media_issues(&b, 32_768, PROMPT_OVERHEAD_TOKENS).iter().map(|i| i.key).collect();
         assert_eq!(keys, ["environment.max_frames", "environment.max_clip_seconds"]);
         assert_eq!(prompt_overhead_tokens(Some(900)), 556);
         assert_eq!(prompt_overhead_tokens(None), PROMPT_OVERHEAD_TOKENS);

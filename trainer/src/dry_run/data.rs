@@ -2,8 +2,9 @@
 //! by stages are checked once per format and media root), in parallel, with the line-level
 //! checks of `rollout::data`. RL files also yield the video durations the turn budget needs.
 //!
-//! Formats by role: sft train files are SFT turns; rl train files are RL samples; rl
-//! validation files and eval files are checked as evaluation samples (an RL line is also a
+//! Formats by role: sft train files are SFT turns (RL samples with `data.source: expert`); rl
+//! train files are RL samples; rl validation files and eval files are checked as evaluation
+//! samples (an RL line is also a
 //! valid evaluation line; missing video metadata is probed at run time).
 //!
 //! Then every distinct existing video is probed once, in parallel (`rollout::media::probe`:
@@ -11,7 +12,7 @@
 //! video-less files are errors; RL samples whose `has_audio` or `duration_seconds` (more than
 //! 1 s off) disagree with the file are warnings, one per video.
 
-use crate::recipe::{Recipe, StageKind};
+use crate::recipe::resolved::{ResolvedRecipe, ResolvedStage, SftSource};
 use crate::report::{Problem, Severity};
 use rayon::prelude::*;
 use rollout::data::{self, CheckOptions, DataFormat, DataReport, RlSample};
@@ -164,27 +165,42 @@ fn probe_videos(checked: &[Checked]) -> Vec<Problem> {
     problems
 }
 
-fn tasks_of(recipe: &Recipe) -> Vec<Vec<(DataTask, &'static str)>> {
+fn tasks_of(recipe: &ResolvedRecipe) -> Vec<Vec<(DataTask, &'static str)>> {
     recipe
         .stages
         .iter()
         .map(|stage| {
-            let d = &stage.data;
-            let task = |file: &PathBuf, format| DataTask {
+            let task = |file: &PathBuf, format, root: &Option<PathBuf>, check_media: bool| DataTask {
                 file: file.clone(),
                 format,
-                media_root: d.media_root.clone(),
-                check_media: d.check_media,
+                media_root: root.clone(),
+                check_media,
             };
             let mut out = Vec::new();
-            match stage.kind {
-                Some(StageKind::Sft) => out.extend(d.train_files.iter().map(|f| (task(f, DataFormat::Sft), "train"))),
-                Some(StageKind::Rl) => {
-                    out.extend(d.train_files.iter().map(|f| (task(f, DataFormat::Rl), "train")));
-                    out.extend(d.val_files.iter().map(|f| (task(f, DataFormat::Eval), "val")));
+            match stage {
+                ResolvedStage::Sft(s) => {
+                    let d = &s.data;
+                    let (files, format) = match &d.source {
+                        SftSource::Files(files) => (files, DataFormat::Sft),
+                        SftSource::Expert { prompts, .. } => (prompts, DataFormat::Rl),
+                    };
+                    out.extend(files.iter().map(|f| (task(f, format, &d.media_root, d.check_media), "train")));
                 }
-                Some(StageKind::Eval) => out.extend(d.val_files.iter().map(|f| (task(f, DataFormat::Eval), "eval"))),
-                None => {}
+                ResolvedStage::Rl(r) => {
+                    let d = &r.data;
+                    out.extend(
+                        d.train_files.iter().map(|f| (task(f, DataFormat::Rl, &d.media_root, d.check_media), "train")),
+                    );
+                    out.extend(
+                        d.val_files.iter().map(|f| (task(f, DataFormat::Eval, &d.media_root, d.check_media), "val")),
+                    );
+                }
+                ResolvedStage::Eval(e) => {
+                    let d = &e.data;
+                    out.extend(
+                        d.files.iter().map(|f| (task(f, DataFormat::Eval, &d.media_root, d.check_media), "eval")),
+                    );
+                }
             }
             out
         })
@@ -202,7 +218,7 @@ fn to_problem(p: &data::DataProblem) -> Problem {
 
 /// Checks every data file of `recipe`; returns per-stage summaries and all problems (each
 /// file's problems once, however many stages read it).
-pub fn check_recipe_data(recipe: &Recipe) -> (Vec<StageData>, Vec<Problem>) {
+pub fn check_recipe_data(recipe: &ResolvedRecipe) -> (Vec<StageData>, Vec<Problem>) {
     let per_stage = tasks_of(recipe);
     let mut unique: Vec<DataTask> = Vec::new();
     for (task, _) in per_stage.iter().flatten() {

@@ -8,9 +8,10 @@ pub mod data;
 pub mod model;
 
 use crate::dist::{self, RankInfo};
-use crate::recipe::{self, AppliedOverride, Recipe, Stage, StageKind};
+use crate::recipe::resolved::{ResolvedRecipe, ResolvedStage, SftSource};
+use crate::recipe::{self, AppliedOverride, Recipe, StageKind};
 use crate::report::{Problem, Severity};
-use batch::{MediaTokenBounds, RlBatch, SftBatch, StepPlan};
+use batch::{MediaTokenBounds, RlBatch, SftBatch, StepPlan, StepRule};
 use data::{FileSummary, StageData};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -26,9 +27,13 @@ pub struct DryRun {
     pub warnings: usize,
     pub problems: Vec<Problem>,
     pub overrides: Vec<AppliedOverride>,
-    /// The resolved recipe (defaults filled, overrides applied), when it could be read.
+    /// The recipe as read (defaults filled, overrides applied), when it could be read.
     #[serde(skip)]
     pub recipe: Option<Recipe>,
+    /// One typed value per stage, what `omnirl train` runs; `None` when a stage could not be
+    /// resolved (a recipe error says why).
+    #[serde(skip)]
+    pub resolved_recipe: Option<ResolvedRecipe>,
     /// The resolved recipe as printed: each stage without the sections its kind ignores.
     #[serde(rename = "recipe")]
     pub resolved: Option<serde_json::Value>,
@@ -86,12 +91,19 @@ pub fn run(recipe_path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<Str
     // repeat the problem with a misleading value, so they are left out.
     let broken: HashSet<String> = loaded.problems.iter().filter_map(|p| p.key.clone()).collect();
     let fresh = |p: &Problem| p.key.as_ref().is_none_or(|k| !broken.contains(k));
+    let mut resolved_recipe = None;
     if let Some(recipe) = &loaded.recipe {
         problems.extend(recipe.validate(&loaded.origins).into_iter().filter(fresh));
-        let (stage_data, data_problems) = data::check_recipe_data(recipe);
+        let (resolved, unresolved) = ResolvedRecipe::new(recipe);
+        if !unresolved.is_empty() && !problems.iter().any(|p| p.severity == Severity::Error) {
+            problems
+                .extend(unresolved.iter().map(|e| Problem::error(recipe_path.display().to_string(), e.to_string())));
+        }
+        let (stage_data, data_problems) = data::check_recipe_data(&resolved);
         problems.extend(data_problems);
-        let models = model::check_models(recipe, ranks.world_size);
-        for (i, (stage, (sd, mp))) in recipe.stages.iter().zip(stage_data.into_iter().zip(models)).enumerate() {
+        let models = model::check_models(&resolved, ranks.world_size);
+        let indices = recipe.stages.iter().enumerate().filter(|(_, s)| resolved.stage(&s.display_name()).is_some());
+        for ((i, _), (stage, (sd, mp))) in indices.zip(resolved.stages.iter().zip(stage_data.into_iter().zip(models))) {
             let (plan, issues) = stage_plan(stage, sd, mp.0, ranks.world_size);
             problems.extend(mp.1);
             problems.extend(
@@ -102,6 +114,7 @@ pub fn run(recipe_path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<Str
             );
             stages.push(plan);
         }
+        resolved_recipe = unresolved.is_empty().then_some(resolved);
     }
     problems.sort_by_key(|p| p.severity);
     let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
@@ -114,6 +127,7 @@ pub fn run(recipe_path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<Str
         overrides: loaded.overrides,
         resolved: loaded.recipe.as_ref().map(printable),
         recipe: loaded.recipe,
+        resolved_recipe,
         plan: Plan { ranks, stages },
         elapsed_ms: started.elapsed().as_millis() as u64,
     }
@@ -124,7 +138,9 @@ fn printable(recipe: &Recipe) -> serde_json::Value {
     let mut value = serde_json::to_value(recipe).unwrap_or_default();
     if let Some(stages) = value.get_mut("stages").and_then(|s| s.as_array_mut()) {
         for (stage, typed) in stages.iter_mut().zip(&recipe.stages) {
+            let expert = typed.data.source == recipe::DataSource::Expert;
             let unused: &[&str] = match typed.kind {
+                Some(StageKind::Sft) if expert => &["reward", "algorithm"],
                 Some(StageKind::Sft) => &["environment", "rollout", "reward", "algorithm"],
                 Some(StageKind::Eval) => &["algorithm", "optimizer", "checkpoint", "schedule"],
                 Some(StageKind::Rl) | None => &[],
@@ -147,15 +163,15 @@ fn capped(samples: u64, max: Option<usize>, files: usize) -> u64 {
 }
 
 fn stage_plan(
-    stage: &Stage,
+    stage: &ResolvedStage,
     sd: StageData,
     model: model::ModelPlan,
     world: u32,
 ) -> (StagePlan, Vec<batch::BatchIssue>) {
     let mut issues = Vec::new();
     let mut plan = StagePlan {
-        name: stage.display_name(),
-        kind: stage.kind,
+        name: stage.name().to_string(),
+        kind: Some(stage.kind()),
         model,
         data: sd.train.iter().chain(&sd.val).cloned().collect(),
         rl_batch: None,
@@ -165,15 +181,17 @@ fn stage_plan(
         turn_budget: None,
         media_tokens: None,
     };
-    let Some(kind) = stage.kind else { return (plan, issues) };
-    let samples = capped(sd.train_samples(), stage.data.max_samples, sd.train.len());
-    let warmup = stage.optimizer.warmup_ratio.unwrap_or(0.0);
-    let save_every = stage.checkpoint.save_every.unwrap_or(1);
-    match kind {
-        StageKind::Sft => {
-            let b = batch::sft_batch(&stage.schedule, world);
-            let (steps, step_issues) =
-                batch::steps(samples, b.global_batch_size, false, &stage.schedule, warmup, save_every);
+    let episodes = match stage {
+        ResolvedStage::Sft(s) => {
+            let samples = capped(sd.train_samples(), s.data.max_samples, sd.train.len());
+            let b = batch::sft_batch(&s.schedule, world);
+            let rule = StepRule {
+                epochs: s.schedule.epochs,
+                max_steps: s.schedule.max_steps,
+                warmup_ratio: s.optimizer.warmup_ratio,
+                save_every: s.checkpoint.save_every,
+            };
+            let (steps, step_issues) = batch::steps(samples, b.global_batch_size, false, rule);
             if samples > 0 && samples < b.global_batch_size {
                 issues.push(batch::BatchIssue {
                     key: "schedule.per_device_batch_size",
@@ -187,41 +205,48 @@ fn stage_plan(
             issues.extend(step_issues);
             plan.sft_batch = Some(b);
             plan.steps = Some(steps);
+            match &s.data.source {
+                SftSource::Expert { episodes, .. } => Some(episodes),
+                SftSource::Files(_) => None,
+            }
         }
-        StageKind::Rl => {
-            let (b, batch_issues) = batch::rl_batch(&stage.rollout, &stage.algorithm, world);
+        ResolvedStage::Rl(r) => {
+            let samples = capped(sd.train_samples(), r.data.max_samples, sd.train.len());
+            let (b, batch_issues) = batch::rl_batch(&r.rollout, r.episodes.micro_ratio, &r.algorithm, world);
             issues.extend(batch_issues);
-            let (steps, step_issues) = batch::steps(
-                samples,
-                u64::from(stage.rollout.prompts_per_step),
-                true,
-                &stage.schedule,
-                warmup,
-                save_every,
-            );
+            let rule = StepRule {
+                epochs: r.schedule.epochs,
+                max_steps: r.schedule.max_steps,
+                warmup_ratio: r.optimizer.warmup_ratio,
+                save_every: r.checkpoint.save_every,
+            };
+            let (steps, step_issues) = batch::steps(samples, u64::from(r.rollout.prompts_per_step), true, rule);
             issues.extend(step_issues);
             plan.rl_batch = Some(b);
             plan.steps = Some(steps);
+            Some(&r.episodes)
         }
-        StageKind::Eval => {
+        ResolvedStage::Eval(e) => {
             let evals: u64 = sd.val.iter().map(|f| f.samples as u64).sum();
-            let evals = capped(evals, stage.data.max_samples, sd.val.len());
-            let per_wave = u64::from(world.max(1)) * u64::from(stage.rollout.micro_ratio.max(1));
-            plan.eval_waves = Some((evals * u64::from(stage.rollout.group_size.unwrap_or(1))).div_ceil(per_wave));
+            let evals = capped(evals, e.data.max_samples, sd.val.len());
+            let per_wave = u64::from(world.max(1)) * u64::from(e.episodes.micro_ratio.max(1));
+            plan.eval_waves = Some(evals.div_ceil(per_wave));
+            Some(&e.episodes)
         }
-    }
-    if kind != StageKind::Sft {
-        let env = &stage.environment;
-        let budgets: Vec<u32> = sd.durations.iter().map(|d| batch::turn_budget(env, *d)).collect();
-        let cap = env.max_steps.unwrap_or(0);
+    };
+    if let Some(ep) = episodes {
+        let limits = &ep.settings.limits;
+        let budgets: Vec<u32> = sd.durations.iter().map(|d| batch::turn_budget(limits, *d)).collect();
+        let cap = limits.max_steps;
         plan.turn_budget = Some(TurnBudget {
             min: budgets.iter().copied().min().unwrap_or(cap),
             max: budgets.iter().copied().max().unwrap_or(cap),
             cap,
         });
-        let bounds = batch::media_token_bounds(env, &stage.preprocess);
-        let prompt_chars = env.system_prompt.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|t| t.len());
-        issues.extend(batch::media_issues(&bounds, &stage.rollout, batch::prompt_overhead_tokens(prompt_chars)));
+        let bounds = batch::media_token_bounds(limits, stage.preprocess());
+        let prompt_chars = ep.system_prompt.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|t| t.len());
+        let overhead = batch::prompt_overhead_tokens(prompt_chars);
+        issues.extend(batch::media_issues(&bounds, limits.max_prompt_tokens, overhead));
         plan.media_tokens = Some(bounds);
     }
     (plan, issues)

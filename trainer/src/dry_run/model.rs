@@ -5,14 +5,14 @@
 //! A stage that starts from an earlier stage inherits that stage's config, and its problems
 //! are reported once, at the stage that defines the model. Each checkpoint directory is
 //! inspected once, however many stages use it; directories are inspected in parallel.
-//! Memory is estimated for training stages (sft, rl) with the stage's own settings: SFT rows
-//! of `schedule.max_seq_length` tokens, RL rows of `max_prompt_length + max_response_length`
-//! and a KV cache for `micro_ratio` such sequences per rank.
+//! Memory is estimated for training stages (sft, rl) with the stage's own resolved settings,
+//! the layout `omnirl train` allocates (see `memory_for`).
 
 use crate::checkpoint::{ModelDirCheck, check_model_dir};
-use crate::model::{OmniThinkerConfig, ParamCounts};
-use crate::plan::memory::{self, LoraTarget, MemoryBreakdown, MemoryInputs, TrainMode};
-use crate::recipe::{DeviceKind, Dtype, ModelInit, Recipe, Stage, StageKind};
+use crate::model::{Component, KeyLayout, Manifest, OmniThinkerConfig, ParamCounts};
+use crate::plan::memory::{self, LlmDims, LoraTarget, MemoryBreakdown, MemoryInputs, TrainMode, TrainableTensor};
+use crate::recipe::resolved::{ModelSource, ResolvedRecipe, ResolvedStage, TrainModel};
+use crate::recipe::{DeviceKind, Dtype};
 use crate::report::Problem;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -44,23 +44,13 @@ enum Definition {
     RandomInit(PathBuf),
 }
 
-/// The stage that defines `stage`'s model, following `from_stage` links (bounded, so a
-/// cycle the recipe checks already report cannot loop).
-fn definition<'a>(stage: &'a Stage, all: &'a [Stage]) -> Option<(&'a Stage, Definition)> {
-    let mut current = stage;
-    for _ in 0..=all.len() {
-        let m = &current.model;
-        match &m.from_stage {
-            Some(from) => current = all.iter().find(|s| s.display_name() == *from)?,
-            None => {
-                return match m.init {
-                    ModelInit::Random => m.config.clone().map(|c| (current, Definition::RandomInit(c))),
-                    ModelInit::Pretrained => m.resolved_path().map(|d| (current, Definition::Checkpoint(d))),
-                };
-            }
-        }
+/// The definition of `stage`'s model, following earlier stages' results.
+fn definition(stage: &ResolvedStage, recipe: &ResolvedRecipe) -> Option<Definition> {
+    match recipe.defining_source(stage)? {
+        ModelSource::Checkpoint(d) => Some(Definition::Checkpoint(d.clone())),
+        ModelSource::Random(c) => Some(Definition::RandomInit(c.clone())),
+        ModelSource::Stage(_) => None,
     }
-    None
 }
 
 struct Checked {
@@ -90,12 +80,51 @@ fn check(def: &Definition) -> Checked {
     }
 }
 
-fn memory_for(stage: &Stage, cfg: &OmniThinkerConfig, recipe: &Recipe, world: u32) -> MemoryBreakdown {
-    let m = &stage.model;
-    let r = &stage.rollout;
+/// The tensors the optimizer of `model` updates: the manifest's base tensors of the trained
+/// parts, then the adapters (`A [r, in]`, `B [out, r]` per adapted linear per layer).
+fn trainable_tensors(cfg: &OmniThinkerConfig, model: &TrainModel) -> Vec<TrainableTensor> {
+    let parts = model.trainable_parts();
+    let mut out: Vec<TrainableTensor> = Manifest::new(cfg, KeyLayout::Bare)
+        .tensors
+        .iter()
+        .filter(|t| match t.component {
+            Component::Llm => parts.llm,
+            Component::Vision => parts.vision,
+            Component::Audio => parts.audio,
+        })
+        .map(|t| TrainableTensor { numel: t.numel(), adapter: false })
+        .collect();
+    if let Some(l) = &model.lora {
+        let dims = LlmDims::of(cfg);
+        let targets: Vec<LoraTarget> =
+            l.target_modules.iter().filter_map(|t| LoraTarget::from_module_name(t)).collect();
+        for _ in 0..dims.layers {
+            for t in &targets {
+                let (i, o) = t.features(&dims);
+                let r = u64::from(l.rank);
+                out.push(TrainableTensor { numel: r * i, adapter: true });
+                out.push(TrainableTensor { numel: o * r, adapter: true });
+            }
+        }
+    }
+    out
+}
+
+/// The memory of a training stage as `omnirl train` lays it out: the stage's dtype (f32 on a CPU
+/// run), fp32 master weights and AdamW state, the trained parts, ZeRO-1 over `world` ranks,
+/// activations of one row at a time (the learners run one row per forward/backward) and, for rl,
+/// a KV cache for `micro_ratio` sequences.
+fn memory_for(
+    stage: &ResolvedStage,
+    cfg: &OmniThinkerConfig,
+    recipe: &ResolvedRecipe,
+    world: u32,
+) -> Option<MemoryBreakdown> {
+    let m = stage.train_model()?;
     let mut inp = MemoryInputs::for_config(cfg);
-    inp.compute_dtype_bytes = m.dtype.bytes();
-    inp.fp32_master_weights = m.dtype != Dtype::F32;
+    let cpu = recipe.distributed.device == DeviceKind::Cpu;
+    inp.compute_dtype_bytes = if cpu { Dtype::F32.bytes() } else { m.input.dtype.bytes() };
+    inp.fp32_master_weights = true;
     inp.mode = match &m.lora {
         Some(l) => TrainMode::Lora {
             rank: u64::from(l.rank),
@@ -103,31 +132,31 @@ fn memory_for(stage: &Stage, cfg: &OmniThinkerConfig, recipe: &Recipe, world: u3
         },
         None => TrainMode::Full,
     };
-    inp.train_vision = !m.freeze_vision_encoder.unwrap_or(false);
-    inp.train_audio = !m.freeze_audio_encoder.unwrap_or(false);
-    inp.zero1 = recipe.distributed.shard_optimizer_state;
+    inp.train_vision = !m.freeze_vision_encoder;
+    inp.train_audio = !m.freeze_audio_encoder;
+    inp.zero1 = recipe.distributed.shard_optimizer_state && world > 1;
     inp.world_size = u64::from(world.max(1));
     inp.activation_checkpointing = m.gradient_checkpointing;
-    let seq = u64::from(r.max_prompt_length) + u64::from(r.max_response_length);
-    inp.micro_batch_tokens = match stage.kind {
-        Some(StageKind::Sft) => {
-            u64::from(stage.schedule.max_seq_length) * u64::from(stage.schedule.per_device_batch_size.max(1))
+    inp.tensors = Some(trainable_tensors(cfg, m));
+    match stage {
+        ResolvedStage::Sft(s) => inp.micro_batch_tokens = u64::from(s.schedule.max_seq_length),
+        ResolvedStage::Rl(r) => {
+            let seq =
+                u64::from(r.episodes.settings.limits.max_prompt_tokens) + u64::from(r.episodes.max_response_length);
+            inp.micro_batch_tokens = seq;
+            inp.kv_cache_tokens = seq * u64::from(r.episodes.micro_ratio.max(1));
+            inp.separate_reference = r.algorithm.kl_coef > 0.0 && m.lora.is_none();
         }
-        _ => seq * u64::from(stage.algorithm.micro_batch_size_per_gpu.max(1)),
-    };
-    inp.kv_cache_tokens = match stage.kind {
-        Some(StageKind::Rl) => seq * u64::from(r.micro_ratio.max(1)),
-        _ => 0,
-    };
-    inp.separate_reference = stage.algorithm.kl_coef > 0.0 && m.lora.is_none();
-    memory::estimate(&inp)
+        ResolvedStage::Eval(_) => {}
+    }
+    Some(memory::estimate(&inp))
 }
 
 /// Checks the model of every stage; one (plan, problems) pair per stage, in order.
-pub fn check_models(recipe: &Recipe, world: u32) -> Vec<(ModelPlan, Vec<Problem>)> {
-    let defs: Vec<Option<(&Stage, Definition)>> = recipe.stages.iter().map(|s| definition(s, &recipe.stages)).collect();
+pub fn check_models(recipe: &ResolvedRecipe, world: u32) -> Vec<(ModelPlan, Vec<Problem>)> {
+    let defs: Vec<Option<Definition>> = recipe.stages.iter().map(|s| definition(s, recipe)).collect();
     let mut unique: Vec<Definition> = Vec::new();
-    for (_, def) in defs.iter().flatten() {
+    for def in defs.iter().flatten() {
         if !unique.contains(def) {
             unique.push(def.clone());
         }
@@ -138,18 +167,19 @@ pub fn check_models(recipe: &Recipe, world: u32) -> Vec<(ModelPlan, Vec<Problem>
         .iter()
         .zip(&defs)
         .map(|(stage, def)| {
-            let m = &stage.model;
-            let source = match (&m.from_stage, def) {
-                (Some(from), _) => format!("result of stage {from}"),
-                (None, Some((_, Definition::RandomInit(c)))) => format!("random init from {}", c.display()),
-                (None, Some((_, Definition::Checkpoint(d)))) => format!("checkpoint {}", d.display()),
-                (None, None) => "not set".to_string(),
+            let source = &stage.model_ref().source;
+            let mut plan = ModelPlan {
+                source: match source {
+                    ModelSource::Stage(from) => format!("result of stage {from}"),
+                    ModelSource::Random(c) => format!("random init from {}", c.display()),
+                    ModelSource::Checkpoint(d) => format!("checkpoint {}", d.display()),
+                },
+                ..ModelPlan::default()
             };
-            let mut plan = ModelPlan { source, ..ModelPlan::default() };
             let mut problems = Vec::new();
-            let Some((_, def)) = def else { return (plan, problems) };
+            let Some(def) = def else { return (plan, problems) };
             let Some(c) = unique.iter().position(|u| u == def).map(|i| &checked[i]) else { return (plan, problems) };
-            if m.from_stage.is_none() {
+            if !matches!(source, ModelSource::Stage(_)) {
                 problems.extend(c.problems.iter().cloned());
             }
             plan.config = Some(match def {
@@ -162,12 +192,11 @@ pub fn check_models(recipe: &Recipe, world: u32) -> Vec<(ModelPlan, Vec<Problem>
             }
             if let Some(cfg) = &c.config {
                 plan.params = Some(ParamCounts::of(cfg));
-                if matches!(stage.kind, Some(StageKind::Sft | StageKind::Rl)) {
-                    let mem = memory_for(stage, cfg, recipe, world);
+                if let Some(mem) = memory_for(stage, cfg, recipe, world) {
                     let gpu = recipe.distributed.device != DeviceKind::Cpu;
                     let capacity = (recipe.distributed.gpu_memory_gib * f64::from(1u32 << 30)) as u64;
                     if gpu {
-                        let location = format!("stage {} memory estimate", stage.display_name());
+                        let location = format!("stage {} memory estimate", stage.name());
                         problems.extend(memory::check_capacity(&mem, capacity, &location));
                     }
                     plan.memory = Some(mem);

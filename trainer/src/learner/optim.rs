@@ -27,7 +27,8 @@
 //! (rounded) into the parameter, as FSDP's fp32-master / bf16-compute mixed precision does.
 //! Left out: fused/foreach kernels, ZeRO sharding of the state, AMSGrad.
 
-use crate::recipe::{LrSchedule, OptimizerConfig};
+use crate::recipe::LrSchedule;
+use crate::recipe::resolved::Optimizer;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -102,15 +103,10 @@ pub struct AdamWConfig {
 }
 
 impl AdamWConfig {
-    /// From a recipe's `optimizer` section (kind defaults already resolved) and the run's total
-    /// number of optimizer steps.
-    pub fn from_recipe(o: &OptimizerConfig, total_steps: u64) -> Self {
-        let schedule = LrScheduler::new(
-            o.lr_schedule.unwrap_or(LrSchedule::Constant),
-            o.lr.unwrap_or(1e-6),
-            o.warmup_ratio.unwrap_or(0.0),
-            total_steps,
-        );
+    /// From a stage's resolved `optimizer` section and the stage's total number of optimizer
+    /// steps.
+    pub fn from_recipe(o: &Optimizer, total_steps: u64) -> Self {
+        let schedule = LrScheduler::new(o.lr_schedule, o.lr, o.warmup_ratio, total_steps);
         AdamWConfig {
             betas: o.betas,
             eps: o.eps,
@@ -233,6 +229,12 @@ impl AdamW {
     /// Clip, update (unless the norm is not finite), advance the schedule. Gradients are left in
     /// place (zeroed when skipped); call [`zero_grad`](Self::zero_grad) before the next backward.
     pub fn step(&mut self) -> Result<StepReport, tch::TchError> {
+        self.step_where(&|_| true)
+    }
+
+    /// [`step`](Self::step) updating only the tensors `updates` names, as if the others had no
+    /// gradient (data parallelism hands every tensor a gradient, zeros where no rank had one).
+    pub fn step_where(&mut self, updates: &dyn Fn(&str) -> bool) -> Result<StepReport, tch::TchError> {
         let lr = self.current_lr();
         let grad_norm = self.grad_norm()?;
         self.counters.scheduler_steps += 1;
@@ -252,7 +254,7 @@ impl AdamW {
         tch::no_grad(|| -> Result<(), tch::TchError> {
             for s in &mut self.slots {
                 let g = s.param.grad();
-                if !g.defined() {
+                if !g.defined() || !updates(&s.name) {
                     continue;
                 }
                 let mut g = g.f_to_kind(Kind::Float)?;

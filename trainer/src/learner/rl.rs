@@ -38,7 +38,8 @@ use crate::algo::advantage::{AdvantageEstimator, AdvantageRow, Advantages};
 use crate::algo::entropy::turn_entropy_f32;
 use crate::algo::loss::{PolicyLossConfig, kl_penalty, pg_token_losses, tis_weights, token_weight};
 use crate::metrics::{Phase, PhaseTimes, Progress, Scalars};
-use crate::recipe::{AlgorithmConfig, OptimizerConfig, UpdateFlow};
+use crate::recipe::resolved::Optimizer;
+use crate::recipe::{AlgorithmConfig, UpdateFlow};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -127,7 +128,7 @@ impl RlLearner {
     pub fn new<P: TrainablePolicy>(
         policy: &P,
         algorithm: &AlgorithmConfig,
-        optimizer: &OptimizerConfig,
+        optimizer: &Optimizer,
         total_steps: u64,
     ) -> Result<Self, LearnerError> {
         let opt = AdamW::new(policy.trainable_variables(), AdamWConfig::from_recipe(optimizer, total_steps))?;

@@ -19,7 +19,8 @@
 use super::optim::{AdamW, AdamWConfig, StepReport};
 use super::{GradientSync, LearnerError, LocalSteps, SftRow, TrainablePolicy, per_second, zero_gradients};
 use crate::metrics::{Phase, PhaseTimes, Progress, Scalars};
-use crate::recipe::{LossAggregation, OptimizerConfig, ScheduleConfig};
+use crate::recipe::LossAggregation;
+use crate::recipe::resolved::{Optimizer, SftSchedule};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -32,7 +33,7 @@ pub struct SftOptions {
 }
 
 impl SftOptions {
-    pub fn from_schedule(s: &ScheduleConfig) -> Self {
+    pub fn from_schedule(s: &SftSchedule) -> Self {
         SftOptions {
             per_device_batch_size: s.per_device_batch_size.max(1),
             gradient_accumulation_steps: s.gradient_accumulation_steps.max(1),
@@ -73,7 +74,7 @@ impl SftLearner {
     pub fn new<P: TrainablePolicy>(
         policy: &P,
         options: SftOptions,
-        optimizer: &OptimizerConfig,
+        optimizer: &Optimizer,
         total_steps: u64,
     ) -> Result<Self, LearnerError> {
         let opt = AdamW::new(policy.trainable_variables(), AdamWConfig::from_recipe(optimizer, total_steps))?;

@@ -10,25 +10,30 @@
 //! LLM stays frozen, only the adapters train, and the base with adapters switched off is the
 //! reference policy for a KL penalty.
 //!
+//! A KL penalty needs a reference policy: with adapters it is the base (adapters switched off);
+//! without, [`TrainableThinker::keep_reference`] keeps a frozen copy of every trained tensor (the
+//! frozen ones are shared, not copied).
+//!
 //! Saving writes the HF checkpoint through [`Weights::save`] (transformers-loadable, in the
-//! checkpoint's own key layout) plus `adapter_model.safetensors` (PEFT names) when adapters exist;
-//! loading copies tensors into the existing model in place. [`turn_media`] converts a rollout
-//! turn's decoded media for `RlRow::from_trajectory`. Left out: merging adapters on save
-//! (`Thinker::merge_lora` exists for an export step).
+//! checkpoint's own key layout) plus, when adapters exist, PEFT's `adapter_model.safetensors` and
+//! `adapter_config.json`; [`TrainableThinker::save_merged`] writes the adapters folded into the
+//! weights instead. Loading copies tensors into the existing model in place. [`turn_media`]
+//! converts a rollout turn's decoded media for `RlRow::from_trajectory`.
 
 use super::{ChunkLoss, PolicyError, TokenScores, TrainablePolicy};
 use crate::checkpoint::tensor_io::{read_safetensors, write_safetensors};
 use crate::model::OmniThinkerConfig;
 use crate::model::logprobs::{TrainOptions, forward_backward, score};
+use crate::model::lora::{ADAPTER_CONFIG_FILE, peft_config};
 use crate::model::policy::push_media;
 use crate::model::thinker::{MediaInput, ModelError, Thinker};
 use crate::model::weights::{LoadOptions, Weights};
+use rollout::episode::MediaItem;
 use rollout::trajectory::Turn;
 use std::path::Path;
 use tch::{Device, Tensor};
 
-/// The adapter file written beside the base weights when LoRA is attached.
-pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
+pub use crate::model::lora::ADAPTER_FILE;
 
 /// Which parts of the thinker receive gradients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +85,13 @@ pub fn set_trainable(weights: &Weights, parts: TrainableParts) -> Result<usize, 
 /// The thinker's media inputs of a stored turn (its prompt's decoded media, in prompt order), for
 /// `RlRow::from_trajectory`.
 pub fn turn_media(turn: &Turn, patch_dim: usize) -> Result<MediaInput, ModelError> {
+    items_media(&turn.media, patch_dim)
+}
+
+/// The thinker's media inputs of decoded media items, in order.
+pub fn items_media(items: &[std::sync::Arc<MediaItem>], patch_dim: usize) -> Result<MediaInput, ModelError> {
     let mut m = MediaInput::default();
-    for item in &turn.media {
+    for item in items {
         let inputs = item
             .inputs
             .as_ref()
@@ -98,6 +108,10 @@ pub struct TrainableThinker {
     pub train: TrainOptions,
     /// Largest safetensors shard written by `save_hf`.
     pub max_shard_bytes: u64,
+    /// A frozen copy of the trained weights, the KL reference when there are no adapters.
+    pub reference: Option<Thinker>,
+    /// The model the adapters were trained on (`base_model_name_or_path` of adapter_config.json).
+    pub base_model: String,
 }
 
 impl TrainableThinker {
@@ -117,7 +131,37 @@ impl TrainableThinker {
         set_trainable(&weights, parts)?;
         let mut thinker = Thinker::new(cfg, weights)?;
         thinker.freeze_encoders(!parts.vision && !parts.audio);
-        Ok(TrainableThinker { thinker, train, max_shard_bytes: 5 << 30 })
+        Ok(TrainableThinker { thinker, train, max_shard_bytes: 5 << 30, reference: None, base_model: String::new() })
+    }
+
+    /// Keeps a frozen copy of every trainable base tensor as the KL reference (frozen tensors are
+    /// shared with the policy). Adapters need none: the base with adapters off is the reference.
+    pub fn keep_reference(&mut self) -> Result<(), ModelError> {
+        let w = &self.thinker.weights;
+        let mut tensors = std::collections::BTreeMap::new();
+        for name in w.names() {
+            let t = w.get(name)?;
+            let t = if t.requires_grad() {
+                tch::no_grad(|| -> Result<Tensor, tch::TchError> {
+                    let mut c = t.f_zeros_like()?;
+                    c.f_copy_(&t)?;
+                    Ok(c)
+                })?
+            } else {
+                t
+            };
+            tensors.insert(name.to_string(), t);
+        }
+        let copy = Weights::from_map(tensors, w.kind, w.device);
+        self.reference = Some(Thinker::new(self.thinker.cfg.clone(), copy)?);
+        Ok(())
+    }
+
+    /// Writes the weights with the adapters folded in: a plain HF checkpoint.
+    pub fn save_merged(&self, dir: &Path) -> Result<(), PolicyError> {
+        let w = self.thinker.merged_weights()?;
+        w.save(dir, &self.thinker.cfg, w.layout, self.max_shard_bytes).map_err(ModelError::from)?;
+        Ok(())
     }
 }
 
@@ -153,8 +197,11 @@ impl TrainablePolicy for TrainableThinker {
         Ok(TokenScores { logprobs: s.logprobs, entropies: s.entropies })
     }
 
-    /// With LoRA: the base model (adapters switched off). Without: none.
+    /// The kept frozen copy; else with LoRA, the base model (adapters switched off); else none.
     fn reference_logprobs(&self, ids: &[u32], media: &MediaInput, start: usize) -> Result<Option<Tensor>, PolicyError> {
+        if let Some(r) = &self.reference {
+            return Ok(Some(score(r, ids, media, start, self.train.chunk_tokens)?.logprobs));
+        }
         if self.thinker.lora_tensors().is_empty() {
             return Ok(None);
         }
@@ -169,9 +216,13 @@ impl TrainablePolicy for TrainableThinker {
         let w = &self.thinker.weights;
         w.save(dir, &self.thinker.cfg, w.layout, self.max_shard_bytes).map_err(ModelError::from)?;
         let adapters = self.thinker.lora_tensors();
-        if !adapters.is_empty() {
+        if let Some(cfg) = self.thinker.lora_config() {
             let path = dir.join(ADAPTER_FILE);
             write_safetensors(&path, &adapters)
+                .map_err(|e| PolicyError::Io { path: path.display().to_string(), message: e.to_string() })?;
+            let path = dir.join(ADAPTER_CONFIG_FILE);
+            let text = serde_json::to_string_pretty(&peft_config(cfg, &self.base_model)).unwrap_or_default();
+            std::fs::write(&path, text)
                 .map_err(|e| PolicyError::Io { path: path.display().to_string(), message: e.to_string() })?;
         }
         Ok(())

@@ -20,7 +20,7 @@ pub use rollout_stats::{EpisodeSummary, rollout_scalars, summary_scalars};
 pub use tensorboard::EventWriter;
 pub use timing::{Phase, PhaseTimes};
 
-use crate::recipe::LoggingConfig;
+use crate::recipe::resolved::MetricSinks;
 use std::io;
 use std::path::Path;
 
@@ -79,8 +79,14 @@ pub struct MetricsLogger {
 
 impl MetricsLogger {
     /// Opens the sinks `cfg` enables under `run_dir` (`tensorboard/` or `tensorboard_dir`,
-    /// `metrics.jsonl`). `resume_step` trims JSONL lines logged after that step.
-    pub fn open(run_dir: &Path, cfg: &LoggingConfig, resume_step: Option<u64>) -> io::Result<MetricsLogger> {
+    /// `metrics.jsonl`), logging every `log_every` steps. `resume_step` trims JSONL lines logged
+    /// after that step.
+    pub fn open(
+        run_dir: &Path,
+        cfg: &MetricSinks,
+        log_every: u64,
+        resume_step: Option<u64>,
+    ) -> io::Result<MetricsLogger> {
         let tensorboard = if cfg.tensorboard {
             let dir = cfg.tensorboard_dir.clone().unwrap_or_else(|| run_dir.join("tensorboard"));
             Some(EventWriter::create(&dir)?)
@@ -96,7 +102,7 @@ impl MetricsLogger {
         } else {
             None
         };
-        Ok(MetricsLogger { tensorboard, jsonl, log_every: cfg.log_every.unwrap_or(1).max(1) })
+        Ok(MetricsLogger { tensorboard, jsonl, log_every: log_every.max(1) })
     }
 
     /// Whether `step` is logged (`step % log_every == 0`, or `last`).
@@ -135,8 +141,8 @@ mod tests {
         assert_eq!(s.0.len(), 4);
 
         let dir = tempfile::tempdir().unwrap();
-        let cfg = LoggingConfig { log_every: Some(2), ..Default::default() };
-        let mut log = MetricsLogger::open(dir.path(), &cfg, None).unwrap();
+        let cfg = MetricSinks { tensorboard: true, tensorboard_dir: None, jsonl: true };
+        let mut log = MetricsLogger::open(dir.path(), &cfg, 2, None).unwrap();
         for step in 1..=3 {
             log.log(step, step == 3, &s).unwrap();
         }

@@ -9,11 +9,26 @@
 //! and [`Thinker::merge_lora`](crate::model::thinker::Thinker::merge_lora) folds them into the
 //! base for a plain HF checkpoint.
 //!
-//! Left out: dropout on the adapter input, rank-stabilised scaling, adapters on the encoders.
+//! On disk the adapters follow PEFT: `adapter_model.safetensors` with those names and
+//! `adapter_config.json` ([`peft_config`]); [`fold_adapter_dir`] merges such a directory's
+//! adapters into loaded base weights (what `merge_and_unload` does), so a saved adapter
+//! checkpoint loads as the model it describes.
+//!
+//! Left out: dropout on the adapter input (a recipe with `lora.dropout > 0` is refused),
+//! adapters on the encoders, DoRA.
 
+use super::weights::{Weights, WeightsError};
+use crate::checkpoint::tensor_io::read_safetensors;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor};
+
+/// The adapter weights of a checkpoint directory (PEFT's name).
+pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
+/// The adapter settings of a checkpoint directory (PEFT's name).
+pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 
 /// The LLM linears LoRA may target (PEFT module names).
 pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
@@ -120,4 +135,79 @@ impl Lora {
         let d = self.b.f_matmul(&self.a)?.f_mul_scalar(self.scale)?;
         w.f_to_kind(Kind::Float)?.f_add(&d)?.f_to_kind(w.kind())
     }
+}
+
+/// PEFT's `adapter_config.json` for adapters `cfg` on the model in `base_model`.
+pub fn peft_config(cfg: &LoraConfig, base_model: &str) -> serde_json::Value {
+    serde_json::json!({
+        "peft_type": "LORA",
+        "base_model_name_or_path": base_model,
+        "r": cfg.rank,
+        "lora_alpha": cfg.alpha,
+        "lora_dropout": 0.0,
+        "target_modules": cfg.targets,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "use_rslora": false,
+        "use_dora": false,
+        "init_lora_weights": true,
+        "inference_mode": true,
+        "modules_to_save": null,
+    })
+}
+
+/// The bare weight name (`model.layers.0.self_attn.q_proj.weight`) a PEFT adapter key adapts,
+/// and whether the key is its `A` matrix; `None` for keys that are not LoRA matrices.
+fn adapted_weight(key: &str) -> Option<(String, bool)> {
+    let rest = key.strip_prefix("base_model.model.").unwrap_or(key);
+    let rest = rest.strip_prefix("thinker.").unwrap_or(rest);
+    let (module, is_a) = match (rest.strip_suffix(".lora_A.weight"), rest.strip_suffix(".lora_B.weight")) {
+        (Some(m), _) => (m, true),
+        (_, Some(m)) => (m, false),
+        _ => return None,
+    };
+    Some((format!("{module}.weight"), is_a))
+}
+
+/// Merges the PEFT adapters of `dir` (when it has [`ADAPTER_CONFIG_FILE`]) into `weights`:
+/// `W + (lora_alpha / r)·B·A` per adapted weight, in the weight's dtype. Returns how many weights
+/// changed (0 without adapters).
+pub fn fold_adapter_dir(weights: &mut Weights, dir: &Path) -> Result<usize, WeightsError> {
+    let cfg_path = dir.join(ADAPTER_CONFIG_FILE);
+    if !cfg_path.is_file() {
+        return Ok(0);
+    }
+    let io = |path: &Path, message: String| WeightsError::Io { path: path.display().to_string(), message };
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| io(&cfg_path, e.to_string()))?;
+    let cfg: serde_json::Value = serde_json::from_str(&text).map_err(|e| io(&cfg_path, format!("not JSON: {e}")))?;
+    let rank = cfg.get("r").and_then(serde_json::Value::as_f64).filter(|r| *r > 0.0);
+    let alpha = cfg.get("lora_alpha").and_then(serde_json::Value::as_f64);
+    let (Some(rank), Some(alpha)) = (rank, alpha) else {
+        return Err(io(&cfg_path, "needs a positive `r` and a numeric `lora_alpha`".into()));
+    };
+    let rslora = cfg.get("use_rslora").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let scale = if rslora { alpha / rank.sqrt() } else { alpha / rank };
+    let file = dir.join(ADAPTER_FILE);
+    let mut pairs: BTreeMap<String, (Option<tch::Tensor>, Option<tch::Tensor>)> = BTreeMap::new();
+    read_safetensors(&file, |key, t| {
+        if let Some((weight, is_a)) = adapted_weight(key) {
+            let slot = pairs.entry(weight).or_default();
+            if is_a { slot.0 = Some(t) } else { slot.1 = Some(t) }
+        }
+        Ok(())
+    })
+    .map_err(|e| io(&file, e.to_string()))?;
+    let n = pairs.len();
+    for (weight, pair) in pairs {
+        let (Some(a), Some(b)) = pair else {
+            return Err(io(&file, format!("`{weight}` has only one of lora_A / lora_B")));
+        };
+        let w = weights.get(&weight).map_err(|_| io(&file, format!("adapts `{weight}`, which the model lacks")))?;
+        let merged = tch::no_grad(|| -> Result<tch::Tensor, tch::TchError> {
+            let d = b.f_to_kind(Kind::Float)?.f_matmul(&a.f_to_kind(Kind::Float)?)?.f_mul_scalar(scale)?;
+            w.f_to_kind(Kind::Float)?.f_add(&d.f_to_device(w.device())?)?.f_to_kind(w.kind())
+        })?;
+        weights.insert(weight, merged);
+    }
+    Ok(n)
 }

@@ -110,6 +110,7 @@ pub struct Thinker {
     pub ids: SpecialTokens,
     pub rope: RopeSpec,
     pub lora: LoraSwitch,
+    lora_config: Option<LoraConfig>,
     inv_freq: Tensor,
     frozen_encoders: bool,
 }
@@ -142,6 +143,7 @@ impl Thinker {
             ids: cfg.special_tokens(),
             rope,
             lora: LoraSwitch::default(),
+            lora_config: None,
             inv_freq,
             frozen_encoders: true,
             cfg,
@@ -317,26 +319,24 @@ impl Thinker {
         lc.validate().map_err(ModelError::Input)?;
         tch::manual_seed(lc.seed);
         let sw = self.lora.clone();
-        let want = |n: &str| lc.targets.iter().any(|t| t == n);
-        for l in &mut self.text.layers {
-            let a = &mut l.attn;
-            let m = &mut l.mlp;
-            let slots: [(&str, &mut Linear); 7] = [
-                ("q_proj", &mut a.q),
-                ("k_proj", &mut a.k),
-                ("v_proj", &mut a.v),
-                ("o_proj", &mut a.o),
-                ("gate_proj", &mut m.gate),
-                ("up_proj", &mut m.up),
-                ("down_proj", &mut m.down),
-            ];
-            for (name, lin) in slots {
-                if want(name) {
-                    lin.lora = Some(Lora::new(&lin.w, lc.rank, lc.alpha, sw.clone())?);
+        let mut result = Ok(());
+        self.each_linear_mut(|module, lin| {
+            let target = module.rsplit('.').next().unwrap_or(module);
+            if result.is_ok() && lc.targets.iter().any(|t| t == target) {
+                match Lora::new(&lin.w, lc.rank, lc.alpha, sw.clone()) {
+                    Ok(l) => lin.lora = Some(l),
+                    Err(e) => result = Err(e),
                 }
             }
-        }
+        });
+        result?;
+        self.lora_config = Some(lc.clone());
         Ok(())
+    }
+
+    /// The settings of the attached adapters.
+    pub fn lora_config(&self) -> Option<&LoraConfig> {
+        self.lora_config.as_ref()
     }
 
     /// The adapters by PEFT name (`base_model.model.thinker.model.layers.0.self_attn.q_proj.lora_A.weight`).
@@ -352,46 +352,93 @@ impl Thinker {
         out
     }
 
+    /// The weights with every adapter folded into its base weight (`W + scale·B·A`), leaving
+    /// this model untouched: what a merged checkpoint saves.
+    pub fn merged_weights(&self) -> MResult<Weights> {
+        let mut tensors = std::collections::BTreeMap::new();
+        for name in self.weights.names() {
+            tensors.insert(name.to_string(), self.weights.get(name)?);
+        }
+        let mut failure = None;
+        self.each_linear(|name, lin| {
+            if let Some(lora) = &lin.lora {
+                match tch::no_grad(|| lora.merged(&lin.w)) {
+                    Ok(w) => {
+                        tensors.insert(format!("{name}.weight"), w);
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        let mut w = Weights::from_map(tensors, self.weights.kind, self.weights.device);
+        w.layout = self.weights.layout;
+        Ok(w)
+    }
+
     /// Folds every adapter into its base weight (in `weights` too, so `save` writes merged
     /// weights) and removes the adapters.
     pub fn merge_lora(&mut self) -> MResult<()> {
         let mut merged = Vec::new();
-        for (i, l) in self.text.layers.iter_mut().enumerate() {
-            let p = format!("model.layers.{i}");
-            let a = &mut l.attn;
-            let m = &mut l.mlp;
-            for (name, lin) in [
-                (format!("{p}.self_attn.q_proj"), &mut a.q),
-                (format!("{p}.self_attn.k_proj"), &mut a.k),
-                (format!("{p}.self_attn.v_proj"), &mut a.v),
-                (format!("{p}.self_attn.o_proj"), &mut a.o),
-                (format!("{p}.mlp.gate_proj"), &mut m.gate),
-                (format!("{p}.mlp.up_proj"), &mut m.up),
-                (format!("{p}.mlp.down_proj"), &mut m.down),
-            ] {
-                if let Some(lora) = lin.lora.take() {
-                    let w = tch::no_grad(|| lora.merged(&lin.w))?;
-                    lin.w = w.shallow_clone();
-                    merged.push((format!("{name}.weight"), w));
+        let mut failure = None;
+        self.each_linear_mut(|name, lin| {
+            if let Some(lora) = lin.lora.take() {
+                match tch::no_grad(|| lora.merged(&lin.w)) {
+                    Ok(w) => {
+                        lin.w = w.shallow_clone();
+                        merged.push((format!("{name}.weight"), w));
+                    }
+                    Err(e) => failure = Some(e),
                 }
             }
+        });
+        if let Some(e) = failure {
+            return Err(e.into());
         }
         for (n, w) in merged {
             self.weights.insert(n, w);
         }
+        self.lora_config = None;
         Ok(())
     }
 
+    /// Every LLM linear LoRA can adapt, with its module name (`model.layers.3.mlp.up_proj`): the
+    /// one list adding, saving, merging and counting adapters walk.
     fn each_linear(&self, mut f: impl FnMut(&str, &Linear)) {
         for (i, l) in self.text.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            f(&format!("{p}.self_attn.q_proj"), &l.attn.q);
-            f(&format!("{p}.self_attn.k_proj"), &l.attn.k);
-            f(&format!("{p}.self_attn.v_proj"), &l.attn.v);
-            f(&format!("{p}.self_attn.o_proj"), &l.attn.o);
-            f(&format!("{p}.mlp.gate_proj"), &l.mlp.gate);
-            f(&format!("{p}.mlp.up_proj"), &l.mlp.up);
-            f(&format!("{p}.mlp.down_proj"), &l.mlp.down);
+            let (a, m) = (&l.attn, &l.mlp);
+            let slots: [(&str, &Linear); 7] = [
+                ("self_attn.q_proj", &a.q),
+                ("self_attn.k_proj", &a.k),
+                ("self_attn.v_proj", &a.v),
+                ("self_attn.o_proj", &a.o),
+                ("mlp.gate_proj", &m.gate),
+                ("mlp.up_proj", &m.up),
+                ("mlp.down_proj", &m.down),
+            ];
+            for (module, lin) in slots {
+                f(&format!("model.layers.{i}.{module}"), lin);
+            }
+        }
+    }
+
+    fn each_linear_mut(&mut self, mut f: impl FnMut(&str, &mut Linear)) {
+        for (i, l) in self.text.layers.iter_mut().enumerate() {
+            let (a, m) = (&mut l.attn, &mut l.mlp);
+            let slots: [(&str, &mut Linear); 7] = [
+                ("self_attn.q_proj", &mut a.q),
+                ("self_attn.k_proj", &mut a.k),
+                ("self_attn.v_proj", &mut a.v),
+                ("self_attn.o_proj", &mut a.o),
+                ("mlp.gate_proj", &mut m.gate),
+                ("mlp.up_proj", &mut m.up),
+                ("mlp.down_proj", &mut m.down),
+            ];
+            for (module, lin) in slots {
+                f(&format!("model.layers.{i}.{module}"), lin);
+            }
         }
     }
 

@@ -1,21 +1,26 @@
 //! Per-rank GPU memory estimate for training the thinker: a pure function of parameter counts
 //! (from the manifest), LLM dimensions and the training setup, so `omnirl validate` can say
-//! "this does not fit" before any GPU is touched.
+//! "this does not fit" before any GPU is touched. The static parts (weights, reference,
+//! gradients, master weights, optimizer state) are the tensors `omnirl train` allocates, byte
+//! for byte (`trainer/tests/plan_allocation.rs` checks them against a loaded model and its
+//! optimizer).
 //!
 //! Notation: `P_llm, P_vit, P_audio` parameters per component; `b` compute-dtype bytes (bf16 2,
-//! f32 4); `g` = 4 with fp32 master weights, else `b`; `T` trainable parameters; `A` LoRA adapter
-//! parameters (`r x (in + out)` per adapted linear, per layer); `W` world size; `L, h, I, V` LLM
-//! layers, hidden, MLP width, vocabulary; `kv` = KV heads x head_dim.
+//! f32 4); `D` trainable base parameters (the LLM in full fine-tuning, plus each trained
+//! encoder); `A` LoRA adapter parameters (`r x (in + out)` per adapted linear, per layer; kept in
+//! fp32); `T = D + A`; `W` world size; `L, h, I, V` LLM layers, hidden, MLP width, vocabulary;
+//! `kv` = KV heads x head_dim.
 //!
-//! * weights    = (P_llm + P_vit + P_audio) x b, plus A x g (LoRA adapters live in fp32 when
-//!   master weights are on, as PEFT keeps them).
-//! * reference  = P_llm x b when a separate frozen reference LLM is kept for the KL term (full
-//!   fine-tuning); LoRA uses the base model with adapters off, so 0.
-//! * grads      = T x g, where T = (LLM: P_llm in full fine-tuning, A with LoRA) + P_vit and/or
-//!   P_audio when those encoders are trained.
-//! * master     = (T - A) x 4 when master weights are on and b < 4 (none for the adapters).
+//! * weights    = (P_llm + P_vit + P_audio) x b + A x 4.
+//! * reference  = D x b when a frozen copy of the trained weights is kept for the KL term
+//!   (no adapters to switch off); LoRA uses the base with adapters off, so 0.
+//! * grads      = D x b + A x 4: a gradient has its parameter's dtype.
+//! * master     = D x 4 with fp32 master weights and b < 4 (adapters are fp32 already).
 //! * optimizer  = T x 8 (AdamW m and v in fp32).
-//! * ZeRO-1 divides master and optimizer by W (rounded up); weights and grads stay replicated.
+//! * ZeRO-1 keeps master and optimizer state only for the tensors a rank owns: with the
+//!   trainable tensors' sizes ([`MemoryInputs::tensors`]) the estimate is the most loaded rank of
+//!   the same whole-tensor partition the optimizer uses (`dist::zero1::partition`), else
+//!   `⌈x / W⌉`. Weights and grads stay replicated.
 //! * activations, per token of the micro-batch: one decoder layer saves for backward
 //!   `S = 8h + b(5h + 2kv + 4I)` bytes (fp32 inputs of both RMSNorms; q, k, v, attention output,
 //!   its reshaped copy, the post-norm output; gate, up, silu(gate), their product), and backward
@@ -121,7 +126,7 @@ impl LoraTarget {
     }
 
     /// `(in, out)` features of this linear.
-    fn features(self, d: &LlmDims) -> (u64, u64) {
+    pub fn features(self, d: &LlmDims) -> (u64, u64) {
         let (q, kv) = (prod(&[d.heads, d.head_dim]), prod(&[d.kv_heads, d.head_dim]));
         match self {
             LoraTarget::QProj => (d.hidden, q),
@@ -179,9 +184,20 @@ pub struct MemoryInputs {
     pub kv_cache_tokens: u64,
     /// Tokens per chunk of the fp32 log-prob computation.
     pub logprob_chunk_tokens: u64,
-    /// A separate frozen reference LLM for the KL term (ignored with LoRA).
+    /// A frozen copy of the trained weights for the KL term (ignored with LoRA).
     pub separate_reference: bool,
     pub overhead_bytes: u64,
+    /// Element counts of the trainable tensors (base ones first, then adapters), for the exact
+    /// ZeRO-1 partition; `None`: divide evenly.
+    pub tensors: Option<Vec<TrainableTensor>>,
+}
+
+/// One tensor the optimizer updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TrainableTensor {
+    pub numel: u64,
+    /// A LoRA adapter (fp32, no master copy) rather than a base weight.
+    pub adapter: bool,
 }
 
 impl MemoryInputs {
@@ -205,6 +221,7 @@ impl MemoryInputs {
             logprob_chunk_tokens: DEFAULT_LOGPROB_CHUNK,
             separate_reference: false,
             overhead_bytes: DEFAULT_OVERHEAD_BYTES,
+            tensors: None,
         }
     }
 }
@@ -226,10 +243,28 @@ pub struct MemoryBreakdown {
     pub total: u64,
 }
 
+/// Master and optimizer bytes of the most loaded ZeRO-1 rank (see the module doc); without
+/// ZeRO-1 the one rank holds everything.
+fn sharded_state(inp: &MemoryInputs, master_bytes: u64, dense: u64, trainable: u64) -> (u64, u64) {
+    let shards = if inp.zero1 { inp.world_size.max(1) } else { 1 };
+    let even = (prod(&[dense, master_bytes]).div_ceil(shards), prod(&[trainable, 8]).div_ceil(shards));
+    let Some(tensors) = inp.tensors.as_ref() else { return even };
+    let numels: Vec<usize> = tensors.iter().map(|t| usize::try_from(t.numel).unwrap_or(usize::MAX)).collect();
+    let Ok(owners) = crate::dist::zero1::partition(&numels, shards as u32) else { return even };
+    let mut per_rank = vec![(0u64, 0u64); shards as usize];
+    for (t, owner) in tensors.iter().zip(owners) {
+        let r = &mut per_rank[owner as usize];
+        if !t.adapter {
+            r.0 = sum(&[r.0, prod(&[t.numel, master_bytes])]);
+        }
+        r.1 = sum(&[r.1, prod(&[t.numel, 8])]);
+    }
+    per_rank.into_iter().max_by_key(|(m, o)| sum(&[*m, *o])).unwrap_or(even)
+}
+
 /// Computes the per-rank estimate (see the module doc for every formula).
 pub fn estimate(inp: &MemoryInputs) -> MemoryBreakdown {
     let b = inp.compute_dtype_bytes;
-    let g = if inp.fp32_master_weights { 4 } else { b };
     let d = &inp.llm;
     let p = &inp.params;
     let adapters = match &inp.mode {
@@ -241,14 +276,12 @@ pub fn estimate(inp: &MemoryInputs) -> MemoryBreakdown {
     let audio = if inp.train_audio { p.audio } else { 0 };
     let dense = sum(&[llm_dense, vision, audio]);
     let trainable = sum(&[dense, adapters]);
-    let shards = if inp.zero1 { inp.world_size.max(1) } else { 1 };
     let master_bytes = if inp.fp32_master_weights && b < 4 { 4 } else { 0 };
 
-    let weights = sum(&[prod(&[p.total(), b]), prod(&[adapters, g])]);
-    let reference = if inp.separate_reference && adapters == 0 { prod(&[p.llm, b]) } else { 0 };
-    let grads = prod(&[trainable, g]);
-    let master = prod(&[dense, master_bytes]).div_ceil(shards);
-    let optimizer = prod(&[trainable, 8]).div_ceil(shards);
+    let weights = sum(&[prod(&[p.total(), b]), prod(&[adapters, 4])]);
+    let reference = if inp.separate_reference && adapters == 0 { prod(&[dense, b]) } else { 0 };
+    let grads = sum(&[prod(&[dense, b]), prod(&[adapters, 4])]);
+    let (master, optimizer) = sharded_state(inp, master_bytes, dense, trainable);
 
     let (h, i, kv) = (d.hidden, d.intermediate, prod(&[d.kv_heads, d.head_dim]));
     let saved_per_layer = sum(&[prod(&[8, h]), prod(&[b, sum(&[prod(&[5, h]), prod(&[2, kv]), prod(&[4, i])])])]);
@@ -378,18 +411,18 @@ mod tests {
         }
         #[rustfmt::skip]
         let cases = [
-            // 18 B/param: 2 + 4 + 4 + 8 = 160,772,649,984 static (§5.4 "≈161 GB") + 2 GiB
-            // + 8192 x 501,760 + logits.
+            // 16 B/param: bf16 weight 2 + bf16 grad 2 + fp32 master 4 + Adam 8 = 142,909,022,208
+            // static + 2 GiB + 8192 x 501,760 + logits.
             Case { what: "1 GPU, full FT of the whole thinker", setup: |m| {
                     m.train_vision = true; m.train_audio = true; m.micro_batch_tokens = 8192;
-                }, want: [17_863_627_776, 0, 35_727_255_552, 35_727_255_552, 71_454_511_104, 4_110_417_920, 0, 167_653_405_696],
+                }, want: [17_863_627_776, 0, 17_863_627_776, 35_727_255_552, 71_454_511_104, 4_110_417_920, 0, 149_789_777_920],
                 fits_h100: false },
-            // LLM only: 17,863,627,776 + 16 x P_llm = 139,713,491,968 static (§5.4 "≈140 GB").
+            // LLM only: 17,863,627,776 + 14 x P_llm = 124,482,258,944 static.
             Case { what: "1 GPU, full FT of the LLM", setup: |m| m.micro_batch_tokens = 16384,
-                want: [17_863_627_776, 0, 30_462_466_048, 30_462_466_048, 60_924_932_096, 8_220_835_840, 0, 150_704_665_600],
+                want: [17_863_627_776, 0, 15_231_233_024, 30_462_466_048, 60_924_932_096, 8_220_835_840, 0, 135_473_432_576],
                 fits_h100: false },
             // Adapters fp32: weights 17,863,627,776 + 4A; grads 4A; Adam 8A; static 20,447,319,040
-            // (§5.4 "≈20.5 GB"); rollout 16 x 20,480 tokens x 57,344 beats 16K-token training.
+            // (≈20.5 GB); rollout 16 x 20,480 tokens x 57,344 beats 16K-token training.
             Case { what: "1 GPU, LoRA r=64, all linears", setup: |m| {
                     m.mode = TrainMode::Lora { rank: 64, targets: LoraTarget::ALL.to_vec() };
                     m.micro_batch_tokens = 16384; m.kv_cache_tokens = 16 * 20_480; m.separate_reference = true;
@@ -398,11 +431,11 @@ mod tests {
             // ZeRO-1 over 8: master 30,462,466,048 / 8, Adam 60,924,932,096 / 8; 4 x 20,480 rollout tokens.
             Case { what: "8 GPUs ZeRO-1, full FT of the LLM", setup: |m| {
                     m.zero1 = true; m.world_size = 8; m.micro_batch_tokens = 16384; m.kv_cache_tokens = 4 * 20_480;
-                }, want: [17_863_627_776, 0, 30_462_466_048, 3_807_808_256, 7_615_616_512, 8_220_835_840, 4_697_620_480, 70_740_692_224],
+                }, want: [17_863_627_776, 0, 15_231_233_024, 3_807_808_256, 7_615_616_512, 8_220_835_840, 4_697_620_480, 55_509_459_200],
                 fits_h100: true },
             Case { what: "8 GPUs ZeRO-1, full FT of the whole thinker", setup: |m| {
                     m.zero1 = true; m.world_size = 8; m.micro_batch_tokens = 16384; m.train_vision = true; m.train_audio = true;
-                }, want: [17_863_627_776, 0, 35_727_255_552, 4_465_906_944, 8_931_813_888, 8_220_835_840, 0, 77_979_777_792],
+                }, want: [17_863_627_776, 0, 17_863_627_776, 4_465_906_944, 8_931_813_888, 8_220_835_840, 0, 60_116_150_016],
                 fits_h100: true },
             // No checkpointing: 28 x S + G = 6,190,080 B/token; 16,384 tokens = 101,418,270,720 B.
             Case { what: "1 GPU, LoRA without checkpointing", setup: |m| {
@@ -410,7 +443,7 @@ mod tests {
                     m.micro_batch_tokens = 16384; m.activation_checkpointing = false;
                 }, want: [18_509_550_592, 0, 645_922_816, 0, 1_291_845_632, 101_418_270_720, 0, 124_635_927_552],
                 fits_h100: false },
-            // Pure bf16 (no master): grads 2 x P_llm; reference LLM 2 x P_llm; fp32 Adam 8 x P_llm.
+            // Pure bf16 (no master): grads 2 x P_llm; reference copy 2 x P_llm; fp32 Adam 8 x P_llm.
             Case { what: "1 GPU, bf16 full FT of the LLM with a reference copy", setup: |m| {
                     m.fp32_master_weights = false; m.separate_reference = true;
                 }, want: [17_863_627_776, 15_231_233_024, 15_231_233_024, 0, 60_924_932_096, 0, 0, 112_021_363_712],
@@ -433,6 +466,25 @@ mod tests {
     }
 
     #[test]
+    fn zero1_with_tensor_sizes_is_the_most_loaded_rank() {
+        // Tensors of 6, 5, 4, 3, 2 elements over 2 ranks, longest first to the least loaded:
+        // rank 0 gets 6 + 3 + 2 = 11, rank 1 gets 5 + 4 = 9. bf16 base weights: master 4 B,
+        // Adam 8 B per element; the adapter (numel 3) has no master.
+        let mut inputs = seven_b();
+        inputs.zero1 = true;
+        inputs.world_size = 2;
+        inputs.tensors = Some(
+            [(6, false), (5, false), (4, false), (3, true), (2, false)]
+                .map(|(numel, adapter)| TrainableTensor { numel, adapter })
+                .to_vec(),
+        );
+        let b = estimate(&inputs);
+        assert_eq!((b.master, b.optimizer), ((6 + 2) * 4, 11 * 8));
+        inputs.world_size = 1;
+        assert_eq!((estimate(&inputs).master, estimate(&inputs).optimizer), ((6 + 5 + 4 + 2) * 4, 20 * 8));
+    }
+
+    #[test]
     fn absurd_inputs_saturate_instead_of_panicking() {
         let mut inputs = seven_b();
         inputs.micro_batch_tokens = u64::MAX;
@@ -449,13 +501,13 @@ mod tests {
         let p = check_capacity(&b, H100, "distributed.gpu_memory_gib").unwrap();
         assert!(!p.is_error());
         assert_eq!(p.location, "distributed.gpu_memory_gib");
-        // 150,704,665,600 B = 140.35 GiB; optimizer 60,924,932,096 B = 56.74 GiB.
-        assert!(p.message.starts_with("estimated GPU memory 140.4 GiB per rank exceeds the 78.0 GiB"), "{}", p.message);
-        assert!(p.message.contains("largest, GiB: optimizer 56.7, grads 28.4, master 28.4"), "{}", p.message);
+        // 135,473,432,576 B = 126.17 GiB; optimizer 60,924,932,096 B = 56.74 GiB.
+        assert!(p.message.starts_with("estimated GPU memory 126.2 GiB per rank exceeds the 78.0 GiB"), "{}", p.message);
+        assert!(p.message.contains("largest, GiB: optimizer 56.7, master 28.4, weights 16.6"), "{}", p.message);
         let text = b.to_string();
         assert!(text.contains("  weights         16.64 GiB\n"), "{text}");
-        assert!(text.contains("  total          140.35 GiB per rank"), "{text}");
+        assert!(text.contains("  total          126.17 GiB per rank"), "{text}");
         let json = serde_json::to_value(b).unwrap();
-        assert_eq!(json["total"], 150_704_665_600u64);
+        assert_eq!(json["total"], 135_473_432_576u64);
     }
 }

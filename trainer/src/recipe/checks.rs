@@ -125,7 +125,8 @@ fn check_stage(c: &mut Checker, at: &str, stage: &Stage, earlier: &[String], all
         c.error(&format!("{at}.schedule.val_every"), "must be at least 1 (or null to validate only at the end)");
     }
     c.at_least(&format!("{at}.logging.log_every"), stage.logging.log_every.unwrap_or(0), 1);
-    if kind != StageKind::Sft {
+    c.at_least(&format!("{at}.data.num_workers"), data.num_workers.into(), 1);
+    if kind != StageKind::Sft || data.source == DataSource::Expert {
         check_environment(c, at, stage);
         check_rollout(c, at, stage);
     }
@@ -159,10 +160,27 @@ fn check_model(c: &mut Checker, at: &str, stage: &Stage, earlier: &[String], all
         }
         _ => {}
     }
+    if m.config.is_some() && (m.init != ModelInit::Random || m.from_stage.is_some()) {
+        c.error(
+            &format!("{key}.config"),
+            "only init: random builds a model from model.config; a checkpoint or an earlier stage brings its own config.json",
+        );
+    }
+    if m.path.is_some() && m.init == ModelInit::Random {
+        c.error(
+            &format!("{key}.path"),
+            "init: random builds the model from model.config; remove model.path or use init: pretrained",
+        );
+    }
     if let Some(lora) = &m.lora {
         c.at_least(&format!("{key}.lora.rank"), lora.rank.into(), 1);
         c.positive(&format!("{key}.lora.alpha"), lora.alpha);
-        c.in_unit(&format!("{key}.lora.dropout"), lora.dropout, true, false);
+        if lora.dropout != 0.0 {
+            c.error(
+                &format!("{key}.lora.dropout"),
+                format!("{} is not supported: adapters train without dropout (set 0)", lora.dropout),
+            );
+        }
         if lora.target_modules.is_empty() {
             c.error(&format!("{key}.lora.target_modules"), "must name at least one module");
         }
@@ -254,10 +272,12 @@ fn check_rollout(c: &mut Checker, at: &str, stage: &Stage) {
     c.at_least(&key("prompts_per_step"), r.prompts_per_step.into(), 1);
     c.at_least(&key("val_prompts_per_step"), r.val_prompts_per_step.into(), 1);
     c.at_least(&key("micro_ratio"), r.micro_ratio.into(), 1);
-    let group = r.group_size.unwrap_or(0);
-    c.at_least(&key("group_size"), group.into(), 1);
-    if stage.kind == Some(StageKind::Rl) && group == 1 {
-        c.warn(&key("group_size"), "a group of 1 has no baseline: GRPO advantages are all zero");
+    if stage.kind == Some(StageKind::Rl) {
+        let group = r.group_size.unwrap_or(0);
+        c.at_least(&key("group_size"), group.into(), 1);
+        if group == 1 {
+            c.warn(&key("group_size"), "a group of 1 has no baseline: GRPO advantages are all zero");
+        }
     }
     // The environment ends an episode when its prompt exceeds max_prompt_length - 32.
     c.at_least(&key("max_prompt_length"), r.max_prompt_length.into(), 64);

@@ -10,12 +10,13 @@ pub mod checks;
 pub mod de;
 pub mod emit;
 pub mod overrides;
+pub mod resolved;
 pub mod schema;
 pub mod sections;
-pub mod to_rollout;
 pub mod yaml;
 
 pub use overrides::AppliedOverride;
+pub use resolved::{ModelSource, ResolvedRecipe, ResolvedStage};
 pub use schema::{Backend, DeviceKind, DistributedConfig, Recipe, Stage, StageKind};
 pub use sections::*;
 
@@ -141,13 +142,12 @@ pub fn load(path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<String>) 
     loaded.origins = OriginIndex::build(&root);
     loaded.recipe = recipe.map(|mut r| {
         for (i, stage) in r.stages.iter().enumerate() {
-            for section in stage.unused_sections() {
-                let key = format!("stages[{i}].{section}");
-                let kind = stage.kind.map(StageKind::as_str).unwrap_or("?");
-                loaded.problems.push(loaded.origins.problem(&key, false, format!("not used by a `{kind}` stage")));
+            for (key, why) in stage.unused_keys() {
+                loaded.problems.push(loaded.origins.problem(&format!("stages[{i}].{key}"), true, why));
             }
         }
-        r.stages.iter_mut().for_each(Stage::resolve_defaults);
+        let seed = r.seed;
+        r.stages.iter_mut().for_each(|s| s.resolve_defaults(seed));
         r
     });
     loaded

@@ -9,6 +9,7 @@
 //! checks, so a missing one is reported beside every other problem instead of stopping parsing.
 
 use super::sections::*;
+use rollout::episode::EpisodeSettings;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -93,10 +94,14 @@ impl Stage {
         }
     }
 
-    /// Fills the values whose reference default depends on the stage kind.
-    pub fn resolve_defaults(&mut self) {
+    /// Fills the values whose reference default depends on the stage kind: the one home of
+    /// those defaults. Episode defaults are the rollout crate's reference settings
+    /// ([`EpisodeSettings::train`] for the rl stage and for the expert an sft stage may play,
+    /// [`EpisodeSettings::eval`] for eval stages).
+    /// `seed` is the recipe's, the default of `data.data_seed`.
+    pub fn resolve_defaults(&mut self, seed: u64) {
         let Some(kind) = self.kind else { return };
-        let sft = kind == StageKind::Sft;
+        let (sft, eval) = (kind == StageKind::Sft, kind == StageKind::Eval);
         if self.name.is_none() {
             self.name = Some(kind.as_str().to_string());
         }
@@ -107,57 +112,111 @@ impl Stage {
         let m = &mut self.model;
         m.freeze_vision_encoder.get_or_insert(sft);
         m.freeze_audio_encoder.get_or_insert(sft);
+        self.data.data_seed.get_or_insert(seed);
         let s = &mut self.schedule;
         s.epochs.get_or_insert(if sft { 2 } else { 1 });
         let c = &mut self.checkpoint;
         c.save_every.get_or_insert(if sft { 1024 } else { 10 });
         let l = &mut self.logging;
         l.log_every.get_or_insert(if sft { 4 } else { 1 });
-        if kind != StageKind::Sft {
-            let eval = kind == StageKind::Eval;
-            let e = &mut self.environment;
-            e.max_steps.get_or_insert(if eval { 32 } else { 22 });
-            e.strict_confidence.get_or_insert(!eval);
-            e.bypass_duration_check.get_or_insert(eval);
+        let base = if eval { EpisodeSettings::eval() } else { EpisodeSettings::train() };
+        let e = &mut self.environment;
+        e.max_steps.get_or_insert(base.limits.max_steps);
+        e.strict_confidence.get_or_insert(base.strict_confidence);
+        e.bypass_duration_check.get_or_insert(base.bypass_duration_check);
+        if kind == StageKind::Rl {
             let r = &mut self.rollout;
-            r.group_size.get_or_insert(if eval { 1 } else { 8 });
-            r.sampling.get_or_insert_with(|| if eval { SamplingConfig::eval() } else { SamplingConfig::train() });
+            r.group_size.get_or_insert(8);
+            r.sampling.get_or_insert_with(SamplingConfig::train);
         }
     }
 
-    /// Sections set in this stage that its kind does not use. Call before `resolve_defaults`.
-    pub fn unused_sections(&self) -> Vec<&'static str> {
+    /// Keys set in this stage that its kind does not use, with what to do instead; each is a
+    /// `validate` error. Call before [`resolve_defaults`](Self::resolve_defaults) (a value equal
+    /// to its default cannot be told from an unset one).
+    pub fn unused_keys(&self) -> Vec<(String, String)> {
         let Some(kind) = self.kind else { return Vec::new() };
-        let mut unused = Vec::new();
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut flag = |set: bool, key: &str, why: &str| {
+            if set {
+                out.push((key.to_string(), why.to_string()));
+            }
+        };
+        let (d, r, sched) = (&self.data, &self.rollout, &self.schedule);
+        let (dd, rd, sd) = (DataConfig::default(), RolloutConfig::default(), ScheduleConfig::default());
+        let expert = d.source == DataSource::Expert;
         match kind {
             StageKind::Sft => {
-                if self.environment != EnvironmentConfig::default() {
-                    unused.push("environment");
-                }
-                if self.rollout != RolloutConfig::default() {
-                    unused.push("rollout");
-                }
-                if self.reward != RewardConfig::default() {
-                    unused.push("reward");
-                }
-                if self.algorithm != AlgorithmConfig::default() {
-                    unused.push("algorithm");
-                }
+                let why = "not used by an sft stage with data.source: files (its rows come from the files)";
+                flag(!expert && self.environment != EnvironmentConfig::default(), "environment", why);
+                flag(!expert && *r != rd, "rollout", why);
+                let why = "not used by an sft stage: the expert is scripted (only micro_ratio, max_prompt_length and max_response_length apply)";
+                flag(expert && r.prompts_per_step != rd.prompts_per_step, "rollout.prompts_per_step", why);
+                flag(expert && r.group_size.is_some(), "rollout.group_size", why);
+                flag(expert && r.val_prompts_per_step != rd.val_prompts_per_step, "rollout.val_prompts_per_step", why);
+                flag(expert && r.sampling.is_some(), "rollout.sampling", why);
+                flag(expert && r.val_sampling != rd.val_sampling, "rollout.val_sampling", why);
+                let why = "not used by an sft stage (rewards and the policy-gradient update are rl settings)";
+                flag(self.reward != RewardConfig::default(), "reward", why);
+                flag(self.algorithm != AlgorithmConfig::default(), "algorithm", why);
+                let why = "not used by an sft stage (validation during training is an rl setting)";
+                flag(!d.val_files.is_empty(), "data.val_files", why);
+                flag(sched.val_every != sd.val_every, "schedule.val_every", why);
+                flag(sched.val_before_train != sd.val_before_train, "schedule.val_before_train", why);
+                let why = "not used by an sft stage (rollout dumps are written by rl stages)";
+                flag(
+                    self.logging.rollout_dumps != LoggingConfig::default().rollout_dumps,
+                    "logging.rollout_dumps",
+                    why,
+                );
             }
-            StageKind::Rl => {}
+            StageKind::Rl => {
+                flag(
+                    d.source != dd.source,
+                    "data.source",
+                    "only sft stages choose a data source; rl stages roll out data.train_files",
+                );
+                let why = "an sft setting; rl batches are rollout.prompts_per_step x rollout.group_size episodes";
+                flag(sched.per_device_batch_size != sd.per_device_batch_size, "schedule.per_device_batch_size", why);
+                let g = "schedule.gradient_accumulation_steps";
+                flag(sched.gradient_accumulation_steps != sd.gradient_accumulation_steps, g, why);
+                let why = "an sft setting; rl prompts are bounded by rollout.max_prompt_length";
+                flag(sched.max_seq_length != sd.max_seq_length, "schedule.max_seq_length", why);
+            }
             StageKind::Eval => {
-                if self.algorithm != AlgorithmConfig::default() {
-                    unused.push("algorithm");
-                }
-                if self.optimizer != OptimizerConfig::default() {
-                    unused.push("optimizer");
-                }
-                if self.checkpoint != CheckpointConfig::default() {
-                    unused.push("checkpoint");
-                }
+                let why = "not used by an eval stage (it trains nothing)";
+                flag(self.algorithm != AlgorithmConfig::default(), "algorithm", why);
+                flag(self.optimizer != OptimizerConfig::default(), "optimizer", why);
+                flag(self.checkpoint != CheckpointConfig::default(), "checkpoint", why);
+                flag(*sched != sd, "schedule", why);
+                let m = &self.model;
+                flag(
+                    m.gradient_checkpointing != ModelConfig::default().gradient_checkpointing,
+                    "model.gradient_checkpointing",
+                    why,
+                );
+                flag(m.freeze_vision_encoder.is_some(), "model.freeze_vision_encoder", why);
+                flag(m.freeze_audio_encoder.is_some(), "model.freeze_audio_encoder", why);
+                flag(m.lora.is_some(), "model.lora", why);
+                let why = "not used by an eval stage (it reads data.val_files once, in order)";
+                flag(!d.train_files.is_empty(), "data.train_files", why);
+                flag(d.source != dd.source, "data.source", why);
+                flag(d.shuffle != dd.shuffle, "data.shuffle", why);
+                flag(d.data_seed.is_some(), "data.data_seed", why);
+                let why = "an eval stage runs one episode per sample";
+                flag(r.group_size.is_some_and(|g| g != 1), "rollout.group_size", why);
+                let why = "an eval stage samples with rollout.val_sampling";
+                flag(r.sampling.is_some(), "rollout.sampling", why);
+                let why = "an eval stage's batch is rollout.prompts_per_step";
+                flag(r.val_prompts_per_step != rd.val_prompts_per_step, "rollout.val_prompts_per_step", why);
+                let ld = LoggingConfig::default();
+                let why = "not used by an eval stage (it logs its figures once)";
+                flag(self.logging.log_every.is_some(), "logging.log_every", why);
+                flag(self.logging.progress_bars != ld.progress_bars, "logging.progress_bars", why);
+                flag(self.logging.rollout_dumps != ld.rollout_dumps, "logging.rollout_dumps", why);
             }
         }
-        unused
+        out
     }
 }
 

@@ -92,6 +92,9 @@ pub struct LoraConfig {
     pub dropout: f64,
     /// Linear layers of the language model that get adapters (HF module names).
     pub target_modules: Vec<String>,
+    /// Save checkpoints with the adapters folded into the base weights (a plain HF checkpoint)
+    /// instead of the PEFT layout (`adapter_config.json` + `adapter_model.safetensors`).
+    pub merge: bool,
 }
 
 impl Default for LoraConfig {
@@ -103,14 +106,30 @@ impl Default for LoraConfig {
             target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
                 .map(String::from)
                 .to_vec(),
+            merge: false,
         }
     }
+}
+
+/// Where an sft stage's training rows come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    /// The SFT-format JSONL files in `train_files` (one line per turn).
+    #[default]
+    Files,
+    /// The scripted expert played through the stage's own environment on the RL-format prompts
+    /// in `train_files`; its successful trajectories' turns are the rows.
+    Expert,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// Training files: SFT-format for sft stages, RL-format for rl stages [§9] (TRAIN_FILE).
+    /// Training rows of an sft stage: SFT files or the scripted expert [§8].
+    pub source: DataSource,
+    /// Training files: SFT-format for sft stages (RL-format prompts with `source: expert`),
+    /// RL-format for rl stages [§9] (TRAIN_FILE).
     pub train_files: Vec<PathBuf>,
     /// Validation files for rl stages (RL format), evaluation files for eval stages (eval or
     /// RL format) (VAL_FILE).
@@ -118,22 +137,31 @@ pub struct DataConfig {
     /// Relative video and media paths in the data resolve against this directory; when unset,
     /// against the working directory (the reference's behaviour).
     pub media_root: Option<PathBuf>,
+    /// A new random order of the training data every epoch [shuffle: True].
     pub shuffle: bool,
+    /// Seed of the data order [§8 data_seed 42]; defaults to the recipe's `seed`.
+    pub data_seed: Option<u64>,
     /// Use at most this many samples of each file (None: all).
     pub max_samples: Option<usize>,
     /// Check that every referenced video and media file exists.
     pub check_media: bool,
+    /// Threads that decode media ahead of the model: SFT rows from files, and the media
+    /// actions of rl and eval episodes [§8 dataloader_num_workers 2].
+    pub num_workers: u32,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
+            source: DataSource::Files,
             train_files: Vec::new(),
             val_files: Vec::new(),
             media_root: None,
             shuffle: true,
+            data_seed: None,
             max_samples: None,
             check_media: true,
+            num_workers: 2,
         }
     }
 }
@@ -322,6 +350,8 @@ pub struct RewardConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JudgeConfig {
+    /// Score FF answers with the judge (without an API key they score 0, with one warning, as
+    /// in the reference). Off: FF answers score 0 without a request.
     pub enabled: bool,
     /// OpenAI-compatible endpoint (DASHSCOPE_BASE_URL).
     pub base_url: String,
@@ -336,7 +366,7 @@ pub struct JudgeConfig {
 impl Default for JudgeConfig {
     fn default() -> Self {
         JudgeConfig {
-            enabled: false,
+            enabled: true,
             base_url: "https://dashscope.aliyuncs.com/compatible-mode/v1".into(),
             model: "gpt-5-2025-08-07".into(),
             api_key_env: "DASHSCOPE_API_KEY".into(),

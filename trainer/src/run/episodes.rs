@@ -4,12 +4,13 @@
 //! episodes won, mean reward, turns).
 //!
 //! Eval-format samples carry no duration, so their videos are probed here; a video that cannot be
-//! probed is an error of the run (the dry run already checked the files exist). Left out: data
-//! sources other than the local files of the recipe (no streaming), and sharding over ranks.
+//! probed is an error of the run (the dry run already checked the files exist). `max_samples`
+//! caps each file, as the dry run counts it. Left out: data sources other than the local files
+//! of the recipe, and sharding over ranks.
 
 use super::RunError;
-use crate::recipe::to_rollout::{episode_settings, system_prompt};
-use crate::recipe::{PreprocessConfig, SamplingConfig, Stage};
+use crate::recipe::resolved::Episodes;
+use crate::recipe::{PreprocessConfig, SamplingConfig};
 use rollout::data::{load_eval_samples, load_rl_samples};
 use rollout::driver::{Driver, DriverConfig, MediaOpener};
 use rollout::episode::{EpisodeSpec, MediaEnv, MediaFailure, PromptEncoder, VideoEnv, VideoMeta};
@@ -20,26 +21,36 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// RL-format samples of `files` as episode specs (question ids `file-stem:line`).
-pub fn rl_specs(files: &[PathBuf], media_root: Option<&Path>) -> Result<Vec<Arc<EpisodeSpec>>, RunError> {
+/// RL-format samples of `files` (at most `max` of each) as episode specs (question ids
+/// `file-stem:line`).
+pub fn rl_specs(
+    files: &[PathBuf],
+    media_root: Option<&Path>,
+    max: Option<usize>,
+) -> Result<Vec<Arc<EpisodeSpec>>, RunError> {
     let mut out = Vec::new();
     for f in files {
         let samples = load_rl_samples(f, media_root).map_err(|e| RunError::Data(format!("{}: {e}", f.display())))?;
         let stem = f.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        for (i, s) in samples.iter().enumerate() {
+        for (i, s) in samples.iter().take(max.unwrap_or(usize::MAX)).enumerate() {
             out.push(Arc::new(EpisodeSpec::from_rl(s, format!("{stem}:{}", i + 1))));
         }
     }
     Ok(out)
 }
 
-/// Eval-format samples of `files` as episode specs; each video is probed for its metadata.
-pub fn eval_specs(files: &[PathBuf], media_root: Option<&Path>) -> Result<Vec<Arc<EpisodeSpec>>, RunError> {
+/// Eval-format samples of `files` (at most `max` of each) as episode specs; each video is
+/// probed for its metadata.
+pub fn eval_specs(
+    files: &[PathBuf],
+    media_root: Option<&Path>,
+    max: Option<usize>,
+) -> Result<Vec<Arc<EpisodeSpec>>, RunError> {
     let mut out = Vec::new();
     for f in files {
         let samples = load_eval_samples(f, media_root).map_err(|e| RunError::Data(format!("{}: {e}", f.display())))?;
         let stem = f.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        for (i, s) in samples.iter().enumerate() {
+        for (i, s) in samples.iter().take(max.unwrap_or(usize::MAX)).enumerate() {
             let info = rollout::media::probe(&s.video_path).map_err(|e| {
                 RunError::Data(format!("{}: cannot probe {}: {e}", f.display(), s.video_path.display()))
             })?;
@@ -67,19 +78,19 @@ pub fn sampling(s: &SamplingConfig, max_new_tokens: u32, entropies: bool, seed: 
     Sampling { temperature: s.temperature, top_p: s.top_p, top_k: s.top_k, max_new_tokens, entropies, seed }
 }
 
-/// The rollout driver of an rl or eval stage (an sft stage gets the training settings).
+/// The rollout driver of a stage's episodes.
 pub fn driver(
-    stage: &Stage,
+    episodes: &Episodes,
     encoder: Arc<dyn PromptEncoder>,
     group_size: usize,
     sampling: Sampling,
     seed: u64,
 ) -> Result<Driver, RunError> {
-    let template = system_prompt(&stage.environment).map_err(|e| RunError::Config(e.to_string()))?;
+    let template = episodes.template().map_err(|e| RunError::Config(e.to_string()))?;
     let config = DriverConfig {
         group_size: group_size.max(1),
-        max_batch: (stage.rollout.micro_ratio.max(1) as usize).max(group_size),
-        media_threads: 2,
+        max_batch: (episodes.micro_ratio.max(1) as usize).max(group_size),
+        media_threads: episodes.media_threads.max(1) as usize,
         sampling,
         record_messages: false,
         min_fill: 0.5,
@@ -87,7 +98,7 @@ pub fn driver(
         seed,
         global_samples: Vec::new(),
     };
-    Ok(Driver::new(episode_settings(stage), template, encoder, config))
+    Ok(Driver::new(episodes.settings.clone(), template, encoder, config))
 }
 
 /// Figures of one question type (or of everything).

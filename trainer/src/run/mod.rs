@@ -7,19 +7,30 @@
 //! * [`bpe`]: a byte-level BPE trained for the run (the quickstart's tokenizer);
 //! * [`consumption`]: turns, frames, seconds of media and runtime errors of an evaluation;
 //! * [`episodes`]: data files as episode specs, the video opener, drivers, per-type figures;
-//! * [`stages`]: the SFT stage (expert trajectories through the real episode machinery), the RL
-//!   stage (rollouts, rows, learner step) and evaluation (results.jsonl / summary.json / .csv);
+//! * [`model`]: loading a stage's model as the stage trains it, saving its result;
+//! * [`stage`]: what every stage shares: its place, report, metric sinks, step checkpoints;
+//! * [`sft`] and [`sft_rows`]: the SFT stage, and its rows built ahead of the learner;
+//! * [`rl`]: the RL stage (rollouts, judge, rows, learner step, validation, dumps);
+//! * [`eval`]: evaluation and its files (`results.jsonl`, `summary.json`, `summary.csv`);
+//! * [`judge`]: the FF judge of rl and eval stages;
 //! * [`train`]: the run directory, stage order, model hand-over between stages, resume, summary;
 //! * [`trace`]: per-step records (`results.jsonl` `steps`, `omnirl infer`, `omnirl report`);
 //! * [`world`]: the ranks of a data-parallel run (mpirun, srun or env variables): device,
 //!   barriers, the learners' gradient sync, rank-0 files.
 //!
-//! Left out: LoRA adapters.
+//! Every stage reads its resolved settings (`recipe::resolved`), the same values `omnirl
+//! validate` checked and planned.
 
 pub mod bpe;
 pub mod consumption;
 pub mod episodes;
-pub mod stages;
+pub mod eval;
+pub mod judge;
+pub mod model;
+pub mod rl;
+pub mod sft;
+pub mod sft_rows;
+pub mod stage;
 pub mod tokenizer;
 pub mod trace;
 pub mod train;

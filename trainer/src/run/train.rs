@@ -1,36 +1,40 @@
-//! `omnirl train`'s runner: a validated recipe's stages, in order, in one run directory.
+//! `omnirl train`'s runner: a validated, resolved recipe's stages, in order, in one run directory.
 //!
 //! Layout of `<output_dir>/<name>[-N]/` (or the `--resume` directory):
-//! `recipe.yaml` (the resolved recipe), `init/` (the random initialisation, when `init: random`),
-//! `<stage>/final/` (each training stage's result, a Hugging Face checkpoint),
-//! `<stage>/checkpoint-latest/`, `<stage>/metrics.jsonl` and `<stage>/tensorboard/`,
-//! `<eval stage>/{results.jsonl, summary.json, summary.csv}`, and `summary.json` with the
-//! per-type figures on the held-out set before the first training stage and after each one.
+//! `recipe.yaml` (the resolved recipe), `init/` (the random initialisation, when a stage starts
+//! from `init: random`), `<stage>/final/` (each training stage's result, a Hugging Face
+//! checkpoint), `<stage>/checkpoints/step-N/`, `<stage>/metrics.jsonl`, `<stage>/tensorboard/`,
+//! `<rl stage>/rollouts/`, `<eval stage>/{results.jsonl, summary.json, summary.csv}`, and
+//! `summary.json` with the per-type figures on the held-out set before the first training stage
+//! and after each one.
 //!
-//! Resume is per stage: a stage whose `final/` exists is skipped and the next starts from it.
-//! The model of a stage is its `from_stage`'s result, else the previous training stage's result,
-//! else its own `path` (or the random initialisation). The tokenizer is the model's
-//! `tokenizer.json` when there is one, else the small byte tokenizer over its special ids. A
-//! random initialisation whose config puts the special ids at 0-10 gets a BPE trained on the
-//! expert's trajectories over the rl stage's prompts (`run::bpe`), saved as `init/tokenizer.json`
-//! and carried into every checkpoint of the run.
+//! Resume is per stage: a stage whose `final/` exists is skipped. Each stage loads its
+//! `ModelSource`: an earlier stage's result, a checkpoint directory, or the run's random
+//! initialisation. The tokenizer is the model's `tokenizer.json`, else the small byte tokenizer
+//! over its special ids; a random initialisation whose config puts the special ids at 0-10 gets
+//! a BPE trained on the text of the first stage that starts from it (its SFT files, or the
+//! expert's trajectories on its prompts: `run::bpe`), saved as `init/tokenizer.json` and carried
+//! into every checkpoint of the run.
 //! Under data parallelism (`run::world`) every rank runs this same sequence; rank 0 writes the
 //! files and the others wait at barriers before reading them.
-//! Left out: resuming in the middle of a stage (the replicated optimizer state is not
-//! checkpointed; ZeRO-1 shards are written but not read back).
+//! Left out: resuming in the middle of a stage (step checkpoints are written, not yet read back).
 
 use super::bpe::{config_wants_trained_bpe, train_bpe};
-use super::episodes::{eval_specs, rl_specs};
-use super::stages::{Evaluation, Model, StagePlace, StageReport, evaluate, expert_corpus, rl, sft, write_eval_outputs};
-use super::tokenizer::SmallTokenizer;
+use super::episodes::{TypeFigures, eval_specs, rl_specs};
+use super::eval::{EvalSetup, Evaluation, eval_scalars, evaluate, write_eval_outputs};
+use super::judge::FfJudge;
+use super::model::{Loading, Model, encoder_for};
+use super::rl::rl;
+use super::sft::{expert_corpus, sft};
+use super::sft_rows::SftFiles;
+use super::stage::{StagePlace, StageReport};
 use super::world::World;
 use super::{RunError, write_atomic};
 use crate::checkpoint::{RandomCheckpointOptions, write_random_checkpoint_with};
-use crate::learner::thinker::TrainableParts;
+use crate::metrics::MetricsLogger;
 use crate::model::{FloatDtype, KeyLayout, OmniThinkerConfig};
-use crate::recipe::sections::ModelInit;
-use crate::recipe::{Recipe, Stage, StageKind};
-use rollout::episode::{EpisodeSpec, PromptEncoder};
+use crate::recipe::resolved::{EvalStage, ModelSource, ResolvedRecipe, ResolvedStage, SftSource};
+use rollout::episode::EpisodeSpec;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,7 +56,10 @@ pub struct RunSummary {
     pub summary: Value,
 }
 
-fn fresh_run_dir(recipe: &Recipe) -> PathBuf {
+/// At most this much text trains a run's tokenizer from SFT files.
+const TOKENIZER_CORPUS_BYTES: usize = 32 << 20;
+
+fn fresh_run_dir(recipe: &ResolvedRecipe) -> PathBuf {
     let base = recipe.output_dir.join(&recipe.name);
     if !base.exists() {
         return base;
@@ -60,109 +67,150 @@ fn fresh_run_dir(recipe: &Recipe) -> PathBuf {
     (2u32..).map(|n| recipe.output_dir.join(format!("{}-{n}", recipe.name))).find(|p| !p.exists()).unwrap_or(base)
 }
 
-/// The tokenizer of the model in `dir`.
-pub fn encoder_for(dir: &Path, stage: &Stage) -> Result<(Arc<dyn PromptEncoder>, Option<usize>), RunError> {
-    let tok = stage.model.tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json"));
-    if tok.is_file() {
-        let t = crate::model::chat_tokenizer_for_model(dir, &tok).map_err(RunError::Model)?;
-        let limit = t.vocab_size();
-        return Ok((Arc::new(t), Some(limit)));
-    }
-    let cfg_path = dir.join("config.json");
-    let cfg =
-        OmniThinkerConfig::from_file(&cfg_path).map_err(|e| RunError::Model(format!("{}: {e}", cfg_path.display())))?;
-    let t = SmallTokenizer::from_config(&cfg).ok_or_else(|| {
-        RunError::Model(format!(
-            "{}: no tokenizer.json, and the config's special ids do not fit a byte tokenizer",
-            dir.display()
-        ))
-    })?;
-    let limit = t.vocab_limit();
-    Ok((Arc::new(t), Some(limit)))
-}
-
-/// The model directory a stage starts from.
+/// The model directory `stage` starts from (writing the random initialisation when it is the
+/// first to need it).
 fn stage_input(
-    recipe: &Recipe,
+    recipe: &ResolvedRecipe,
     world: &World,
-    stage: &Stage,
+    stage: &ResolvedStage,
     run_dir: &Path,
     results: &BTreeMap<String, PathBuf>,
-    previous: Option<&PathBuf>,
 ) -> Result<PathBuf, RunError> {
-    if let Some(from) = &stage.model.from_stage {
-        return results.get(from).cloned().ok_or_else(|| RunError::Config(format!("stage `{from}` has no result")));
-    }
-    if let Some(p) = previous {
-        return Ok(p.clone());
-    }
-    match stage.model.init {
-        ModelInit::Random => {
+    match &stage.model_ref().source {
+        ModelSource::Stage(from) => {
+            results.get(from).cloned().ok_or_else(|| RunError::Config(format!("stage `{from}` has no result")))
+        }
+        ModelSource::Checkpoint(dir) => Ok(dir.clone()),
+        ModelSource::Random(config) => {
             let dir = run_dir.join("init");
             // Rank 0 writes the initialisation; the others load it after the barrier.
             if world.is_main() && !dir.join("config.json").is_file() {
-                let cfg_path = stage
-                    .model
-                    .config
-                    .clone()
-                    .ok_or_else(|| RunError::Config("init: random needs model.config".into()))?;
-                let cfg = OmniThinkerConfig::from_file(&cfg_path)
-                    .map_err(|e| RunError::Model(format!("{}: {e}", cfg_path.display())))?;
-                let tmp = run_dir.join("init.tmp-write");
-                let opts = RandomCheckpointOptions {
-                    layout: KeyLayout::ThinkerPrefixed,
-                    dtype: FloatDtype::F32,
-                    seed: Some(recipe.seed as i64),
-                    write_config: true,
-                };
-                write_random_checkpoint_with(&cfg, &tmp, 1, &opts).map_err(|e| RunError::Model(e.to_string()))?;
-                if stage.model.tokenizer.is_none() && config_wants_trained_bpe(&cfg) {
-                    let json = run_tokenizer(recipe, stage, cfg.text().vocab_size)?;
-                    let file = tmp.join("tokenizer.json");
-                    std::fs::write(&file, json).map_err(RunError::io(&file))?;
-                }
-                std::fs::rename(&tmp, &dir).map_err(RunError::io(&dir))?;
+                write_init(recipe, stage, config, run_dir, &dir)?;
             }
             world.barrier()?;
             Ok(dir)
         }
-        ModelInit::Pretrained => {
-            let p = stage.model.path.clone().ok_or_else(|| RunError::Config("the stage has no model.path".into()))?;
-            Ok(match &stage.model.base_path {
-                Some(b) if p.is_relative() => b.join(p),
-                _ => p,
-            })
+    }
+}
+
+/// Writes `dir`: a random thinker from `config` seeded with the run's seed, and when the config
+/// asks for it, a BPE tokenizer trained on `stage`'s text.
+fn write_init(
+    recipe: &ResolvedRecipe,
+    stage: &ResolvedStage,
+    config: &Path,
+    run_dir: &Path,
+    dir: &Path,
+) -> Result<(), RunError> {
+    let cfg =
+        OmniThinkerConfig::from_file(config).map_err(|e| RunError::Model(format!("{}: {e}", config.display())))?;
+    let tmp = run_dir.join("init.tmp-write");
+    let opts = RandomCheckpointOptions {
+        layout: KeyLayout::ThinkerPrefixed,
+        dtype: FloatDtype::F32,
+        seed: Some(recipe.seed as i64),
+        write_config: true,
+    };
+    write_random_checkpoint_with(&cfg, &tmp, 1, &opts).map_err(|e| RunError::Model(e.to_string()))?;
+    if stage.model_ref().tokenizer.is_none() && config_wants_trained_bpe(&cfg) {
+        let json = train_bpe(&tokenizer_corpus(stage, recipe.seed)?, cfg.text().vocab_size)?;
+        let file = tmp.join("tokenizer.json");
+        std::fs::write(&file, json).map_err(RunError::io(&file))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(RunError::io(dir))
+}
+
+/// The text a run's tokenizer is trained on: the stage's SFT files, or the expert's
+/// trajectories on its prompts under its environment.
+fn tokenizer_corpus(stage: &ResolvedStage, seed: u64) -> Result<Vec<String>, RunError> {
+    match stage {
+        ResolvedStage::Sft(s) => match &s.data.source {
+            SftSource::Files(files) => {
+                SftFiles::index(files, s.data.media_root.as_deref(), s.data.max_samples)?.corpus(TOKENIZER_CORPUS_BYTES)
+            }
+            SftSource::Expert { prompts, episodes } => {
+                let specs = rl_specs(prompts, s.data.media_root.as_deref(), s.data.max_samples)?;
+                expert_corpus(episodes, &s.preprocess, &specs, seed)
+            }
+        },
+        ResolvedStage::Rl(s) => {
+            let specs = rl_specs(&s.data.train_files, s.data.media_root.as_deref(), s.data.max_samples)?;
+            expert_corpus(&s.episodes, &s.preprocess, &specs, seed)
+        }
+        ResolvedStage::Eval(s) => {
+            let specs = eval_specs(&s.data.files, s.data.media_root.as_deref(), s.data.max_samples)?;
+            expert_corpus(&s.episodes, &s.preprocess, &specs, seed)
         }
     }
 }
 
-/// A BPE tokenizer trained on the expert's trajectories over the first rl stage's training
-/// prompts (else `stage`'s), with `vocab_size` entries.
-fn run_tokenizer(recipe: &Recipe, stage: &Stage, vocab_size: usize) -> Result<String, RunError> {
-    let env = recipe.stages.iter().find(|s| s.kind == Some(StageKind::Rl)).unwrap_or(stage);
-    let specs = limited(rl_specs(&env.data.train_files, env.data.media_root.as_deref())?, env.data.max_samples);
-    let corpus = expert_corpus(env, &specs, recipe.seed)?;
-    train_bpe(&corpus, vocab_size)
+/// The held-out evaluation the before/after figures use: the eval stage's files and settings,
+/// else the first rl stage's validation files with its validation sampling.
+struct Figures<'a> {
+    setup: EvalSetup<'a>,
+    specs: Vec<Arc<EpisodeSpec>>,
+    /// The eval stage whose own evaluation this is.
+    eval_stage: Option<&'a str>,
 }
 
-fn limited(mut v: Vec<Arc<EpisodeSpec>>, max: Option<usize>) -> Vec<Arc<EpisodeSpec>> {
-    if let Some(m) = max {
-        v.truncate(m);
+fn figure_setup<'a>(
+    recipe: &'a ResolvedRecipe,
+    judges: &'a BTreeMap<String, FfJudge>,
+) -> Result<Option<Figures<'a>>, RunError> {
+    let eval = recipe.stages.iter().find_map(|s| match s {
+        ResolvedStage::Eval(e) if !e.data.files.is_empty() => Some(e),
+        _ => None,
+    });
+    if let Some(e) = eval {
+        let specs = eval_specs(&e.data.files, e.data.media_root.as_deref(), e.data.max_samples)?;
+        return Ok(Some(Figures { setup: eval_setup(e, judges.get(&e.name)), specs, eval_stage: Some(&e.name) }));
     }
-    v
+    let rl = recipe.stages.iter().find_map(|s| match s {
+        ResolvedStage::Rl(r) if !r.data.val_files.is_empty() => Some(r),
+        _ => None,
+    });
+    let Some(r) = rl else { return Ok(None) };
+    let specs = eval_specs(&r.data.val_files, r.data.media_root.as_deref(), r.data.max_samples)?;
+    let setup = EvalSetup {
+        episodes: &r.episodes,
+        preprocess: &r.preprocess,
+        sampling: &r.rollout.val_sampling,
+        batch: r.rollout.val_prompts_per_step as usize,
+        judge: judges.get(&r.name),
+    };
+    Ok(Some(Figures { setup, specs, eval_stage: None }))
 }
 
-/// The held-out set the before/after figures use: the eval stage's, else the first rl stage's
-/// validation files.
-fn figure_stage(recipe: &Recipe) -> Option<&Stage> {
-    let with_val = |k: StageKind| recipe.stages.iter().find(|s| s.kind == Some(k) && !s.data.val_files.is_empty());
-    with_val(StageKind::Eval).or_else(|| with_val(StageKind::Rl))
+fn eval_setup<'a>(e: &'a EvalStage, judge: Option<&'a FfJudge>) -> EvalSetup<'a> {
+    EvalSetup {
+        episodes: &e.episodes,
+        preprocess: &e.preprocess,
+        sampling: &e.sampling,
+        batch: e.prompts_per_step as usize,
+        judge,
+    }
+}
+
+/// The judges of the recipe's rl and eval stages, by stage name.
+fn judges(recipe: &ResolvedRecipe) -> Result<BTreeMap<String, FfJudge>, RunError> {
+    let mut out = BTreeMap::new();
+    for s in &recipe.stages {
+        let spec = match s {
+            ResolvedStage::Rl(r) => r.judge.as_ref(),
+            ResolvedStage::Eval(e) => e.judge.as_ref(),
+            ResolvedStage::Sft(_) => None,
+        };
+        if let Some(spec) = spec {
+            out.insert(s.name().to_string(), FfJudge::new(spec)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Runs every stage of `recipe` (already validated) on this rank of `world`; `say` receives
 /// progress lines (on rank 0 only).
 pub fn run_recipe(
-    recipe: &Recipe,
+    recipe: &ResolvedRecipe,
     resolved_yaml: &str,
     opts: &RunOptions,
     world: &World,
@@ -186,13 +234,9 @@ pub fn run_recipe(
         say(&format!("{} ranks over {}", world.size(), world.comm().backend()));
     }
     tch::manual_seed(recipe.seed as i64);
-    let dev = world.device(recipe);
-    let fig_stage = figure_stage(recipe);
-    let fig_specs = match fig_stage {
-        Some(s) => limited(eval_specs(&s.data.val_files, s.data.media_root.as_deref())?, s.data.max_samples),
-        None => Vec::new(),
-    };
-    let rl_train = recipe.stages.iter().find(|s| s.kind == Some(StageKind::Rl));
+    let dev = world.device(&recipe.distributed);
+    let judges = judges(recipe)?;
+    let figs = figure_setup(recipe, &judges)?;
     // On resume, the figures measured before the interruption are kept.
     let mut figures: BTreeMap<String, Value> = std::fs::read_to_string(run_dir.join("summary.json"))
         .ok()
@@ -201,101 +245,88 @@ pub fn run_recipe(
         .unwrap_or_default();
     let mut reports: Vec<StageReport> = Vec::new();
     let mut results: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut previous: Option<PathBuf> = None;
-    // The figures' evaluation of the latest result, reused by an eval stage on the same data.
+    // The figures' evaluation of the latest result, reused by the eval stage it belongs to.
     let mut last_eval: Option<(PathBuf, Evaluation)> = None;
     for stage in &recipe.stages {
-        let name = stage.display_name();
+        let name = stage.name().to_string();
         let stage_dir = run_dir.join(&name);
         if main {
             std::fs::create_dir_all(&stage_dir).map_err(RunError::io(&stage_dir))?;
         }
-        let input = stage_input(recipe, world, stage, &run_dir, &results, previous.as_ref())?;
-        let (encoder, vocab_limit) = encoder_for(&input, stage)?;
-        let kind = stage.kind.unwrap_or(StageKind::Rl);
-        let final_dir = stage_dir.join("final");
-        match kind {
-            StageKind::Sft | StageKind::Rl => {
-                if final_dir.join("config.json").is_file() {
-                    say(&format!("stage `{name}`: already done, resuming after it"));
-                    results.insert(name.clone(), final_dir.clone());
-                    previous = Some(final_dir);
-                    continue;
-                }
-                let parts = match kind {
-                    StageKind::Sft => TrainableParts::from_freeze(
-                        stage.model.freeze_vision_encoder.unwrap_or(true),
-                        stage.model.freeze_audio_encoder.unwrap_or(true),
-                    ),
-                    _ => TrainableParts::rl(),
-                };
-                let mut model = Model::load(&input, parts, dev, encoder, vocab_limit)?;
-                world.broadcast_weights(model.thinker()?)?;
-                if figures.is_empty()
-                    && let Some(fs) = fig_stage
+        let input = stage_input(recipe, world, stage, &run_dir, &results)?;
+        let (encoder, vocab_limit) = encoder_for(&input, stage.model_ref().tokenizer.as_deref())?;
+        let at = StagePlace { world, stage_dir: &stage_dir, seed: recipe.seed, progress: opts.progress };
+        let Some(train) = stage.train_model() else {
+            let ResolvedStage::Eval(e) = stage else { continue };
+            let ev = match last_eval.take() {
+                Some((dir, ev))
+                    if figs.as_ref().and_then(|f| f.eval_stage) == Some(e.name.as_str()) && dir == input =>
                 {
-                    say(&format!("evaluating before `{name}` on {} held-out samples", fig_specs.len()));
-                    let ev = evaluate(&mut model, fs, &fig_specs, recipe.seed)?;
-                    say(&describe(&format!("before_{name}"), &ev.figures));
-                    figures.insert(format!("before_{name}"), serde_json::to_value(&ev.figures).unwrap_or(Value::Null));
+                    say(&format!("stage `{name}` (eval): reusing the figures' evaluation of this model"));
+                    ev
                 }
-                let source = rl_train.unwrap_or(stage);
-                let specs = limited(
-                    rl_specs(&source.data.train_files, source.data.media_root.as_deref())?,
-                    stage.data.max_samples,
-                );
-                say(&format!("stage `{name}` ({}): {} prompts", kind.as_str(), specs.len()));
-                let at = StagePlace { world, stage_dir: &stage_dir, seed: recipe.seed, progress: opts.progress };
-                let report = match kind {
-                    StageKind::Sft => sft(&mut model, &at, stage, source, &specs)?,
-                    _ => rl(&mut model, &at, stage, &specs)?,
-                };
-                say(&format!("stage `{name}`: {} steps in {:.1} s", report.steps, report.wall_s));
-                if main {
-                    model.save(&final_dir)?;
-                }
-                world.barrier()?;
-                reports.push(report);
-                if let Some(fs) = fig_stage {
-                    let ev = evaluate(&mut model, fs, &fig_specs, recipe.seed)?;
-                    say(&describe(&format!("after_{name}"), &ev.figures));
-                    figures.insert(format!("after_{name}"), serde_json::to_value(&ev.figures).unwrap_or(Value::Null));
-                    last_eval = Some((final_dir.clone(), ev));
-                }
-                results.insert(name.clone(), final_dir.clone());
-                previous = Some(final_dir);
-                if main {
-                    write_summary(recipe, &run_dir, t0, &reports, &figures, false)?;
-                }
-            }
-            StageKind::Eval => {
-                let same = fig_stage.is_some_and(|f| std::ptr::eq(f, stage));
-                let ev = match last_eval.take() {
-                    Some((dir, ev)) if same && dir == input => {
-                        say(&format!("stage `{name}` (eval): reusing the figures' evaluation of this model"));
-                        ev
+                _ => {
+                    let how = Loading::eval(dev, e.model.dtype);
+                    if let Some(note) = how.cpu_fallback() {
+                        say(&format!("stage `{name}`: {note}"));
                     }
-                    _ => {
-                        let mut model = Model::load(&input, TrainableParts::rl(), dev, encoder, vocab_limit)?;
-                        let files = &stage.data.val_files;
-                        let specs =
-                            limited(eval_specs(files, stage.data.media_root.as_deref())?, stage.data.max_samples);
-                        say(&format!("stage `{name}` (eval): {} samples", specs.len()));
-                        evaluate(&mut model, stage, &specs, recipe.seed)?
-                    }
-                };
-                if main {
-                    write_eval_outputs(&stage_dir, &ev)?;
+                    let mut model = Model::load(&input, &how, encoder, vocab_limit)?;
+                    let specs = eval_specs(&e.data.files, e.data.media_root.as_deref(), e.data.max_samples)?;
+                    say(&format!("stage `{name}` (eval): {} samples", specs.len()));
+                    evaluate(&mut model, &eval_setup(e, judges.get(&name)), &specs, recipe.seed)?
                 }
-                say(&describe(&name, &ev.figures));
-                reports.push(StageReport {
-                    name: name.clone(),
-                    kind: "eval".into(),
-                    steps: 0,
-                    wall_s: ev.wall_s,
-                    last: BTreeMap::new(),
-                });
+            };
+            if main {
+                write_eval_outputs(&stage_dir, &ev)?;
+                let mut logger =
+                    MetricsLogger::open(&stage_dir, &e.logging, 1, None).map_err(RunError::io(&stage_dir))?;
+                logger.log(0, true, &eval_scalars("eval", &ev.figures)).map_err(RunError::io(&stage_dir))?;
             }
+            say(&describe(&name, &ev.figures));
+            reports.push(StageReport { name, kind: "eval".into(), wall_s: ev.wall_s, ..StageReport::default() });
+            continue;
+        };
+        let final_dir = stage_dir.join("final");
+        if final_dir.join("config.json").is_file() {
+            say(&format!("stage `{name}`: already done, resuming after it"));
+            results.insert(name, final_dir);
+            continue;
+        }
+        let kl = matches!(stage, ResolvedStage::Rl(r) if r.algorithm.kl_coef > 0.0);
+        let how = Loading::train(train, dev, kl, recipe.seed);
+        if let Some(note) = how.cpu_fallback() {
+            say(&format!("stage `{name}`: {note}"));
+        }
+        let mut model = Model::load(&input, &how, encoder, vocab_limit)?;
+        world.broadcast_weights(model.thinker()?)?;
+        if figures.is_empty()
+            && let Some(f) = &figs
+        {
+            say(&format!("evaluating before `{name}` on {} held-out samples", f.specs.len()));
+            let ev = evaluate(&mut model, &f.setup, &f.specs, recipe.seed)?;
+            say(&describe(&format!("before_{name}"), &ev.figures));
+            figures.insert(format!("before_{name}"), serde_json::to_value(&ev.figures).unwrap_or(Value::Null));
+        }
+        let report = match stage {
+            ResolvedStage::Sft(s) => sft(&mut model, &at, s)?,
+            ResolvedStage::Rl(r) => rl(&mut model, &at, r)?,
+            ResolvedStage::Eval(_) => continue,
+        };
+        say(&stage_line(&report));
+        if main {
+            model.save_result(&final_dir, train.lora.as_ref().is_some_and(|l| l.merge))?;
+        }
+        world.barrier()?;
+        reports.push(report);
+        if let Some(f) = &figs {
+            let ev = evaluate(&mut model, &f.setup, &f.specs, recipe.seed)?;
+            say(&describe(&format!("after_{name}"), &ev.figures));
+            figures.insert(format!("after_{name}"), serde_json::to_value(&ev.figures).unwrap_or(Value::Null));
+            last_eval = Some((final_dir.clone(), ev));
+        }
+        results.insert(name, final_dir);
+        if main {
+            write_summary(recipe, &run_dir, t0, &reports, &figures, false)?;
         }
     }
     let summary = if main { write_summary(recipe, &run_dir, t0, &reports, &figures, true)? } else { Value::Null };
@@ -303,9 +334,18 @@ pub fn run_recipe(
     Ok(RunSummary { run_dir, summary })
 }
 
+/// `stage `sft`: 40 steps in 12.3 s` (with the rows an SFT stage read and dropped).
+fn stage_line(r: &StageReport) -> String {
+    let mut line = format!("stage `{}`: {} steps in {:.1} s", r.name, r.steps, r.wall_s);
+    if let (Some(rows), Some(dropped)) = (r.rows, r.dropped_rows) {
+        line.push_str(&format!("; {rows} rows read, {dropped} dropped (longer than schedule.max_seq_length)"));
+    }
+    line
+}
+
 /// Writes `summary.json` (also after each stage, with `complete: false`).
 fn write_summary(
-    recipe: &Recipe,
+    recipe: &ResolvedRecipe,
     run_dir: &Path,
     t0: std::time::Instant,
     reports: &[StageReport],
@@ -326,7 +366,7 @@ fn write_summary(
 }
 
 /// One line per question type: accuracy and mean reward.
-pub fn describe(label: &str, figs: &BTreeMap<String, super::episodes::TypeFigures>) -> String {
+pub fn describe(label: &str, figs: &BTreeMap<String, TypeFigures>) -> String {
     let parts: Vec<String> = figs
         .iter()
         .map(|(k, f)| format!("{k} acc {:.2} reward {:.3} (n={})", f.accuracy, f.mean_reward, f.episodes))

@@ -5,7 +5,7 @@
 //! directory and writes every file (resolved recipe, random initialisation, checkpoints,
 //! metrics, evaluation outputs, `summary.json`); the others read what it wrote after a barrier,
 //! so `output_dir` must be on a filesystem every node sees (as resuming needs anyway). With
-//! optimizer-state sharding each rank also writes its own shard into `checkpoint-latest/`.
+//! optimizer-state sharding each rank also writes its own shard into the stage's step checkpoints.
 //!
 //! Left out: sharded evaluation (every rank evaluates the whole held-out set with the same
 //! weights and seed and only rank 0 writes the results; sharding it needs trajectories that
@@ -19,7 +19,7 @@ use crate::dist::runtime::Runtime;
 use crate::dist::zero1::Zero1;
 use crate::learner::{AdamW, AdamWConfig, TrainablePolicy};
 use crate::metrics::Scalars;
-use crate::recipe::{DeviceKind, Recipe};
+use crate::recipe::{DeviceKind, DistributedConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -38,14 +38,14 @@ fn dist_error(e: impl std::fmt::Display) -> RunError {
 
 impl World {
     /// The ranks the launcher (mpirun, srun, env variables) started, with the recipe's backend.
-    pub fn start(recipe: &Recipe) -> Result<World, RunError> {
+    pub fn start(dist: &DistributedConfig) -> Result<World, RunError> {
         let (info, problems) = discover(&|k: &str| std::env::var(k).ok());
         if let Some(p) = problems.first() {
             return Err(RunError::Dist(format!("{}: {}", p.variable, p.message)));
         }
-        let cuda = wants_cuda(recipe);
-        let runtime = Runtime::start(&info, &recipe.distributed, cuda).map_err(dist_error)?;
-        let shard_optimizer = recipe.distributed.shard_optimizer_state && info.world_size > 1;
+        let cuda = wants_cuda(dist);
+        let runtime = Runtime::start(&info, dist, cuda).map_err(dist_error)?;
+        let shard_optimizer = dist.shard_optimizer_state && info.world_size > 1;
         Ok(World { runtime, info, shard_optimizer })
     }
 
@@ -66,14 +66,16 @@ impl World {
         self.runtime.comm()
     }
 
-    /// The device this rank trains on: its GPU (local rank, or GPU_IDS / CUDA_VISIBLE_DEVICES)
-    /// when the recipe asks for CUDA and there is one, else the CPU.
-    pub fn device(&self, recipe: &Recipe) -> Device {
-        if wants_cuda(recipe) {
-            Device::Cuda(self.info.gpu_index.unwrap_or(self.info.local_rank) as usize)
-        } else {
-            Device::Cpu
+    /// The device this rank trains on when the recipe asks for CUDA and there is one: the
+    /// `local_rank`-th of `distributed.gpu_ids` (GPU_IDS), else the GPU the launch variables
+    /// chose (CUDA_VISIBLE_DEVICES, local rank); else the CPU.
+    pub fn device(&self, dist: &DistributedConfig) -> Device {
+        if !wants_cuda(dist) {
+            return Device::Cpu;
         }
+        let local = self.info.local_rank;
+        let gpu = dist.gpu_ids.get(local as usize).copied().or(self.info.gpu_index).unwrap_or(local);
+        Device::Cuda(gpu as usize)
     }
 
     pub fn barrier(&self) -> Result<(), RunError> {
@@ -148,6 +150,6 @@ impl World {
     }
 }
 
-fn wants_cuda(recipe: &Recipe) -> bool {
-    recipe.distributed.device != DeviceKind::Cpu && tch::Cuda::is_available()
+fn wants_cuda(dist: &DistributedConfig) -> bool {
+    dist.device != DeviceKind::Cpu && tch::Cuda::is_available()
 }

@@ -28,13 +28,12 @@ pub mod audit;
 pub mod export;
 pub mod teacher;
 
-use crate::learner::thinker::TrainableParts;
 use crate::model::{OmniThinkerConfig, QWEN25_OMNI_7B_THINKER_JSON, chat_tokenizer_for_model};
-use crate::recipe::{SamplingConfig, Stage};
+use crate::recipe::resolved::Episodes;
+use crate::recipe::{Dtype, PreprocessConfig, SamplingConfig};
 use crate::run::episodes::{driver, rl_specs, sampling, video_opener};
-use crate::run::stages::Model;
+use crate::run::model::{Loading, Model, encoder_for};
 use crate::run::tokenizer::SmallTokenizer;
-use crate::run::train::encoder_for;
 use crate::run::{RunError, write_atomic};
 use rollout::data::{CheckOptions, DataFormat, check_bytes};
 use rollout::episode::PromptEncoder;
@@ -103,8 +102,9 @@ pub struct SynthOptions {
     /// Qwen2.5-Omni's special ids, which counts prompt tokens conservatively).
     pub tokenizer: Option<PathBuf>,
     pub audit: Option<Endpoint>,
-    /// The environment, preprocessing and rollout sections (an rl stage).
-    pub stage: Stage,
+    /// The episodes and media budgets (an rl stage's).
+    pub episodes: Episodes,
+    pub preprocess: PreprocessConfig,
     pub sampling: SamplingConfig,
     pub max_response_tokens: u32,
     pub seed: u64,
@@ -177,28 +177,28 @@ fn roll_out(
     specs: &[Arc<rollout::episode::EpisodeSpec>],
     say: &mut dyn FnMut(&str),
 ) -> Result<(Vec<Trajectory>, usize), SynthError> {
-    let stage = &opts.stage;
+    let episodes = &opts.episodes;
     let s = sampling(&opts.sampling, opts.max_response_tokens, false, opts.seed);
-    let opener = video_opener(&stage.preprocess);
+    let opener = video_opener(&opts.preprocess);
     let rollout_err = |e: rollout::driver::DriverError| SynthError::Run(RunError::Rollout(e.to_string()));
     match &opts.source {
         PolicySource::Model(dir) => {
-            let (encoder, limit) = encoder_for(dir, stage)?;
+            let (encoder, limit) = encoder_for(dir, None)?;
             let device = if tch::Cuda::is_available() { tch::Device::Cuda(0) } else { tch::Device::Cpu };
-            let mut model = Model::load(dir, TrainableParts::rl(), device, encoder.clone(), limit)?;
-            let mut drv = driver(stage, encoder, opts.n, s, opts.seed)?;
+            let mut model = Model::load(dir, &Loading::eval(device, Dtype::F32), encoder.clone(), limit)?;
+            let mut drv = driver(episodes, encoder, opts.n, s, opts.seed)?;
             drv.config.record_messages = true;
             say(&format!("rolling out {} questions x {} with {}", specs.len(), opts.n, dir.display()));
             Ok((model.rollout(&drv, specs, opener)?.trajectories, 0))
         }
         PolicySource::Teacher(ep) => {
             let encoder = tokenizer_encoder(opts.tokenizer.as_deref())?;
-            let mut drv = driver(stage, encoder.clone(), opts.n, s, opts.seed)?;
+            let mut drv = driver(episodes, encoder.clone(), opts.n, s, opts.seed)?;
             drv.config.record_messages = true;
             drv.config.max_batch = drv.config.max_batch.max(opts.concurrency);
             let client =
                 teacher::ChatClient::new(&ep.url, &ep.model, ep.api_key.clone(), opts.timeout, opts.concurrency)?;
-            let pre = &stage.preprocess;
+            let pre = &opts.preprocess;
             let mut policy = teacher::TeacherPolicy {
                 client,
                 encoder,
@@ -212,7 +212,7 @@ fn roll_out(
         }
         PolicySource::Expert => {
             let encoder = tokenizer_encoder(opts.tokenizer.as_deref())?;
-            let mut drv = driver(stage, encoder.clone(), opts.n, s, opts.seed)?;
+            let mut drv = driver(episodes, encoder.clone(), opts.n, s, opts.seed)?;
             drv.config.record_messages = true;
             let mut expert = ExpertPolicy::new(drv.settings.limits.clone(), Some(encoder));
             say(&format!("rolling out {} questions x {} with the expert", specs.len(), opts.n));
@@ -228,10 +228,7 @@ pub fn run(opts: &SynthOptions, say: &mut dyn FnMut(&str)) -> Result<SynthSummar
     if opts.n == 0 || opts.keep == 0 {
         return Err(SynthError::Config("--n and --keep must be at least 1".into()));
     }
-    let mut specs = rl_specs(std::slice::from_ref(&opts.data), opts.media_root.as_deref())?;
-    if let Some(m) = opts.max_samples {
-        specs.truncate(m);
-    }
+    let specs = rl_specs(std::slice::from_ref(&opts.data), opts.media_root.as_deref(), opts.max_samples)?;
     let parent = match opts.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -11,6 +11,7 @@ use trainer::learner::{RlRow, SplitMix64, TrainablePolicy};
 use trainer::model::logprobs::TrainOptions;
 use trainer::model::thinker::{MediaInput, Visual};
 use trainer::model::weights::LoadOptions;
+use trainer::recipe::resolved::Optimizer;
 use trainer::recipe::{AlgorithmConfig, LrSchedule, OptimizerConfig};
 
 /// The toy model's end token.
@@ -48,14 +49,20 @@ pub fn image_case() -> (Vec<u32>, MediaInput) {
     (ids, media)
 }
 
-/// A recipe optimizer section with a constant learning rate.
-pub fn optimizer(lr: f64) -> OptimizerConfig {
-    OptimizerConfig {
+/// A recipe optimizer section with a constant learning rate (resolved).
+pub fn optimizer(lr: f64) -> Optimizer {
+    optimizer_with(lr, LrSchedule::Constant, 0.0)
+}
+
+/// A resolved optimizer section: the recipe defaults with this rate, schedule and warm-up.
+pub fn optimizer_with(lr: f64, lr_schedule: LrSchedule, warmup_ratio: f64) -> Optimizer {
+    let cfg = OptimizerConfig {
         lr: Some(lr),
-        lr_schedule: Some(LrSchedule::Constant),
-        warmup_ratio: Some(0.0),
+        lr_schedule: Some(lr_schedule),
+        warmup_ratio: Some(warmup_ratio),
         ..OptimizerConfig::default()
-    }
+    };
+    Optimizer::from_config(&cfg).unwrap()
 }
 
 pub fn algorithm() -> AlgorithmConfig {
