@@ -183,6 +183,38 @@ fn reference_environment_variables_point_a_shipped_recipe_at_real_files() {
 }
 
 #[test]
+fn the_reference_rl_layout_plans_to_fit_eight_ranks_of_80_gb() {
+    // The 7B config alone (no weights): the plan of recipes/rl_taura.yaml on 8 ranks.
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("OmniAgent-SFT-7B");
+    fs::create_dir(&ckpt).unwrap();
+    fs::write(ckpt.join("config.json"), trainer::model::QWEN25_OMNI_7B_THINKER_JSON).unwrap();
+    let env = [
+        ("TRAIN_FILE", "data/quickstart/rl.jsonl"),
+        ("VAL_FILE", "data/quickstart/eval.jsonl"),
+        ("MODEL_BASE_PATH", dir.path().to_str().unwrap()),
+        ("WORLD_SIZE", "8"),
+        ("RANK", "0"),
+        ("LOCAL_RANK", "0"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29500"),
+    ];
+    let (_, json) =
+        validate_json(Path::new("recipes/rl_taura.yaml"), &env, &["stages.rl.data.media_root=data/quickstart"]);
+    let errs = errors(&json);
+    assert!(errs.iter().all(|(l, _)| l.starts_with(ckpt.to_str().unwrap())), "only the missing weights: {errs:?}");
+    let mem = &json["plan"]["stages"][0]["model"]["memory"];
+    let gib = |k: &str| mem[k].as_u64().unwrap() as f64 / f64::from(1u32 << 30);
+    // bf16 weights 16.6 GiB, bf16 grads of the LLM 14.2 GiB, fp32 masters and AdamW moments of
+    // the LLM sharded over 8 ranks (28.4 / 8 and 56.7 / 8 GiB, plus the partition's imbalance).
+    assert!((gib("weights") - 16.64).abs() < 0.01 && (gib("grads") - 14.19).abs() < 0.01, "{mem}");
+    assert!(gib("master") > 3.5 && gib("master") < 3.8 && gib("optimizer") > 7.0 && gib("optimizer") < 7.6, "{mem}");
+    assert!(gib("total") < 80.0, "{mem}");
+    let warnings: Vec<String> = json["problems"].as_array().unwrap().iter().map(|p| p["message"].to_string()).collect();
+    assert!(!warnings.iter().any(|w| w.contains("exceeds")), "{warnings:?}");
+}
+
+#[test]
 fn broken_recipe_reports_every_problem_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let text = rl_recipe(

@@ -8,8 +8,10 @@
 //! plus `model.safetensors.index.json`, and `config.json`. Initialisation follows transformers:
 //! matrices ~ N(0, 0.02), norm scales 1, biases 0.
 //!
-//! Left out: loading tensor data (a later issue's loader), training-state checkpoints (optimizer,
-//! RNG, step), and atomic/resumable writes (the writer targets fresh directories).
+//! Loading weights is `model::weights`; training-state checkpoints (weights, optimizer, data
+//! cursor, RNG) are [`train_state`], published atomically by [`atomic`]. Left out: an atomic
+//! random-checkpoint writer (it targets fresh directories; the runner renames its output into
+//! place).
 
 pub mod atomic;
 pub mod inspect;

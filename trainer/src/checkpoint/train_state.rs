@@ -20,7 +20,10 @@
 //! that, on CPU, training 4 steps equals 2 + checkpoint + restore in a fresh model and optimizer +
 //! 2, tensor for tensor (`trainer/tests/checkpoint_resume.rs`).
 //!
-//! Left out: per-rank optimizer shards (ZeRO) and asynchronous writes.
+//! A data-parallel run builds one checkpoint from several ranks ([`TrainState::begin`], each
+//! rank's files, [`TrainState::finish`]): ZeRO-1 shards sit beside the weights and are listed in
+//! the manifest. Left out: reading those shards back in [`TrainState::restore`] (`Zero1::load_shard`
+//! reads one), and asynchronous writes.
 
 use super::atomic::{self, FileEntry, MANIFEST_FILE};
 use super::tensor_io::{TensorIoError, read_safetensors, write_safetensors};

@@ -145,5 +145,12 @@ fn render_stage(s: &mut String, i: usize, st: &StagePlan) -> anyhow::Result<()> 
             m.get_frames, m.get_clip, m.get_audio
         )?;
     }
+    if let Some(l) = &st.row_lengths {
+        writeln!(
+            s,
+            "  row lengths: {} of {} sampled rows over max_seq_length {} (longest {} tokens)",
+            l.over_max_seq_length, l.sampled, l.max_seq_length, l.longest
+        )?;
+    }
     Ok(())
 }

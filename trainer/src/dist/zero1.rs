@@ -10,10 +10,10 @@
 //! ([`Zero1::save_shard`] / [`Zero1::load_shard`]: `optimizer-rank<r>-of-<w>.safetensors` plus a
 //! JSON sidecar with the counters and the ownership, both written atomically).
 //!
-//! Left out: splitting single tensors across ranks (a tensor larger than 1/world of the model
-//! stays with one owner), gradient sharding (ZeRO-2), re-sharding a checkpoint for a different
-//! world size, and hooking the shards into the run's checkpoint directory (the checkpoint module
-//! owns that layout).
+//! The run writes every rank's shard into its step checkpoints (`run::stage::save_step`). Left
+//! out: splitting single tensors across ranks (a tensor larger than 1/world of the model stays
+//! with one owner), gradient sharding (ZeRO-2), and re-sharding a checkpoint for a different
+//! world size.
 
 use super::comm::Communicator;
 use super::data_parallel::{DataParallelError, shard_groups};

@@ -139,16 +139,19 @@ pub struct StepRule {
     pub save_every: u64,
 }
 
+/// Optimizer steps of a stage: `max_steps` when set (it may run past the epochs, as the
+/// reference's trainers do), else `epochs` passes. The runner and the plan both use this.
+pub fn total_steps(steps_per_epoch: u64, epochs: u32, max_steps: Option<u64>) -> u64 {
+    max_steps.unwrap_or(steps_per_epoch.saturating_mul(u64::from(epochs.max(1))))
+}
+
 pub fn steps(samples: u64, per_step: u64, drop_last: bool, rule: StepRule) -> (StepPlan, Vec<BatchIssue>) {
     let StepRule { epochs, max_steps, warmup_ratio, save_every } = rule;
     let mut issues = Vec::new();
     let per_step = per_step.max(1);
     let steps_per_epoch = if drop_last { samples / per_step } else { samples.div_ceil(per_step) };
     let epochs = epochs.max(1);
-    let mut total = steps_per_epoch * u64::from(epochs);
-    if let Some(max) = max_steps {
-        total = total.min(max);
-    }
+    let total = if steps_per_epoch == 0 { 0 } else { total_steps(steps_per_epoch, epochs, max_steps) };
     if samples > 0 && steps_per_epoch == 0 {
         issues.push(issue(
             "rollout.prompts_per_step",
@@ -302,6 +305,9 @@ mod tests {
         assert!(issues[0].error && issues[0].message.contains("20 valid samples"));
         let capped = StepRule { max_steps: Some(5), ..rule(0.0, 10) };
         assert_eq!(steps(1000, 32, true, capped).0.total_steps, 5);
+        // max_steps decides even past the epochs (3 per epoch x 2 = 6 < 8).
+        let longer = StepRule { max_steps: Some(8), ..rule(0.0, 10) };
+        assert_eq!(steps(100, 32, true, longer).0.total_steps, 8);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod data;
 pub mod model;
+pub mod sft_lengths;
 
 use crate::dist::{self, RankInfo};
 use crate::recipe::resolved::{ResolvedRecipe, ResolvedStage, SftSource};
@@ -75,6 +76,9 @@ pub struct StagePlan {
     pub turn_budget: Option<TurnBudget>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_tokens: Option<MediaTokenBounds>,
+    /// SFT on files: sampled row lengths against `max_seq_length`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_lengths: Option<sft_lengths::RowLengths>,
 }
 
 /// Runs the whole dry run. `env` is the process environment (injectable for tests).
@@ -103,9 +107,19 @@ pub fn run(recipe_path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<Str
         problems.extend(data_problems);
         let models = model::check_models(&resolved, ranks.world_size);
         let indices = recipe.stages.iter().enumerate().filter(|(_, s)| resolved.stage(&s.display_name()).is_some());
+        let data_ok = !problems.iter().any(|p| p.severity == Severity::Error);
         for ((i, _), (stage, (sd, mp))) in indices.zip(resolved.stages.iter().zip(stage_data.into_iter().zip(models))) {
-            let (plan, issues) = stage_plan(stage, sd, mp.0, ranks.world_size);
+            let (mut plan, issues) = stage_plan(stage, sd, mp.0, ranks.world_size);
             problems.extend(mp.1);
+            if data_ok {
+                match sft_lengths::row_lengths(stage, &resolved) {
+                    Ok(lengths) => {
+                        problems.extend(lengths.as_ref().and_then(|l| long_rows(l, &loaded.origins, i)));
+                        plan.row_lengths = lengths;
+                    }
+                    Err(e) => problems.push(Problem::error(format!("stage {}", stage.name()), e)),
+                }
+            }
             problems.extend(
                 issues
                     .into_iter()
@@ -131,6 +145,18 @@ pub fn run(recipe_path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<Str
         plan: Plan { ranks, stages },
         elapsed_ms: started.elapsed().as_millis() as u64,
     }
+}
+
+/// A warning when sampled SFT rows exceed `max_seq_length` (the run drops such rows).
+fn long_rows(l: &sft_lengths::RowLengths, origins: &recipe::OriginIndex, stage: usize) -> Option<Problem> {
+    (l.over_max_seq_length > 0).then(|| {
+        let message = format!(
+            "{} of {} sampled rows (of {} lines) are longer than max_seq_length {} tokens (the longest {}); \
+             omnirl train drops such rows and counts them",
+            l.over_max_seq_length, l.sampled, l.lines, l.max_seq_length, l.longest
+        );
+        origins.problem(&format!("stages[{stage}].schedule.max_seq_length"), false, message)
+    })
 }
 
 /// The recipe as JSON without the sections a stage's kind does not use.
@@ -180,6 +206,7 @@ fn stage_plan(
         steps: None,
         turn_budget: None,
         media_tokens: None,
+        row_lengths: None,
     };
     let episodes = match stage {
         ResolvedStage::Sft(s) => {

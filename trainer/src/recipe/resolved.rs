@@ -157,17 +157,6 @@ impl Episodes {
     }
 }
 
-/// The FF judge of an rl or eval stage (`reward.judge.enabled`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Judge {
-    pub base_url: String,
-    pub model: String,
-    pub api_key_env: String,
-    pub timeout_s: f64,
-    pub max_retries: u32,
-    pub concurrency: u32,
-}
-
 /// The rows of an sft stage.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SftSource {
@@ -254,7 +243,7 @@ pub struct RlStage {
     pub episodes: Episodes,
     pub preprocess: PreprocessConfig,
     pub rollout: RlRollout,
-    pub judge: Option<Judge>,
+    pub judge: Option<JudgeConfig>,
     pub algorithm: AlgorithmConfig,
     pub optimizer: Optimizer,
     pub schedule: RlSchedule,
@@ -283,7 +272,7 @@ pub struct EvalStage {
     /// Samples per rollout batch.
     pub prompts_per_step: u32,
     pub sampling: SamplingConfig,
-    pub judge: Option<Judge>,
+    pub judge: Option<JudgeConfig>,
     /// The figures are logged once, at step 0.
     pub logging: MetricSinks,
 }
@@ -564,15 +553,9 @@ fn logging(l: &LoggingConfig) -> Option<Logging> {
     Some(Logging { sinks: sinks(l), log_every: l.log_every?, progress_bars: l.progress_bars })
 }
 
-fn judge(j: &JudgeConfig) -> Option<Judge> {
-    j.enabled.then(|| Judge {
-        base_url: j.base_url.clone(),
-        model: j.model.clone(),
-        api_key_env: j.api_key_env.clone(),
-        timeout_s: j.timeout_s,
-        max_retries: j.max_retries,
-        concurrency: j.concurrency,
-    })
+/// The judge section when the judge is on (`reward.judge.enabled`).
+fn judge(j: &JudgeConfig) -> Option<JudgeConfig> {
+    j.enabled.then(|| j.clone())
 }
 
 /// The episode settings of a stage that runs episodes: the environment section with its kind's

@@ -126,10 +126,10 @@ pub enum DataSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// Training rows of an sft stage: SFT files or the scripted expert [§8].
+    /// Training rows of an sft stage: SFT files or the scripted expert (docs/recipes.md).
     pub source: DataSource,
     /// Training files: SFT-format for sft stages (RL-format prompts with `source: expert`),
-    /// RL-format for rl stages [§9] (TRAIN_FILE).
+    /// RL-format for rl stages (TRAIN_FILE); the formats are the reference's (README "Data formats").
     pub train_files: Vec<PathBuf>,
     /// Validation files for rl stages (RL format), evaluation files for eval stages (eval or
     /// RL format) (VAL_FILE).
@@ -139,14 +139,15 @@ pub struct DataConfig {
     pub media_root: Option<PathBuf>,
     /// A new random order of the training data every epoch [shuffle: True].
     pub shuffle: bool,
-    /// Seed of the data order [§8 data_seed 42]; defaults to the recipe's `seed`.
+    /// Seed of the data order (the reference SFT recipe's `data_seed`, 42); defaults to the
+    /// recipe's `seed`.
     pub data_seed: Option<u64>,
     /// Use at most this many samples of each file (None: all).
     pub max_samples: Option<usize>,
     /// Check that every referenced video and media file exists.
     pub check_media: bool,
     /// Threads that decode media ahead of the model: SFT rows from files, and the media
-    /// actions of rl and eval episodes [§8 dataloader_num_workers 2].
+    /// actions of rl and eval episodes (the reference SFT recipe's `dataloader_num_workers`, 2).
     pub num_workers: u32,
 }
 

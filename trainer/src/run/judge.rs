@@ -14,7 +14,7 @@
 //! answer, so the "CORRECT/INCORRECT ANSWER" text it appended is never trained on).
 
 use super::RunError;
-use crate::recipe::resolved::Judge as JudgeSpec;
+use crate::recipe::JudgeConfig as JudgeSpec;
 use rewards::QuestionType;
 use rewards::judge::{ApiKey, Judge, JudgeConfig, JudgeItem};
 use rollout::episode::ActionType;

@@ -21,6 +21,7 @@ use super::world::World;
 use super::write_atomic;
 use crate::checkpoint::train_state::TrainState;
 use crate::dist::data_parallel::{group_expected_tokens, shard_groups};
+use crate::dry_run::batch::total_steps;
 use crate::learner::cursor::DataCursor;
 use crate::learner::rows::RlRow;
 use crate::learner::thinker::turn_media;
@@ -63,7 +64,7 @@ pub fn rl(model: &mut Model, at: &StagePlace<'_>, stage: &RlStage) -> Result<Sta
     let prompts = (*prompts_per_step as usize).clamp(1, specs.len().max(1));
     let group = (*group_size).max(1) as usize;
     let mut cursor = DataCursor::new(specs.len(), *data_seed, *shuffle, true);
-    let total = max_steps.unwrap_or(cursor.batches_per_epoch(prompts) as u64 * u64::from((*epochs).max(1)));
+    let total = total_steps(cursor.batches_per_epoch(prompts) as u64, *epochs, *max_steps);
     let (adamw, mut sync) = world.optimizer(model.thinker()?, AdamWConfig::from_recipe(optimizer, total))?;
     let mut learner = RlLearner::with_optimizer(algorithm, adamw);
     let mut logger = open_logger(world, stage_dir, sinks, *log_every)?;

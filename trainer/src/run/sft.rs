@@ -20,6 +20,7 @@ use super::model::Model;
 use super::sft_rows::{PREFETCH_BATCHES, Prepared, RowBuilder, RowSource, SftFiles, Walk, produce};
 use super::stage::{StagePlace, StageReport, open_logger, save_step};
 use crate::checkpoint::train_state::TrainState;
+use crate::dry_run::batch::total_steps;
 use crate::learner::cursor::DataCursor;
 use crate::learner::rows::SftRow;
 use crate::learner::sft::SftOptions;
@@ -124,8 +125,7 @@ pub fn sft(model: &mut Model, at: &StagePlace<'_>, stage: &SftStage) -> Result<S
     let options = SftOptions::from_schedule(schedule);
     let per_step = options.rows_per_step() * world.size() as usize;
     let cursor = DataCursor::new(source.len(), data.data_seed, data.shuffle, false);
-    let total =
-        schedule.max_steps.unwrap_or(cursor.batches_per_epoch(per_step) as u64 * u64::from(schedule.epochs.max(1)));
+    let total = total_steps(cursor.batches_per_epoch(per_step) as u64, schedule.epochs, schedule.max_steps);
     let (adamw, mut sync) = world.optimizer(model.thinker()?, AdamWConfig::from_recipe(optimizer, total))?;
     let mut learner = SftLearner { options, progress: false, optimizer: adamw };
     let mut logger = open_logger(world, stage_dir, sinks, *log_every)?;
