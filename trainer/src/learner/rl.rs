@@ -39,7 +39,7 @@ use crate::algo::entropy::turn_entropy_f32;
 use crate::algo::loss::{PolicyLossConfig, kl_penalty, pg_token_losses, tis_weights, token_weight};
 use crate::metrics::{Phase, PhaseTimes, Progress, Scalars};
 use crate::recipe::resolved::Optimizer;
-use crate::recipe::{AlgorithmConfig, UpdateFlow};
+use crate::recipe::{AlgorithmConfig, RowWeighting, UpdateFlow};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -328,6 +328,7 @@ impl RlLearner {
         // Micro-batches per mini-batch over every rank: each micro-batch's loss is divided by it.
         let mut n_micros: Vec<f64> = mini_batches.iter().map(|mb| mb.len().div_ceil(micro) as f64).collect();
         sync.sum_counts(&mut n_micros)?;
+        let share = row_shares(rows, a.row_weighting, global_rows, sync)?;
         let params = policy.trainable_variables();
         let mut acc = Accum::default();
         let bar = Progress::new(u64::from(epochs) * rows.len() as u64, "update", self.progress);
@@ -338,8 +339,9 @@ impl RlLearner {
                 for m in &micros {
                     let micro_tokens: usize = m.iter().map(|&i| rows[i].loss_tokens()).sum();
                     for &i in *m {
-                        let weight =
-                            token_weight(self.loss.aggregation, rows[i].loss_tokens(), m.len(), micro_tokens) / n_micro;
+                        let weight = share[i]
+                            * token_weight(self.loss.aggregation, rows[i].loss_tokens(), m.len(), micro_tokens)
+                            / n_micro;
                         let inputs = RowInputs {
                             advantage: values[i],
                             old: use_old.then_some(&old[i]),
@@ -432,6 +434,34 @@ impl RlLearner {
     }
 }
 
+/// Each row's share of the loss relative to equal rows (1 under `per-turn`); see
+/// [`trajectory_shares`]. Whole trajectories sit on one rank, so a trajectory's row count is local.
+fn row_shares<M>(
+    rows: &[RlRow<M>],
+    weighting: RowWeighting,
+    global_rows: f64,
+    sync: &mut dyn GradientSync,
+) -> Result<Vec<f64>, LearnerError> {
+    let uids: Vec<&str> = rows.iter().map(|r| r.traj_uid.as_str()).collect();
+    let mut trajectories = [uids.iter().collect::<std::collections::HashSet<_>>().len() as f64];
+    sync.sum_counts(&mut trajectories)?;
+    Ok(match weighting {
+        RowWeighting::PerTurn => vec![1.0; rows.len()],
+        RowWeighting::PerTrajectory => trajectory_shares(&uids, global_rows, trajectories[0]),
+    })
+}
+
+/// `per-trajectory` shares: a row of a trajectory with `k` rows gets `(rows / trajectories) / k`
+/// (global counts), so every trajectory weighs the same and the shares still sum to the rows.
+fn trajectory_shares(traj_uids: &[&str], global_rows: f64, global_trajectories: f64) -> Vec<f64> {
+    let mut per_traj: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for u in traj_uids {
+        *per_traj.entry(u).or_default() += 1;
+    }
+    let per = global_rows / global_trajectories.max(1.0);
+    traj_uids.iter().map(|u| per / per_traj[u] as f64).collect()
+}
+
 /// The PPO flow's mini-batches of this rank's `rows`: chunks of `size` in one process (verl's
 /// order); under data parallelism every rank needs the same number of optimizer steps, so each
 /// splits its rows evenly into `ceil(global_rows / size)` chunks (some may be empty).
@@ -510,7 +540,21 @@ impl RlStepStats {
 
 #[cfg(test)]
 mod tests {
-    use super::mini_batches;
+    use super::{mini_batches, trajectory_shares};
+
+    #[test]
+    fn per_trajectory_shares_weigh_every_trajectory_the_same() {
+        // Trajectory a has 3 rows, b has 1: 4 rows over 2 trajectories = 2 per trajectory.
+        let got = trajectory_shares(&["a", "a", "b", "a"], 4.0, 2.0);
+        let want = [2.0 / 3.0, 2.0 / 3.0, 2.0, 2.0 / 3.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{got:?}");
+        }
+        assert!((got.iter().sum::<f64>() - 4.0).abs() < 1e-12);
+        // Data parallel: this rank holds 2 of 6 global rows, 1 of 3 global trajectories.
+        assert_eq!(trajectory_shares(&["c", "c"], 6.0, 3.0), vec![1.0, 1.0]);
+        assert!(trajectory_shares(&[], 0.0, 0.0).is_empty());
+    }
 
     #[test]
     fn ppo_mini_batches_one_process_and_data_parallel() {

@@ -407,6 +407,18 @@ pub enum LossAggregation {
     SeqMeanTokenSum,
 }
 
+/// How the rows (stored turns) of a batch share the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RowWeighting {
+    /// Every stored turn weighs the same (the reference): a trajectory with more turns weighs
+    /// more in the update.
+    #[default]
+    PerTurn,
+    /// Every trajectory weighs the same; its turns share its weight.
+    PerTrajectory,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlgorithmConfig {
@@ -424,6 +436,9 @@ pub struct AlgorithmConfig {
     /// Dual-clip bound for negative advantages [3.0].
     pub clip_ratio_c: f64,
     pub loss_aggregation: LossAggregation,
+    /// How the batch's rows share the loss (per-turn: the reference; per-trajectory: a long
+    /// failed episode does not outweigh a short successful one). See docs/recipes.md.
+    pub row_weighting: RowWeighting,
     /// Truncated importance-sampling cap between sampler and learner [2.0]; None disables.
     pub tis_cap: Option<f64>,
     pub kl_coef: f64,
@@ -443,6 +458,7 @@ impl Default for AlgorithmConfig {
             clip_ratio_high: 0.3,
             clip_ratio_c: 3.0,
             loss_aggregation: LossAggregation::TokenMean,
+            row_weighting: RowWeighting::PerTurn,
             tis_cap: Some(2.0),
             kl_coef: 0.0,
             entropy_coef: 0.0,
