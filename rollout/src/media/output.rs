@@ -1,5 +1,6 @@
 //! Files for people, not for the model: PNG frames and a 16-bit mono WAV, written by
-//! `omnirl media --out` so a person can see and hear what the agent receives.
+//! `omnirl media --out` so a person can see and hear what the agent receives; the WAV bytes
+//! also serve the run report's pages and the teacher's audio inputs.
 //!
 //! Left out: any other format, and anything on the rollout hot path (which never writes
 //! media to disk).
@@ -34,30 +35,23 @@ pub fn write_png(path: &Path, img: &RgbImage) -> Result<(), MediaError> {
 /// Writes mono `samples` (in [-1, 1]) as 16-bit PCM WAV.
 pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<(), MediaError> {
     let err = write_err(path);
-    let data_len =
-        u32::try_from(samples.len() * 2).map_err(|_| err(std::io::Error::other("audio too long for WAV")))?;
+    let bytes = wav_bytes(samples, sample_rate).map_err(|e| err(std::io::Error::other(e)))?;
     let mut out = BufWriter::new(File::create(path).map_err(&err)?);
-    let mut header = Vec::with_capacity(44);
-    header.extend_from_slice(b"RIFF");
-    header.extend_from_slice(&(36 + data_len).to_le_bytes());
-    header.extend_from_slice(b"WAVEfmt ");
-    header.extend_from_slice(&16u32.to_le_bytes());
-    header.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    header.extend_from_slice(&1u16.to_le_bytes()); // mono
-    header.extend_from_slice(&sample_rate.to_le_bytes());
-    header.extend_from_slice(&(sample_rate * 2).to_le_bytes());
-    header.extend_from_slice(&2u16.to_le_bytes());
-    header.extend_from_slice(&16u16.to_le_bytes());
-    header.extend_from_slice(b"data");
-    header.extend_from_slice(&data_len.to_le_bytes());
-    out.write_all(&header).map_err(&err)?;
-    let mut body = Vec::with_capacity(samples.len() * 2);
-    for &s in samples {
-        let v = (f64::from(s) * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
-        body.extend_from_slice(&v.to_le_bytes());
-    }
-    out.write_all(&body).map_err(&err)?;
+    out.write_all(&bytes).map_err(&err)?;
     out.flush().map_err(&err)
+}
+
+/// Mono `samples` (in [-1, 1]) as the bytes of a 16-bit PCM WAV file, encoded by `hound`.
+pub fn wav_bytes(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>, hound::Error> {
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut buf = std::io::Cursor::new(Vec::with_capacity(44 + samples.len() * 2));
+    let mut writer = hound::WavWriter::new(&mut buf, spec)?;
+    for &s in samples {
+        writer.write_sample((f64::from(s) * 32768.0).round().clamp(-32768.0, 32767.0) as i16)?;
+    }
+    writer.finalize()?;
+    Ok(buf.into_inner())
 }
 
 #[cfg(test)]

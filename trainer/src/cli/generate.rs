@@ -26,6 +26,7 @@ use crate::model::weights::LoadOptions;
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
 use rollout::chat::{ChatTokenizer, Message, Part, Role};
+use rollout::media::files::read_wav;
 use rollout::media::inputs::{audio_inputs, clip_inputs, frames_inputs};
 use rollout::media::mel::log_mel;
 use rollout::media::{FrameRequest, ImageSizing, MediaSource, ModelInputs, VideoSampling};
@@ -155,58 +156,15 @@ fn load_media(args: &GenerateArgs) -> anyhow::Result<Vec<(Part, ModelInputs)>> {
                 let d = src.duration();
                 audio_inputs(&src.audio(0.0, d).map_err(|e| anyhow!("{}: {e}", p.display()))?)
             }
-            Err(_) => ModelInputs { audio: Some(log_mel(&read_wav_16k(p)?)), ..ModelInputs::default() },
+            Err(_) => {
+                let wav = read_wav(p).map_err(|e| anyhow!("{e} (or give a video with audio)"))?;
+                ModelInputs { audio: Some(log_mel(&wav.samples)), ..ModelInputs::default() }
+            }
         };
         let tokens = inputs.audio_tokens();
         out.push((Part::Audio { tokens }, inputs));
     }
     Ok(out)
-}
-
-/// Samples of a 16 kHz PCM WAV file (8/16/32-bit integer or 32-bit float), channels averaged.
-pub fn read_wav_16k(path: &Path) -> anyhow::Result<Vec<f32>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let bad = |m: &str| anyhow!("{}: {m} (expected a 16 kHz PCM WAV file or a video with audio)", path.display());
-    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return Err(bad("not a WAV file"));
-    }
-    let (mut fmt, mut data, mut at) = (None, None, 12usize);
-    while at + 8 <= bytes.len() {
-        let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]) as usize;
-        let body = bytes.get(at + 8..(at + 8).saturating_add(len).min(bytes.len())).unwrap_or(&[]);
-        match id {
-            b"fmt " if body.len() >= 16 => fmt = Some(body),
-            b"data" => data = Some(body),
-            _ => {}
-        }
-        at = at.saturating_add(8).saturating_add(len + (len & 1));
-    }
-    let (fmt, data) = (fmt.ok_or_else(|| bad("no fmt chunk"))?, data.ok_or_else(|| bad("no data chunk"))?);
-    let u16_at = |i: usize| u16::from_le_bytes([fmt[i], fmt[i + 1]]);
-    let (format, channels, rate, bits) =
-        (u16_at(0), u16_at(2).max(1) as usize, u32::from_le_bytes([fmt[4], fmt[5], fmt[6], fmt[7]]), u16_at(14));
-    if rate != 16_000 {
-        return Err(bad(&format!("sample rate {rate} Hz")));
-    }
-    let width = usize::from(bits / 8);
-    let sample = |b: &[u8]| -> Option<f32> {
-        match (format, bits) {
-            (1, 8) => Some((f32::from(b[0]) - 128.0) / 128.0),
-            (1, 16) => Some(f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
-            (1, 32) => Some(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 / 2_147_483_648.0),
-            (3, 32) => Some(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            _ => None,
-        }
-    };
-    let frame = width * channels;
-    if frame == 0 || sample(&[0; 4]).is_none() {
-        return Err(bad(&format!("unsupported sample format {format} / {bits} bits")));
-    }
-    Ok(data
-        .chunks_exact(frame)
-        .map(|f| f.chunks_exact(width).filter_map(sample).sum::<f32>() / channels as f32)
-        .collect())
 }
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {

@@ -88,28 +88,7 @@ pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-/// A 16-bit mono PCM WAV in memory.
-pub fn wav_bytes(samples: &[f32], rate: u32) -> Vec<u8> {
-    let data_len = (samples.len() * 2) as u32;
-    let mut out = Vec::with_capacity(44 + samples.len() * 2);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for &s in samples {
-        let v = (f64::from(s) * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
+pub use rollout::media::output::wav_bytes;
 
 /// `n` indices spread evenly over `0..len` (all of them when `len <= n`).
 pub fn even_subset(len: usize, n: usize) -> Vec<usize> {
@@ -210,7 +189,8 @@ impl MediaEmbedder {
             (clip.samples.clone(), rate)
         };
         let seconds = clip.seconds();
-        let uri = format!("data:audio/wav;base64,{}", base64(&wav_bytes(&samples, out_rate)));
+        let wav = wav_bytes(&samples, out_rate).map_err(|e| format!("{}: {e}", video.display()))?;
+        let uri = format!("data:audio/wav;base64,{}", base64(&wav));
         Ok(self.admit(uri).map(|uri| Sound { uri, seconds }))
     }
 
@@ -243,7 +223,7 @@ mod tests {
     fn encoders_write_headers() {
         let img = RgbImage { width: 2, height: 1, data: vec![0, 0, 0, 255, 255, 255] };
         assert!(png_bytes(&img).is_ok_and(|b| b.starts_with(b"\x89PNG")));
-        let w = wav_bytes(&[0.0, 0.5], 8000);
+        let w = wav_bytes(&[0.0, 0.5], 8000).unwrap();
         assert_eq!((w.len(), &w[..4]), (48, &b"RIFF"[..]));
     }
 }

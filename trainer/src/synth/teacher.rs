@@ -195,8 +195,7 @@ pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>, SynthError> {
     Ok(buf)
 }
 
-/// Mono 16-bit PCM WAV in memory (the report's encoder).
-pub use crate::run_report::media::wav_bytes;
+pub use rollout::media::output::wav_bytes;
 
 /// What a media part's file-style name says it holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -224,8 +223,9 @@ fn image_part(img: &RgbImage) -> Result<Value, SynthError> {
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
 
-fn audio_part(samples: &[f32], rate: u32) -> Value {
-    json!({"type": "input_audio", "input_audio": {"data": base64(&wav_bytes(samples, rate)), "format": "wav"}})
+fn audio_part(samples: &[f32], rate: u32) -> Result<Value, SynthError> {
+    let wav = wav_bytes(samples, rate).map_err(|e| SynthError::Media { path: "WAV".into(), message: e.to_string() })?;
+    Ok(json!({"type": "input_audio", "input_audio": {"data": base64(&wav), "format": "wav"}}))
 }
 
 /// Decodes the media parts of one message as OpenAI content parts.
@@ -252,7 +252,7 @@ fn media_parts(
             }
             NamedMedia::Audio(s, e) => {
                 let a = src.audio(s, e).map_err(fail)?;
-                vec![audio_part(&a.samples, a.sample_rate)]
+                vec![audio_part(&a.samples, a.sample_rate)?]
             }
             NamedMedia::Clip(s, e) => {
                 let c = src.clip(s, e, clip).map_err(fail)?;
@@ -271,7 +271,7 @@ fn media_parts(
                     v.push(image_part(&image)?);
                 }
                 if let Some(a) = &c.audio {
-                    v.push(audio_part(&a.samples, a.sample_rate));
+                    v.push(audio_part(&a.samples, a.sample_rate)?);
                 }
                 v
             }
@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn wav_header_is_44_bytes() {
-        let w = wav_bytes(&[0.0, 0.5], 16_000);
+        let w = wav_bytes(&[0.0, 0.5], 16_000).unwrap();
         assert_eq!(w.len(), 48);
         assert_eq!(&w[..4], b"RIFF");
     }
