@@ -5,7 +5,7 @@
 //!
 //! The checkpoint is loaded as `omnirl eval` loads it (f32 unless `--dtype`; tokenizer: the
 //! directory's `tokenizer.json`, else the small byte tokenizer over the config's special ids,
-//! `run::train::encoder_for`). The video is probed; the episode runs through the real rollout
+//! `run::model::encoder_for`, where a `--recipe` stage's `model.tokenizer` takes precedence). The video is probed; the episode runs through the real rollout
 //! driver with the thinker as its policy, and the driver's step observer prints every physical
 //! step (observation, think, confidence, action, error, the environment's feedback) the moment the
 //! environment has applied it.
@@ -109,11 +109,13 @@ pub struct InferArgs {
 }
 
 /// The episodes and media budgets of the stage whose environment the episode uses.
-fn env_stage(args: &InferArgs) -> anyhow::Result<(Episodes, PreprocessConfig)> {
+/// The episode settings, preprocessing and tokenizer override (`model.tokenizer`) of the recipe
+/// stage that `--recipe` / `--stage` name, or of a default eval stage.
+fn env_stage(args: &InferArgs) -> anyhow::Result<(Episodes, PreprocessConfig, Option<PathBuf>)> {
     let Some(path) = &args.recipe else {
         let stage = default_stage(StageKind::Eval, &args.model, args.seed)?;
         let episodes = stage.episodes().cloned().ok_or_else(|| anyhow!("an eval stage runs episodes"))?;
-        return Ok((episodes, stage.preprocess().clone()));
+        return Ok((episodes, stage.preprocess().clone(), None));
     };
     let recipe = load_resolved(path, &[])?;
     let found = match &args.stage {
@@ -130,7 +132,7 @@ fn env_stage(args: &InferArgs) -> anyhow::Result<(Episodes, PreprocessConfig)> {
     let Some(episodes) = stage.episodes() else {
         bail!("{}: stage `{}` runs no episodes (an sft stage on files)", path.display(), stage.name());
     };
-    Ok((episodes.clone(), stage.preprocess().clone()))
+    Ok((episodes.clone(), stage.preprocess().clone(), stage.model_ref().tokenizer.clone()))
 }
 
 /// Placeholder ground truth of a type (when no `--answer` is given).
@@ -208,13 +210,13 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
     if !args.model.join("config.json").is_file() {
         bail!("{}: not a checkpoint directory (no config.json)", args.model.display());
     }
-    let (mut episodes, preprocess) = env_stage(args)?;
+    let (mut episodes, preprocess, tokenizer) = env_stage(args)?;
     if let Some(n) = args.max_steps {
         episodes.settings.limits.max_steps = n;
     }
     episodes.max_response_length = args.max_response_tokens;
     let spec = Arc::new(spec_of(args)?);
-    let (encoder, vocab_limit) = encoder_for(&args.model, None)?;
+    let (encoder, vocab_limit) = encoder_for(&args.model, tokenizer.as_deref())?;
     let opts = load_options(Some(args.dtype.as_deref().unwrap_or("f32")), args.device.as_deref())?;
     let thinker = Thinker::load(&args.model, opts).with_context(|| format!("loading {}", args.model.display()))?;
     let mut policy = ThinkerPolicy { thinker, vocab_limit };
