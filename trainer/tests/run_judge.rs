@@ -132,7 +132,16 @@ fn ff_answers_are_scored_by_the_judge() {
     assert_eq!(bodies.len(), 2);
     assert!(bodies.iter().all(|b| b.contains("judge-model") && b.contains("What does the cook do")));
     assert!(bodies.iter().any(|b| b.contains("Turns off the stove")));
-    // With the format reward the episode's shaping applies to the judge's score: 0.1 + 0.9·r.
+    // With the format reward the episode's shaping applies to the judge's score: 0.1 + 0.9·r,
+    // so a wrong but well-formed answer scores 0.1 and a right one 1.0.
+    let (url, _) = serve(vec!["Judgement: 0"]);
+    let mut shaped = episodes.clone();
+    judge(&url, "PATH").rescore(&mut shaped, true).unwrap();
+    assert!(
+        shaped.iter().all(|t| (t.episode_reward - 0.1).abs() < 1e-12),
+        "{:?}",
+        shaped.iter().map(|t| t.episode_reward).collect::<Vec<_>>()
+    );
     let (url, _) = serve(vec!["Judgement: 1"]);
     let mut shaped = episodes.clone();
     judge(&url, "PATH").rescore(&mut shaped, true).unwrap();

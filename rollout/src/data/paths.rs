@@ -47,11 +47,6 @@ pub struct MediaBase {
 }
 
 impl MediaBase {
-    /// Relative paths against `root` (or the current directory).
-    pub fn root(root: Option<&Path>) -> MediaBase {
-        MediaBase { root: root.map(Path::to_path_buf), file_dir: None }
-    }
-
     /// Where `raw` may be, in order: under the root (or as written when there is none), then,
     /// with a file directory, next to the file and as written.
     pub fn candidates(&self, raw: &str) -> Vec<PathBuf> {

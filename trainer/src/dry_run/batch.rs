@@ -128,9 +128,8 @@ pub struct StepPlan {
     pub checkpoints: u64,
 }
 
-/// Optimizer steps for `samples` rows at `per_step` rows a step. RL drops the last partial
-/// batch (the reference's loader does); SFT keeps it.
-/// How long a stage runs: `epochs` passes (capped by `max_steps`), warm-up and checkpoints.
+/// How long a stage runs: `epochs` passes, or exactly `max_steps` when set (see
+/// [`total_steps`]), warm-up and checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepRule {
     pub epochs: u32,
@@ -145,6 +144,8 @@ pub fn total_steps(steps_per_epoch: u64, epochs: u32, max_steps: Option<u64>) ->
     max_steps.unwrap_or(steps_per_epoch.saturating_mul(u64::from(epochs.max(1))))
 }
 
+/// Optimizer steps for `samples` rows at `per_step` rows a step. RL drops the last partial
+/// batch (the reference's loader does); SFT keeps it.
 pub fn steps(samples: u64, per_step: u64, drop_last: bool, rule: StepRule) -> (StepPlan, Vec<BatchIssue>) {
     let StepRule { epochs, max_steps, warmup_ratio, save_every } = rule;
     let mut issues = Vec::new();

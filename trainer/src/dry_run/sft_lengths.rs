@@ -1,8 +1,8 @@
 //! How many rows of an SFT stage on files will be dropped for exceeding `max_seq_length`,
 //! estimated by the dry run on an evenly spread sample of lines: each sampled line becomes the
 //! row `omnirl train` would build (chat template, media decoded by the rollout processors at the
-//! stage's budgets; `rollout::sft`), and its exact length is compared with the limit. Needs the
-//! model's tokenizer (`model.tokenizer`, or the checkpoint's `tokenizer.json`); a random
+//! stage's budgets; `rollout::sft`), and its exact length is compared with the limit. Rows are
+//! encoded with the tokenizer the runner uses (`run::model::encoder_for`); a random
 //! initialisation trains its tokenizer when the run starts, so there the count waits for the
 //! stage (which reports the exact number at its end).
 //!
@@ -10,11 +10,11 @@
 //! training-time cost, not a dry run's).
 
 use crate::recipe::resolved::{ModelSource, ResolvedRecipe, ResolvedStage, SftSource, SftStage};
+use crate::run::model::encoder_for;
 use crate::run::sft_rows::SftFiles;
 use rayon::prelude::*;
 use rollout::sft::{MediaBudgets, sft_example};
 use serde::Serialize;
-use std::path::PathBuf;
 
 /// Lines sampled per SFT stage.
 pub const SAMPLE_LINES: usize = 16;
@@ -30,22 +30,15 @@ pub struct RowLengths {
     pub max_seq_length: u32,
 }
 
-/// The tokenizer file and model directory a stage's rows are encoded with, when known before the
-/// run starts.
-fn tokenizer_of(stage: &ResolvedStage, recipe: &ResolvedRecipe) -> Option<(PathBuf, PathBuf)> {
-    let ModelSource::Checkpoint(dir) = recipe.defining_source(stage)? else { return None };
-    let tok = stage.model_ref().tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json"));
-    tok.is_file().then(|| (dir.clone(), tok))
-}
-
 /// The estimate for `stage` (`None` when it is not an SFT stage on files or its tokenizer is
 /// not known yet); `Err` names a line that could not be turned into a row.
 pub fn row_lengths(stage: &ResolvedStage, recipe: &ResolvedRecipe) -> Result<Option<RowLengths>, String> {
     let ResolvedStage::Sft(sft) = stage else { return Ok(None) };
     let SftSource::Files(files) = &sft.data.source else { return Ok(None) };
-    let Some((dir, tok)) = tokenizer_of(stage, recipe) else { return Ok(None) };
+    let Some(ModelSource::Checkpoint(dir)) = recipe.defining_source(stage) else { return Ok(None) };
+    // The runner's encoder for this stage; a model it cannot find one for is reported elsewhere.
+    let Ok((encoder, _)) = encoder_for(dir, stage.model_ref().tokenizer.as_deref()) else { return Ok(None) };
     let stage: &SftStage = sft;
-    let encoder = crate::model::chat_tokenizer_for_model(&dir, &tok)?;
     let lines =
         SftFiles::index(files, stage.data.media_root.as_deref(), stage.data.max_samples).map_err(|e| e.to_string())?;
     if lines.is_empty() {
@@ -58,7 +51,7 @@ pub fn row_lengths(stage: &ResolvedStage, recipe: &ResolvedRecipe) -> Result<Opt
         .par_iter()
         .map(|&i| {
             let turn = lines.turn(i).map_err(|e| e.to_string())?;
-            let ex = sft_example(&turn, &encoder, &budgets).map_err(|e| format!("{}: {e}", lines.location(i)))?;
+            let ex = sft_example(&turn, &*encoder, &budgets).map_err(|e| format!("{}: {e}", lines.location(i)))?;
             Ok(ex.prompt_ids.len() + ex.target_ids.len())
         })
         .collect::<Result<_, String>>()?;

@@ -302,9 +302,10 @@ impl RlLearner {
             let m: Vec<f32> = r.mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
             masks.push(Tensor::f_from_slice(&m)?.f_to_device(device)?);
         }
-        let mut tis_sums = [w_sum, w_n as f64, w_capped as f64, rows.len() as f64];
+        let trajectories = rows.iter().map(|r| r.traj_uid.as_str()).collect::<std::collections::HashSet<_>>().len();
+        let mut tis_sums = [w_sum, w_n as f64, w_capped as f64, rows.len() as f64, trajectories as f64];
         sync.sum_counts(&mut tis_sums)?;
-        let [w_sum, w_n, w_capped, global_rows] = tis_sums;
+        let [w_sum, w_n, w_capped, global_rows, global_trajectories] = tis_sums;
         stats.loss_tokens = w_n.round() as usize;
         stats.tis_mean = if w_n > 0.0 { w_sum / w_n } else { 0.0 };
         stats.tis_max = w_max;
@@ -328,7 +329,13 @@ impl RlLearner {
         // Micro-batches per mini-batch over every rank: each micro-batch's loss is divided by it.
         let mut n_micros: Vec<f64> = mini_batches.iter().map(|mb| mb.len().div_ceil(micro) as f64).collect();
         sync.sum_counts(&mut n_micros)?;
-        let share = row_shares(rows, a.row_weighting, global_rows, sync)?;
+        let share = match a.row_weighting {
+            RowWeighting::PerTurn => vec![1.0; rows.len()],
+            RowWeighting::PerTrajectory => {
+                let uids: Vec<&str> = rows.iter().map(|r| r.traj_uid.as_str()).collect();
+                trajectory_shares(&uids, global_rows, global_trajectories)
+            }
+        };
         let params = policy.trainable_variables();
         let mut acc = Accum::default();
         let bar = Progress::new(u64::from(epochs) * rows.len() as u64, "update", self.progress);
@@ -434,25 +441,9 @@ impl RlLearner {
     }
 }
 
-/// Each row's share of the loss relative to equal rows (1 under `per-turn`); see
-/// [`trajectory_shares`]. Whole trajectories sit on one rank, so a trajectory's row count is local.
-fn row_shares<M>(
-    rows: &[RlRow<M>],
-    weighting: RowWeighting,
-    global_rows: f64,
-    sync: &mut dyn GradientSync,
-) -> Result<Vec<f64>, LearnerError> {
-    let uids: Vec<&str> = rows.iter().map(|r| r.traj_uid.as_str()).collect();
-    let mut trajectories = [uids.iter().collect::<std::collections::HashSet<_>>().len() as f64];
-    sync.sum_counts(&mut trajectories)?;
-    Ok(match weighting {
-        RowWeighting::PerTurn => vec![1.0; rows.len()],
-        RowWeighting::PerTrajectory => trajectory_shares(&uids, global_rows, trajectories[0]),
-    })
-}
-
-/// `per-trajectory` shares: a row of a trajectory with `k` rows gets `(rows / trajectories) / k`
-/// (global counts), so every trajectory weighs the same and the shares still sum to the rows.
+/// `per-trajectory` shares, relative to equal rows: a row of a trajectory with `k` rows gets
+/// `(rows / trajectories) / k` (global counts), so every trajectory weighs the same and the
+/// shares still sum to the rows. Whole trajectories sit on one rank, so `k` is local.
 fn trajectory_shares(traj_uids: &[&str], global_rows: f64, global_trajectories: f64) -> Vec<f64> {
     let mut per_traj: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for u in traj_uids {

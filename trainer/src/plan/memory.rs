@@ -2,7 +2,7 @@
 //! (from the manifest), LLM dimensions and the training setup, so `omnirl validate` can say
 //! "this does not fit" before any GPU is touched. The static parts (weights, reference,
 //! gradients, master weights, optimizer state) are the tensors `omnirl train` allocates, byte
-//! for byte (`trainer/tests/plan_allocation.rs` checks them against a loaded model and its
+//! for byte (`trainer/tests/stage_models.rs` checks them against a loaded model and its
 //! optimizer).
 //!
 //! Notation: `P_llm, P_vit, P_audio` parameters per component; `b` compute-dtype bytes (bf16 2,

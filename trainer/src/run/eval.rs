@@ -51,8 +51,8 @@ pub fn evaluate(
     let s = sampling(setup.sampling, setup.episodes.max_response_length, false, seed);
     let opener = video_opener(setup.preprocess);
     let mut trajectories = Vec::with_capacity(specs.len());
+    let mut drv = driver(setup.episodes, model.encoder.clone(), 1, s, seed)?;
     for (c, chunk) in specs.chunks(setup.batch.max(1)).enumerate() {
-        let mut drv = driver(setup.episodes, model.encoder.clone(), 1, s.clone(), seed)?;
         let first = c * setup.batch.max(1);
         drv.config.global_samples = (first..first + chunk.len()).collect();
         let mut batch = model.rollout(&drv, chunk, opener.clone())?;
@@ -80,7 +80,7 @@ fn prediction(t: &Trajectory) -> Value {
     answer_content(&last.response).map_or(Value::Null, Value::String)
 }
 
-/// One `results.jsonl` line (spec §10); `steps` holds one record per stored turn
+/// One `results.jsonl` line (its fields: the README's table of run outputs); `steps` holds one record per stored turn
 /// (`run::trace`: response fields, action, error, delivered media), for `omnirl report`.
 pub fn result_line(t: &Trajectory) -> Value {
     let frames: usize = t.turns.iter().map(|x| x.outcome.delivered.n_frames).sum();

@@ -176,10 +176,7 @@ impl Model {
         let tt = self.thinker()?;
         let saved = if merge_adapters { tt.save_merged(&tmp) } else { tt.save_hf(&tmp) };
         saved.map_err(|e| RunError::Model(format!("saving {}: {e}", dir.display())))?;
-        if let Some(tok) = &self.tokenizer_file {
-            let to = tmp.join("tokenizer.json");
-            std::fs::copy(tok, &to).map_err(RunError::io(&to))?;
-        }
+        self.copy_tokenizer(&tmp)?;
         publish(&tmp, dir)
     }
 

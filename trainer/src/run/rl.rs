@@ -33,8 +33,14 @@ use rollout::episode::EpisodeSpec;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Runs the RL stage (see the module doc).
-pub fn rl(model: &mut Model, at: &StagePlace<'_>, stage: &RlStage) -> Result<StageReport, RunError> {
+/// Runs the RL stage (see the module doc); `judge` is the stage's FF judge (built from its
+/// `reward.judge`, once per run).
+pub fn rl(
+    model: &mut Model,
+    at: &StagePlace<'_>,
+    stage: &RlStage,
+    judge: Option<&FfJudge>,
+) -> Result<StageReport, RunError> {
     let RlStage {
         name,
         model: _,
@@ -42,7 +48,7 @@ pub fn rl(model: &mut Model, at: &StagePlace<'_>, stage: &RlStage) -> Result<Sta
         episodes,
         preprocess,
         rollout,
-        judge,
+        judge: _,
         algorithm,
         optimizer,
         schedule,
@@ -59,7 +65,6 @@ pub fn rl(model: &mut Model, at: &StagePlace<'_>, stage: &RlStage) -> Result<Sta
     let t0 = std::time::Instant::now();
     let specs = rl_specs(train_files, media_root.as_deref(), *max_samples)?;
     let val_specs = eval_specs(val_files, media_root.as_deref(), *max_samples)?;
-    let judge = judge.as_ref().map(FfJudge::new).transpose()?;
     let end_ids = model.encoder.stop_ids();
     let prompts = (*prompts_per_step as usize).clamp(1, specs.len().max(1));
     let group = (*group_size).max(1) as usize;
@@ -69,13 +74,8 @@ pub fn rl(model: &mut Model, at: &StagePlace<'_>, stage: &RlStage) -> Result<Sta
     let mut learner = RlLearner::with_optimizer(algorithm, adamw);
     let mut logger = open_logger(world, stage_dir, sinks, *log_every)?;
     let opener = video_opener(preprocess);
-    let validation = EvalSetup {
-        episodes,
-        preprocess,
-        sampling: val_sampling,
-        batch: *val_prompts_per_step as usize,
-        judge: judge.as_ref(),
-    };
+    let validation =
+        EvalSetup { episodes, preprocess, sampling: val_sampling, batch: *val_prompts_per_step as usize, judge };
     let validate = |model: &mut Model| -> Result<Scalars, RunError> {
         Ok(eval_scalars("val", &evaluate(model, &validation, &val_specs, seed)?.figures))
     };
@@ -101,7 +101,7 @@ pub fn rl(model: &mut Model, at: &StagePlace<'_>, stage: &RlStage) -> Result<Sta
         drv.config.global_samples = samples;
         let mut out = model.rollout(&drv, &mine, opener.clone())?;
         let mut scalars = Scalars::default();
-        if let Some(j) = &judge {
+        if let Some(j) = judge {
             let r = j.rescore(&mut out.trajectories, episodes.settings.shaping.format_reward)?;
             scalars.push("reward/judged_ff", r.judged as f64);
         }

@@ -309,7 +309,7 @@ pub fn run_recipe(
         }
         let report = match stage {
             ResolvedStage::Sft(s) => sft(&mut model, &at, s)?,
-            ResolvedStage::Rl(r) => rl(&mut model, &at, r)?,
+            ResolvedStage::Rl(r) => rl(&mut model, &at, r, judges.get(&name))?,
             ResolvedStage::Eval(_) => continue,
         };
         say(&stage_line(&report));
