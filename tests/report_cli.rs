@@ -4,7 +4,7 @@
 //! clip steps on a video generated with the `ffmpeg` CLI, an old-style line without `steps`, and
 //! an `omnirl infer` trajectory file): the page is self-contained, escapes every text, embeds the
 //! media as data URIs and stays small; the trajectory cap and the errors work. Then the page is
-//! rendered by headless Chromium (when `/usr/bin/chromium` exists; skipped with a note otherwise):
+//! rendered by headless Chromium (`/usr/bin/chromium`; without it the test fails under CI=true and is skipped with a note elsewhere):
 //! a non-trivial screenshot, the charts in the DOM with the script's `data-ready="1"`, and no
 //! uncaught JavaScript error.
 
@@ -17,7 +17,7 @@ const EVIL: &str = "<script>alert(\"x\")</script> & 'quotes'";
 
 fn make_video(path: &Path) -> bool {
     if !Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED: the `ffmpeg` CLI is not installed");
+        omnirl_tests::missing_prerequisite("the `ffmpeg` CLI", "scripts/setup.sh (apt-get install ffmpeg)");
         return false;
     }
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -196,7 +196,7 @@ fn missing_or_empty_directories_exit_2() {
 fn headless_chromium_renders_the_page_without_errors() {
     let chromium = Path::new("/usr/bin/chromium");
     if !chromium.exists() {
-        eprintln!("SKIPPED: /usr/bin/chromium is not installed (scripts/setup.sh installs it)");
+        omnirl_tests::missing_prerequisite("/usr/bin/chromium", "scripts/setup.sh (apt-get install chromium)");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

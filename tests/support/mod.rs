@@ -73,3 +73,11 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A test's prerequisite (a tool, a cached file) is missing. Under `CI=true` the test fails
+/// with the install step to run; elsewhere it says SKIPPED and the caller returns.
+pub fn missing_prerequisite(what: &str, install: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| matches!(v.as_str(), "true" | "1"));
+    assert!(!ci, "{what} is missing under CI=true; install it: {install}");
+    eprintln!("SKIPPED: {what} is missing ({install})");
+}
