@@ -5,12 +5,14 @@ answers need the agent to look or listen at the right moment.
 
     python3 scripts/make_quickstart_data.py [--out data/quickstart] [--force]
 
-Writes `rl.jsonl` (training prompts), `eval.jsonl` (held-out videos), `sft.jsonl` (expert
-trajectories in the SFT format, frames extracted to PNG so every media path exists) and the
-videos. Deterministic (seeded); needs the ffmpeg CLI and espeak-ng. Skips videos that exist
-unless --force.
+Writes three disjoint sets of videos and their prompts: `sft_prompts.jsonl` (videos 0-23, the
+prompts the SFT stage's expert plays), `rl.jsonl` (videos 24-59, the RL stage's prompts: videos
+SFT never saw), `eval.jsonl` (videos 60-71, held out), plus `sft.jsonl` (expert trajectories in
+the SFT file format for the MCQ colour questions of the SFT videos, frames extracted to PNG so
+every media path exists) and the videos. Deterministic (seeded); needs the ffmpeg CLI and
+espeak-ng. Skips videos that exist unless --force.
 
-Each RL line's `extra_info` carries the annotated timeline (`scenes`) and the expert's first
+Each prompt line's `extra_info` carries the annotated timeline (`scenes`) and the expert's first
 action (`plan`): `omnirl train` rolls the rule-based expert (rollout::expert) out on these lines
 to make its SFT rows, writing observations from the timeline for exactly the media it asked for.
 """
@@ -29,7 +31,7 @@ COLOURS = {
 TONES = {"low": 330, "middle": 550, "high": 880}
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 W, H, FPS, RATE = 64, 48, 4, 16000
-TRAIN_VIDEOS, EVAL_VIDEOS = 60, 12
+SFT_VIDEOS, TRAIN_VIDEOS, EVAL_VIDEOS = 24, 60, 12   # videos [0, 24) for SFT, [24, 60) for RL
 SYSTEM_PROMPT = (
     "You are a video analyst. Each turn, reply with one JSON object with keys observation, "
     "think, confidence and action. Actions: get_frames {start, end, num}, get_audio {start, end}, "
@@ -197,7 +199,7 @@ def main():
     videos_dir.mkdir(parents=True, exist_ok=True)
     media_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
-    rl, ev, sft = [], [], []
+    sft_prompts, rl, ev, sft = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(TRAIN_VIDEOS + EVAL_VIDEOS):
             audio = [None, "tones", "speech"][i % 3]
@@ -214,10 +216,11 @@ def main():
                 if held_out:
                     ev.append({**common, "ability": q["question_type"].split("_")[1].lower()})
                     continue
-                rl.append({"prompt": [{"content": "", "role": "user"}], **common, "fps": float(FPS),
-                           "duration_seconds": duration, "has_audio": audio is not None, "ability": "agent",
-                           "extra_info": {"index": len(rl), "scenes": scenes, "plan": q["plan"]}})
-                if q["question_type"] != "MCQ_Colour" or i >= 24:
+                prompts = sft_prompts if i < SFT_VIDEOS else rl
+                prompts.append({"prompt": [{"content": "", "role": "user"}], **common, "fps": float(FPS),
+                                "duration_seconds": duration, "has_audio": audio is not None, "ability": "agent",
+                                "extra_info": {"index": len(prompts), "scenes": scenes, "plan": q["plan"]}})
+                if q["question_type"] != "MCQ_Colour" or i >= SFT_VIDEOS:
                     continue
                 for step, (raw, output, reward, done) in enumerate(
                         sft_turns(q, path, media_dir, f"scene_{i:02d}", scenes), start=1):
@@ -226,11 +229,11 @@ def main():
                                 "episode_reward": 1.0,
                                 "extra_info": {"video": f"videos/{name}", "question_type": q["question_type"],
                                                "has_audio": audio is not None, "duration_seconds": duration}})
-    for fname, rows in (("rl.jsonl", rl), ("eval.jsonl", ev), ("sft.jsonl", sft)):
+    for fname, rows in (("sft_prompts.jsonl", sft_prompts), ("rl.jsonl", rl), ("eval.jsonl", ev), ("sft.jsonl", sft)):
         with open(out / fname, "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
-    print(f"quickstart data in {out}: {len(rl)} RL samples, {len(ev)} eval samples, {len(sft)} SFT turns",
+    print(f"quickstart data in {out}: {len(sft_prompts)} SFT prompts, {len(rl)} RL samples, {len(ev)} eval samples, {len(sft)} SFT turns",
           file=sys.stderr)
 
 

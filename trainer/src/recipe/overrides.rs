@@ -261,16 +261,45 @@ pub fn apply_sets(root: &mut Node, sets: &[String]) -> (Vec<AppliedOverride>, Ve
         };
         // An empty document parses as an empty mapping; `key=` means null.
         let value = if text.trim().is_empty() { Node::new(Value::Null, origin.clone()) } else { value };
-        match set_at(root, &segments, value) {
-            Ok(path) => applied.push(AppliedOverride {
-                key: path_string(&path),
-                source: format!("--set {arg}"),
-                value: text.to_string(),
-            }),
-            Err(message) => issues.push(fail(message)),
+        let targets = match shorthand_stages(root, &segments) {
+            Ok(t) => t,
+            Err(message) => {
+                issues.push(fail(message));
+                continue;
+            }
+        };
+        for segments in targets {
+            let value = value.clone();
+            match set_at(root, &segments, value) {
+                Ok(path) => applied.push(AppliedOverride {
+                    key: path_string(&path),
+                    source: format!("--set {arg}"),
+                    value: text.to_string(),
+                }),
+                Err(message) => issues.push(fail(message)),
+            }
         }
     }
     (applied, issues)
+}
+
+/// `algorithm.KEY` (no `stages.` prefix) is shorthand for that key of every rl stage, the
+/// only kind with an algorithm section: `--set algorithm.estimator=grpo` switches a whole
+/// recipe's estimator. Any other key is used as written.
+fn shorthand_stages(root: &Node, segments: &[String]) -> Result<Vec<Vec<String>>, String> {
+    if segments.first().map(String::as_str) != Some("algorithm") {
+        return Ok(vec![segments.to_vec()]);
+    }
+    let rl: Vec<Vec<String>> = stage_kinds(root)
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.as_deref() == Some("rl"))
+        .map(|(i, _)| ["stages".to_string(), i.to_string()].into_iter().chain(segments.iter().cloned()).collect())
+        .collect();
+    if rl.is_empty() {
+        return Err("`algorithm.*` applies to every rl stage, and this recipe has none".into());
+    }
+    Ok(rl)
 }
 
 fn relabel(node: &mut Node, origin: &Origin) {
@@ -346,5 +375,23 @@ mod tests {
         assert!(issues[0].message.contains("none is `nope`"));
         assert!(issues[1].message.contains("is integer 2, not a mapping"));
         assert!(issues[2].message.starts_with("expected KEY=VALUE"));
+    }
+
+    #[test]
+    fn algorithm_shorthand_sets_every_rl_stage() {
+        let two = format!("{DOC}  - name: again\n    kind: rl\n");
+        let mut root = parse(&two, "r.yaml").unwrap();
+        let (applied, issues) = apply_sets(&mut root, &["algorithm.estimator=grpo".to_string()]);
+        assert!(issues.is_empty(), "{issues:?}");
+        let keys: Vec<&str> = applied.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, ["stages[1].algorithm.estimator", "stages[2].algorithm.estimator"]);
+        let stages = root.get("stages").unwrap();
+        let Value::Seq(items) = &stages.value else { panic!("stages") };
+        assert!(items[0].get("algorithm").is_none(), "the sft stage is left alone");
+        assert_eq!(items[2].get("algorithm").unwrap().get("estimator").unwrap().value, Value::Str("grpo".into()));
+        let mut sft_only = parse("stages:\n  - kind: sft\n", "r.yaml").unwrap();
+        let (applied, issues) = apply_sets(&mut sft_only, &["algorithm.estimator=grpo".to_string()]);
+        assert!(applied.is_empty());
+        assert!(issues[0].message.contains("has none"), "{issues:?}");
     }
 }
