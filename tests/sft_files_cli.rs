@@ -6,8 +6,7 @@
 //! `max_seq_length` are dropped and counted; a media file that cannot be decoded stops the stage
 //! with the data line and the file named, and nothing half-written is left.
 
-use omnirl_tests::{omnirl, repo_root};
-use serde_json::Value;
+use omnirl_tests::{metric_series, omnirl, repo_root};
 use std::path::Path;
 
 /// A one-stage SFT recipe on `train_file` with a random tiny thinker.
@@ -40,14 +39,6 @@ stages:
     path
 }
 
-fn losses(metrics: &Path) -> Vec<f64> {
-    std::fs::read_to_string(metrics)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["sft/loss"].as_f64().unwrap())
-        .collect()
-}
-
 #[test]
 fn an_sft_stage_trains_on_sft_files_with_media_and_eval_loads_the_result() {
     let tmp = tempfile::tempdir().unwrap();
@@ -58,7 +49,7 @@ fn an_sft_stage_trains_on_sft_files_with_media_and_eval_loads_the_result() {
     // 4 lines, 2 per step: 2 steps an epoch, 12 in all; none is longer than 4096 tokens.
     assert!(err.contains("stage `sft`: 12 steps") && err.contains("24 rows read, 0 dropped"), "{err}");
     let run = tmp.path().join("runs/sft_files");
-    let loss = losses(&run.join("sft/metrics.jsonl"));
+    let loss = metric_series(&run.join("sft/metrics.jsonl"), "sft/loss");
     assert_eq!(loss.len(), 12);
     let (first, last) = (loss[..2].iter().sum::<f64>() / 2.0, loss[10..].iter().sum::<f64>() / 2.0);
     assert!(last < first - 0.5, "sft/loss does not fall: {loss:?}");

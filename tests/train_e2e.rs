@@ -9,7 +9,7 @@
 //! reward above the untrained model's, and RL moves the weights with non-zero advantages. The
 //! full-length figures are `make quickstart`'s and `scripts/bench_rl_estimators.sh`'s.
 
-use omnirl_tests::{omnirl, repo_root};
+use omnirl_tests::{metric_series, omnirl, repo_root};
 use serde_json::Value;
 use std::path::Path;
 
@@ -113,15 +113,6 @@ fn shortened_quickstart_runs_every_stage_and_resumes() {
     assert_eq!(std::fs::read_to_string(ev.join("sweep.csv")).unwrap().lines().count(), 3);
 }
 
-/// The values of `key` in a stage's metrics.jsonl, in step order.
-fn series(path: &Path, key: &str) -> Vec<f64> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?.get(key)?.as_f64())
-        .collect()
-}
-
 #[test]
 fn sft_learns_and_rl_updates_the_policy() {
     let tmp = tempfile::tempdir().unwrap();
@@ -146,14 +137,14 @@ fn sft_learns_and_rl_updates_the_policy() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let run = tmp.path().join("quickstart");
-    let loss = series(&run.join("sft/metrics.jsonl"), "sft/loss");
+    let loss = metric_series(&run.join("sft/metrics.jsonl"), "sft/loss");
     assert!(loss.len() >= 10, "{loss:?}");
     let (first, last) = (loss[0], loss[loss.len() - 3..].iter().sum::<f64>() / 3.0);
     assert!(last < 0.5 * first, "SFT loss {first} -> {last}");
     let summary = json(&run.join("summary.json"));
     let reward = |key: &str| summary["figures"][key]["all"]["mean_reward"].as_f64().unwrap();
     assert!(reward("after_sft") > reward("before_sft"), "held-out reward did not rise with SFT: {summary}");
-    let advantages = series(&run.join("rl/metrics.jsonl"), "training/advantage/std");
+    let advantages = metric_series(&run.join("rl/metrics.jsonl"), "training/advantage/std");
     assert_eq!(advantages.len(), 2);
     assert!(advantages.iter().any(|&s| s > 0.0), "every RL advantage was zero: {advantages:?}");
     let moved = max_abs_diff(&weights(&run.join("sft/final")), &weights(&run.join("rl/final")));

@@ -2,7 +2,7 @@
 //! binary that `cargo build --workspace` put beside the test executables.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Path of the built `omnirl` binary (target/<profile>/omnirl).
@@ -80,4 +80,13 @@ pub fn missing_prerequisite(what: &str, install: &str) {
     let ci = std::env::var("CI").is_ok_and(|v| matches!(v.as_str(), "true" | "1"));
     assert!(!ci, "{what} is missing under CI=true; install it: {install}");
     eprintln!("SKIPPED: {what} is missing ({install})");
+}
+
+/// The values of `key` in a stage's `metrics.jsonl`, in step order (lines without it skipped).
+pub fn metric_series(metrics: &Path, key: &str) -> Vec<f64> {
+    std::fs::read_to_string(metrics)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get(key)?.as_f64())
+        .collect()
 }
