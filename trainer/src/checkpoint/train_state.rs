@@ -22,8 +22,9 @@
 //!
 //! A data-parallel run builds one checkpoint from several ranks ([`TrainState::begin`], each
 //! rank's files, [`TrainState::finish`]): ZeRO-1 shards sit beside the weights and are listed in
-//! the manifest. Left out: reading those shards back in [`TrainState::restore`] (`Zero1::load_shard`
-//! reads one), and asynchronous writes.
+//! the manifest; [`TrainState::restore`] loads the replicated state and each rank then reads its
+//! own shard (`Zero1::load_shard`, called by the runner's `run::resume`). Left out: asynchronous
+//! writes (a step waits for its checkpoint).
 
 use super::atomic::{self, FileEntry, MANIFEST_FILE};
 use super::tensor_io::{TensorIoError, read_safetensors, write_safetensors};
@@ -260,7 +261,8 @@ impl TrainState {
         }
         let state = Self::read(dir)?;
         policy.load_hf(&dir.join(MODEL_DIR))?;
-        if state.optimizer_saved {
+        // A sharded optimizer (no tensors here) reads its ranks' shards itself.
+        if state.optimizer_saved && optimizer.numel() > 0 {
             let path = dir.join(OPTIMIZER_FILE);
             let mut loaded = std::collections::HashSet::new();
             let mut failure = None;

@@ -2,13 +2,16 @@
 //! any error it prints the problems as `omnirl validate` does and exits 1 without touching
 //! anything), then runs its stages in order (`run::run_recipe`) and prints the before/after
 //! figures and the run directory. `--resume` without a directory continues the newest run of the
-//! recipe under its `output_dir`. Exit status 0 on success, 1 on recipe errors, 2 on a failed run.
+//! recipe under its `output_dir` (`run::resume`). Exit status 0 on success, 1 on recipe errors,
+//! 2 on a failed run, 128 + the signal number after a clean stop on SIGTERM/SIGINT (the step
+//! checkpoint is saved; the message gives the command that continues).
 //! Launched by mpirun, srun or env variables (RANK/WORLD_SIZE/...), every rank runs the stages
 //! data-parallel (`run::world`); only rank 0 prints and writes.
 
 use crate::dry_run;
 use crate::recipe::emit::to_yaml;
-use crate::run::{RunOptions, World, run_recipe};
+use crate::run::resume::newest_run;
+use crate::run::{RunOptions, World, interrupt, run_recipe};
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -39,28 +42,26 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     let resume = match &args.resume {
         None => None,
         Some(Some(dir)) => Some(dir.clone()),
-        Some(None) => {
-            let newest = std::fs::read_dir(&recipe.output_dir)
-                .ok()
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| {
-                    e.file_name().to_string_lossy().starts_with(&recipe.name) && e.path().join("recipe.yaml").is_file()
-                })
-                .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
-            match newest {
-                Some(e) => Some(e.path()),
-                None => anyhow::bail!("--resume: no run of `{}` under {}", recipe.name, recipe.output_dir.display()),
-            }
-        }
+        Some(None) => match newest_run(&recipe.output_dir, &recipe.name) {
+            Some(dir) => Some(dir),
+            None => anyhow::bail!("--resume: no run of `{}` under {}", recipe.name, recipe.output_dir.display()),
+        },
     };
     let opts = RunOptions { resume, progress: std::io::stderr().is_terminal() };
     let mut say = |line: &str| eprintln!("omnirl train: {line}");
     let yaml = to_yaml(dry.resolved.as_ref().unwrap_or(&serde_json::Value::Null));
     let world = World::start(&recipe.distributed)?;
+    interrupt::install()?;
     let out = match run_recipe(&recipe, &yaml, &opts, &world, &mut say) {
         Ok(out) => out,
+        Err(e) if e.stop_signal().is_some() => {
+            if world.is_main() {
+                eprintln!("omnirl train: {e}");
+                let sets: String = args.sets.iter().map(|s| format!(" --set '{s}'")).collect();
+                eprintln!("omnirl train: continue with: omnirl train {}{sets} --resume", args.recipe.display());
+            }
+            return Ok(ExitCode::from((128 + e.stop_signal().unwrap_or(0).clamp(0, 127)) as u8));
+        }
         // One failing rank of several: end the job with the rank named instead of leaving the
         // others waiting in a collective (the launcher tears the rest down).
         Err(e) if world.size() > 1 => {

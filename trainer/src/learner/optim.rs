@@ -2,9 +2,14 @@
 //! learning-rate schedules with warm-up, and fp32 master weights for low-precision parameters.
 //!
 //! The update is torch's `AdamW` (decoupled decay): `p ← p·(1 − lr·wd)`, `m ← β₁m + (1 − β₁)g`,
-//! `v ← β₂v + (1 − β₂)g²`, `p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + eps)`. Tensors whose
-//! gradient is undefined this step are skipped entirely (no decay, no moment update), as torch
-//! skips parameters with `grad is None`.
+//! `v ← β₂v + (1 − β₂)g²`, `p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + eps)`. Every
+//! tensor takes part in every step: one the step's loss did not reach (the audio tower on a
+//! batch without audio) has a zero gradient, so it is decayed and its moments decay. torch
+//! instead skips a `None` gradient, but whether a gradient is `None` depends on the process's
+//! history (gradients are zeroed in place, so a tensor that was reached once stays defined); a run
+//! resumed in a fresh process would then update differently from the uninterrupted one. So
+//! [`AdamW::new`] gives every trainable tensor a zero gradient, and a skip happens only for a
+//! tensor that is not trainable.
 //!
 //! Before the update, gradients are clipped like `clip_grad_norm_`: `‖g‖ = √Σ‖gᵢ‖²` over all
 //! tensors, scaled by `max_norm / (‖g‖ + 1e-6)` when that is below 1. A non-finite norm skips the
@@ -182,6 +187,10 @@ impl AdamW {
                 _ => Some(tch::no_grad(|| param.f_detach()?.f_to_kind(Kind::Float)?.f_contiguous())?),
             };
             let decay = config.decay_rule.decays(&name, param.dim());
+            if param.requires_grad() && !param.grad().defined() {
+                // A zero gradient, so the tensor takes part in every step (module doc).
+                param.f_mul_scalar(0.0)?.f_sum(Kind::Float)?.f_backward()?;
+            }
             slots.push(Slot { exp_avg: zeros()?, exp_avg_sq: zeros()?, master, decay, name, param });
         }
         Ok(AdamW { config, slots, counters: OptimizerCounters::default() })

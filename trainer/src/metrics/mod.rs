@@ -89,7 +89,10 @@ impl MetricsLogger {
     ) -> io::Result<MetricsLogger> {
         let tensorboard = if cfg.tensorboard {
             let dir = cfg.tensorboard_dir.clone().unwrap_or_else(|| run_dir.join("tensorboard"));
-            Some(EventWriter::create(&dir)?)
+            Some(match resume_step {
+                Some(step) => EventWriter::resume(&dir, step + 1)?,
+                None => EventWriter::create(&dir)?,
+            })
         } else {
             None
         };

@@ -12,8 +12,10 @@
 //!
 //! Files are named `events.out.tfevents.<unix seconds>.<host>.<pid>.<n>` (TensorBoard only requires
 //! `tfevents` in the name). Every [`EventWriter::add_scalars`] is flushed, so a crash loses at
-//! most the record being written and a resumed run simply starts a new file in the same
-//! directory. Left out: histograms, images, text, and the hparams plugin.
+//! most the record being written. A resumed run starts a new file in the same directory whose
+//! second record is `SessionLog{status: START}` (`Event` field 7) at the first step it will write
+//! ([`EventWriter::resume`]): TensorBoard then discards the events of that step and later that
+//! the interrupted run wrote after its checkpoint, so no step is shown twice. Left out: histograms, images, text, and the hparams plugin.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -141,6 +143,22 @@ impl EventWriter {
         Ok(EventWriter { path, out })
     }
 
+    /// A new event file for a run continuing at `first_step`: the version record, then a
+    /// session start at `first_step` (see the module doc).
+    pub fn resume(dir: &Path, first_step: u64) -> io::Result<EventWriter> {
+        let mut w = Self::create(dir)?;
+        let mut ev = Vec::with_capacity(24);
+        ev.push(1 << 3 | 1);
+        ev.extend_from_slice(&now().to_le_bytes());
+        ev.push(2 << 3);
+        varint(&mut ev, first_step);
+        // session_log (7) = SessionLog{status (1) = START (1)}.
+        len_field(&mut ev, 7, &[1 << 3, 1]);
+        w.out.write_all(&frame(&ev))?;
+        w.out.flush()?;
+        Ok(w)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -161,6 +179,8 @@ pub struct Event {
     pub step: i64,
     pub file_version: Option<String>,
     pub scalars: Vec<(String, f32)>,
+    /// A `SessionLog` with status START (a resumed run's purge marker).
+    pub session_start: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +285,7 @@ pub fn parse_event(payload: &[u8]) -> Option<Event> {
             (1, Wire::Fixed64(b)) => ev.wall_time = f64::from_le_bytes(b),
             (2, Wire::Varint(v)) => ev.step = v as i64,
             (3, Wire::Bytes(b)) => ev.file_version = Some(String::from_utf8_lossy(b).into_owned()),
+            (7, Wire::Bytes(b)) => ev.session_start = b == [1 << 3, 1],
             (5, Wire::Bytes(summary)) => {
                 let mut s = Fields { data: summary, at: 0 };
                 while let Some((sf, sw)) = s.next_field()? {
@@ -334,5 +355,16 @@ mod tests {
         assert!(matches!(read_records(&bad), Err(EventReadError::Corrupt { .. })));
         std::fs::write(&bad, &bytes[..n - 2]).unwrap();
         assert!(read_records(&bad).is_err());
+    }
+
+    #[test]
+    fn a_resumed_file_starts_a_session_at_its_first_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = EventWriter::resume(dir.path(), 4).unwrap();
+        w.add_scalars(4, &[("loss".into(), 1.0)]).unwrap();
+        let events = read_events(w.path()).unwrap();
+        assert_eq!(events.len(), 3);
+        assert!(!events[0].session_start && events[1].session_start && !events[2].session_start);
+        assert_eq!((events[1].step, events[2].step), (4, 4));
     }
 }

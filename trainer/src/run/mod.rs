@@ -13,7 +13,9 @@
 //! * [`rl`]: the RL stage (rollouts, judge, rows, learner step, validation, dumps);
 //! * [`eval`]: evaluation and its files (`results.jsonl`, `summary.json`, `summary.csv`);
 //! * [`judge`]: the FF judge of rl and eval stages;
-//! * [`train`]: the run directory, stage order, model hand-over between stages, resume, summary;
+//! * [`train`]: the run directory, stage order, model hand-over between stages, summary;
+//! * [`resume`]: which run and step checkpoint `--resume` continues, and loading it;
+//! * [`interrupt`]: clean stops on SIGTERM/SIGINT at the next step boundary;
 //! * [`trace`]: per-step records (`results.jsonl` `steps`, `omnirl infer`, `omnirl report`);
 //! * [`world`]: the ranks of a data-parallel run (mpirun, srun or env variables): device,
 //!   barriers, the learners' gradient sync, rank-0 files.
@@ -25,8 +27,10 @@ pub mod bpe;
 pub mod consumption;
 pub mod episodes;
 pub mod eval;
+pub mod interrupt;
 pub mod judge;
 pub mod model;
+pub mod resume;
 pub mod rl;
 pub mod sft;
 pub mod sft_rows;
@@ -56,6 +60,9 @@ pub enum RunError {
     Io { path: String, message: String },
     #[error("distributed: {0}")]
     Dist(String),
+    /// A stop signal: the stage published its step checkpoint `step` and stopped.
+    #[error("stopped by signal {signal} after step {step} of stage `{stage}` (its step checkpoint is saved)")]
+    Interrupted { stage: String, step: u64, signal: i32 },
 }
 
 impl From<tch::TchError> for RunError {
@@ -65,6 +72,14 @@ impl From<tch::TchError> for RunError {
 }
 
 impl RunError {
+    /// The signal that stopped the run cleanly ([`RunError::Interrupted`]).
+    pub fn stop_signal(&self) -> Option<i32> {
+        match self {
+            RunError::Interrupted { signal, .. } => Some(*signal),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> RunError + '_ {
         move |e| RunError::Io { path: path.display().to_string(), message: e.to_string() }
     }

@@ -25,7 +25,7 @@ use crate::model::policy::ThinkerPolicy;
 use crate::model::weights::{LoadOptions, Weights};
 use crate::recipe::Dtype;
 use crate::recipe::resolved::TrainModel;
-use rollout::driver::{Driver, MediaOpener, RolloutBatch};
+use rollout::driver::{Driver, DriverConfig, MediaOpener, RolloutBatch};
 use rollout::episode::{EpisodeSpec, PromptEncoder};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -145,6 +145,11 @@ impl Model {
         self.tt.as_ref().ok_or_else(|| RunError::Model("the thinker was lost in a rollout".into()))
     }
 
+    /// The thinker, to load weights into.
+    pub fn thinker_mut(&mut self) -> Result<&mut TrainableThinker, RunError> {
+        self.tt.as_mut().ok_or_else(|| RunError::Model("the thinker was lost in a rollout".into()))
+    }
+
     /// The patch width of the vision tower (what media rows are cut into).
     pub fn patch_dim(&self) -> Result<usize, RunError> {
         Ok(self.thinker()?.thinker.vision.patch_dim as usize)
@@ -159,6 +164,16 @@ impl Model {
     ) -> Result<RolloutBatch, RunError> {
         let TrainableThinker { thinker, train, max_shard_bytes, reference, base_model } =
             self.tt.take().ok_or_else(|| RunError::Model("the thinker was lost in a rollout".into()))?;
+        // On the CPU every generation batch waits for all pending media, so which episodes share
+        // a batch never depends on decoding speed and rollouts are bitwise reproducible
+        // (docs/checkpoints.md); on CUDA generation overlaps media extraction.
+        let fixed_batches = (thinker.device() == tch::Device::Cpu && driver.config.overlap).then(|| Driver {
+            settings: driver.settings.clone(),
+            template: driver.template.clone(),
+            encoder: driver.encoder.clone(),
+            config: DriverConfig { overlap: false, ..driver.config.clone() },
+        });
+        let driver = fixed_batches.as_ref().unwrap_or(driver);
         let mut policy = ThinkerPolicy { thinker, vocab_limit: self.vocab_limit };
         let out = tch::no_grad(|| driver.run(&mut policy, specs, opener));
         self.tt = Some(TrainableThinker { thinker: policy.thinker, train, max_shard_bytes, reference, base_model });

@@ -5,7 +5,10 @@
 //! (old log-probs and entropies, GRPO/TAURA advantages, the update); metrics; the rollout dump;
 //! validation every `val_every` steps and at the last step (and before the first with
 //! `val_before_train`) on `data.val_files` with the validation sampling; a step checkpoint every
-//! `save_every` steps.
+//! `save_every` steps (and on a stop signal). Given a step checkpoint (`--resume`), it restores
+//! the weights, optimizer and data cursor and continues with the next step: every step's
+//! sampling seeds derive from `(seed, step)`, so the continued run rolls out what the
+//! uninterrupted one would have.
 //!
 //! Validation scalars (`val/<type>/accuracy`, `val/<type>/mean_reward`) join the step's line;
 //! the one before training is logged at step 0. Rollout dumps are `<stage>/rollouts/<step>.jsonl`
@@ -16,7 +19,8 @@ use super::episodes::{driver, eval_specs, rl_specs, sampling, video_opener};
 use super::eval::{EvalSetup, eval_scalars, evaluate};
 use super::judge::FfJudge;
 use super::model::Model;
-use super::stage::{StagePlace, StageReport, open_logger, save_step};
+use super::resume::restore_step;
+use super::stage::{StagePlace, StageReport, after_step, open_logger};
 use super::world::World;
 use super::write_atomic;
 use crate::checkpoint::train_state::TrainState;
@@ -61,7 +65,7 @@ pub fn rl(
         rollout;
     let RlSchedule { epochs, max_steps, val_every, val_before_train } = schedule;
     let Logging { sinks, log_every, progress_bars } = logging;
-    let StagePlace { world, stage_dir, seed, progress } = *at;
+    let StagePlace { world, stage_dir, seed, progress, resume } = *at;
     let t0 = std::time::Instant::now();
     let specs = rl_specs(train_files, media_root.as_deref(), *max_samples)?;
     let val_specs = eval_specs(val_files, media_root.as_deref(), *max_samples)?;
@@ -72,24 +76,29 @@ pub fn rl(
     let total = total_steps(cursor.batches_per_epoch(prompts) as u64, *epochs, *max_steps);
     let (adamw, mut sync) = world.optimizer(model.thinker()?, AdamWConfig::from_recipe(optimizer, total))?;
     let mut learner = RlLearner::with_optimizer(algorithm, adamw);
-    let mut logger = open_logger(world, stage_dir, sinks, *log_every)?;
+    let mut state = TrainState::new(name.clone(), seed, cursor.clone());
+    if let Some(dir) = resume {
+        state = restore_step(model, world, &mut sync, &mut learner.optimizer, dir, name)?;
+        cursor = state.cursor.clone();
+    }
+    let mut logger = open_logger(world, stage_dir, sinks, *log_every, resume.map(|_| state.step))?;
     let opener = video_opener(preprocess);
     let validation =
         EvalSetup { episodes, preprocess, sampling: val_sampling, batch: *val_prompts_per_step as usize, judge };
     let validate = |model: &mut Model| -> Result<Scalars, RunError> {
         Ok(eval_scalars("val", &evaluate(model, &validation, &val_specs, seed)?.figures))
     };
-    if *val_before_train && !val_specs.is_empty() {
+    if *val_before_train && !val_specs.is_empty() && resume.is_none() {
         let scalars = validate(model)?;
         if let Some(l) = logger.as_mut() {
             l.log(0, true, &scalars).map_err(RunError::io(stage_dir))?;
         }
     }
-    let mut state = TrainState::new(name.clone(), seed, cursor.clone());
     let bar = Progress::new(total, "rl", progress && *progress_bars && world.is_main());
+    bar.set_position(state.step);
     let pd = model.patch_dim()?;
     let mut report = StageReport { name: name.clone(), kind: "rl".into(), ..StageReport::default() };
-    for step in 1..=total {
+    for step in state.step + 1..=total {
         let batch =
             cursor.next_batch(prompts).ok_or_else(|| RunError::Data(format!("stage `{name}`: no training prompts")))?;
         let batch_specs: Vec<Arc<EpisodeSpec>> = batch.indices.iter().map(|&i| specs[i].clone()).collect();
@@ -136,11 +145,9 @@ pub fn rl(
         bar.inc(1);
         state.step = step;
         state.cursor = cursor.clone();
-        if checkpoint.save_every > 0 && step % checkpoint.save_every == 0 && step < total {
-            save_step(model, world, &sync, &learner.optimizer, &state, stage_dir, checkpoint)?;
-        }
         report.last = scalars.0.into_iter().collect();
         report.steps = step;
+        after_step(model, at, &sync, &learner.optimizer, &state, checkpoint, total)?;
     }
     bar.finish();
     report.wall_s = t0.elapsed().as_secs_f64();

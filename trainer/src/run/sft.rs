@@ -3,7 +3,9 @@
 //! batch per epoch, as the reference's trainer), then per step: the next global batch of
 //! `per_device_batch_size x gradient_accumulation_steps x world` items, this rank's share of it
 //! built ahead on the worker pool (`sft_rows`), one `SftLearner` step, metrics, and a step
-//! checkpoint every `save_every` steps.
+//! checkpoint every `save_every` steps (and on a stop signal). Given a step checkpoint
+//! (`--resume`), it restores the weights, optimizer, data cursor and row counts, and continues
+//! with the next step.
 //!
 //! The number of steps is planned from the item count (`max_steps` caps it); rows dropped for
 //! their length leave their step shorter, and a step whose rows were all dropped is skipped.
@@ -17,8 +19,9 @@
 use super::RunError;
 use super::episodes::{driver, rl_specs, sampling, video_opener};
 use super::model::Model;
+use super::resume::restore_step;
 use super::sft_rows::{PREFETCH_BATCHES, Prepared, RowBuilder, RowSource, SftFiles, Walk, produce};
-use super::stage::{StagePlace, StageReport, open_logger, save_step};
+use super::stage::{StagePlace, StageReport, after_step, open_logger};
 use crate::checkpoint::train_state::TrainState;
 use crate::dry_run::batch::total_steps;
 use crate::learner::cursor::DataCursor;
@@ -111,7 +114,7 @@ fn row_source(model: &Model, data: &SftData, preprocess: &PreprocessConfig, seed
 /// Runs the SFT stage (see the module doc).
 pub fn sft(model: &mut Model, at: &StagePlace<'_>, stage: &SftStage) -> Result<StageReport, RunError> {
     let SftStage { name, model: _, data, preprocess, optimizer, schedule, checkpoint, logging } = stage;
-    let StagePlace { world, stage_dir, seed, progress } = *at;
+    let StagePlace { world, stage_dir, seed, progress, resume: _ } = *at;
     let Logging { sinks, log_every, progress_bars } = logging;
     let t0 = Instant::now();
     let source = row_source(model, data, preprocess, seed)?;
@@ -128,7 +131,11 @@ pub fn sft(model: &mut Model, at: &StagePlace<'_>, stage: &SftStage) -> Result<S
     let total = total_steps(cursor.batches_per_epoch(per_step) as u64, schedule.epochs, schedule.max_steps);
     let (adamw, mut sync) = world.optimizer(model.thinker()?, AdamWConfig::from_recipe(optimizer, total))?;
     let mut learner = SftLearner { options, progress: false, optimizer: adamw };
-    let mut logger = open_logger(world, stage_dir, sinks, *log_every)?;
+    let mut state = TrainState::new(name.clone(), seed, cursor);
+    if let Some(dir) = at.resume {
+        state = restore_step(model, world, &mut sync, &mut learner.optimizer, dir, name)?;
+    }
+    let mut logger = open_logger(world, stage_dir, sinks, *log_every, at.resume.map(|_| state.step))?;
     let builder = RowBuilder {
         encoder: model.encoder.clone(),
         budgets: MediaBudgets { image: preprocess.image_sizing(), video: preprocess.video_sampling() },
@@ -141,21 +148,23 @@ pub fn sft(model: &mut Model, at: &StagePlace<'_>, stage: &SftStage) -> Result<S
         .build()
         .map_err(|e| RunError::Data(format!("data workers: {e}")))?;
     let walk = Walk {
-        cursor: cursor.clone(),
+        cursor: state.cursor.clone(),
         per_step,
-        steps: total,
+        steps: total.saturating_sub(state.step),
         rank: world.rank() as usize,
         world: world.size() as usize,
     };
-    let mut state = TrainState::new(name.clone(), seed, cursor);
     let bar = Progress::new(total, "sft", progress && *progress_bars && world.is_main());
+    bar.set_position(state.step);
     let mut report = StageReport { name: name.clone(), kind: "sft".into(), ..StageReport::default() };
-    let (mut rows_seen, mut dropped) = (0u64, 0u64);
+    // Rows read and dropped so far (carried through step checkpoints).
+    let counted = |key: &str| state.extra.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let (mut rows_seen, mut dropped) = (counted("rows"), counted("dropped_rows"));
     std::thread::scope(|scope| -> Result<(), RunError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, RunError>>(PREFETCH_BATCHES);
         let (src, b, p) = (&source, &builder, &pool);
         scope.spawn(move || produce(src, b, walk, p, &tx));
-        for step in 1..=total {
+        for step in state.step + 1..=total {
             let waited = Instant::now();
             let prepared = rx.recv().map_err(|_| RunError::Data("the row workers stopped".into()))??;
             let wait_s = waited.elapsed().as_secs_f64();
@@ -165,24 +174,22 @@ pub fn sft(model: &mut Model, at: &StagePlace<'_>, stage: &SftStage) -> Result<S
             dropped += counts[1] as u64;
             state.step = step;
             state.cursor = prepared.cursor;
+            state.extra = serde_json::json!({ "rows": rows_seen, "dropped_rows": dropped });
             report.steps = step;
             bar.inc(1);
-            if counts[0] == 0.0 {
-                continue;
+            if counts[0] > 0.0 {
+                let stats = learner.step_synced(model.thinker()?, &prepared.rows, &mut sync)?;
+                let mut scalars = world.mean_scalars(stats.scalars())?;
+                scalars.push("data/wait_s", wait_s);
+                scalars.push("data/build_s", prepared.build_s);
+                scalars.push("data/dropped_rows", dropped as f64);
+                if let Some(l) = logger.as_mut() {
+                    l.log(step, step == total, &scalars).map_err(RunError::io(stage_dir))?;
+                }
+                bar.set_message(format!("loss {:.3}", stats.loss));
+                report.last = scalars.0.into_iter().collect();
             }
-            let stats = learner.step_synced(model.thinker()?, &prepared.rows, &mut sync)?;
-            let mut scalars = world.mean_scalars(stats.scalars())?;
-            scalars.push("data/wait_s", wait_s);
-            scalars.push("data/build_s", prepared.build_s);
-            scalars.push("data/dropped_rows", dropped as f64);
-            if let Some(l) = logger.as_mut() {
-                l.log(step, step == total, &scalars).map_err(RunError::io(stage_dir))?;
-            }
-            bar.set_message(format!("loss {:.3}", stats.loss));
-            report.last = scalars.0.into_iter().collect();
-            if checkpoint.save_every > 0 && step % checkpoint.save_every == 0 && step < total {
-                save_step(model, world, &sync, &learner.optimizer, &state, stage_dir, checkpoint)?;
-            }
+            after_step(model, at, &sync, &learner.optimizer, &state, checkpoint, total)?;
         }
         Ok(())
     })?;

@@ -1,6 +1,6 @@
 //! What every stage of a run shares: where it runs ([`StagePlace`]), what it reports
 //! ([`StageReport`]), its metric sinks ([`open_logger`]) and its step checkpoints
-//! ([`save_step`]).
+//! ([`save_step`], [`after_step`]).
 //!
 //! A step checkpoint is `<stage>/checkpoints/step-NNNNNNNN/` (`checkpoint::train_state`): the
 //! weights (`model/`, with the tokenizer), the optimizer state when `checkpoint.save_optimizer`
@@ -10,6 +10,7 @@
 //! deleted after that; every rank takes part and returns once it is complete.
 
 use super::RunError;
+use super::interrupt;
 use super::model::Model;
 use super::world::World;
 use crate::checkpoint::train_state::{CHECKPOINTS_DIR, MODEL_DIR, TrainState};
@@ -20,18 +21,20 @@ use crate::recipe::resolved::{Checkpointing, MetricSinks};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Where a stage runs: this rank, the stage's directory, the run's seed, and whether to draw
-/// progress bars (a terminal, rank 0).
+/// Where a stage runs: this rank, the stage's directory, the run's seed, whether to draw
+/// progress bars (a terminal, rank 0), and the step checkpoint to continue from (`--resume`).
 #[derive(Debug, Clone, Copy)]
 pub struct StagePlace<'a> {
     pub world: &'a World,
     pub stage_dir: &'a Path,
     pub seed: u64,
     pub progress: bool,
+    pub resume: Option<&'a Path>,
 }
 
 /// What a stage did (a `summary.json` entry).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct StageReport {
     pub name: String,
     pub kind: String,
@@ -46,17 +49,49 @@ pub struct StageReport {
     pub dropped_rows: Option<u64>,
 }
 
-/// The metric sinks of a stage, on rank 0 only.
+/// The metric sinks of a stage, on rank 0 only; continuing after `resumed_step`, the lines and
+/// events of later steps (written before an interruption) are dropped.
 pub fn open_logger(
     world: &World,
     stage_dir: &Path,
     sinks: &MetricSinks,
     log_every: u64,
+    resumed_step: Option<u64>,
 ) -> Result<Option<MetricsLogger>, RunError> {
     if !world.is_main() {
         return Ok(None);
     }
-    MetricsLogger::open(stage_dir, sinks, log_every, None).map(Some).map_err(RunError::io(stage_dir))
+    MetricsLogger::open(stage_dir, sinks, log_every, resumed_step).map(Some).map_err(RunError::io(stage_dir))
+}
+
+/// What a training loop does after step `state.step` of `total`: the periodic step checkpoint,
+/// and when any rank received a stop signal (`run::interrupt`), a checkpoint of this step (if it
+/// is not the periodic one) and [`RunError::Interrupted`]. The last step saves nothing: the
+/// stage's result follows. Every rank must call it.
+pub fn after_step(
+    model: &Model,
+    at: &StagePlace<'_>,
+    sync: &DataParallelSync<'_>,
+    optimizer: &AdamW,
+    state: &TrainState,
+    cfg: &Checkpointing,
+    total: u64,
+) -> Result<(), RunError> {
+    let (world, stage_dir, step) = (at.world, at.stage_dir, state.step);
+    if step >= total {
+        return Ok(());
+    }
+    let periodic = cfg.save_every > 0 && step % cfg.save_every == 0;
+    if periodic {
+        save_step(model, world, sync, optimizer, state, stage_dir, cfg)?;
+    }
+    if interrupt::agreed(world)? {
+        if !periodic {
+            save_step(model, world, sync, optimizer, state, stage_dir, cfg)?;
+        }
+        return Err(interrupt::interrupted(&state.stage, step));
+    }
+    Ok(())
 }
 
 /// Publishes the step checkpoint of `state` (see the module doc). Every rank must call it.

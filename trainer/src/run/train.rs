@@ -8,7 +8,11 @@
 //! `summary.json` with the per-type figures on the held-out set before the first training stage
 //! and after each one.
 //!
-//! Resume is per stage: a stage whose `final/` exists is skipped. Each stage loads its
+//! Resume (`run::resume`): the resolved recipe must be the run's; a stage whose `final/` exists
+//! is skipped (its figures measured if the run stopped before them), and the first unfinished
+//! one continues from its newest complete step checkpoint, announced as `resuming stage <name>
+//! from step <N>` (step 0: from its start). A stop signal ends the run at the next step boundary
+//! with a step checkpoint (`run::interrupt`). Each stage loads its
 //! `ModelSource`: an earlier stage's result, a checkpoint directory, or the run's random
 //! initialisation. The tokenizer is the model's `tokenizer.json`, else the small byte tokenizer
 //! over its special ids; a random initialisation whose config puts the special ids at 0-10 gets
@@ -17,19 +21,22 @@
 //! into every checkpoint of the run.
 //! Under data parallelism (`run::world`) every rank runs this same sequence; rank 0 writes the
 //! files and the others wait at barriers before reading them.
-//! Left out: resuming in the middle of a stage (step checkpoints are written, not yet read back).
+//! Left out: resuming an eval stage part-way (it is short and runs again).
 
 use super::bpe::{config_wants_trained_bpe, train_bpe};
 use super::episodes::{TypeFigures, eval_specs, rl_specs};
 use super::eval::{EvalSetup, Evaluation, eval_scalars, evaluate, write_eval_outputs};
+use super::interrupt;
 use super::judge::FfJudge;
 use super::model::{Loading, Model, encoder_for};
+use super::resume::{check_same_recipe, stage_checkpoint};
 use super::rl::rl;
 use super::sft::{expert_corpus, sft};
 use super::sft_rows::SftFiles;
 use super::stage::{StagePlace, StageReport};
 use super::world::World;
 use super::{RunError, write_atomic};
+use crate::checkpoint::train_state::TrainState;
 use crate::checkpoint::{RandomCheckpointOptions, write_random_checkpoint_with};
 use crate::metrics::MetricsLogger;
 use crate::model::{FloatDtype, KeyLayout, OmniThinkerConfig};
@@ -221,6 +228,15 @@ pub fn run_recipe(
     let mut quiet = |_: &str| {};
     let say: &mut dyn FnMut(&str) = if main { say } else { &mut quiet };
     let run_dir = world.agree_path(&opts.resume.clone().unwrap_or_else(|| fresh_run_dir(recipe)))?;
+    if opts.resume.is_some() {
+        if !run_dir.join("recipe.yaml").is_file() {
+            return Err(RunError::Config(format!(
+                "--resume {}: not a run directory (no recipe.yaml)",
+                run_dir.display()
+            )));
+        }
+        check_same_recipe(&run_dir, resolved_yaml)?;
+    }
     if main {
         std::fs::create_dir_all(&run_dir).map_err(RunError::io(&run_dir))?;
         let recipe_file = run_dir.join("recipe.yaml");
@@ -237,12 +253,15 @@ pub fn run_recipe(
     let dev = world.device(&recipe.distributed);
     let judges = judges(recipe)?;
     let figs = figure_setup(recipe, &judges)?;
-    // On resume, the figures measured before the interruption are kept.
-    let mut figures: BTreeMap<String, Value> = std::fs::read_to_string(run_dir.join("summary.json"))
+    // On resume, the figures and stage reports written before the interruption are kept.
+    let earlier: Value = std::fs::read_to_string(run_dir.join("summary.json"))
         .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| serde_json::from_value(v["figures"].clone()).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
+    let mut figures: BTreeMap<String, Value> = serde_json::from_value(earlier["figures"].clone()).unwrap_or_default();
+    let earlier_reports: Vec<StageReport> = serde_json::from_value(earlier["stages"].clone()).unwrap_or_default();
+    // `--resume` names the stage it continues, once.
+    let mut announce = opts.resume.is_some();
     let mut reports: Vec<StageReport> = Vec::new();
     let mut results: BTreeMap<String, PathBuf> = BTreeMap::new();
     // The figures' evaluation of the latest result, reused by the eval stage it belongs to.
@@ -255,7 +274,28 @@ pub fn run_recipe(
         }
         let input = stage_input(recipe, world, stage, &run_dir, &results)?;
         let (encoder, vocab_limit) = encoder_for(&input, stage.model_ref().tokenizer.as_deref())?;
-        let at = StagePlace { world, stage_dir: &stage_dir, seed: recipe.seed, progress: opts.progress };
+        let final_dir = stage_dir.join("final");
+        let done = stage.train_model().is_some() && final_dir.join("config.json").is_file();
+        let resume_from = if announce && !done && stage.train_model().is_some() {
+            stage_checkpoint(&stage_dir, say).map(|(_, dir)| dir)
+        } else {
+            None
+        };
+        if announce && !done {
+            let step = resume_from.as_deref().and_then(|d| TrainState::read(d).ok()).map_or(0, |s| s.step);
+            say_plain(main, &format!("resuming stage {name} from step {step}"));
+            announce = false;
+        }
+        if interrupt::agreed(world)? {
+            return Err(interrupt::interrupted(&name, 0));
+        }
+        let at = StagePlace {
+            world,
+            stage_dir: &stage_dir,
+            seed: recipe.seed,
+            progress: opts.progress,
+            resume: resume_from.as_deref(),
+        };
         let Some(train) = stage.train_model() else {
             let ResolvedStage::Eval(e) = stage else { continue };
             let ev = match last_eval.take() {
@@ -286,9 +326,17 @@ pub fn run_recipe(
             reports.push(StageReport { name, kind: "eval".into(), wall_s: ev.wall_s, ..StageReport::default() });
             continue;
         };
-        let final_dir = stage_dir.join("final");
-        if final_dir.join("config.json").is_file() {
+        if done {
             say(&format!("stage `{name}`: already done, resuming after it"));
+            reports.extend(earlier_reports.iter().filter(|r| r.name == name).cloned());
+            if let Some(f) = figs.as_ref().filter(|_| !figures.contains_key(&format!("after_{name}"))) {
+                // Stopped between the stage's result and its figures: measure them now.
+                let mut model = Model::load(&final_dir, &Loading::eval(dev, train.input.dtype), encoder, vocab_limit)?;
+                let ev = evaluate(&mut model, &f.setup, &f.specs, recipe.seed)?;
+                say(&describe(&format!("after_{name}"), &ev.figures));
+                figures.insert(format!("after_{name}"), serde_json::to_value(&ev.figures).unwrap_or(Value::Null));
+                last_eval = Some((final_dir.clone(), ev));
+            }
             results.insert(name, final_dir);
             continue;
         }
@@ -306,6 +354,9 @@ pub fn run_recipe(
             let ev = evaluate(&mut model, &f.setup, &f.specs, recipe.seed)?;
             say(&describe(&format!("before_{name}"), &ev.figures));
             figures.insert(format!("before_{name}"), serde_json::to_value(&ev.figures).unwrap_or(Value::Null));
+            if main {
+                write_summary(recipe, &run_dir, t0, &reports, &figures, false)?;
+            }
         }
         let report = match stage {
             ResolvedStage::Sft(s) => sft(&mut model, &at, s)?,
@@ -332,6 +383,13 @@ pub fn run_recipe(
     let summary = if main { write_summary(recipe, &run_dir, t0, &reports, &figures, true)? } else { Value::Null };
     world.barrier()?;
     Ok(RunSummary { run_dir, summary })
+}
+
+/// A contract line of `--resume` (rank 0, on stderr, without the progress prefix).
+fn say_plain(main: bool, line: &str) {
+    if main {
+        eprintln!("{line}");
+    }
 }
 
 /// `stage `sft`: 40 steps in 12.3 s` (with the rows an SFT stage read and dropped).
