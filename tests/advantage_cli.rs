@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `omnirl advantage`: every input line comes back in order with its fields as written plus
-//! `"advantage"`; expected values are computed by hand from spec §6.1-§6.2 (formulas in the
-//! comments), never by the code under test.
+//! `"advantage"`; expected values are computed by hand from docs/reference.md#grpo and
+//! docs/reference.md#taura (formulas in the comments), never by the code under test.
 
 use omnirl_tests::{omnirl, stderr, stdout};
 use serde_json::Value;

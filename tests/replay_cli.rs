@@ -299,12 +299,7 @@ fn range_and_extraction_errors() {
 
 #[test]
 fn the_token_guard_runs_with_a_tokenizer() {
-    let Some(home) = std::env::var_os("HOME") else { return };
-    let tok = Path::new(&home).join(".cache/omnirl/qwen25-omni-tokenizer/tokenizer.json");
-    if !tok.exists() {
-        eprintln!("skipped: no Qwen tokenizer (scripts/fetch_qwen_tokenizer.sh)");
-        return;
-    }
+    let Some(tok) = rollout::prerequisite::require_qwen_tokenizer() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (tone, _) = videos(dir.path());
     let sample = rl_sample(&tone, "MCQ", "B", 10.0, 25.0, true);

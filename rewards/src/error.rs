@@ -1,5 +1,5 @@
 //! The error taxonomy of answer scoring: every way a prediction or a ground truth can be
-//! unusable, each with the reference environment's error code (spec §1.6).
+//! unusable, each with the reference environment's error code (docs/reference.md#error-codes).
 //!
 //! Left out: the reference's free-text details for `ANSWER_JSON_PARSE` and `SPAN_FORMAT` are
 //! Python exception messages, which cannot be reproduced byte for byte; ours say the same thing

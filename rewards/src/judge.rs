@@ -1,6 +1,7 @@
 //! FF scoring with an LLM judge over an OpenAI-compatible chat-completions endpoint
 //! (DashScope's compatible mode by default), as the reference's `compute_score_free_form`
-//! (spec §5.6). This is the crate's only async, networked part (feature `judge`).
+//! (docs/reference.md#reward-judge). This is the crate's only async, networked part (feature
+//! `judge`).
 //!
 //! * Settings: [`JudgeConfig`], from code or from the environment / a `.env` file
 //!   ([`JudgeConfig::from_env`]).
@@ -13,7 +14,8 @@
 //! Left out, on purpose: the reference's 100 retries with a fixed 1 s sleep and its final
 //! exception (we do a bounded number of back-off retries and return a [`JudgeError`] for that
 //! item); retries on 4xx other than 408/429 (an invalid key does not heal); streaming replies;
-//! and the reasoning-quality judge of §5.7 (off in every shipped script).
+//! and the reasoning-quality judge of docs/reference.md#reward-shaping (off in every shipped
+//! script).
 
 mod dotenv;
 mod prompt;

@@ -1,5 +1,6 @@
 //! Pure scoring of an agent's final answer against the dataset's ground truth, as the
-//! reference environment (`video_env.py`, spec §5) does it on well-formed input.
+//! reference environment (`video_env.py`, docs/reference.md#rewards) does it on well-formed
+//! input.
 //!
 //! | type | reward | module |
 //! |---|---|---|
@@ -49,8 +50,9 @@
 //!    assert_eq!(rewards::mcq_score("B", " B"), 1.0); // reference: 0.0
 //!    assert_eq!(rewards::mcq_score("", " B"), 0.0);  // reference: 1.0
 //!    ```
-//! 2. **MCQ ground truth stored as a stringified list** (`str(['B'])`, spec §12.13): the
-//!    reference compares with `"["`. We unwrap a one-item list.
+//! 2. **MCQ ground truth stored as a stringified list** (`str(['B'])`,
+//!    docs/reference.md#mcq-ground-truth): the reference compares with `"["`. We unwrap a
+//!    one-item list.
 //!    ```
 //!    assert_eq!(rewards::mcq_ground_truth("['B']"), Some('B')); // reference: '['
 //!    ```
@@ -132,7 +134,7 @@ mod error;
 pub mod judge;
 mod mcq;
 mod numeric;
-mod pyjson;
+pub mod pyjson;
 mod question_type;
 pub mod record;
 mod temporal_iou;

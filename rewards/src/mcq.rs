@@ -1,4 +1,4 @@
-//! MCQ scoring: option-letter exact match (spec §5.2).
+//! MCQ scoring: option-letter exact match (docs/reference.md#reward-mcq).
 //!
 //! The reference takes `answer[0].strip().upper()` (the first character of the stored answer)
 //! and compares it with `content.strip().upper()`. We strip before taking the first character
@@ -71,7 +71,7 @@ mod tests {
             (" B", Some('B')), // reference: " "[0].strip() == "" (deviation)
             ("\tC \n", Some('C')),
             ("D. a dog", Some('D')),
-            ("['B']", Some('B')), // reference: "[" (deviation, spec §12.13)
+            ("['B']", Some('B')), // reference: "[" (deviation, docs/reference.md#mcq-ground-truth)
             ("[\"c\"]", Some('C')),
             ("[ 'A' ]", Some('A')),
             ("['A', 'B']", Some('[')), // not a single item: taken literally

@@ -1,5 +1,6 @@
 //! NUM and SIZE scoring: the reference's number extraction, Python's `round(x, 2)` and the
-//! mean relative accuracy (MRA) over the tolerances 0.50, 0.45, ..., 0.05 (spec §5.4, §5.5).
+//! mean relative accuracy (MRA) over the tolerances 0.50, 0.45, ..., 0.05
+//! (docs/reference.md#reward-num, docs/reference.md#reward-size).
 //!
 //! Left out: the reference's float32 arithmetic in MRA (we compute in f64 with exactly
 //! constructed tolerances and treat values within 1e-12 of a tolerance as on it; see the

@@ -2,16 +2,16 @@
 //! `[[s, e], ...]`), span merging and temporal IoU (`TemporalIoU`).
 //!
 //! Reference: `_spans_to_ndarray`, `_merge_spans`, `overlap_ratio` and
-//! `_score_temporal_prediction` in `video_env.py` (spec §5.3). Deviations (reversed ground
-//! truth, no `1e-12` in the denominator, booleans/strings as bounds) are listed with examples
-//! in the crate docs.
+//! `_score_temporal_prediction` in `video_env.py` (docs/reference.md#reward-tr). Deviations
+//! (reversed ground truth, no `1e-12` in the denominator, booleans/strings as bounds) are listed
+//! with examples in the crate docs and in docs/reference.md#iou-semantics.
 //!
 //! Left out: numpy-array inputs (JSON has none) and numpy's pairwise summation of span lengths,
 //! which the reference uses once a merged set has 8 or more spans; we sum left to right, so
 //! results there can differ from the reference in the last bits (around 1e-16 relative).
 
 use crate::error::{RewardError, excerpt};
-use crate::pyjson::{self, PyJson};
+use crate::pyjson::{self, PyValue};
 use serde_json::Value;
 
 /// One closed time interval in seconds. `start > end` is representable (a reversed span) so
@@ -69,15 +69,16 @@ impl JsonNode for Value {
     }
 }
 
-impl JsonNode for PyJson {
+impl JsonNode for PyValue {
     fn node(&self) -> Node<'_, Self> {
         match self {
-            PyJson::Null => Node::Null,
-            PyJson::List(items) => Node::List(items),
-            PyJson::Num(x) => Node::Num(*x),
-            PyJson::Bool(_) => Node::Other("boolean"),
-            PyJson::Str => Node::Other("string"),
-            PyJson::Object => Node::Other("object"),
+            PyValue::Null => Node::Null,
+            PyValue::List(items) => Node::List(items),
+            PyValue::Int(i) => Node::Num(*i as f64),
+            PyValue::Float(x) => Node::Num(*x),
+            PyValue::Bool(_) => Node::Other("boolean"),
+            PyValue::Str(_) => Node::Other("string"),
+            PyValue::Object(_) => Node::Other("object"),
         }
     }
 }
@@ -145,19 +146,19 @@ pub fn parse_spans_value(v: &Value) -> Result<Vec<TimeSpan>, RewardError> {
     spans_from(v)
 }
 
-fn decode_prediction(content: &str) -> Result<PyJson, RewardError> {
+fn decode_prediction(content: &str) -> Result<PyValue, RewardError> {
     pyjson::loads(content).map_err(|e| RewardError::AnswerJsonParse(format!("{e} in {:?}", excerpt(content, 80))))
 }
 
 /// Decodes a ground-truth string and checks that it is a list (`GT_JSON_PARSE` otherwise).
-fn decode_ground_truth(answer: &str) -> Result<PyJson, RewardError> {
+fn decode_ground_truth(answer: &str) -> Result<PyValue, RewardError> {
     let v = pyjson::loads(answer).map_err(|e| {
         RewardError::GtJsonParse(format!(
             "TR ground truth must be a JSON list of spans, got unparsable text {:?} ({e})",
             excerpt(answer, 80)
         ))
     })?;
-    if !matches!(v, PyJson::List(_)) {
+    if !matches!(v, PyValue::List(_)) {
         return Err(RewardError::GtJsonParse(format!(
             "TR ground truth must be a list, but got a {}: {}",
             describe(&v),
@@ -215,7 +216,7 @@ pub fn score_temporal_value(prediction: &str, answer: &Value) -> Result<Temporal
     }
 }
 
-fn finish<T: JsonNode>(p: &PyJson, g: &T) -> Result<TemporalIoU, RewardError> {
+fn finish<T: JsonNode>(p: &PyValue, g: &T) -> Result<TemporalIoU, RewardError> {
     let pred = spans_from(p)?;
     let gt = checked_ground_truth(spans_from(g)?)?;
     Ok(TemporalIoU::score(&pred, &gt))

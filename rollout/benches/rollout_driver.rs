@@ -81,9 +81,7 @@ impl Policy for SimulatedGpu {
 }
 
 fn encoder() -> (Arc<dyn PromptEncoder>, &'static str) {
-    let path =
-        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/omnirl/qwen25-omni-tokenizer/tokenizer.json"));
-    if let Some(p) = path.filter(|p| p.exists()) {
+    if let Some(p) = rollout::prerequisite::qwen_tokenizer() {
         let bytes = std::fs::read(&p).unwrap();
         let cfg = ChatConfig::from_token_names(&bytes, "qwen tokenizer").unwrap();
         return (Arc::new(ChatTokenizer::from_file(&p, cfg).unwrap()), "qwen2.5-omni");

@@ -8,6 +8,7 @@ pub mod episode;
 pub mod expert;
 pub mod media;
 pub mod policy;
+pub mod prerequisite;
 pub mod prompt;
 pub mod sft;
 pub mod trajectory;

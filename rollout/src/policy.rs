@@ -37,7 +37,7 @@ pub struct Sampling {
 }
 
 impl Sampling {
-    /// Training rollouts (spec §11.5): temperature 1, no top-p/top-k, 4096 tokens.
+    /// Training rollouts (docs/reference.md#generation): temperature 1, no top-p/top-k, 4096 tokens.
     pub fn train() -> Sampling {
         Sampling { temperature: 1.0, top_p: 1.0, top_k: None, max_new_tokens: 4096, entropies: true, seed: 42 }
     }

@@ -3,18 +3,19 @@
 //! A [`Turn`] is one stored step: the exact prompt ids (with where each message sits in
 //! them), the sampled response ids and the sampler's log-probs (and entropies), the media
 //! inputs of the prompt, and the environment's verdict. A [`Trajectory`] holds the stored
-//! turns of one episode (retry semantics: invalid non-terminal turns are not stored, spec
-//! §1.7), its GRPO group and trajectory ids, and the episode reward (the sum of stored step
-//! rewards = the answer reward). [`Trajectory::verify_prefix`] checks that each stored turn's
-//! prompt extends the previous stored one (`episode::tokens::check_extends`).
+//! turns of one episode (retry semantics: invalid non-terminal turns are not stored,
+//! docs/reference.md#retry-mode), its GRPO group and trajectory ids, and the episode reward (the
+//! sum of stored step rewards = the answer reward). [`Trajectory::verify_prefix`] checks that
+//! each stored turn's prompt extends the previous stored one (`episode::tokens::check_extends`).
 //!
 //! Exports:
 //! * [`Trajectory::dump_lines`]: the rollout dump, one JSON object per stored turn with the
-//!   reference's row metadata (§3.3: `uid`/`traj_uid`, `cur_step`, `action_type` ("ERROR" for
-//!   errored steps), `error_code` ("OK"), `rewards`, `n_frames`, clip/audio ranges) plus
-//!   episode reward and length, token counts, mean log-prob and entropies;
-//! * [`Trajectory::sft_lines`]: the SFT format of spec §9.3, one line per kept turn, with the
-//!   reference export's filter (won trajectories only; turns with `FFMPEG_*`,
+//!   reference's row metadata (docs/reference.md#training-rows: `uid`/`traj_uid`, `cur_step`,
+//!   `action_type` ("ERROR" for errored steps), `error_code` ("OK"), `rewards`, `n_frames`,
+//!   clip/audio ranges) plus episode reward and length, token counts, mean log-prob and
+//!   entropies;
+//! * [`Trajectory::sft_lines`]: the SFT format of docs/reference.md#data-sft, one line per kept
+//!   turn, with the reference export's filter (won trajectories only; turns with `FFMPEG_*`,
 //!   `STEP_LIMIT_REACHED` or `TOKEN_LIMIT_EXCEEDED` dropped) as the default.
 //!
 //! SFT media parts name files under `media_dir/<traj_uid>/` with the reference's file names,
@@ -199,8 +200,8 @@ impl Trajectory {
             .collect()
     }
 
-    /// SFT lines (spec §9.3) of this trajectory under `filter`; empty when it is filtered out
-    /// or its turns were recorded without messages.
+    /// SFT lines (docs/reference.md#data-sft) of this trajectory under `filter`; empty when it is
+    /// filtered out or its turns were recorded without messages.
     pub fn sft_lines(&self, filter: &SftFilter, media_dir: &Path, mode: &str) -> Vec<Value> {
         if self.dropped.is_some() || (filter.won_only && !self.won) {
             return Vec::new();
@@ -260,7 +261,8 @@ pub fn write_dump<'a>(
     write_lines(out, trajectories.into_iter().flat_map(Trajectory::dump_lines))
 }
 
-/// Writes the SFT lines (spec §9.3) of `trajectories` as JSONL; see [`Trajectory::sft_lines`].
+/// Writes the SFT lines (docs/reference.md#data-sft) of `trajectories` as JSONL; see
+/// [`Trajectory::sft_lines`].
 pub fn write_sft<'a>(
     out: &mut impl Write,
     trajectories: impl IntoIterator<Item = &'a Trajectory>,

@@ -1,6 +1,7 @@
 //! Line-by-line checks of RL and eval files: each test writes a file of good and broken
 //! lines and asserts the exact (line, field, problem) list. Expected outcomes are worked out
-//! by hand from spec §9.1/§9.2 (schemas), §1.3.2 (question types) and §5 (answer formats).
+//! by hand from docs/reference.md: the schemas of #data-eval and #data-rl, the question types of
+//! #first-user-message and the answer formats of #rewards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rollout::data::{
@@ -8,10 +9,10 @@ use rollout::data::{
 };
 use std::path::Path;
 
-/// The illustrative RL line of spec §9.2.
+/// The illustrative RL line of docs/reference.md#data-rl.
 const SPEC_RL: &str = r#"{"prompt":[{"content":"","role":"user"}],"question_type":"SIZE_VSI","question":"What is the size of this room (in square meters)? …","answer":"39.5","options":[],"video":"videos/VSI-train/x.mp4","fps":30.0,"duration_seconds":92.234,"has_audio":false,"data_source":"agent","ability":"agent","extra_info":{"traj_id":"<uuid>","error_reason":"INVALID_JSON"}}"#;
 
-/// The illustrative eval line of spec §9.1.
+/// The illustrative eval line of docs/reference.md#data-eval.
 const SPEC_EVAL: &str = r#"{"video": "videos/Bench/abc.mp4", "question_type": "TR", "question": "What are all the time ranges …?", "options": [], "answer": "[[1.4, 40.066]]"}"#;
 
 fn rl(fields: &str) -> String {

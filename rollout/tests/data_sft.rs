@@ -1,5 +1,6 @@
-//! SFT turn lines (spec §9.3): a good trajectory, then one broken copy per rule, each with
-//! the exact line and field path it must be reported at (worked out by hand from the line).
+//! SFT turn lines (docs/reference.md#data-sft): a good trajectory, then one broken copy per rule,
+//! each with the exact line and field path it must be reported at (worked out by hand from the
+//! line).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rollout::data::{

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Every error code of spec §1.6 from scripted responses on generated videos (with and without
-//! an audio track): the code, `is_action_valid`, termination, whether the turn is stored
-//! (retry semantics), and the exact `[ERROR]` message the model sees next (§1.7 texts).
+//! Every error code of docs/reference.md#error-codes from scripted responses on generated videos
+//! (with and without an audio track): the code, `is_action_valid`, termination, whether the turn
+//! is stored (retry semantics), and the exact `[ERROR]` message the model sees next (the texts
+//! of docs/reference.md#error-codes and docs/reference.md#invalid-actions).
 
 mod episode_common;
 
@@ -458,9 +459,9 @@ fn token_limit_terminates_with_the_reference_text() {
     assert_eq!(o.error_message.as_deref().map(|m| m.starts_with("Prompt length ")), Some(true));
     assert_eq!(ep.raw_media_messages(), 1, "valid media stays raw");
 
-    // Hazard §12.18: an answer that closes the episode keeps its reward even when the closing
-    // history would be over the limit (no prompt is generated from it). Measure the two
-    // prompts first, then put the limit between them.
+    // docs/reference.md#token-limit-after-answer: an answer that closes the episode keeps its
+    // reward even when the closing history would be over the limit (no prompt is generated from
+    // it). Measure the two prompts first, then put the limit between them.
     let small = SyntheticMedia { image_tokens: 1, ..SyntheticMedia::default() };
     let script = [frames(0.0, 12.0, 1), answer("B")];
     let mut probe = episode(spec.clone(), EpisodeSettings::train(), Some(enc.clone()));

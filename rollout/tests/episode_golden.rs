@@ -2,7 +2,7 @@
 //! Golden replay of the example SFT trajectory (data/examples/sft.jsonl, in the reference's
 //! format): feeding each turn's `output` to an episode on the same video, the history after
 //! step k must equal the `raw_input` of step k+1, message for message and text for text
-//! (spec §14 item 1), apart from the system prompt (ours is our own text) and media paths
+//! (docs/reference.md#sft-replay), apart from the system prompt (ours is our own text) and media paths
 //! (the reference's temp files; compared by kind).
 
 use rollout::data::{MessageContent, PartKind, SftTurn, load_sft_turns};

@@ -125,12 +125,7 @@ fn stop_ids_are_trimmed_from_the_appended_response() {
 }
 
 fn qwen() -> Option<ChatTokenizer> {
-    let home = std::env::var_os("HOME")?;
-    let path = std::path::Path::new(&home).join(".cache/omnirl/qwen25-omni-tokenizer/tokenizer.json");
-    if !path.exists() {
-        eprintln!("skipped: no Qwen tokenizer (run scripts/fetch_qwen_tokenizer.sh)");
-        return None;
-    }
+    let path = rollout::prerequisite::require_qwen_tokenizer()?;
     let bytes = std::fs::read(&path).unwrap();
     let cfg = ChatConfig::from_token_names(&bytes, "qwen tokenizer").unwrap();
     Some(ChatTokenizer::from_file(&path, cfg).unwrap())
@@ -160,15 +155,10 @@ fn real_qwen_tokenizer_contexts_extend_and_match_the_template() {
 
 #[test]
 fn media_ids_looked_up_by_name_match_the_released_table() {
-    let Some(home) = std::env::var_os("HOME") else { return };
-    let path = std::path::Path::new(&home).join(".cache/omnirl/qwen25-omni-tokenizer/tokenizer.json");
-    if !path.exists() {
-        eprintln!("skipped: no Qwen tokenizer (run scripts/fetch_qwen_tokenizer.sh)");
-        return;
-    }
+    let Some(path) = rollout::prerequisite::require_qwen_tokenizer() else { return };
     let cfg = ChatConfig::from_token_names(&std::fs::read(&path).unwrap(), "qwen").unwrap();
-    // qwen-omni.md §2.4: <|IMAGE|> 151655, <|VIDEO|> 151656, <|AUDIO|> 151646, <|vision_bos|> 151652,
-    // <|vision_eos|> 151653, <|audio_bos|> 151647, <|audio_eos|> 151648.
+    // docs/reference.md#token-ids: <|IMAGE|> 151655, <|VIDEO|> 151656, <|AUDIO|> 151646,
+    // <|vision_bos|> 151652, <|vision_eos|> 151653, <|audio_bos|> 151647, <|audio_eos|> 151648.
     let got = (cfg.image, cfg.video, cfg.audio, cfg.vision_bos, cfg.vision_eos, cfg.audio_bos, cfg.audio_eos);
     assert_eq!(got, (151655, 151656, 151646, 151652, 151653, 151647, 151648));
     assert!(ChatConfig::from_token_names(b"{\"added_tokens\": []}", "empty").is_err());

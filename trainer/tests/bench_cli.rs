@@ -161,7 +161,12 @@ fn cuda_parity_step_and_nccl() {
         assert_eq!(r["backend"], "nccl");
         assert_eq!(r["pass"], true);
     } else {
-        // No libnccl.so / libcuda.so on the library path: the error must say so.
+        // No libnccl.so / libcuda.so on the library path: the error must say so, and on a CI GPU
+        // machine that is a missing prerequisite, not a pass.
         assert!(String::from_utf8_lossy(&out.stderr).contains("NCCL is unavailable"), "{stdout}");
+        assert!(
+            !rollout::prerequisite::ci(),
+            "NCCL is missing on a CUDA machine under CI=true: put libnccl.so.2 on the library path (the torch wheel's nvidia/nccl/lib, or apt install libnccl2)"
+        );
     }
 }

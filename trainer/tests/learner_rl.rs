@@ -1,7 +1,9 @@
 //! The RL learner on the toy LM: the on-policy flow's gradient is the mean over rows of per-row
-//! token means (hazard 3), clip ratios are inert in it (hazard 4), the PPO flow's mini-batch
-//! epochs, truncated IS, TAURA statistics, and input errors. Expected gradients are built from
-//! the spec's formulas with advantages and IS weights computed by hand, not by the learner.
+//! token means (docs/reference.md#token-mean), clip ratios are inert in it
+//! (docs/reference.md#inert-clip), the PPO flow's mini-batch epochs, truncated IS, TAURA
+//! statistics, and input errors. Expected gradients are built from the formulas of
+//! docs/reference.md#policy-loss and docs/reference.md#update-rule with advantages and IS weights
+//! computed by hand, not by the learner.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod learner_support;
@@ -23,19 +25,35 @@ fn grpo() -> AlgorithmConfig {
     AlgorithmConfig { estimator: Estimator::Grpo, ..AlgorithmConfig::default() }
 }
 
+/// A row's truncated IS weights `ρ = min(exp(clamp(old − sampler, −20, 20)), 2)` (by hand in
+/// f64, `old` from the model as it is) and its loss mask.
+fn is_weights_and_mask(model: &ToyLm, r: &RlRow<()>) -> (Vec<f64>, Vec<f64>) {
+    let old = model.score(&r.ids, &(), r.prompt_len).unwrap().logprobs;
+    let old = Vec::<f32>::try_from(&old).unwrap();
+    let rho = old
+        .iter()
+        .zip(r.sampler_logprobs.as_ref().unwrap())
+        .map(|(o, s)| (f64::from(*o) - f64::from(*s)).clamp(-20.0, 20.0).exp().min(2.0))
+        .collect();
+    (rho, r.mask.iter().map(|&m| f64::from(u8::from(m))).collect())
+}
+
+/// The on-policy loss value `Σ_r c_r Σ_t m_rt · (−A_r ρ_rt)` (the ratio is 1 before the update).
+fn expected_pg_loss(model: &ToyLm, rows: &[RlRow<()>], adv: &[f64], scale: impl Fn(&RlRow<()>) -> f64) -> f64 {
+    let mut loss = 0.0;
+    for (r, a) in rows.iter().zip(adv) {
+        let (rho, mask) = is_weights_and_mask(model, r);
+        let tokens: f64 = rho.iter().zip(&mask).map(|(w, m)| -a * w * m).sum();
+        loss += scale(r) * tokens;
+    }
+    loss
+}
+
 /// Gradient of `Σ_r c_r Σ_t m_rt · (−A_r ρ_rt log π_rt)` where `c_r` comes from `scale(row)`.
 fn expected_grad(model: &ToyLm, rows: &[RlRow<()>], adv: &[f64], scale: impl Fn(&RlRow<()>) -> f64) -> Vec<Tensor> {
     zero_grads(model);
     for (r, a) in rows.iter().zip(adv) {
-        let old = model.score(&r.ids, &(), r.prompt_len).unwrap().logprobs;
-        let old = Vec::<f32>::try_from(&old).unwrap();
-        // ρ = min(exp(clamp(old − sampler, −20, 20)), 2), by hand in f64.
-        let rho: Vec<f64> = old
-            .iter()
-            .zip(r.sampler_logprobs.as_ref().unwrap())
-            .map(|(o, s)| (f64::from(*o) - f64::from(*s)).clamp(-20.0, 20.0).exp().min(2.0))
-            .collect();
-        let mask: Vec<f64> = r.mask.iter().map(|&m| f64::from(u8::from(m))).collect();
+        let (rho, mask) = is_weights_and_mask(model, r);
         let c = scale(r);
         let mut f = |off: usize, lp: &Tensor, _e: &Tensor| -> Result<Tensor, tch::TchError> {
             let n = lp.size()[0] as usize;
@@ -58,6 +76,8 @@ fn on_policy_gradient_is_the_mean_of_per_row_token_means() {
     let per_row = expected_grad(&model, &rows, &adv, |r| 1.0 / (rows.len() * r.loss_tokens()) as f64);
     let total: usize = rows.iter().map(RlRow::loss_tokens).sum();
     let global = expected_grad(&model, &rows, &adv, |_| 1.0 / total as f64);
+    let per_row_loss = expected_pg_loss(&model, &rows, &adv, |r| 1.0 / (rows.len() * r.loss_tokens()) as f64);
+    let global_loss = expected_pg_loss(&model, &rows, &adv, |_| 1.0 / total as f64);
 
     zero_grads(&model);
     let mut learner = RlLearner::new(&model, &grpo(), &optimizer(0.0), 10).unwrap();
@@ -74,7 +94,8 @@ fn on_policy_gradient_is_the_mean_of_per_row_token_means() {
     // Not the global token mean (rows have different lengths).
     assert!(max_abs_diff(&got, &global) > 1e-3 * scale);
     // The reported loss is the same aggregation: mean over rows of per-row token means.
-    assert!(stats.pg_loss.is_finite());
+    assert!((stats.pg_loss - per_row_loss).abs() < 1e-5 * per_row_loss.abs(), "{} vs {per_row_loss}", stats.pg_loss);
+    assert!((per_row_loss - global_loss).abs() > 1e-3 * per_row_loss.abs(), "the two aggregations must differ here");
     let names: Vec<String> = stats.scalars().0.into_iter().map(|(n, _)| n).collect();
     for want in [
         "actor/pg_loss",

@@ -11,13 +11,6 @@ use std::path::PathBuf;
 use trainer::model::OmniThinkerConfig;
 use trainer::model::config::ThinkerConfig;
 
-fn tokenizer_path() -> Option<PathBuf> {
-    let base = std::env::var_os("OMNIRL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/omnirl")))?;
-    Some(base.join("qwen25-omni-tokenizer/tokenizer.json")).filter(|p| p.is_file())
-}
-
 fn chat_config(t: &ThinkerConfig) -> ChatConfig {
     ChatConfig {
         image: t.image_token_index,
@@ -84,12 +77,7 @@ fn messages(conv: &Value) -> Vec<Message> {
 
 #[test]
 fn chat_template_ids_equal_transformers_on_the_real_tokenizer() {
-    let Some(path) = tokenizer_path() else {
-        let ci = std::env::var("CI").is_ok_and(|v| matches!(v.as_str(), "true" | "1"));
-        assert!(!ci, "the Qwen2.5-Omni tokenizer is not cached under CI=true; run scripts/fetch_qwen_tokenizer.sh");
-        eprintln!("SKIPPED: the Qwen2.5-Omni tokenizer is not cached; run scripts/fetch_qwen_tokenizer.sh");
-        return;
-    };
+    let Some(path) = rollout::prerequisite::require_qwen_tokenizer() else { return };
     let cfg = OmniThinkerConfig::from_json_str(trainer::model::QWEN25_OMNI_7B_THINKER_JSON).unwrap();
     let tok = ChatTokenizer::from_file(&path, chat_config(cfg.thinker())).unwrap();
     assert_eq!(tok.vocab_size(), 151_665);
@@ -103,7 +91,7 @@ fn chat_template_ids_equal_transformers_on_the_real_tokenizer() {
         assert_eq!(got.len(), want.len(), "conversation {i}: length");
         assert_eq!(got, want, "conversation {i}");
     }
-    // Round trip and the spec's ids (omniagent-spec §11.2): "assistant" 77091, "\n" 198.
+    // Round trip and the reference's ids (docs/reference.md#token-ids): "assistant" 77091, "\n" 198.
     assert_eq!(tok.encode_text("assistant\n").unwrap(), [77091, 198]);
     let text = "Hello 世界\n\tok";
     assert_eq!(tok.decode(&tok.encode_text(text).unwrap(), false).unwrap(), text);

@@ -292,7 +292,8 @@ fn the_thinker_is_a_rollout_policy() {
     let media = [item];
     let info = ContextInfo { episode: 0, sample: 0, copy: 0, step: 1, max_steps: 3, spec: &spec, history: &[] };
     let ctx = Context { prompt_ids: &ids, media: &media, info };
-    let mut policy = ThinkerPolicy { thinker: load(Device::Cpu), vocab_limit: None };
+    let mut thinker = load(Device::Cpu);
+    let mut policy = ThinkerPolicy { thinker: &mut thinker, vocab_limit: None };
     let greedy = Sampling { temperature: 0.0, top_p: 1.0, top_k: None, max_new_tokens: 8, entropies: true, seed: 1 };
     let out = policy.generate(&[ctx, ctx], &greedy).unwrap();
     let want: Vec<u32> = model_common::vec_i64(&c["image.greedy"]).into_iter().map(|x| x as u32).collect();

@@ -101,7 +101,7 @@ fn sft_on_expert_rows_is_what_greedy_generation_reproduces() {
     let rows = expert_rows(&model, &rl.episodes, &rl.preprocess, &specs[..1], 1).unwrap();
     assert!(rows.len() >= 2, "{} rows", rows.len());
     let row = rows[0].clone();
-    let th = model.thinker().unwrap();
+    let th = model.thinker();
     let options = SftOptions {
         per_device_batch_size: 1,
         gradient_accumulation_steps: 1,

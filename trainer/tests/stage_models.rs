@@ -48,7 +48,7 @@ fn frozen() -> TrainableParts {
 
 fn logits(model: &Model) -> Tensor {
     let (ids, media) = image_case();
-    tch::no_grad(|| model.thinker().unwrap().thinker.logits(&ids, &media)).unwrap()
+    tch::no_grad(|| model.thinker().thinker.logits(&ids, &media)).unwrap()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -72,7 +72,7 @@ fn lora_results_save_as_peft_adapters_or_merged_and_load_back_as_trained() {
     let model = load(&how);
     let base = logits(&model);
     // B starts at zero (the adapters change nothing); give it values as training would.
-    let th = &model.thinker().unwrap().thinker;
+    let th = &model.thinker().thinker;
     tch::no_grad(|| {
         for (n, t) in th.lora_tensors() {
             if n.ends_with("lora_B.weight") {
@@ -114,7 +114,7 @@ fn lora_results_save_as_peft_adapters_or_merged_and_load_back_as_trained() {
     let eval = Loading::eval(Device::Cpu, Dtype::F32);
     for d in [&peft, &merged] {
         let back = Model::load(d, &eval, encoder(), None).unwrap();
-        assert!(back.thinker().unwrap().thinker.lora_tensors().is_empty());
+        assert!(back.thinker().thinker.lora_tensors().is_empty());
         let diff = max_diff(&logits(&back), &trained);
         assert!(diff < 1e-4, "{}: logits differ by {diff}", d.display());
     }
@@ -135,7 +135,7 @@ fn kl_without_adapters_keeps_a_frozen_copy_of_the_trained_weights() {
 
     let how = Loading { reference_copy: true, parts: TrainableParts::rl(), ..Loading::eval(Device::Cpu, Dtype::F32) };
     let model = load(&how);
-    let policy = model.thinker().unwrap();
+    let policy = model.thinker();
     let reference = policy.reference.as_ref().expect("a frozen copy");
     let name = "model.layers.0.mlp.up_proj.weight";
     let before = reference.weights.get(name).unwrap().copy();
@@ -207,7 +207,7 @@ fn the_memory_plan_counts_what_training_allocates() {
     );
     let ResolvedStage::Rl(rl) = &stage else { panic!("rl") };
     let model = load(&Loading::train(&rl.model, Device::Cpu, true, 42));
-    let tt = model.thinker().unwrap();
+    let tt = model.thinker();
     let params = tt.trainable_variables();
     let adam = AdamW::new(tt.trainable_variables(), AdamWConfig::from_recipe(&rl.optimizer, 10)).unwrap();
     let (ids, media) = image_case();
@@ -275,7 +275,7 @@ fn sft_row() -> SftRow<MediaInput> {
 /// One SFT step: its loss, the model, and how many fp32 master copies the optimizer keeps.
 fn sft_step(how: &Loading) -> (f64, Model, usize) {
     let model = load(how);
-    let tt = model.thinker().unwrap();
+    let tt = model.thinker();
     let options = SftOptions {
         per_device_batch_size: 1,
         gradient_accumulation_steps: 1,
@@ -305,14 +305,14 @@ fn one_sft_step_in_fp32_on_the_cpu_and_bf16_on_cuda() {
     assert_eq!(masters, 0);
     assert_ne!(loss, f32_loss, "the weights were rounded to bf16");
     assert!((loss - f32_loss).abs() < 0.02 * f32_loss, "bf16-rounded {loss} vs f32 {f32_loss}");
-    assert_eq!(model.thinker().unwrap().thinker.kind(), Kind::Float);
+    assert_eq!(model.thinker().thinker.kind(), Kind::Float);
     if tch::Cuda::is_available() {
         let gpu = train(Device::Cuda(0), Dtype::Bf16);
         assert!(gpu.cpu_fallback().is_none());
         let (loss, model, masters) = sft_step(&gpu);
-        assert_eq!(model.thinker().unwrap().thinker.kind(), Kind::BFloat16);
+        assert_eq!(model.thinker().thinker.kind(), Kind::BFloat16);
         // bf16 parameters train through fp32 master copies, one per trained tensor.
-        assert_eq!(masters, model.thinker().unwrap().trainable_variables().len());
+        assert_eq!(masters, model.thinker().trainable_variables().len());
         // bf16 keeps 8 bits of mantissa: the loss agrees to about 1%.
         assert!((loss - f32_loss).abs() < 0.02 * f32_loss, "bf16 {loss} vs f32 {f32_loss}");
     }

@@ -1,4 +1,4 @@
-//! The judge prompt and the parsing of its reply (spec §5.6).
+//! The judge prompt and the parsing of its reply (docs/reference.md#reward-judge).
 //!
 //! The prompt has the reference's shape (instruction, seven worked examples each with
 //! `[Question]`, `[Standard Answer]`, `[Model_answer]` and `Judgement: 0|1`, then the test item

@@ -1,7 +1,8 @@
 //! Placeholder expansion: how many `<|IMAGE|>` / `<|VIDEO|>` / `<|AUDIO|>` tokens a media part
-//! becomes, and the audio-in-video interleave (qwen-omni.md §1.5, omniagent-spec §11.3), computed
-//! from the processor's grid sizes exactly as transformers' `Qwen2_5OmniProcessor` does
-//! (`replace_multimodal_special_tokens`, `get_chunked_index`).
+//! becomes, and the audio-in-video interleave (docs/reference.md#audio-in-video,
+//! docs/reference.md#chat-template), computed from the processor's grid sizes exactly as
+//! transformers' `Qwen2_5OmniProcessor` does (`replace_multimodal_special_tokens`,
+//! `get_chunked_index`).
 //!
 //! The interleave splits the video tokens by their temporal position id
 //! `k * second_per_grid * position_id_per_seconds` (float, as in the processor) and the audio tokens
@@ -14,7 +15,8 @@
 //! Left out: the `Picture n: ` / `Video n: ` prefixes (`add_vision_id`, off in the reference).
 
 /// Mel frames → audio tokens after the two convolutions and the pair pooling
-/// (`((F - 1) / 2 + 1 - 2) / 2 + 1`, qwen-omni.md §1.4); 0 for fewer than 2 frames' worth.
+/// (`((F - 1) / 2 + 1 - 2) / 2 + 1`, docs/reference.md#audio-encoder); 0 for fewer than 2
+/// frames' worth.
 pub fn audio_tokens_for_frames(frames: usize) -> usize {
     if frames == 0 {
         return 0;
@@ -85,7 +87,7 @@ mod tests {
 
     #[test]
     fn audio_token_counts_match_the_processor_formula() {
-        // qwen-omni.md §1.4 / Appendix: 1 s → 25, 30 s → 750, 404 valid frames → 101.
+        // docs/reference.md#mel: 1 s → 25, 30 s → 750, 404 valid frames → 101.
         for (frames, tokens) in [(100, 25), (3000, 750), (30000, 7500), (404, 101), (1, 0), (3, 1), (0, 0)] {
             assert_eq!(audio_tokens_for_frames(frames), tokens, "{frames}");
         }
@@ -101,7 +103,7 @@ mod tests {
 
     #[test]
     fn worked_example_of_the_reference_note() {
-        // qwen-omni.md §1.6: 10 s, grid (10, 40, 72) → 720 tokens per grid, 250 audio tokens,
+        // docs/reference.md#tmrope: 10 s, grid (10, 40, 72) → 720 tokens per grid, 250 audio tokens,
         // second_per_grid 1.0: 5 chunks of [2 grids = 1440 video][50 audio].
         let runs = interleave_runs(10, 720, 1.0, 250, 25.0, 2.0);
         let want: Vec<Run> = (0..5).flat_map(|_| [Run::Video(1440), Run::Audio(50)]).collect();

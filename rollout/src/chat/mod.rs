@@ -1,5 +1,5 @@
 //! The Qwen2.5-Omni chat template rendered in Rust, token-exact, over the `tokenizers` crate on a
-//! checkpoint's `tokenizer.json` (qwen-omni.md §2.4, omniagent-spec §11.3).
+//! checkpoint's `tokenizer.json` (docs/reference.md#chat-template, docs/reference.md#token-ids).
 //!
 //! A message renders as `<|im_start|>{role}\n` + its parts in order + `<|im_end|>\n`: text verbatim
 //! with no separators, an image as `<|vision_bos|>` + `<|IMAGE|>` x N + `<|vision_eos|>`, audio as

@@ -1,14 +1,15 @@
 //! Ground-truth checks per normalised question type, so that an answer the environment
 //! cannot score is a data error found by `omnirl validate`, not an episode that burns its
-//! whole step budget on "invalid" answers (spec §12 hazard 11) or a crash at reset.
+//! whole step budget on "invalid" answers (docs/reference.md#gt-parse-error) or a crash at
+//! reset.
 //!
 //! Parsing is delegated to the `rewards` crate (the code that will score the answers), so a
 //! line that passes here is a line the reward accepts. On top of what the reward needs we
 //! flag what it would silently get wrong: reversed TR spans (the reference scores them, with
-//! IoU above 1 possible, hazard 15; the reward rejects them, and we name each one), MCQ
-//! letters that are not among the option labels (hazard 13: the reference compares only the
-//! first character), and numbers the reference regex misreads (`"1,000"` is read as 1,
-//! hazard 14).
+//! IoU above 1 possible, docs/reference.md#iou-semantics; the reward rejects them, and we name
+//! each one), MCQ letters that are not among the option labels (the reference compares only
+//! the first character, docs/reference.md#mcq-ground-truth), and numbers the reference regex
+//! misreads (`"1,000"` is read as 1, docs/reference.md#number-regex).
 //!
 //! Left out: whether an FF answer is sensible (only that it is non-empty), and TR span bounds
 //! for eval data, whose duration is only known after probing the video.
@@ -35,7 +36,8 @@ pub(crate) fn take_question_type(
 /// Takes `answer`: a string, a list holding one string (the eval format allows it; the
 /// reference reads `answer[0]`), for TR a JSON list of spans given inline, kept as its JSON
 /// text so every consumer sees the string form, or for NUM/SIZE a bare JSON number, kept as
-/// its text with a warning (the spec stores numbers as strings; the reward accepts both).
+/// its text with a warning (the reference's data stores numbers as strings,
+/// docs/reference.md#data-rl; the reward accepts both).
 pub(crate) fn take_answer(
     cx: &mut LineCx,
     obj: &mut Map<String, Value>,

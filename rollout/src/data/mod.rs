@@ -1,4 +1,4 @@
-//! The dataset formats (spec §9) and the checks `omnirl validate` runs on them.
+//! The dataset formats (docs/reference.md#data-formats) and the checks `omnirl validate` runs on them.
 //!
 //! Three JSONL formats, one JSON object per line: evaluation questions ([`EvalSample`]), RL
 //! training questions ([`RlSample`]) and SFT turns ([`SftTurn`]). [`check_file`] reports
@@ -41,11 +41,11 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataFormat {
-    /// Evaluation questions (spec §9.1).
+    /// Evaluation questions (docs/reference.md#data-eval).
     Eval,
-    /// RL training questions with video metadata (spec §9.2).
+    /// RL training questions with video metadata (docs/reference.md#data-rl).
     Rl,
-    /// SFT turns (spec §9.3).
+    /// SFT turns (docs/reference.md#data-sft).
     Sft,
 }
 

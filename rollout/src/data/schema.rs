@@ -1,5 +1,6 @@
-//! The typed question samples: evaluation lines (spec §9.1) and RL training lines (§9.2),
-//! plus the [`Record`] trait that the line checker uses for every format.
+//! The typed question samples: evaluation lines (docs/reference.md#data-eval) and RL training
+//! lines (docs/reference.md#data-rl), plus the [`Record`] trait that the line checker uses for
+//! every format.
 //!
 //! Required fields are the ones the environment cannot run without:
 //! * eval: `video`, `question_type`, `question`, `answer` (`options` for MCQ). Duration, fps
@@ -110,7 +111,7 @@ pub(crate) fn record_from_map<R: Record>(obj: Map<String, Value>) -> Result<R, S
     }
 }
 
-/// An evaluation sample (spec §9.1).
+/// An evaluation sample (docs/reference.md#data-eval).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "Map<String, Value>")]
 pub struct EvalSample {
@@ -142,7 +143,7 @@ pub struct EvalSample {
     pub extra: Map<String, Value>,
 }
 
-/// An RL training sample (spec §9.2).
+/// An RL training sample (docs/reference.md#data-rl).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "Map<String, Value>")]
 pub struct RlSample {

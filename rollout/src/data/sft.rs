@@ -1,5 +1,5 @@
-//! SFT training lines (spec §9.3): one line per trajectory turn, the full chat context the
-//! teacher saw (`raw_input`) and the assistant JSON it produced (`output`).
+//! SFT training lines (docs/reference.md#data-sft): one line per trajectory turn, the full chat
+//! context the teacher saw (`raw_input`) and the assistant JSON it produced (`output`).
 //!
 //! Required: `question_id`, `traj_id`, `step` (integer >= 1), `raw_input` (non-empty list of
 //! `{role, content}` messages ending with a user message) and `output` (non-empty string).
@@ -125,7 +125,7 @@ pub struct ChatMessage {
     pub extra: Map<String, Value>,
 }
 
-/// One SFT turn (spec §9.3).
+/// One SFT turn (docs/reference.md#data-sft).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "Map<String, Value>")]
 pub struct SftTurn {

@@ -1,6 +1,6 @@
-//! The action grammar (spec §1.4) and its parser (§1.5): exactly one JSON object
-//! `{"observation", "think", "confidence", "action"}` whose `action` is one of
-//! `get_frames {start, end, num}`, `get_audio {start, end}`, `get_clip {start, end}` or
+//! The action grammar (docs/reference.md#actions) and its parser (docs/reference.md#parsing):
+//! exactly one JSON object `{"observation", "think", "confidence", "action"}` whose `action` is
+//! one of `get_frames {start, end, num}`, `get_audio {start, end}`, `get_clip {start, end}` or
 //! `answer {content}`.
 //!
 //! The parser runs the reference's checks in the reference's order, with its error codes and
@@ -19,7 +19,7 @@
 //!    `get_clip`/`get_audio` numeric `start`/`end` (`CLIP_ARG_TYPE`/`AUDIO_ARG_TYPE`),
 //!    `answer` string `content` (`ANSWER_NOT_STRING`). Extra fields in `action` are ignored.
 //!
-//! Python quirks (spec §1.5, §12.21), decided:
+//! Python quirks (docs/reference.md#json-quirks), decided:
 //! * **Booleans are not numbers.** Python's `isinstance(True, int)` lets `"num": true` fetch
 //!   one frame; we reject booleans wherever a number is required (same error as a string).
 //! * **NaN and infinities** decode (as in Python, so they are not `json decode error`s) but
@@ -33,6 +33,7 @@
 //!
 //! Left out: range checks (`validate.rs`), which need the video and the limits.
 
+use super::format::py_value_str;
 use super::format::{py_str_repr, py_strip};
 use super::pyjson::{PyObject, PyValue, raw_decode};
 use super::validate::ErrorCode;
@@ -155,7 +156,8 @@ impl ParseError {
 
 const TOP_KEYS: [&str; 4] = ["action", "confidence", "observation", "think"];
 
-/// Parses one model response (spec §1.5). `strict_confidence` makes `confidence` required.
+/// Parses one model response (docs/reference.md#parsing). `strict_confidence` makes `confidence`
+/// required.
 pub fn parse_action(raw: &str, strict_confidence: bool) -> Result<ParsedAction, ParseError> {
     let s = py_strip(raw);
     let quoted = |q: char| s.starts_with(q) && s.ends_with(q);
@@ -236,7 +238,7 @@ fn parse_action_object(act: &PyObject) -> Result<Action, ParseError> {
         _ => None,
     };
     let Some(atype) = atype else {
-        let shown = act.get("type").map_or_else(|| "None".to_string(), PyValue::py_str);
+        let shown = act.get("type").map_or_else(|| "None".to_string(), py_value_str);
         return Err(ParseError::new(ErrorCode::UnknownActionType, format!("unknown action.type: {shown}")));
     };
     let field = |name: &str| act.get(name).and_then(finite_number);

@@ -1,4 +1,4 @@
-//! The step budget and its countdown notices (spec §1.9).
+//! The step budget and its countdown notices (docs/reference.md#step-budget).
 //!
 //! Budget: `max_steps` when static; dynamic (the default) `min(min_max_steps +
 //! floor(duration / max_clip_seconds), max_steps)`: < 60 s -> 5, 287 s -> 9, >= 1020 s -> 22
@@ -51,7 +51,8 @@ mod tests {
     fn dynamic_budget_examples() {
         let train = EpisodeLimits::default();
         let eval = EpisodeLimits { max_steps: 32, ..EpisodeLimits::default() };
-        // (duration, train budget, eval budget), from the spec's examples and the formula.
+        // (duration, train budget, eval budget), from the examples of docs/reference.md#step-budget
+        // and the formula.
         let cases: &[(f64, u32, u32)] = &[
             (0.5, 5, 5),
             (59.999, 5, 5),

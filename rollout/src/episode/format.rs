@@ -1,7 +1,7 @@
 //! Python-compatible number formatting for every string the environment shows the model
-//! (spec §12.16): the released checkpoints were trained on the reference's exact labels, so
-//! `Frames 10.00s-12.00s`, `Range [0.0, 31.5] OOB for 30.0s` and the META block must come out
-//! byte for byte as CPython prints them.
+//! (docs/reference.md#python-formatting): the released checkpoints were trained on the
+//! reference's exact labels, so `Frames 10.00s-12.00s`, `Range [0.0, 31.5] OOB for 30.0s` and
+//! the META block must come out byte for byte as CPython prints them.
 //!
 //! * [`fixed`] is `f"{x:.Nf}"`: the exact binary value rounded half-to-even at N decimals
 //!   (Rust's `{:.N}` does the same since 1.67; only NaN is spelled differently), so
@@ -11,12 +11,15 @@
 //! * [`py_float_repr`] is `repr(float)`: shortest round-trip digits, exponent form below 1e-4
 //!   and from 1e16 (`1e-05`, `1e+16`), `.0` on integral values, `inf`/`nan`.
 //! * [`py_str_repr`] is `repr(str)` (quote choice and escapes), used where the reference
-//!   prints a list of the model's own keys.
+//!   prints a list of the model's own keys; [`py_value_repr`] and [`py_value_str`] are
+//!   `repr`/`str` of a decoded JSON value (`rewards::pyjson`).
 //!
 //! Left out: Python's full `str.isprintable` table. [`py_str_repr`] escapes the C0/C1
 //! controls, the non-space separators and the common format characters; other unassigned or
 //! private-use code points are printed as they are (Python escapes them). They only appear in
 //! error text about unknown keys the model invented.
+
+use super::pyjson::PyValue;
 
 /// `f"{x:.{decimals}f}"`.
 pub fn fixed(x: f64, decimals: usize) -> String {
@@ -97,6 +100,31 @@ pub fn limit_number(x: f64) -> String {
 }
 
 /// Python's `str(bool)`.
+/// Python's `repr(value)` of a decoded JSON value.
+pub fn py_value_repr(v: &PyValue) -> String {
+    match v {
+        PyValue::Null => "None".to_string(),
+        PyValue::Bool(b) => py_bool(*b).to_string(),
+        PyValue::Int(i) => i.to_string(),
+        PyValue::Float(f) => py_float_repr(*f),
+        PyValue::Str(s) => py_str_repr(s),
+        PyValue::List(items) => format!("[{}]", items.iter().map(py_value_repr).collect::<Vec<_>>().join(", ")),
+        PyValue::Object(obj) => {
+            let inner: Vec<String> =
+                obj.iter().map(|(k, v)| format!("{}: {}", py_str_repr(k), py_value_repr(v))).collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+    }
+}
+
+/// Python's `str(value)` of a decoded JSON value.
+pub fn py_value_str(v: &PyValue) -> String {
+    match v {
+        PyValue::Str(s) => s.clone(),
+        other => py_value_repr(other),
+    }
+}
+
 pub fn py_bool(b: bool) -> &'static str {
     if b { "True" } else { "False" }
 }
@@ -152,6 +180,19 @@ pub fn py_strip(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoded_values_print_as_python_prints_them() {
+        let repr = |t: &str| py_value_repr(&super::super::pyjson::loads(t).unwrap());
+        // Expected: repr(json.loads(t)) in CPython 3.11.
+        assert_eq!(repr("{\"a\": 1}"), "{'a': 1}");
+        assert_eq!(
+            repr(r#"{"a": NaN, "b": -Infinity, "c": 1e400, "d": -0, "e": 2.50, "f": 1E2, "a": [true, null]}"#),
+            "{'a': [True, None], 'b': -inf, 'c': inf, 'd': 0, 'e': 2.5, 'f': 100.0}"
+        );
+        assert_eq!(py_value_str(&PyValue::Str("x".into())), "x");
+        assert_eq!(py_value_str(&PyValue::Null), "None");
+    }
 
     #[test]
     fn fixed_matches_python_including_ties() {

@@ -7,8 +7,8 @@
 //! observations. Implementations must be `Sync` because the rollout driver extracts media for
 //! several episodes on a thread pool while the policy generates for others.
 //!
-//! The reference's duration sanity checks (spec §2.2, §2.3) run in the episode on the
-//! durations an observation reports ([`Observation::video_seconds`],
+//! The reference's duration sanity checks (docs/reference.md#environment) run in the episode on
+//! the durations an observation reports ([`Observation::video_seconds`],
 //! [`Observation::audio_seconds`]), so `bypass_duration_check` is an episode setting.
 //!
 //! Left out: caching observations (the reference re-extracts every request too).

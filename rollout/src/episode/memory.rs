@@ -1,4 +1,5 @@
-//! The episode's chat history and its memory rules (spec §1.2, §1.8, §1.9).
+//! The episode's chat history and its memory rules (docs/reference.md#turn-format,
+//! docs/reference.md#observations, docs/reference.md#memory, docs/reference.md#step-budget).
 //!
 //! Messages are `{role, parts}`; user messages built by the environment put the text first,
 //! then media. Observations:

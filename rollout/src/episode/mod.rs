@@ -1,8 +1,8 @@
-//! The Observation-Thought-Action episode (spec §1): the state machine that turns model text
-//! into actions, runs them on a [`MediaEnv`], consolidates memory, enforces the budgets and
-//! keeps a token-exact context for training.
+//! The Observation-Thought-Action episode (docs/reference.md#agent-loop): the state machine that
+//! turns model text into actions, runs them on a [`MediaEnv`], consolidates memory, enforces the
+//! budgets and keeps a token-exact context for training.
 //!
-//! One step, in the reference's exact order (§1.1):
+//! One step, in the reference's exact order:
 //! 1. append the assistant message (always, even when invalid);
 //! 2. a finished episode answers `ENV_ALREADY_DONE` (terminal; the step is not counted);
 //! 3. count the step; 4. parse (`action.rs`); 5. `step > max_steps` or 6. `step == max_steps`
@@ -13,35 +13,45 @@
 //!    `delete_media_on_error`), refresh the notice, re-encode the changed messages, run the
 //!    prompt-length guard.
 //!
-//! Failures (`_fail`, §1.7) append `[ERROR] <marker>: <message>` as a new user message, plus
+//! Failures (`_fail`, docs/reference.md#invalid-actions) append `[ERROR] <marker>: <message>` as
+//! a new user message, plus
 //! the `[SYSTEM]` retry sentence when the episode goes on; the reward is 0 and the step counts.
 //! A failure terminates when its code says so, at the last step, or always with
 //! `terminate_on_invalid`. With `retry_on_format_error`, an invalid turn that does not end the
 //! episode is not stored for training ([`StepOutcome::stored`]); its messages stay in the
-//! history. The episode reward is the answer reward (shaping of §5.7 optional, off).
+//! history. The episode reward is the answer reward (shaping of docs/reference.md#reward-shaping
+//! optional, off).
 //!
 //! Media extraction can run elsewhere: [`Episode::begin`] does everything up to the media
 //! request, [`extract`] runs it (on any thread), [`Episode::complete`] finishes the step.
 //! [`Episode::step`] does all three.
 //!
-//! Hazard decisions (spec §12), each tested in `rollout/tests/episode_*.rs`:
-//! * §12.18 the prompt-length guard runs only when the episode goes on: a prompt that will
-//!   never be generated from cannot overflow, so a correct final answer keeps its reward (the
-//!   reference zeroes it when the closing history is long);
-//! * §12.11 `GT_JSON_PARSE` is a data error: terminal, counted valid, reward 0, and
-//!   [`StepOutcome::data_error`] set so the driver drops the trajectory;
-//! * §12.12 fps 0 or unknown skips the `CLIP_TOO_SHORT` rule (`validate.rs`);
-//! * §1.5/§12.21 Python JSON quirks: see `action.rs` and `pyjson.rs`;
-//! * §12.16 number formatting: `format.rs`; META for an unknown or non-finite value prints
-//!   `unknown` (the reference crashes on infinities);
-//! * modality masking: see `settings.rs` (`hide_unavailable_audio`);
-//! * §12.6 dropped retries: kept (`retry_on_format_error`); a negative signal is available as
-//!   `Shaping::invalid_action_penalty` for the trainer, or store every turn with retry off;
-//! * §12.17 the default system prompt is our own text (`recipes/prompts/omniagent.txt`); the
-//!   reference's exact text (builder or SFT variant) can be supplied as a template file;
-//! * §12.19 TITO compaction is not ported: the policy receives expanded ids and media inputs;
-//! * §12.20 no media files are written: part names are labels only;
-//! * §12.13, §12.14, §12.15 (answer scoring) are the `rewards` crate's;
+//! Decisions on the reference's known bugs (docs/reference.md#known-bugs), each tested in
+//! `rollout/tests/episode_*.rs`:
+//! * the prompt-length guard runs only when the episode goes on: a prompt that will never be
+//!   generated from cannot overflow, so a correct final answer keeps its reward (the reference
+//!   zeroes it when the closing history is long; docs/reference.md#token-limit-after-answer);
+//! * `GT_JSON_PARSE` is a data error: terminal, counted valid, reward 0, and
+//!   [`StepOutcome::data_error`] set so the driver drops the trajectory
+//!   (docs/reference.md#gt-parse-error);
+//! * fps 0 or unknown skips the `CLIP_TOO_SHORT` rule (`validate.rs`;
+//!   docs/reference.md#clip-too-short-fps);
+//! * Python JSON quirks: see `action.rs` and `pyjson.rs` (docs/reference.md#json-quirks);
+//! * number formatting: `format.rs`; META for an unknown or non-finite value prints `unknown`
+//!   (the reference crashes on infinities; docs/reference.md#python-formatting);
+//! * modality masking: see `settings.rs` (`hide_unavailable_audio`;
+//!   docs/reference.md#hide-unavailable-audio);
+//! * dropped retries: kept (`retry_on_format_error`; docs/reference.md#dropped-retries); a
+//!   negative signal is available as `Shaping::invalid_action_penalty` for the trainer, or store
+//!   every turn with retry off;
+//! * the default system prompt is our own text (`recipes/prompts/omniagent.txt`); the
+//!   reference's exact text (builder or SFT variant) can be supplied as a template file
+//!   (docs/reference.md#system-prompt-text);
+//! * TITO compaction is not ported: the policy receives expanded ids and media inputs
+//!   (docs/reference.md#tito);
+//! * no media files are written: part names are labels only (docs/reference.md#frame-filenames);
+//! * answer scoring (docs/reference.md#mcq-ground-truth, docs/reference.md#number-regex,
+//!   docs/reference.md#iou-semantics) is the `rewards` crate's;
 //! * FF answers score 0 inside the episode (no judge, as the reference's RL reward).
 //!
 //! Nothing here panics on any input: arbitrary response strings are fuzzed in
@@ -56,12 +66,13 @@ pub mod budget;
 pub mod format;
 pub mod media;
 pub mod memory;
-pub mod pyjson;
 pub mod settings;
 pub mod spec;
 pub mod tokens;
 pub mod validate;
 pub mod video_env;
+
+pub use rewards::pyjson;
 
 pub use action::{Action, ActionType, Num, ParsedAction, parse_action};
 pub use media::extract;

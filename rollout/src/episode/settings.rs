@@ -1,5 +1,7 @@
-//! The knobs of one episode: limits (spec §1.11) and behaviour switches (§1.5-§1.10, §5.7),
-//! with the reference's training and evaluation settings as constructors.
+//! The knobs of one episode: limits (docs/reference.md#limits) and behaviour switches
+//! (docs/reference.md#parsing through docs/reference.md#prompt-guard, and
+//! docs/reference.md#reward-shaping), with the reference's training and evaluation settings as
+//! constructors.
 //!
 //! | knob | [`EpisodeSettings::train`] | [`EpisodeSettings::eval`] | reference |
 //! |---|---|---|---|
@@ -10,7 +12,7 @@
 //! | prompt limit / tolerance | 65536 / 32 | 65536 / 32 | max_prompt_length, tok_len_tol |
 //! | `strict_confidence` | on | off | STRICT_CONFIDENCE_CHECK (train script / demo eval) |
 //! | `terminate_on_invalid` | off | off | `is_train and not RETRY_ON_FORMAT_ERROR` |
-//! | `retry_on_format_error` | on | on | RETRY_ON_FORMAT_ERROR (§7.3: also at eval) |
+//! | `retry_on_format_error` | on | on | RETRY_ON_FORMAT_ERROR (also at eval) |
 //! | `delete_media_on_error` | on | on | DELETE_MEDIA_WHEN_ERROR |
 //! | `bypass_duration_check` | off | on | BYPASS_DURATION_CHECK |
 //! | `format_reward`, length bonus | off | off | FORMAT_REWARD, LEN_BONUS_ENABLE |
@@ -62,7 +64,8 @@ impl Default for EpisodeLimits {
     }
 }
 
-/// Optional reward shaping (spec §5.7), all off by default as in the shipped scripts.
+/// Optional reward shaping (docs/reference.md#reward-shaping), all off by default as in the
+/// shipped scripts.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Shaping {
     /// `reward = 0.1 + 0.9 * reward` for a completed answer (not for a rejected TR answer).

@@ -127,7 +127,7 @@ pub struct StepOutcome {
     /// The env reward of this step (non-zero only for an answer).
     pub reward: f64,
     pub won: bool,
-    /// Whether training keeps this turn (retry semantics, spec §1.7).
+    /// Whether training keeps this turn (retry semantics, docs/reference.md#retry-mode).
     pub stored: bool,
     /// The sample's ground truth is unusable: drop the trajectory.
     pub data_error: bool,

@@ -1,4 +1,4 @@
-//! Token-exact contexts (architecture.md "Boundaries"; field-notes §C.2): the prompt of every
+//! Token-exact contexts (docs/reference.md#token-exact): the prompt of every
 //! turn is the concatenation of one token segment per history message plus the generation
 //! prompt, and is built by appending, never by decoding and re-tokenising.
 //!
@@ -18,7 +18,7 @@
 //! markers by id) for tests and benchmarks that need token ids but no checkpoint.
 //!
 //! Left out: compacting placeholder runs for an inference engine (the reference's TITO mode,
-//! whose compaction is wrong for audio-in-video, spec §12.19); our policy receives the
+//! whose compaction is wrong for audio-in-video, docs/reference.md#tito); our policy receives the
 //! expanded ids and the media inputs.
 
 use crate::chat::{self, ChatTokenizer};

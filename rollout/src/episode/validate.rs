@@ -1,6 +1,6 @@
-//! The error taxonomy (spec §1.6, with the reference's code names so logs compare across the
-//! two systems) and the range checks a parsed media action must pass before any media is
-//! extracted, in the reference's order and with its detail texts (§1.7).
+//! The error taxonomy (docs/reference.md#error-codes, with the reference's code names so logs
+//! compare across the two systems) and the range checks a parsed media action must pass before
+//! any media is extracted, in the reference's order and with its detail texts.
 //!
 //! | action | checks, in order |
 //! |---|---|
@@ -12,16 +12,18 @@
 //! shown the floored two-decimal value, so `end = shown duration` is always legal.
 //!
 //! Decisions:
-//! * `CLIP_TOO_SHORT` with an unusable fps (0, negative, NaN: spec §12.12): the reference
-//!   divides by fps before testing it and crashes; we skip the rule, which only applies to
-//!   fps >= 2 anyway. The rule is generalised to `min_clip_frames` (4 in the reference, whose
-//!   `3.999` threshold becomes `min_clip_frames - 0.001`).
+//! * `CLIP_TOO_SHORT` with an unusable fps (0, negative, NaN;
+//!   docs/reference.md#clip-too-short-fps): the reference divides by fps before testing it and
+//!   crashes; we skip the rule, which only applies to fps >= 2 anyway. The rule is generalised
+//!   to `min_clip_frames` (4 in the reference, whose `3.999` threshold becomes
+//!   `min_clip_frames - 0.001`).
 //! * `NO_AUDIO` with modality masking on carries a detail saying the video has no audio track
 //!   (the reference's text is the bare code, which stays when masking is off).
-//! * `GT_JSON_PARSE` (§12.11) is a data error, not an invalid action: the episode ends at once
-//!   (reward 0, `is_action_valid` true) and the trajectory is flagged so training skips it.
-//!   The reference retries the "invalid" answer until the budget runs out. Data loading
-//!   already rejects unscorable ground truths, so this is a last line of defence.
+//! * `GT_JSON_PARSE` (docs/reference.md#gt-parse-error) is a data error, not an invalid action:
+//!   the episode ends at once (reward 0, `is_action_valid` true) and the trajectory is flagged
+//!   so training skips it. The reference retries the "invalid" answer until the budget runs
+//!   out. Data loading already rejects unscorable ground truths, so this is a last line of
+//!   defence.
 //!
 //! Left out: the extraction failures (`FFMPEG_*_FAIL`) and the token guard, which need the
 //! media and the tokenizer; the episode raises them (`episode/mod.rs`).
@@ -163,7 +165,8 @@ impl ErrorCode {
         }
     }
 
-    /// Codes of the §1.5 parser (their `[ERROR]` marker is always `INVALID_JSON`).
+    /// Codes of the parser (docs/reference.md#parsing; their `[ERROR]` marker is always
+    /// `INVALID_JSON`).
     pub fn is_parse_error(self) -> bool {
         matches!(
             self,

@@ -1,17 +1,17 @@
-//! How the model's processor samples and sizes a clip (spec §4, `qwen-omni.md` §2.1 and its
-//! Appendix), free of FFmpeg: the frame count (`smart_nframes`), which source frames are kept,
-//! the per-frame pixel budget, and the length of the clip's audio.
+//! How the model's processor samples and sizes a clip (docs/reference.md#video-preprocessing,
+//! docs/reference.md#processor-observations), free of FFmpeg: the frame count (`smart_nframes`),
+//! which source frames are kept, the per-frame pixel budget, and the length of the clip's audio.
 //!
 //! * `nframes = floor_even(min(max(total / src_fps * 2, min_frames), floor_even(min(768, total)), total))`
-//!   with `min_frames` = 2 as in OmniAgent's vendored `qwen_vl_utils` (spec §4, §1.11);
+//!   with `min_frames` = 2 as in OmniAgent's vendored `qwen_vl_utils` (docs/reference.md#limits);
 //!   qwen-omni-utils 0.0.9 uses 4 (`ceil_even(FPS_MIN_FRAMES)`), settable here.
 //! * Kept frames: `round(linspace(0, total - 1, nframes))` (torch float32 `linspace`, round
 //!   half to even), e.g. 16 frames -> 0, 2, 4, 6, 9, 11, 13, 15.
 //! * Pixels per frame: `smart_resize(h, w, 28, 128*28*28, max(min(768*28*28,
 //!   total_pixels / nframes * 2), int(1.05 * 128*28*28)))` with `total_pixels` =
 //!   0.9 * 128000 * 28 * 28; the frames are resized with torchvision's antialiased bicubic.
-//! * `video_second_per_grid = 2 / fps` with the processor's default fps 2.0 (spec §4: no fps
-//!   is passed), i.e. 1.0, not the sampled rate.
+//! * `video_second_per_grid = 2 / fps` with the processor's default fps 2.0 (no fps is passed,
+//!   docs/reference.md#preprocessing), i.e. 1.0, not the sampled rate.
 //! * Audio: the reference re-encodes the clip to AAC and decodes it again, which keeps the
 //!   last AAC frame's padding (4.0 s gives 64,512 samples at 16 kHz, not 64,000). With
 //!   [`VideoSampling::pad_audio_like_reference`] the clip's exact audio is zero-padded to that
@@ -57,7 +57,8 @@ impl Default for VideoSampling {
     }
 }
 
-/// Pixel budget of `get_frames` images (spec §4: `OMNI_IMAGE_MAX_PIXELS`).
+/// Pixel budget of `get_frames` images (`OMNI_IMAGE_MAX_PIXELS`,
+/// docs/reference.md#image-preprocessing).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct ImageSizing {
     pub min_pixels: usize,
@@ -164,7 +165,7 @@ mod tests {
         let table: &[(usize, f64, Option<usize>)] = &[
             (750, 25.0, Some(60)),  // 30 s at 25 fps -> 2 fps
             (300, 30.0, Some(20)),  // 10 s at 30 fps
-            (16, 4.0, Some(8)),     // 4 s at 4 fps (appendix)
+            (16, 4.0, Some(8)),     // 4 s at 4 fps (docs/reference.md#video-preprocessing)
             (45, 30.0, Some(2)),    // 1.5 s -> 3 -> floor_even -> 2
             (3, 30.0, Some(2)),     // clamped up to min 2
             (1, 30.0, None),        // too short
@@ -206,7 +207,7 @@ mod tests {
 
     #[test]
     fn reference_audio_length() {
-        // Appendix: 4.0 s -> 64,512 samples.
+        // docs/reference.md#mel: 4.0 s -> 64,512 samples.
         assert_eq!(reference_clip_audio_samples(4.0), 64_512);
         assert_eq!(reference_clip_audio_samples(0.0), 0);
     }

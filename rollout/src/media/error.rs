@@ -1,5 +1,5 @@
 //! The media layer's error type and its mapping onto the environment error taxonomy
-//! (`omniagent-spec.md` §1.6).
+//! (docs/reference.md#error-codes).
 //!
 //! Every error says which action failed (probe, frames, audio, clip), and where it can, which
 //! file, stream and timestamp. [`MediaError::env_code`] gives the code the episode reports:
@@ -27,7 +27,7 @@ pub enum MediaAction {
 }
 
 impl MediaAction {
-    /// The extraction-failure code of this action (spec §1.6).
+    /// The extraction-failure code of this action (docs/reference.md#error-codes).
     pub fn fail_code(self) -> &'static str {
         match self {
             MediaAction::Probe => "MEDIA_PROBE_FAIL",
@@ -161,7 +161,7 @@ impl MediaError {
         self
     }
 
-    /// The environment error code (spec §1.6) this error is reported as.
+    /// The environment error code (docs/reference.md#error-codes) this error is reported as.
     pub fn env_code(&self) -> &'static str {
         match self {
             MediaError::Range { action, problem, .. } => match problem {

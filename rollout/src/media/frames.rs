@@ -1,13 +1,13 @@
 //! Request arithmetic, free of FFmpeg: which timestamps a `get_frames` asks for, and how a
-//! `[start, end]` range is checked and clamped before anything is decoded (spec §1.6, §2).
+//! `[start, end]` range is checked and clamped before anything is decoded
+//! (docs/reference.md#error-codes, docs/reference.md#environment).
 //!
 //! * `get_frames(start, end, num)`: `num` timestamps from numpy's `linspace(start, end, num)`
 //!   (`start + i*step`, the last forced to exactly `end`; a single frame at `start` when
 //!   `num == 1`). These requested values are the labels shown to the model. Each is then
-//!   clamped to `[0, d - 0.2]` for decoding (§2.1).
+//!   clamped to `[0, d - 0.2]` for decoding.
 //! * `get_audio` / `get_clip(start, end)`: after the checks, `end` is clamped to
-//!   `max(min(end, d - 0.2), start)`; the extracted length is `end' - start` and must be > 0
-//!   (§2.2, §2.3).
+//!   `max(min(end, d - 0.2), start)`; the extracted length is `end' - start` and must be > 0.
 //!
 //! `d` is the episode's duration: the dataset's `duration_seconds` when the episode knows it
 //! (the reference checks and clamps against that value, with no tolerance), else the probed
@@ -23,9 +23,9 @@ use super::error::{MediaAction, MediaError, RangeProblem};
 /// Frames one request may ask for at most, whatever the episode's limit (the processor's own
 /// ceiling on video frames).
 pub const MAX_FRAMES_PER_REQUEST: usize = 768;
-/// How far before the end frame times and range ends are clamped (§2.1-2.3).
+/// How far before the end frame times and range ends are clamped (docs/reference.md#environment).
 pub const END_MARGIN_S: f64 = 0.2;
-/// Shortest audio the reference accepts (§1.6 `AUDIO_TOO_SHORT`).
+/// Shortest audio the reference accepts (`AUDIO_TOO_SHORT`, docs/reference.md#error-codes).
 pub const MIN_AUDIO_S: f64 = 0.1;
 
 /// A `get_frames` request.
@@ -41,7 +41,8 @@ impl FrameRequest {
         FrameRequest { start, end, num }
     }
 
-    /// Checks the request against `duration` (spec §1.6 order: range, reversed, count) and
+    /// Checks the request against `duration` (in the order of docs/reference.md#error-codes:
+    /// range, reversed, count) and
     /// returns the requested timestamps (the labels).
     pub fn timestamps(&self, duration: f64) -> Result<Vec<f64>, MediaError> {
         let (s, e) = (self.start, self.end);

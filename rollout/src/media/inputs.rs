@@ -1,7 +1,8 @@
-//! Model-ready inputs for one observation: the `multi_modal_inputs` of spec §3.3 as plain
-//! buffers plus shapes (the trainer turns them into tensors), and the placeholder token counts
-//! the prompt needs. Pixel rows are the processor's `[rows, 1176]` matrix held as source bytes
-//! (`pixels`), expanded to CLIP-normalised floats where the model runs.
+//! Model-ready inputs for one observation: the `multi_modal_inputs` of
+//! docs/reference.md#training-rows as plain buffers plus shapes (the trainer turns them into
+//! tensors), and the placeholder token counts the prompt needs. Pixel rows are the processor's
+//! `[rows, 1176]` matrix held as source bytes (`pixels`), expanded to CLIP-normalised floats
+//! where the model runs.
 //!
 //! * `get_frames` -> one image per frame: `pixel_values` rows concatenated over images,
 //!   `image_grid_thw` per image, `grid_h * grid_w / 4` tokens each. Frames not yet at a

@@ -1,5 +1,5 @@
 //! Whisper log-mel features as Qwen2.5-Omni's `WhisperFeatureExtractor` computes them
-//! (`qwen-omni.md` §2.3): 16 kHz mono, periodic Hann window of 400, hop 160, centred STFT
+//! (docs/reference.md#mel): 16 kHz mono, periodic Hann window of 400, hop 160, centred STFT
 //! with reflect padding, the last frame dropped, power spectrum, 128 slaney-scale
 //! slaney-normalised mel filters over 0-8000 Hz, `log10(max(x, 1e-10))`, floored at the
 //! waveform's maximum minus 8, then `(x + 4) / 4`.
@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn token_counts_match_the_processor() {
-        // qwen-omni.md: 1 s -> 25, 30 s -> 750, 300 s -> 7500; appendix: 404 frames -> 101.
+        // docs/reference.md#mel: 1 s -> 25, 30 s -> 750, 300 s -> 7500, 404 frames -> 101.
         for (frames, tokens) in [(100, 25), (3000, 750), (30000, 7500), (404, 101), (400, 100), (1, 1), (0, 0)] {
             assert_eq!(audio_tokens(frames), tokens, "{frames} frames");
         }

@@ -1,7 +1,7 @@
 //! The media environment: a video opened once per episode answers `get_frames`, `get_audio`
 //! and `get_clip` in process (FFmpeg through `ffmpeg-next`), straight to the model's inputs.
 //! The reference instead spawns `ffmpeg` per frame, writes JPEGs and re-encodes clips
-//! (`omniagent-spec.md` §2); this keeps its arguments, clamps and error codes.
+//! (docs/reference.md#environment); this keeps its arguments, clamps and error codes.
 //!
 //! ```text
 //! MediaSource::open(path)            probe + demuxer        -> info(): VideoInfo

@@ -1,6 +1,7 @@
 //! Files for people, not for the model: PNG frames and a 16-bit mono WAV, written by
-//! `omnirl media --out` so a person can see and hear what the agent receives; the WAV bytes
-//! also serve the run report's pages and the teacher's audio inputs.
+//! `omnirl media --out` so a person can see and hear what the agent receives; the PNG and WAV
+//! bytes, base64-encoded for `data:` URIs, also serve the run report's pages and the teacher's
+//! image and audio inputs (one encoder of each for the whole repository).
 //!
 //! Left out: any other format, and anything on the rollout hot path (which never writes
 //! media to disk).
@@ -18,18 +19,31 @@ fn write_err(path: &Path) -> impl Fn(std::io::Error) -> MediaError + '_ {
 /// Writes `img` as an 8-bit RGB PNG.
 pub fn write_png(path: &Path, img: &RgbImage) -> Result<(), MediaError> {
     let err = write_err(path);
-    let file = File::create(path).map_err(&err)?;
-    let (w, h) = (u32::try_from(img.width), u32::try_from(img.height));
-    let (Ok(w), Ok(h)) = (w, h) else {
-        return Err(err(std::io::Error::other("image too large for PNG")));
-    };
-    let mut enc = png::Encoder::new(BufWriter::new(file), w, h);
+    let bytes = png_bytes(img, png::Compression::Fast).map_err(|e| err(std::io::Error::other(e)))?;
+    let mut out = BufWriter::new(File::create(path).map_err(&err)?);
+    out.write_all(&bytes).map_err(&err)?;
+    out.flush().map_err(&err)
+}
+
+/// `img` as the bytes of an 8-bit RGB PNG file, encoded by `png` with `compression`.
+pub fn png_bytes(img: &RgbImage, compression: png::Compression) -> Result<Vec<u8>, png::EncodingError> {
+    let too_large = |_| png::EncodingError::LimitsExceeded;
+    let (w, h) = (u32::try_from(img.width).map_err(too_large)?, u32::try_from(img.height).map_err(too_large)?);
+    let mut buf = Vec::new();
+    let mut enc = png::Encoder::new(&mut buf, w, h);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    enc.set_compression(png::Compression::Fast);
-    let mut writer = enc.write_header().map_err(|e| err(std::io::Error::other(e)))?;
-    writer.write_image_data(&img.data).map_err(|e| err(std::io::Error::other(e)))?;
-    writer.finish().map_err(|e| err(std::io::Error::other(e)))
+    enc.set_compression(compression);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(&img.data)?;
+    writer.finish()?;
+    Ok(buf)
+}
+
+/// `bytes` in standard base64 with padding (RFC 4648), for `data:` URIs.
+pub fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Writes mono `samples` (in [-1, 1]) as 16-bit PCM WAV.
@@ -57,6 +71,13 @@ pub fn wav_bytes(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>, hound::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_uri_payloads_are_standard_base64() {
+        for (plain, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(plain.as_bytes()), enc);
+        }
+    }
 
     #[test]
     fn wav_and_png_round_trip_sizes() {

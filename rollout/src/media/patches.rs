@@ -1,4 +1,4 @@
-//! CLIP normalisation and Qwen2-VL patchification (`qwen-omni.md` §2.2): RGB frames whose
+//! CLIP normalisation and Qwen2-VL patchification (docs/reference.md#patchify): RGB frames whose
 //! sides are multiples of 28 become `pixel_values` rows of 1176 = 3 x 2 x 14 x 14 floats, in
 //! the processor's order.
 //!

@@ -1,5 +1,6 @@
 //! `smart_resize` and the two bicubic resamplers the Qwen2.5-Omni input pipeline uses
-//! (`qwen-omni.md` §2.1, spec §4), on packed RGB24 images.
+//! (docs/reference.md#image-preprocessing, docs/reference.md#video-preprocessing), on packed
+//! RGB24 images.
 //!
 //! * Images (`get_frames`): qwen-omni-utils' `fetch_image` resizes with PIL's
 //!   `Image.resize(size)` (bicubic, a = -0.5, support scaled by the downscale factor, i.e.
@@ -437,10 +438,10 @@ mod tests {
         let vid_max = 768 * 28 * 28;
         type Case = (usize, usize, usize, usize, (usize, usize));
         let table: &[Case] = &[
-            (720, 1280, vid_min, vid_max, (560, 1008)), // qwen-omni.md worked example
+            (720, 1280, vid_min, vid_max, (560, 1008)), // worked example of docs/reference.md#tmrope
             (720, 1280, img_min, img_max, (672, 1176)),
             (61, 97, img_min, img_max, (56, 84)),
-            (84, 112, vid_min, vid_max, (280, 392)), // appendix: 112x84 clip -> 280x392 (h, w)
+            (84, 112, vid_min, vid_max, (280, 392)), // video-preprocessing: 112x84 clip -> 280x392 (h, w)
             (10, 10, img_min, img_max, (56, 56)),
             (28, 28, 0, img_max, (28, 28)),
             (42, 42, 0, img_max, (56, 56)), // round(1.5) = 2 (half to even)

@@ -24,7 +24,7 @@
 //!
 //! The default template (`recipes/prompts/omniagent.txt`, compiled in) teaches the reference's
 //! protocol in our own words. The released checkpoints were trained on the reference's exact
-//! text (spec §1.3.1, §12.17); to run them as trained, point the recipe's
+//! text (docs/reference.md#system-prompt-text); to run them as trained, point the recipe's
 //! `environment.system_prompt` at a file holding that text.
 //!
 //! Left out: conditionals and loops in templates (placeholders cover every knob the reference

@@ -1,6 +1,7 @@
-//! The first user message (spec §1.3.2): the META block, the question and the answer-format
-//! guide of its type, byte for byte as the reference builds it (the checkpoints were trained
-//! on these strings, including the SIZE guide's "e.g. e.g.," and the U+2026 ellipsis).
+//! The first user message (docs/reference.md#first-user-message): the META block, the question
+//! and the answer-format guide of its type, byte for byte as the reference builds it (the
+//! checkpoints were trained on these strings, including the SIZE guide's "e.g. e.g.," and the
+//! U+2026 ellipsis).
 //!
 //! `Video META:\n- duration_seconds: {D}\n- fps: {F}\n- has_audio: {H}\n\n` + `Question: ` +
 //! question + guide, where `D` and `F` are floored (not rounded) to two decimals and `H` is

@@ -1,27 +1,30 @@
-//! Advantage estimators (spec §6.1-§6.2) as pure `f64` functions over rows, one row per stored
-//! turn: GRPO's group-normalised outcome advantage, the same without the std division, and TAURA
-//! (GRPO times each turn's entropy relative to its group's mean turn entropy).
+//! Advantage estimators (docs/reference.md#grpo, docs/reference.md#taura) as pure `f64` functions
+//! over rows, one row per stored turn: GRPO's group-normalised outcome advantage, the same
+//! without the std division, and TAURA (GRPO times each turn's entropy relative to its group's
+//! mean turn entropy).
 //!
 //! Semantics kept from the reference (`compute_grpo_outcome_advantage`, `get_entropy_weights`):
 //! * a row's score is its episode reward (every turn of a trajectory carries the same scalar);
 //! * group statistics (group = prompt `uid`) count each trajectory once: rows are scanned in
 //!   order and a `(uid, traj_uid)` pair already seen is skipped, so the first row of a trajectory
-//!   supplies its score (hazard 5's GRPO half);
+//!   supplies its score (the GRPO half of docs/reference.md#taura-group-mean);
 //! * a group of one trajectory has mean 0 and std 1, so `Â = s / (1 + ε)` (and `s` without std);
 //!   larger groups use the mean and the **unbiased** std (divisor n − 1);
 //! * `Â = (s − μ) / (σ + ε)` with ε = 1e-6 from the recipe, or `s − μ` for `grpo-no-std`;
 //! * TAURA: `h̄_g = Σ_{r∈g} h_r / (|g| + 1e-8)` over **all rows** of the group (turns, not
-//!   trajectories, duplicates included: hazard 5 kept as the reference has it), then
+//!   trajectories, duplicates included: kept as the reference has it,
+//!   docs/reference.md#taura-group-mean), then
 //!   `w_r = h_r / (h̄_g + 1e-8)` (no clipping, no floor) and `A_r = Â_traj(r) · w_r`;
-//! * advantages are never clipped (hazard 22); [`EXPLODED_ABS`] only feeds a metric.
+//! * advantages are never clipped (docs/reference.md#advantage-explode); [`EXPLODED_ABS`] only
+//!   feeds a metric.
 //!
 //! Deliberate deviations:
 //! * Statistics are computed in `f64` with a shifted mean (`x₀ + Σ(xᵢ − x₀)/n`), so identical
 //!   rewards give a mean equal to the reward and an advantage of exactly 0 (the reference's
 //!   float32 `torch.mean` can be off by an ulp, which the 1e-6 denominator then inflates into a
-//!   spurious non-zero advantage: a known bug, spec §12).
+//!   spurious non-zero advantage: a known bug, docs/reference.md#grpo-float32-mean).
 //! * With `ignore_exceed` (off in the reference and by default), excluded rows get advantage 0
-//!   instead of the reference's raw reward (hazard 23).
+//!   instead of the reference's raw reward (docs/reference.md#ignore-exceed).
 //!
 //! Left out: RLOO/GiGPO and the disabled entropy knobs (top-k token masks, soft sequence weights),
 //! none of which the shipped scripts use.
@@ -357,7 +360,8 @@ mod tests {
     #[test]
     fn taura_worked_example() {
         // Group a: trajectory 1 (reward 1) has turns with h = 2.0 and 1.0, trajectory 2 (reward 0)
-        // one turn with h = 0.5. Â = ±0.5/(√0.5 + ε). The group mean counts turns (hazard 5):
+        // one turn with h = 0.5. Â = ±0.5/(√0.5 + ε). The group mean counts turns
+        // (docs/reference.md#taura-group-mean):
         // h̄ = 3.5 / (3 + 1e-8); w = h / (h̄ + 1e-8).
         // Group b: one trajectory, one turn, h = 0.8, reward 0.6: Â = 0.6/(1+ε), h̄ = 0.8/(1+1e-8).
         let r = vec![
@@ -406,7 +410,7 @@ mod tests {
     #[test]
     fn ignore_exceed_zeroes_excluded_rows() {
         // Trajectory 3 exceeded: statistics over [1, 0] only; its row gets 0 (not its raw reward,
-        // hazard 23).
+        // docs/reference.md#ignore-exceed).
         let mut r = rows(&[("a", "1", 1.0), ("a", "2", 0.0), ("a", "3", 5.0)]);
         r[2].exceed = true;
         let out = outcome_advantages(&r, None, true);

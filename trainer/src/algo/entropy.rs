@@ -1,4 +1,5 @@
-//! Response masks and turn entropies (spec §3.3, §6.2 steps 1-2).
+//! Response masks and turn entropies (docs/reference.md#training-rows, docs/reference.md#taura
+//! steps 1-2).
 //!
 //! * [`response_mask`]: the reference's `get_response_mask`: 1 for every response token up to
 //!   **and including** the first end token, 0 after it (padding, or anything generated past a

@@ -1,5 +1,5 @@
-//! The PPO-style policy loss on libtorch tensors (spec §6.3-§6.4), token by token, and its
-//! aggregation over rows.
+//! The PPO-style policy loss on libtorch tensors (docs/reference.md#importance-sampling,
+//! docs/reference.md#policy-loss), token by token, and its aggregation over rows.
 //!
 //! Per token, with `Δ = clamp(log π_θ − log π_old, −20, 20)` and `r = exp(Δ)`:
 //! `L1 = −A·r`, `L2 = −A·clip(r, 1 − ε_low, 1 + ε_high)`, `Lc = max(L1, L2)`, and for `A < 0`

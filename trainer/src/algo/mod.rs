@@ -1,4 +1,5 @@
-//! The RL algorithms as functions, separate from the learners that run them (spec §6):
+//! The RL algorithms as functions, separate from the learners that run them
+//! (docs/reference.md#grpo through docs/reference.md#update-rule):
 //! [`advantage`] (GRPO, GRPO without std, TAURA; pure `f64`), [`entropy`] (response masks and
 //! turn entropies) and [`loss`] (clipped surrogate, truncated IS, KL, aggregation; libtorch).
 //!

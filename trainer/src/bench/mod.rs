@@ -6,8 +6,9 @@
 //! `Serialize` record that the CLI prints as one JSON line.
 //!
 //! Shapes: `tiny` (the test fixture's tiny thinker: LLM hidden 32, real vocabulary), `mid` (LLM
-//! hidden 512, 4 layers, small encoders; for parity), `7b` (the Qwen2.5-Omni-7B thinker, qwen-omni.md
-//! §0). Every benchmark runs at `tiny` on the CPU in seconds, which is what CI checks.
+//! hidden 512, 4 layers, small encoders; for parity), `7b` (the Qwen2.5-Omni-7B thinker,
+//! docs/reference.md#model-numbers). Every benchmark runs at `tiny` on the CPU in seconds, which
+//! is what CI checks.
 //!
 //! Precision: on CUDA the weights live and compute in the asked dtype (bf16 by default). On the CPU,
 //! half-precision weights are rounded to that dtype but computed in f32, as `model::weights` loads
@@ -204,22 +205,12 @@ impl ShapeInfo {
     }
 }
 
-/// `cpu`, `cuda` or `cuda:N`.
+/// `--device` (`model::parse_device`) with the benchmarks' error kinds.
 pub fn parse_device(s: &str) -> BResult<Device> {
-    let dev = match s {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => Device::Cuda(0),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(i) => Device::Cuda(i),
-            None => return Err(BenchError::Options(format!("--device {other}: expected cpu, cuda or cuda:N"))),
-        },
-    };
-    if !tch::Cuda::is_available() {
-        return Err(BenchError::Unavailable(format!(
-            "--device {s}: libtorch reports no CUDA device (a CPU-only build or libtorch, or no GPU)"
-        )));
-    }
-    Ok(dev)
+    crate::model::parse_device(s).map_err(|e| match e {
+        crate::model::DeviceError::Unknown(_) => BenchError::Options(e.to_string()),
+        crate::model::DeviceError::NoCuda(_) => BenchError::Unavailable(e.to_string()),
+    })
 }
 
 /// `auto` (bf16 on CUDA, f32 on the CPU), `bf16`, `f16`, `f32`.
@@ -361,7 +352,8 @@ mod tests {
             assert!(info.matmul_params > 0 && info.matmul_params < info.llm_params, "{s:?}");
         }
         let seven = ShapeInfo::new(Shape::Seven, &Shape::Seven.config().unwrap());
-        // qwen-omni.md §0: LLM 7,615,616,512 including the 545,001,472-element embedding.
+        // docs/reference.md#model-numbers: LLM 7,615,616,512 including the
+        // 545,001,472-element embedding.
         assert_eq!(seven.llm_params, 7_615_616_512);
         assert_eq!(seven.matmul_params, 7_615_616_512 - 152_064 * 3584);
         assert_eq!(seven.vision_params, 676_550_144);

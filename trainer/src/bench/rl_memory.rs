@@ -3,9 +3,10 @@
 //! On CUDA this is also the suite's "CUDA training step": the record says whether the step
 //! produced a finite gradient norm and changed the trained weights.
 //!
-//! Setup (qwen-omni.md §5.4's recipe for one 80 GB GPU): weights in the asked dtype, encoders
-//! frozen, with `--lora` adapters of rank R on every LLM linear (fp32, the base frozen, the base
-//! with adapters off as the KL reference), activation checkpointing, chunked `lm_head`. Without
+//! Setup (the recipe for one 80 GB GPU of docs/reference.md#memory-budget): weights in the
+//! asked dtype, encoders frozen, with `--lora` adapters of rank R on every LLM linear (fp32, the
+//! base frozen, the base with adapters off as the KL reference), activation checkpointing,
+//! chunked `lm_head`. Without
 //! `--lora` every LLM weight trains (full fine-tuning: expect it not to fit an 80 GB GPU at 7B).
 //! Each row is `prompt_len + response_len` plain tokens; the learner scores every row, runs the
 //! reference pass when the KL coefficient is set, then forward + backward per row and one step.

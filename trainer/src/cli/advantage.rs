@@ -3,10 +3,11 @@
 //! (`reward` = the episode reward, `entropy` = the turn entropy `h_r`, read by TAURA only); lines
 //! sharing a `uid` form a GRPO group. Each output line (stdout, input order) is the input line with
 //! every field kept in order and as written, plus `"advantage"` (an existing `advantage` field is
-//! replaced). The estimators are `algo::advantage` (spec §6.1-§6.2): statistics over unique
-//! `(uid, traj_uid)` trajectories (a trajectory's reward counts once however many turns it has),
-//! unbiased std, ε = 1e-6 (`--epsilon`), a group of one trajectory has mean 0 and std 1; TAURA
-//! weights each turn by `h_r / (h̄_g + 1e-8)` with `h̄_g` over all the group's lines.
+//! replaced). The estimators are `algo::advantage` (docs/reference.md#grpo,
+//! docs/reference.md#taura): statistics over unique `(uid, traj_uid)` trajectories (a
+//! trajectory's reward counts once however many turns it has), unbiased std, ε = 1e-6
+//! (`--epsilon`), a group of one trajectory has mean 0 and std 1; TAURA weights each turn by
+//! `h_r / (h̄_g + 1e-8)` with `h̄_g` over all the group's lines.
 //!
 //! A malformed line (not UTF-8, not a JSON object, `uid`/`traj_uid` missing or not a string or
 //! number, `reward` missing or not a finite number, under TAURA `entropy` likewise) is reported

@@ -66,10 +66,7 @@ impl Common {
         if let Some(n) = self.threads {
             tch::set_num_threads(n);
         }
-        Ok(match self.device.as_str() {
-            "auto" => Device::cuda_if_available(),
-            d => bench::parse_device(d)?,
-        })
+        Ok(bench::parse_device(&self.device)?)
     }
 
     fn placement(&self) -> anyhow::Result<Placement> {
@@ -388,10 +385,7 @@ fn parity(a: &ParityArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn nccl(a: &NcclArgs) -> anyhow::Result<ExitCode> {
-    let device = match a.device.as_str() {
-        "auto" => Device::cuda_if_available(),
-        d => bench::parse_device(d)?,
-    };
+    let device = bench::parse_device(&a.device)?;
     let r = bench::nccl::run(&bench::nccl::NcclOptions { device, mib: a.mib, iters: a.iters }).context("bench nccl")?;
     let s = format!(
         "nccl: backend {} (version {:?}), world {}: all-reduce {} broadcast {} all-gather {} reduce-scatter {}; {} MiB all-reduce {:.2} ms ({} GB/s host-staged)",

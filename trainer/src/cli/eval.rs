@@ -1,10 +1,11 @@
 //! `omnirl eval RECIPE [--set k=v]... | --model DIR --data FILE` with `[--media-root DIR]
 //! [--out DIR] [--max-steps N[,N...]]... [--max-samples N] [--greedy] [--max-response-tokens N]
-//! [--seed N]`: evaluates a checkpoint (spec §10), one episode per sample, and writes
-//! `results.jsonl`, `summary.json` and `summary.csv` to `--out` (default `eval-out/`).
+//! [--seed N]`: evaluates a checkpoint (docs/reference.md#evaluation), one episode per sample,
+//! and writes `results.jsonl`, `summary.json` and `summary.csv` to `--out` (default `eval-out/`).
 //!
 //! * Plain form: `--model` and `--data` (eval-format JSONL) with the evaluation defaults of an
-//!   `eval` stage (spec §11.5: temperature 1, top-k 20, top-p 0.95), 1024 response tokens, seed 42.
+//!   `eval` stage (docs/reference.md#generation: temperature 1, top-k 20, top-p 0.95), 1024
+//!   response tokens, seed 42.
 //! * Recipe form: the recipe is validated first, exactly as `omnirl validate` does it (with the
 //!   `--set` and environment overrides); on any error the problems are printed and the exit
 //!   status is 1. The stage evaluated is the recipe's last eval stage with `val_files`, else its
@@ -32,6 +33,7 @@ use crate::run::episodes::eval_specs;
 use crate::run::eval::{EvalSetup, evaluate, write_eval_outputs};
 use crate::run::judge::FfJudge;
 use crate::run::model::{Loading, Model, encoder_for};
+use crate::run::resume::newest_run;
 use crate::run::train::describe;
 use crate::run::write_atomic;
 use clap::Args;
@@ -83,10 +85,6 @@ struct Plan {
     device: tch::Device,
 }
 
-fn any_device() -> tch::Device {
-    if tch::Cuda::is_available() { tch::Device::Cuda(0) } else { tch::Device::Cpu }
-}
-
 fn plain_plan(args: &EvalArgs) -> anyhow::Result<Plan> {
     let (Some(model), Some(data)) = (&args.model, &args.data) else {
         anyhow::bail!("give a RECIPE, or both --model DIR and --data FILE");
@@ -99,18 +97,13 @@ fn plain_plan(args: &EvalArgs) -> anyhow::Result<Plan> {
     stage.data.files = vec![data.clone()];
     stage.data.media_root = args.media_root.clone();
     stage.data.max_samples = args.max_samples;
-    Ok(Plan { stage, model: model.clone(), seed: 42, device: any_device() })
+    Ok(Plan { stage, model: model.clone(), seed: 42, device: tch::Device::cuda_if_available() })
 }
 
 /// The newest run directory of `recipe` holding `<stage>/final/config.json`.
 fn newest_result(recipe: &ResolvedRecipe, stage: &str) -> Option<PathBuf> {
-    std::fs::read_dir(&recipe.output_dir)
-        .ok()?
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&recipe.name) && e.path().join("recipe.yaml").is_file())
-        .map(|e| e.path().join(stage).join("final"))
-        .filter(|p| p.join("config.json").is_file())
-        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+    let result = |run: &Path| run.join(stage).join("final");
+    newest_run(&recipe.output_dir, &recipe.name, |run| result(run).join("config.json").is_file()).map(|r| result(&r))
 }
 
 /// The model `stage` evaluates (see the module docs): for an rl stage's validation, its own
@@ -163,7 +156,7 @@ fn recipe_plan(args: &EvalArgs, path: &Path) -> anyhow::Result<Option<Plan>> {
     };
     let device = match recipe.distributed.device {
         DeviceKind::Cpu => tch::Device::Cpu,
-        _ => any_device(),
+        _ => tch::Device::cuda_if_available(),
     };
     eprintln!("omnirl eval: stage `{}` of {}, model {}", chosen.name(), path.display(), model.display());
     let mut stage = match chosen {

@@ -32,7 +32,7 @@ use rollout::media::mel::log_mel;
 use rollout::media::{FrameRequest, ImageSizing, MediaSource, ModelInputs, VideoSampling};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tch::{Device, Kind};
+use tch::Kind;
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -93,23 +93,7 @@ pub fn load_options(dtype: Option<&str>, device: Option<&str>) -> anyhow::Result
         Some("f16" | "fp16" | "float16") => Some(Kind::Half),
         Some(other) => bail!("--dtype {other}: expected f32, bf16 or f16"),
     };
-    let device = match device {
-        None => Device::cuda_if_available(),
-        Some("cpu") => Device::Cpu,
-        Some(d) => {
-            let idx = match d.strip_prefix("cuda") {
-                Some("") => 0,
-                Some(rest) => {
-                    rest.trim_start_matches(':').parse().map_err(|_| anyhow!("--device {d}: bad CUDA index"))?
-                }
-                None => bail!("--device {d}: expected cpu, cuda or cuda:N"),
-            };
-            if !tch::Cuda::is_available() {
-                bail!("--device {d}: CUDA is not available");
-            }
-            Device::Cuda(idx)
-        }
-    };
+    let device = crate::model::parse_device(device.unwrap_or("auto"))?;
     Ok(LoadOptions { dtype, device })
 }
 

@@ -16,10 +16,10 @@
 //! reports `answer`, `reward` and `correct` as `null` (`"scored": false`).
 //!
 //! Environment limits, preprocessing and the system prompt are the defaults of an eval stage
-//! (spec §1.11: 32 steps with the dynamic budget, 60 frames, 300 s audio, 60 s clips); with
-//! `--recipe` they are taken from the recipe's stage `--stage`, else its first eval stage, else
-//! its first rl stage. Sampling defaults to the evaluation settings (temperature 1, top-k 20,
-//! top-p 0.95, spec §10.2); `--greedy` is top-k 1.
+//! (docs/reference.md#limits: 32 steps with the dynamic budget, 60 frames, 300 s audio, 60 s
+//! clips); with `--recipe` they are taken from the recipe's stage `--stage`, else its first eval
+//! stage, else its first rl stage. Sampling defaults to the evaluation settings (temperature 1, top-k 20,
+//! top-p 0.95, docs/reference.md#inference); `--greedy` is top-k 1.
 //!
 //! `--out` (default `trajectory.json`, written atomically) holds the keys of a `results.jsonl`
 //! line of `omnirl eval` (with `steps` holding every physical step, not only the stored ones) and
@@ -218,8 +218,8 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
     let spec = Arc::new(spec_of(args)?);
     let (encoder, vocab_limit) = encoder_for(&args.model, tokenizer.as_deref())?;
     let opts = load_options(Some(args.dtype.as_deref().unwrap_or("f32")), args.device.as_deref())?;
-    let thinker = Thinker::load(&args.model, opts).with_context(|| format!("loading {}", args.model.display()))?;
-    let mut policy = ThinkerPolicy { thinker, vocab_limit };
+    let mut thinker = Thinker::load(&args.model, opts).with_context(|| format!("loading {}", args.model.display()))?;
+    let mut policy = ThinkerPolicy { thinker: &mut thinker, vocab_limit };
     let sampling = Sampling {
         temperature: args.temperature,
         top_p: args.top_p,

@@ -3,8 +3,9 @@
 //! runs one episode on a real video with given model responses and prints what the
 //! environment reports at every step.
 //!
-//! SAMPLE.json holds one sample object in the RL format (spec §9.2: it has `fps`,
-//! `duration_seconds`, `has_audio`) or the eval format (§9.1: the video is probed for them,
+//! SAMPLE.json holds one sample object in the RL format (docs/reference.md#data-rl: it has
+//! `fps`, `duration_seconds`, `has_audio`) or the eval format (docs/reference.md#data-eval: the
+//! video is probed for them,
 //! with the reference's fallback of 120 s, 30 fps, audio on when probing fails).
 //! RESPONSES.json is a JSON array of strings, one per turn (an element that is not a string is
 //! stepped as the reference steps a non-string action: `INVALID_JSON` "not a string"). Every
@@ -13,9 +14,9 @@
 //!
 //! stdout: one JSON line per step with exactly these keys, in this order: `step` (1-based
 //! index of the response), `action_type` (`get_frames`, `get_audio`, `get_clip`, `answer`, or
-//! `"ERROR"` for a step with an error code, spec §3.3), `is_action_valid`, `error_code`
-//! (`"OK"` when none), `done`, `reward` and `won` (as the environment reports them at that
-//! step), `n_raw_media` (media messages not yet consolidated after the step), `n_frames`
+//! `"ERROR"` for a step with an error code, docs/reference.md#training-rows), `is_action_valid`,
+//! `error_code` (`"OK"` when none), `done`, `reward` and `won` (as the environment reports them
+//! at that step), `n_raw_media` (media messages not yet consolidated after the step), `n_frames`
 //! (frames delivered), `audio_seconds` (audio delivered by `get_audio`), `clip_range` (`[start,
 //! end]` of the delivered clip or frames, else `null`), `max_steps` (the effective budget). Then
 //! a final line `{"episode_reward": ..., "stored_turns": ...}`: the sum of the rewards of the

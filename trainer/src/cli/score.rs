@@ -1,4 +1,4 @@
-//! `omnirl score --input FILE.jsonl`: scores predictions line by line (issue 3).
+//! `omnirl score --input FILE.jsonl`: scores predictions line by line.
 //!
 //! Each input line `{"question_type", "prediction", "answer", ...}` yields one output line on
 //! stdout, in input order: every input field (order and text kept) plus `"reward"` (number, or

@@ -42,7 +42,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     let resume = match &args.resume {
         None => None,
         Some(Some(dir)) => Some(dir.clone()),
-        Some(None) => match newest_run(&recipe.output_dir, &recipe.name) {
+        Some(None) => match newest_run(&recipe.output_dir, &recipe.name, |_| true) {
             Some(dir) => Some(dir),
             None => anyhow::bail!("--resume: no run of `{}` under {}", recipe.name, recipe.output_dir.display()),
         },

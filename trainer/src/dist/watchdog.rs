@@ -394,12 +394,17 @@ mod tests {
         let peer = std::thread::spawn(move || Watchdog::start_peer(1, &addr, t).unwrap());
         let hub = Watchdog::start_hub(listener, 2, t).unwrap();
         let peer = peer.join().unwrap();
+        assert_eq!((hub.rank(), peer.rank()), (0, 1));
         hub.enter("barrier");
         peer.enter("barrier");
         peer.leave();
         hub.leave();
+        assert_eq!((hub.snapshot().entered, hub.snapshot().done), (1, 1));
+        assert_eq!((peer.snapshot().entered, peer.snapshot().done), (1, 1));
+        // A peer that says goodbye is not a dead peer: were it taken for one, the hub would end
+        // this test process with ABORT_EXIT_CODE while it sleeps here.
         drop(peer);
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(300));
         drop(hub);
     }
 }

@@ -1,13 +1,16 @@
 //! Batch, step and budget arithmetic of a stage for a given world size: the rules the
 //! reference only enforces minutes into a run (or never), computed before anything starts.
 //!
-//! RL (omniagent-spec §3.1-§3.2, §6.5, §7.1): `B` prompts × `n` copies = `B·n` episodes per
+//! RL (docs/reference.md#rollout, docs/reference.md#update-rule,
+//! docs/reference.md#hyperparameters): `B` prompts × `n` copies = `B·n` episodes per
 //! step, which must split evenly over `W` ranks; generation runs in waves of `W·micro_ratio`
 //! episodes; PPO mini-batches of `m` prompts need `m·n` divisible by `W` and the per-rank
 //! share a multiple of the micro-batch; the data loader drops the last partial batch.
-//! SFT (§8): global batch = per-device × accumulation × `W`. Turn budget (§1.9):
+//! SFT (docs/reference.md#sft-recipe): global batch = per-device × accumulation × `W`. Turn
+//! budget (docs/reference.md#step-budget):
 //! `min(min_max_steps + floor(duration / int(max_clip_seconds)), max_steps)`.
-//! Media token bounds (§4, §11.3) say whether one media action at its limit fits the prompt.
+//! Media token bounds (docs/reference.md#preprocessing, docs/reference.md#chat-template) say
+//! whether one media action at its limit fits the prompt.
 
 use crate::recipe::resolved::{RlRollout, SftSchedule};
 use crate::recipe::{AlgorithmConfig, PreprocessConfig, UpdateFlow};
@@ -187,7 +190,8 @@ pub struct MediaTokenBounds {
     pub get_audio: u64,
 }
 
-/// Audio tokens per second after the encoder's two stride-2 reductions (§1.4: 25 per second).
+/// Audio tokens per second after the encoder's two stride-2 reductions (25 per second,
+/// docs/reference.md#audio-encoder).
 pub const AUDIO_TOKENS_PER_SECOND: f64 = 25.0;
 /// Text around each frame (`Frame 12.34s:` label and the vision bos/eos pair), generous.
 const FRAME_TEXT_TOKENS: u64 = 12;
@@ -209,7 +213,8 @@ pub fn media_token_bounds(e: &EpisodeLimits, p: &PreprocessConfig) -> MediaToken
     let patch = 28 * 28;
     let frame_tokens = p.image_max_pixels / patch;
     let get_frames = u64::from(e.max_frames) * (frame_tokens + FRAME_TEXT_TOKENS);
-    // Clip frames: 2 fps, even count, at least 2, at most max_clip_frames (§4 fetch_video).
+    // Clip frames: 2 fps, even count, at least 2, at most max_clip_frames
+    // (docs/reference.md#video-preprocessing).
     let nframes =
         floor_even(((e.max_clip_seconds * p.clip_fps).floor() as u64).clamp(2, u64::from(p.max_clip_frames))).max(2);
     let per_frame_cap = (p.video_total_pixels as f64 / nframes as f64 * 2.0).min(p.video_frame_max_pixels as f64);
@@ -225,7 +230,8 @@ pub fn media_token_bounds(e: &EpisodeLimits, p: &PreprocessConfig) -> MediaToken
 
 /// Warnings for media actions that cannot fit `max_prompt_length` even in an empty episode.
 pub fn media_issues(bounds: &MediaTokenBounds, max_prompt_length: u32, overhead: u64) -> Vec<BatchIssue> {
-    // The environment ends an episode once its prompt exceeds max_prompt_length - 32 (§1.10).
+    // The environment ends an episode once its prompt exceeds max_prompt_length - 32
+    // (docs/reference.md#prompt-guard).
     let room = u64::from(max_prompt_length).saturating_sub(32 + overhead);
     let mut out = Vec::new();
     for (action, tokens, key) in [
@@ -259,7 +265,8 @@ mod tests {
 
     #[test]
     fn reference_rl_layout_on_64_gpus() {
-        // §7.1: B 32, n 8, W 64, MICRO_RATIO 2 → 256 episodes, 4 per rank, waves of 128, 2 waves.
+        // docs/reference.md#hyperparameters: B 32, n 8, W 64, MICRO_RATIO 2 → 256 episodes,
+        // 4 per rank, waves of 128, 2 waves.
         let (b, issues) = rl_batch(&rollout(32, 8), 2, &AlgorithmConfig::default(), 64);
         assert!(issues.is_empty());
         assert_eq!((b.episodes_per_step, b.episodes_per_rank, b.wave_size, b.waves_per_step), (256, 4, 128, 2));
@@ -313,7 +320,8 @@ mod tests {
 
     #[test]
     fn turn_budget_matches_the_reference_examples() {
-        // §1.9: <60 s → 5; 287 s → 9; ≥ 1020 s → 22 (train cap); ≥ 1620 s → 32 (eval cap).
+        // docs/reference.md#step-budget: <60 s → 5; 287 s → 9; ≥ 1020 s → 22 (train cap);
+        // ≥ 1620 s → 32 (eval cap).
         let train = EpisodeLimits { max_steps: 22, ..Default::default() };
         let eval = EpisodeLimits { max_steps: 32, ..Default::default() };
         for (env, d, want) in [

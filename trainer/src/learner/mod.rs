@@ -1,4 +1,5 @@
-//! Learners: turn rows into parameter updates (spec §6.5-§6.7, §8).
+//! Learners: turn rows into parameter updates (docs/reference.md#update-rule,
+//! docs/reference.md#optimizer, docs/reference.md#step-order, docs/reference.md#sft-recipe).
 //!
 //! * [`rl::RlLearner`]: one RL training step over a batch of scored turns: recompute old
 //!   log-probs and entropies, GRPO/TAURA advantages, truncated IS weights, then either the

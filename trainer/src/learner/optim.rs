@@ -13,8 +13,8 @@
 //!
 //! Before the update, gradients are clipped like `clip_grad_norm_`: `‖g‖ = √Σ‖gᵢ‖²` over all
 //! tensors, scaled by `max_norm / (‖g‖ + 1e-6)` when that is below 1. A non-finite norm skips the
-//! update and zeroes the gradients (the reference's behaviour, spec §6.5); the scheduler still
-//! advances, as verl steps its LR scheduler after every update call.
+//! update and zeroes the gradients (the reference's behaviour, docs/reference.md#update-rule);
+//! the scheduler still advances, as verl steps its LR scheduler after every update call.
 //!
 //! Weight-decay rule ([`DecayRule::ExcludeBiasNormEmbedding`], the default): a tensor is decayed
 //! iff it has at least two dimensions and its name does not end in `embed_tokens.weight` or

@@ -1,4 +1,4 @@
-//! One RL training step over a batch of scored turns (spec §6.7 steps 4-9):
+//! One RL training step over a batch of scored turns (docs/reference.md#step-order steps 4-9):
 //!
 //! 1. **Old log-probs and entropies**: every row is re-scored without gradients by the current
 //!    weights (the reference's `compute_log_prob(calculate_entropy=True)`), plus reference-policy
@@ -8,12 +8,13 @@
 //! 3. **Truncated IS weights** `min(exp(clamp(old − sampler)), cap)` per token (rows without
 //!    sampler log-probs get weight 1).
 //! 4. **Update**, in one of two flows:
-//!    * `on-policy` (the reference default, `ABS_ON_POLICY=True`, §6.5): zero the gradients once;
-//!      for each row forward with `old = detach(log π_θ)` (so the ratio is exactly 1 and the clip
-//!      ratios are inert, hazard 4), loss = the row's aggregation (a per-row token mean under
-//!      `token-mean`) scaled by `1/rows`, backward (accumulating); then **one** optimizer step.
-//!      The result is the mean over rows of per-row token means: seq-mean-token-mean over turns
-//!      (hazard 3), not a global token mean. Requires `ppo_epochs = 1`; micro-batches are one row
+//!    * `on-policy` (the reference default, `ABS_ON_POLICY=True`, docs/reference.md#update-rule):
+//!      zero the gradients once; for each row forward with `old = detach(log π_θ)` (so the ratio
+//!      is exactly 1 and the clip ratios are inert, docs/reference.md#inert-clip), loss = the
+//!      row's aggregation (a per-row token mean under `token-mean`) scaled by `1/rows`, backward
+//!      (accumulating); then **one** optimizer step. The result is the mean over rows of per-row
+//!      token means: seq-mean-token-mean over turns (docs/reference.md#token-mean), not a global
+//!      token mean. Requires `ppo_epochs = 1`; micro-batches are one row
 //!      whatever `micro_batch_size_per_gpu` says, as the reference's launcher forces.
 //!    * `ppo`: for each of `ppo_epochs` epochs, mini-batches of `ppo_mini_batch_size` rows in
 //!      order (no shuffle, as verl's actor); within one, micro-batches of
@@ -23,13 +24,14 @@
 //!
 //!    Both flows run through the same code: the on-policy flow is "one mini-batch of every row,
 //!    micro-batches of one row, old = detach". Each optimizer step clips to `grad_clip` and skips
-//!    a non-finite gradient norm (§6.5).
+//!    a non-finite gradient norm (docs/reference.md#update-rule).
 //!
 //! Data parallelism ([`RlLearner::step_with_sync`]): each rank holds whole GRPO groups, so the
 //! advantages are computed locally; losses are normalised by the micro-batches of every rank and
 //! the gradients summed before each optimizer step (a global mean, where FSDP averages per-rank
 //! means; the two agree when ranks hold equal rows). Batch-padding duplicates
-//! (`adjust_batch`) are ordinary rows here: deduplicated by GRPO, counted by TAURA (hazard 5).
+//! (`adjust_batch`) are ordinary rows here: deduplicated by GRPO, counted by TAURA
+//! (docs/reference.md#taura-group-mean).
 //! Left out: the critic, KL-in-reward, and dynamic sampling (all off in the reference).
 
 use super::optim::{AdamW, AdamWConfig, StepReport};

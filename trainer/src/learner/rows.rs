@@ -1,4 +1,5 @@
-//! The learners' input rows (spec §3.3, §9.3): one row per stored turn, never concatenated.
+//! The learners' input rows (docs/reference.md#training-rows, docs/reference.md#data-sft): one
+//! row per stored turn, never concatenated.
 //!
 //! A row is `ids = prompt ++ response` with `prompt_len`, a loss mask over the response (1 up to and
 //! including the first end token), and the media of its prompt passed through untouched (`M` is
@@ -76,10 +77,14 @@ impl<M> RlRow<M> {
     }
 
     /// The rows of one trajectory, in turn order; none when it was dropped. `media` converts a
-    /// turn's media for the policy.
+    /// turn's media for the policy. A row's reward is the trajectory's, less `invalid_penalty`
+    /// when its turn's action was invalid (the reference's invalid-action penalty at the last
+    /// response token: the row's score is the sum of its token rewards;
+    /// docs/reference.md#reward-shaping).
     pub fn from_trajectory<E: std::fmt::Display>(
         traj: &Trajectory,
         end_ids: &[u32],
+        invalid_penalty: f64,
         mut media: impl FnMut(&Turn) -> Result<M, E>,
     ) -> Result<Vec<RlRow<M>>, LearnerError> {
         if traj.dropped.is_some() {
@@ -99,7 +104,7 @@ impl<M> RlRow<M> {
                 m,
                 traj.group_uid.clone(),
                 traj.traj_uid.clone(),
-                traj.episode_reward,
+                traj.episode_reward - if turn.outcome.is_action_valid { 0.0 } else { invalid_penalty },
             );
             row.exceed = exceed;
             if !turn.logprobs.is_empty() {
@@ -189,5 +194,73 @@ mod tests {
         let s = SftRow::new(&[1], &[4, 5, 9, 10], &[9], ());
         assert_eq!(s.mask, vec![true, true, true, false]);
         assert!(s.check(0).is_ok());
+    }
+
+    fn turn(valid: bool) -> Turn {
+        let outcome = rollout::episode::StepOutcome {
+            step: 1,
+            action_type: None,
+            error_code: None,
+            error_message: None,
+            is_action_valid: valid,
+            done: false,
+            reward: 0.0,
+            won: false,
+            stored: true,
+            data_error: false,
+            confidence: None,
+            delivered: Default::default(),
+            n_raw_media: 0,
+            prompt_tokens: None,
+        };
+        Turn {
+            prompt_ids: vec![1, 2],
+            spans: Vec::new(),
+            response_ids: vec![3, 9],
+            logprobs: vec![-0.5, -0.1],
+            entropies: None,
+            media: Vec::new(),
+            response: String::new(),
+            messages: None,
+            cur_step: 0,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn invalid_turns_carry_the_invalid_action_penalty() {
+        let spec = rollout::episode::EpisodeSpec {
+            question_id: "q".into(),
+            video: "v.mp4".into(),
+            question_type: "MCQ".into(),
+            qtype: rewards::QuestionType::Mcq,
+            question: "?".into(),
+            options: Vec::new(),
+            answer: "A".into(),
+            meta: rollout::episode::VideoMeta { duration: 10.0, fps: None, has_audio: false },
+            data_source: None,
+            annotations: None,
+        };
+        let traj = Trajectory {
+            group_uid: "g".into(),
+            traj_uid: "t".into(),
+            sample_index: 0,
+            copy: 0,
+            spec: std::sync::Arc::new(spec),
+            max_steps: 4,
+            physical_steps: 2,
+            retries: 0,
+            turns: vec![turn(false), turn(true)],
+            episode_reward: 1.0,
+            won: true,
+            done: true,
+            dropped: None,
+        };
+        let rows = |penalty| {
+            let rows = RlRow::from_trajectory(&traj, &[9], penalty, |_| Ok::<(), String>(())).unwrap();
+            rows.iter().map(|r| r.reward).collect::<Vec<_>>()
+        };
+        assert_eq!(rows(0.0), [1.0, 1.0]);
+        assert_eq!(rows(0.25), [0.75, 1.0]);
     }
 }

@@ -1,7 +1,7 @@
-//! One agentic-SFT optimizer step (spec §8): rows are single turns (the full context at that turn
-//! as the prompt, the agent's JSON output through `<|im_end|>` as the target), the loss is the
-//! negative log-likelihood of the target tokens only (everything in the prompt, earlier turns
-//! included, is context), and `gradient_accumulation_steps` micro-batches of
+//! One agentic-SFT optimizer step (docs/reference.md#sft-recipe): rows are single turns (the full
+//! context at that turn as the prompt, the agent's JSON output through `<|im_end|>` as the
+//! target), the loss is the negative log-likelihood of the target tokens only (everything in the
+//! prompt, earlier turns included, is context), and `gradient_accumulation_steps` micro-batches of
 //! `per_device_batch_size` rows are accumulated before one clipped AdamW step.
 //!
 //! Normalisation ([`SftOptions::aggregation`]): `token-mean` (default) divides the summed NLL by

@@ -44,12 +44,13 @@ pub struct TrainableParts {
 }
 
 impl TrainableParts {
-    /// RL: the whole thinker, encoders included (spec §6.6).
+    /// RL: the whole thinker, encoders included (docs/reference.md#optimizer).
     pub fn rl() -> Self {
         TrainableParts { llm: true, vision: true, audio: true }
     }
 
-    /// SFT: the LLM only (`freeze_vision_encoder` / `freeze_audio_encoder` true, spec §8).
+    /// SFT: the LLM only (`freeze_vision_encoder` / `freeze_audio_encoder` true,
+    /// docs/reference.md#sft-recipe).
     pub fn sft() -> Self {
         TrainableParts { llm: true, vision: false, audio: false }
     }

@@ -1,7 +1,7 @@
-//! Scalars of one rollout batch (spec §3.4, §6.7 step 2): reward mean overall and per question
-//! type, accuracy (`won` of the last stored turn) overall and per type, stored-turn counts,
-//! retries, exceed and drop rates, prompt/response token means, and the rate of each error code
-//! over stored turns.
+//! Scalars of one rollout batch (docs/reference.md#training-rows, docs/reference.md#step-order
+//! step 2): reward mean overall and per question type, accuracy (`won` of the last stored turn)
+//! overall and per type, stored-turn counts, retries, exceed and drop rates, prompt/response
+//! token means, and the rate of each error code over stored turns.
 //!
 //! Question types are the normalised ones (`MCQ`, `TR`, `NUM`, `SIZE`, `FF`), so `MCQ_LongVR-Short`
 //! and `MCQ_Holmes` pool into `reward/MCQ`; the reference's raw-label `curve/reward_<qtype>` split

@@ -1,4 +1,4 @@
-//! The audio encoder (`Qwen2_5OmniAudioEncoder`, qwen-omni.md §1.4): each audio's log-mel
+//! The audio encoder (`Qwen2_5OmniAudioEncoder`, docs/reference.md#audio-encoder): each audio's log-mel
 //! frames are cut into chunks of `2 · n_window` frames (2 s), zero-padded to a common length;
 //! `gelu(conv1)` (masked to the valid frames), `gelu(conv2, stride 2)`, plus the sinusoidal
 //! position table restarted in every chunk; the valid tokens go through pre-LN encoder layers

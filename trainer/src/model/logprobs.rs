@@ -12,7 +12,7 @@
 //! before the next chunk; then the accumulated gradient flows through the decoder. With
 //! `checkpoint`, the decoder runs first under `no_grad` keeping only each layer's input, and the
 //! backward recomputes one layer at a time (`h_i → layer_i → (out · g).sum().backward()`), the
-//! manual activation checkpointing qwen-omni.md §5.2 describes. Gradients accumulate into every
+//! manual activation checkpointing docs/reference.md#libtorch describes. Gradients accumulate into every
 //! tensor with `requires_grad` (LoRA adapters, unfrozen base weights); the caller zeroes them.
 //!
 //! Left out: batching several sequences in one forward (one packed sequence per micro-batch is the

@@ -1,6 +1,6 @@
 //! The complete list of tensors a thinker config implies, with their Hugging Face checkpoint names
-//! and shapes (qwen-omni.md §1.1), and the parameter count of each component (LLM including
-//! `embed_tokens` and an untied `lm_head`, ViT, audio encoder).
+//! and shapes (docs/reference.md#checkpoint-layout), and the parameter count of each component
+//! (LLM including `embed_tokens` and an untied `lm_head`, ViT, audio encoder).
 //!
 //! Names are built from the un-prefixed thinker name (`model.layers.0.mlp.up_proj.weight`) and a
 //! [`KeyLayout`], detected from the names a checkpoint holds: `thinker.`-prefixed (the released
@@ -264,13 +264,13 @@ mod tests {
     fn seven_b_counts_match_qwen_omni_md() {
         let m = Manifest::new(&seven_b(), KeyLayout::ThinkerPrefixed);
         let c = m.param_counts();
-        // qwen-omni.md §0.
+        // docs/reference.md#model-numbers.
         assert_eq!(c.llm, 7_615_616_512);
         assert_eq!(c.vision, 676_550_144);
         assert_eq!(c.audio, 639_647_232);
         assert_eq!(c.total(), 8_931_813_888);
         assert_eq!(c.total() * 2, 17_863_627_776); // bf16 bytes = index total_size
-        // qwen-omni.md §1.1 tensor counts per prefix.
+        // Tensor counts per prefix (docs/reference.md#checkpoint-layout).
         let count = |p: &str| m.tensors.iter().filter(|t| t.name.starts_with(p)).count();
         let counts = [count("thinker.visual."), count("thinker.audio_tower."), count("thinker.model.")];
         assert_eq!(counts, [518, 489, 338]);
@@ -314,7 +314,7 @@ mod tests {
         for (name, shape) in cases {
             assert_eq!(m.get(name).map(|t| t.shape.as_slice()), Some(*shape), "{name}");
         }
-        // Biases that do not exist (qwen-omni.md §1.1).
+        // Biases that do not exist (docs/reference.md#checkpoint-layout).
         for absent in [
             "thinker.model.layers.0.self_attn.o_proj.bias",
             "thinker.model.layers.0.mlp.gate_proj.bias",

@@ -11,6 +11,7 @@
 
 pub mod audio;
 pub mod config;
+pub mod device;
 pub mod generate;
 pub mod layers;
 pub mod logprobs;
@@ -25,6 +26,7 @@ pub mod vision;
 pub mod weights;
 
 pub use config::{ConfigIssue, FloatDtype, ModelConfigError, OmniThinkerConfig, SpecialTokens};
+pub use device::{DeviceError, parse_device};
 pub use manifest::{Component, KeyLayout, Manifest, ParamCounts, TensorRole, TensorSpec};
 
 use crate::report::Problem;
@@ -198,7 +200,7 @@ impl OmniThinkerConfig {
     }
 }
 
-/// The Qwen2.5-Omni-7B thinker values recorded in qwen-omni.md §1.1, thinker-only layout
+/// The Qwen2.5-Omni-7B thinker values (docs/reference.md#model-numbers), thinker-only layout
 /// (`trainer/tests/fixtures/qwen25_omni_7b_thinker_config.json`).
 pub const QWEN25_OMNI_7B_THINKER_JSON: &str = include_str!("../../tests/fixtures/qwen25_omni_7b_thinker_config.json");
 
@@ -293,7 +295,7 @@ mod tests {
         assert_eq!(seven.rope_theta(), Some(1e6));
         assert_eq!(seven.dtype(), Some(FloatDtype::BF16));
         assert!(!seven.tie_word_embeddings());
-        // qwen-omni.md §0 "Token ids" row.
+        // docs/reference.md#token-ids.
         let ids = seven.special_tokens();
         let got = [ids.audio, ids.audio_start, ids.audio_end, ids.vision_start, ids.vision_end];
         assert_eq!(got, [151646, 151647, 151648, 151652, 151653]);

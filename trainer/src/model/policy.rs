@@ -18,8 +18,10 @@ use rollout::policy::{Context, Generation, Policy, PolicyError, Sampling};
 
 /// The thinker as a rollout policy.
 #[derive(Debug)]
-pub struct ThinkerPolicy {
-    pub thinker: Thinker,
+pub struct ThinkerPolicy<'a> {
+    /// Borrowed for the rollout (mutably only because a libtorch tensor may not be shared
+    /// between threads; generation reads the weights).
+    pub thinker: &'a mut Thinker,
     /// The tokenizer's vocabulary size (ids at or above it are never sampled).
     pub vocab_limit: Option<usize>,
 }
@@ -79,7 +81,7 @@ fn row_seed(seed: u64, c: &Context<'_>) -> u64 {
         ^ u64::from(c.info.step).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 
-impl Policy for ThinkerPolicy {
+impl Policy for ThinkerPolicy<'_> {
     fn generate(&mut self, batch: &[Context<'_>], sampling: &Sampling) -> Result<Vec<Generation>, PolicyError> {
         let fail = |e: ModelError| PolicyError::Failed(e.to_string());
         let patch_dim = self.thinker.vision.patch_dim as usize;
@@ -112,7 +114,7 @@ impl Policy for ThinkerPolicy {
             entropies: sampling.entropies,
             vocab_limit: self.vocab_limit,
         };
-        let out = generate(&self.thinker, &prompts, &params).map_err(fail)?;
+        let out = generate(self.thinker, &prompts, &params).map_err(fail)?;
         Ok(out
             .into_iter()
             .map(|g| Generation { ids: g.ids, logprobs: g.logprobs, entropies: g.entropies, text: None })

@@ -1,5 +1,6 @@
 //! TMRoPE: the 3-axis (t, h, w) position ids of a token sequence (transformers'
-//! `get_rope_index`, qwen-omni.md §1.6) and the M-RoPE cos/sin tables of the LLM (§1.2).
+//! `get_rope_index`, docs/reference.md#tmrope) and the M-RoPE cos/sin tables of the LLM
+//! (docs/reference.md#mrope).
 //!
 //! Positions are computed per sequence in plain Rust from the token ids and the media grid sizes
 //! (pads are the caller's business: a left-padded batch uses each sequence's own positions). The
@@ -13,9 +14,10 @@
 //! block + 1, and `rope_delta = max + 1 - len`. The token layout is checked against the grids, so a
 //! placeholder count that does not match is an error, not a silent misalignment.
 //!
-//! Decision (omniagent-spec §12.1): the Omni rule (25 ids per second) is used for every video,
-//! silent or not, in rollouts and training alike; the Qwen2-VL rule the reference's training path
-//! applied to silent clips (2 per second) is not reproduced. §12.2: `second_per_grid` is whatever
+//! Decision (docs/reference.md#rope-silent-clips): the Omni rule (25 ids per second) is used for
+//! every video, silent or not, in rollouts and training alike; the Qwen2-VL rule the reference's
+//! training path applied to silent clips (2 per second) is not reproduced. fps
+//! (docs/reference.md#fps-mismatch): `second_per_grid` is whatever
 //! the caller passes (the processor's `temporal_patch_size / fps`, 1.0 at the default 2 fps); the
 //! same value must be used by rollout and training, which this module guarantees by being the one
 //! implementation both call.

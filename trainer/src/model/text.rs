@@ -1,6 +1,7 @@
-//! The thinker's language model: a Qwen2 decoder (`Qwen2_5OmniThinkerTextModel`, qwen-omni.md
-//! §1.2). Pre-norm blocks with RMSNorm in fp32, GQA attention with q/k/v biases and no o_proj bias,
-//! 3-axis M-RoPE applied to q and k, SwiGLU MLP, final norm; `lm_head` (or the tied embedding).
+//! The thinker's language model: a Qwen2 decoder (`Qwen2_5OmniThinkerTextModel`,
+//! docs/reference.md#llm). Pre-norm blocks with RMSNorm in fp32, GQA attention with q/k/v biases
+//! and no o_proj bias, 3-axis M-RoPE applied to q and k, SwiGLU MLP, final norm; `lm_head` (or
+//! the tied embedding).
 //!
 //! The KV cache is preallocated per layer (`[B, Hkv, capacity, d]`) and written in place, so a
 //! decode step costs no reallocation; attention reads the filled prefix. Per-layer entry points

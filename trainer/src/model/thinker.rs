@@ -1,8 +1,9 @@
 //! The thinker (`Qwen2_5OmniThinkerForConditionalGeneration` minus the talker): loads the three
 //! parts from one [`Weights`], encodes media, scatters the features into the placeholder
-//! positions of the token embeddings (masked scatter, in order: audio, image, video, qwen-omni.md
-//! §1.5), computes TMRoPE positions ([`rope_index`]), and runs the LLM. Batches are left-padded;
-//! each row keeps its own positions (a row's result does not depend on what it is batched with).
+//! positions of the token embeddings (masked scatter, in order: audio, image, video,
+//! docs/reference.md#feature-merge), computes TMRoPE positions ([`rope_index`]), and runs the
+//! LLM. Batches are left-padded; each row keeps its own positions (a row's result does not
+//! depend on what it is batched with).
 //!
 //! Inputs are plain buffers + shapes ([`MediaInput`]), what `rollout::media` produces, so the
 //! rollout crate needs no tensors; pixel rows may be source bytes, expanded on the vision

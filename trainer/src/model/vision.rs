@@ -1,4 +1,4 @@
-//! The vision encoder (`Qwen2_5OmniVisionEncoder`, qwen-omni.md §1.3): patch embedding as one
+//! The vision encoder (`Qwen2_5OmniVisionEncoder`, docs/reference.md#vision-encoder): patch embedding as one
 //! matmul (the Conv3d with kernel = stride is exactly `x @ W.reshape(hidden, C·T·P·P)ᵀ`), 2-D RoPE
 //! over merge-block-major (h, w) patch positions, window permutation so each window is
 //! contiguous, blocks with window attention except the full-attention ones (full attention within

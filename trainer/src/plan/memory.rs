@@ -49,7 +49,7 @@ use std::fmt;
 pub const GIB: u64 = 1 << 30;
 /// CUDA context with cuBLAS/cuDNN workspaces (~1 GiB) plus fragmentation allowance (~1 GiB).
 pub const DEFAULT_OVERHEAD_BYTES: u64 = 2 * GIB;
-/// Default log-prob chunk (tokens per vocabulary projection), qwen-omni.md §5.1(c).
+/// Default log-prob chunk (tokens per vocabulary projection), docs/reference.md#logprobs.
 pub const DEFAULT_LOGPROB_CHUNK: u64 = 1024;
 
 /// The LLM sizes the estimate needs.
@@ -201,9 +201,9 @@ pub struct TrainableTensor {
 }
 
 impl MemoryInputs {
-    /// Sizes from `cfg` and the recommended single-GPU setup (qwen-omni.md §5.4): compute dtype
-    /// from `torch_dtype` (bf16 if absent), full fine-tuning of the LLM with frozen encoders,
-    /// fp32 master weights, checkpointing on, no ZeRO, one rank, no tokens; set the rest.
+    /// Sizes from `cfg` and the recommended single-GPU setup (docs/reference.md#memory-budget):
+    /// compute dtype from `torch_dtype` (bf16 if absent), full fine-tuning of the LLM with frozen
+    /// encoders, fp32 master weights, checkpointing on, no ZeRO, one rank, no tokens; set the rest.
     pub fn for_config(cfg: &OmniThinkerConfig) -> MemoryInputs {
         MemoryInputs {
             params: ParamCounts::of(cfg),
@@ -379,15 +379,17 @@ mod tests {
         MemoryInputs::for_config(&cfg)
     }
 
-    /// H100 80 GB: about 78 GiB usable (qwen-omni.md §5.4).
+    /// H100 80 GB: about 78 GiB usable (docs/reference.md#memory-budget).
     const H100: u64 = 78 * GIB;
 
     #[test]
     fn kv_cache_and_lora_sizes_match_qwen_omni_md() {
         let d = seven_b().llm;
-        // §0: 2 x 28 layers x 4 KV heads x 128 x 2 bytes = 57,344 B/token.
+        // docs/reference.md#model-numbers: 2 x 28 layers x 4 KV heads x 128 x 2 bytes
+        // = 57,344 B/token.
         assert_eq!(d.kv_bytes_per_token(2), 57_344);
-        // §5.4: r x 90,112 per layer (q 7168 + k 4096 + v 4096 + o 7168 + gate/up/down 3 x 22,528).
+        // docs/reference.md#memory-budget: r x 90,112 per layer
+        // (q 7168 + k 4096 + v 4096 + o 7168 + gate/up/down 3 x 22,528).
         assert_eq!(lora_params(&d, 64, &LoraTarget::ALL), 64 * 90_112 * 28);
         assert_eq!(lora_params(&d, 64, &LoraTarget::ALL), 161_480_704);
         // q and v only, r 8: 8 x (7168 + 4096) x 28.

@@ -3,9 +3,9 @@
 //!
 //! Both kinds are written into the recipe's [`Node`] tree before it is deserialized, with an
 //! origin naming the variable or the argument, so a bad value is reported against its source.
-//! The environment table keeps the reference's variable names (omniagent-spec §7) so launch
-//! scripts written for it keep working; each variable applies to the stage kinds it meant
-//! something for in the reference (e.g. TRAIN_FILE is the RL training file).
+//! The environment table keeps the reference's variable names (docs/reference.md#hyperparameters)
+//! so launch scripts written for it keep working; each variable applies to the stage kinds it
+//! meant something for in the reference (e.g. TRAIN_FILE is the RL training file).
 
 use super::de::{Issue, Seg, path_string};
 use super::yaml::{Entry, Node, Origin, Value, parse, resolve_plain};

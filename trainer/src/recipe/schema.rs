@@ -1,10 +1,11 @@
 //! The typed recipe: a job as ordered stages (`sft`, `rl`, `eval`), each with its sections.
 //!
 //! Every struct mirrors the YAML one to one, is `#[serde(default, deny_unknown_fields)]`, and
-//! defaults to the reference's shipped values (omniagent-spec §7 for RL, §8 for SFT). Values
-//! whose reference default differs between SFT and RL (learning rate, schedule, warm-up,
-//! frozen encoders, checkpoint cadence) are `Option`s filled by [`Stage::resolve_defaults`], so
-//! the resolved recipe printed by `omnirl validate` shows what will actually run.
+//! defaults to the reference's shipped values (docs/reference.md#hyperparameters for RL,
+//! docs/reference.md#sft-recipe for SFT). Values whose reference default differs between SFT
+//! and RL (learning rate, schedule, warm-up, frozen encoders, checkpoint cadence) are `Option`s
+//! filled by [`Stage::resolve_defaults`], so the resolved recipe printed by `omnirl validate`
+//! shows what will actually run.
 //! Required values (stage `kind`, model source, data files) are `Option`s that `validate()`
 //! checks, so a missing one is reported beside every other problem instead of stopping parsing.
 
@@ -42,11 +43,11 @@ impl Default for Recipe {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageKind {
-    /// Agentic SFT on multi-turn trajectories (spec §8).
+    /// Agentic SFT on multi-turn trajectories (docs/reference.md#sft-recipe).
     Sft,
-    /// Agentic RL: rollouts, rewards, GRPO/TAURA update (spec §3-§7).
+    /// Agentic RL: rollouts, rewards, GRPO/TAURA update (docs/reference.md#overview).
     Rl,
-    /// Evaluation on held-out samples (spec §10).
+    /// Evaluation on held-out samples (docs/reference.md#evaluation).
     Eval,
 }
 

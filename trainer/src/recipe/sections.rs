@@ -1,6 +1,7 @@
 //! The sections of a recipe stage. Defaults are the reference's shipped values; `Option`
 //! fields default by stage kind (see `Stage::resolve_defaults`). Field docs say where each
-//! value comes from in the reference (omniagent-spec sections in brackets).
+//! value comes from in the reference, in brackets (the reference's values are listed in
+//! docs/reference.md#hyperparameters, docs/reference.md#limits and docs/reference.md#sft-recipe).
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ impl Dtype {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Checkpoint directory, relative to `base_path` when that is set [§7: MODEL_BASE_PATH].
+    /// Checkpoint directory, relative to `base_path` when that is set [MODEL_BASE_PATH].
     pub path: Option<PathBuf>,
     /// Prefix for a relative `path` (environment variable MODEL_BASE_PATH).
     pub base_path: Option<PathBuf>,
@@ -45,10 +46,10 @@ pub struct ModelConfig {
     pub config: Option<PathBuf>,
     /// tokenizer.json; defaults to `<path>/tokenizer.json`.
     pub tokenizer: Option<PathBuf>,
-    /// Parameter and compute dtype [§6.6: bf16].
+    /// Parameter and compute dtype [bf16].
     pub dtype: Dtype,
     pub gradient_checkpointing: bool,
-    /// Frozen encoders [§8: SFT freezes both; §6.6: RL trains them]. Default by stage kind.
+    /// Frozen encoders [SFT freezes both; RL trains them]. Default by stage kind.
     pub freeze_vision_encoder: Option<bool>,
     pub freeze_audio_encoder: Option<bool>,
     /// Low-rank adapters on the language model; the frozen base doubles as reference policy.
@@ -170,13 +171,13 @@ impl Default for DataConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnvironmentConfig {
-    /// Turn budget K [§1.9: MAX_STEPS; train 22, eval 32]. Default by stage kind.
+    /// Turn budget K [MAX_STEPS; train 22, eval 32]. Default by stage kind.
     pub max_steps: Option<u32>,
     /// Floor of the dynamic budget [MIN_MAX_STEPS = 5].
     pub min_max_steps: u32,
     /// `min(min_max_steps + floor(duration / max_clip_seconds), max_steps)` [USE_DYNAMIC_STEP].
     pub dynamic_steps: bool,
-    /// Frames per get_frames [§1.11: 60].
+    /// Frames per get_frames [60].
     pub max_frames: u32,
     /// Seconds per get_audio [300].
     pub max_audio_seconds: f64,
@@ -226,7 +227,7 @@ impl Default for EnvironmentConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PreprocessConfig {
-    /// Pixel budget of one frame from get_frames [§4: 4·28·28 .. 1024·28·28; OMNI_IMAGE_MAX_PIXELS].
+    /// Pixel budget of one frame from get_frames [4·28·28 .. 1024·28·28; OMNI_IMAGE_MAX_PIXELS].
     pub image_min_pixels: u64,
     pub image_max_pixels: u64,
     /// Per-frame budget of clip frames [128·28·28 .. 768·28·28; OMNI_VIDEO_FRAME_MAX_PIXELS].
@@ -285,12 +286,12 @@ pub struct SamplingConfig {
 }
 
 impl SamplingConfig {
-    /// Training rollouts [§11.5]: temperature 1, no top-p/top-k.
+    /// Training rollouts (docs/reference.md#generation): temperature 1, no top-p/top-k.
     pub fn train() -> Self {
         SamplingConfig { temperature: 1.0, top_p: 1.0, top_k: None }
     }
 
-    /// Validation and evaluation [§7.1 val_kwargs]: temperature 1, top-k 20, top-p 0.95.
+    /// Validation and evaluation [val_kwargs]: temperature 1, top-k 20, top-p 0.95.
     pub fn eval() -> Self {
         SamplingConfig { temperature: 1.0, top_p: 0.95, top_k: Some(20) }
     }
@@ -340,11 +341,11 @@ impl Default for RolloutConfig {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RewardConfig {
-    /// `reward = 0.1 + 0.9·reward` for completed answers [§5.7 FORMAT_REWARD, off].
+    /// `reward = 0.1 + 0.9·reward` for completed answers [FORMAT_REWARD, off].
     pub format_reward: bool,
-    /// Subtracted once per invalid turn at its last token [§5.7, off].
+    /// Subtracted once per invalid turn at its last token [off].
     pub invalid_action_penalty: f64,
-    /// LLM judge for FF questions [§5.6, evaluation only].
+    /// LLM judge for FF questions [evaluation only; docs/reference.md#reward-judge].
     pub judge: JudgeConfig,
 }
 
@@ -381,9 +382,9 @@ impl Default for JudgeConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Estimator {
-    /// Group-normalised outcome advantage [§6.1].
+    /// Group-normalised outcome advantage (docs/reference.md#grpo).
     Grpo,
-    /// GRPO times each turn's entropy over its group's mean turn entropy [§6.2].
+    /// GRPO times each turn's entropy over its group's mean turn entropy (docs/reference.md#taura).
     Taura,
     /// GRPO without dividing by the group standard deviation.
     GrpoNoStd,
@@ -393,7 +394,7 @@ pub enum Estimator {
 #[serde(rename_all = "kebab-case")]
 pub enum UpdateFlow {
     /// The reference default (ABS_ON_POLICY=True): one optimizer step over the whole batch,
-    /// gradients accumulated per row, per-row token mean [§6.5].
+    /// gradients accumulated per row, per-row token mean (docs/reference.md#update-rule).
     OnPolicy,
     /// Standard PPO mini-batch epochs with clip ratios (ABS_ON_POLICY=False).
     Ppo,

@@ -108,7 +108,7 @@ pub fn kind_of(d: Dtype) -> Kind {
 
 /// A loaded thinker and the tokenizer its prompts use.
 pub struct Model {
-    tt: Option<TrainableThinker>,
+    tt: TrainableThinker,
     pub encoder: Arc<dyn PromptEncoder>,
     pub vocab_limit: Option<usize>,
     /// The `tokenizer.json` the model was loaded with, copied into every saved checkpoint.
@@ -137,22 +137,22 @@ impl Model {
             tt.keep_reference().map_err(|e| fail(&e))?;
         }
         let tokenizer_file = Some(dir.join("tokenizer.json")).filter(|p| p.is_file());
-        Ok(Model { tt: Some(tt), encoder, vocab_limit, tokenizer_file })
+        Ok(Model { tt, encoder, vocab_limit, tokenizer_file })
     }
 
     /// The thinker (for scoring and training).
-    pub fn thinker(&self) -> Result<&TrainableThinker, RunError> {
-        self.tt.as_ref().ok_or_else(|| RunError::Model("the thinker was lost in a rollout".into()))
+    pub fn thinker(&self) -> &TrainableThinker {
+        &self.tt
     }
 
     /// The thinker, to load weights into.
-    pub fn thinker_mut(&mut self) -> Result<&mut TrainableThinker, RunError> {
-        self.tt.as_mut().ok_or_else(|| RunError::Model("the thinker was lost in a rollout".into()))
+    pub fn thinker_mut(&mut self) -> &mut TrainableThinker {
+        &mut self.tt
     }
 
     /// The patch width of the vision tower (what media rows are cut into).
     pub fn patch_dim(&self) -> Result<usize, RunError> {
-        Ok(self.thinker()?.thinker.vision.patch_dim as usize)
+        Ok(self.thinker().thinker.vision.patch_dim as usize)
     }
 
     /// Rolls `specs` out with the thinker as the policy.
@@ -162,8 +162,8 @@ impl Model {
         specs: &[Arc<EpisodeSpec>],
         opener: Arc<MediaOpener>,
     ) -> Result<RolloutBatch, RunError> {
-        let TrainableThinker { thinker, train, max_shard_bytes, reference, base_model } =
-            self.tt.take().ok_or_else(|| RunError::Model("the thinker was lost in a rollout".into()))?;
+        let vocab_limit = self.vocab_limit;
+        let thinker = &mut self.thinker_mut().thinker;
         // On the CPU every generation batch waits for all pending media, so which episodes share
         // a batch never depends on decoding speed and rollouts are bitwise reproducible
         // (docs/checkpoints.md); on CUDA generation overlaps media extraction.
@@ -174,10 +174,8 @@ impl Model {
             config: DriverConfig { overlap: false, ..driver.config.clone() },
         });
         let driver = fixed_batches.as_ref().unwrap_or(driver);
-        let mut policy = ThinkerPolicy { thinker, vocab_limit: self.vocab_limit };
-        let out = tch::no_grad(|| driver.run(&mut policy, specs, opener));
-        self.tt = Some(TrainableThinker { thinker: policy.thinker, train, max_shard_bytes, reference, base_model });
-        out.map_err(|e| RunError::Rollout(e.to_string()))
+        let mut policy = ThinkerPolicy { thinker, vocab_limit };
+        tch::no_grad(|| driver.run(&mut policy, specs, opener)).map_err(|e| RunError::Rollout(e.to_string()))
     }
 
     /// Writes a stage's result to `dir` (through a temporary sibling and a rename): the weights
@@ -188,7 +186,7 @@ impl Model {
             std::fs::remove_dir_all(&tmp).map_err(RunError::io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(RunError::io(&tmp))?;
-        let tt = self.thinker()?;
+        let tt = self.thinker();
         let saved = if merge_adapters { tt.save_merged(&tmp) } else { tt.save_hf(&tmp) };
         saved.map_err(|e| RunError::Model(format!("saving {}: {e}", dir.display())))?;
         self.copy_tokenizer(&tmp)?;

@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 pub const RESUMABLE_KEYS: &[&str] = &["output_dir", "stages.*.logging.progress_bars"];
 
 /// The newest run of the recipe called `name` under `output_dir` (by modification time of its
-/// `recipe.yaml`): a directory named `name` or `name-N` holding a `recipe.yaml`.
-pub fn newest_run(output_dir: &Path, name: &str) -> Option<PathBuf> {
+/// `recipe.yaml`): a directory named `name` or `name-N` holding a `recipe.yaml`, for which
+/// `wanted` holds (`|_| true`: any).
+pub fn newest_run(output_dir: &Path, name: &str, wanted: impl Fn(&Path) -> bool) -> Option<PathBuf> {
     let of_recipe = |dir: &str| {
         dir == name
             || dir
@@ -37,7 +38,7 @@ pub fn newest_run(output_dir: &Path, name: &str) -> Option<PathBuf> {
     std::fs::read_dir(output_dir)
         .ok()?
         .flatten()
-        .filter(|e| of_recipe(&e.file_name().to_string_lossy()))
+        .filter(|e| of_recipe(&e.file_name().to_string_lossy()) && wanted(&e.path()))
         .filter_map(|e| {
             let modified = std::fs::metadata(e.path().join("recipe.yaml")).and_then(|m| m.modified()).ok()?;
             Some((modified, e.path()))
@@ -153,7 +154,7 @@ pub fn restore_step(
                           resume with the same number of ranks",
         ));
     }
-    let state = TrainState::restore(dir, model.thinker_mut()?, optimizer).map_err(|e| inner(&e))?;
+    let state = TrainState::restore(dir, model.thinker_mut(), optimizer).map_err(|e| inner(&e))?;
     if let Some(z) = sync.zero1.as_mut() {
         if state.optimizer_saved {
             let (rank, size) = (world.rank(), world.size());
@@ -205,8 +206,9 @@ mod tests {
             let t = std::time::SystemTime::now() - std::time::Duration::from_secs(age * 100);
             f.set_modified(t).unwrap();
         }
-        assert_eq!(newest_run(tmp.path(), "rl"), Some(tmp.path().join("rl-2")));
-        assert_eq!(newest_run(tmp.path(), "rl_taura"), Some(tmp.path().join("rl_taura-3")));
-        assert_eq!(newest_run(tmp.path(), "sft"), None);
+        assert_eq!(newest_run(tmp.path(), "rl", |_| true), Some(tmp.path().join("rl-2")));
+        assert_eq!(newest_run(tmp.path(), "rl_taura", |_| true), Some(tmp.path().join("rl_taura-3")));
+        assert_eq!(newest_run(tmp.path(), "sft", |_| true), None);
+        assert_eq!(newest_run(tmp.path(), "rl", |d| d.ends_with("rl")), Some(tmp.path().join("rl")));
     }
 }

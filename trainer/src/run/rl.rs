@@ -74,7 +74,7 @@ pub fn rl(
     let group = (*group_size).max(1) as usize;
     let mut cursor = DataCursor::new(specs.len(), *data_seed, *shuffle, true);
     let total = total_steps(cursor.batches_per_epoch(prompts) as u64, *epochs, *max_steps);
-    let (adamw, mut sync) = world.optimizer(model.thinker()?, AdamWConfig::from_recipe(optimizer, total))?;
+    let (adamw, mut sync) = world.optimizer(model.thinker(), AdamWConfig::from_recipe(optimizer, total))?;
     let mut learner = RlLearner::with_optimizer(algorithm, adamw);
     let mut state = TrainState::new(name.clone(), seed, cursor.clone());
     if let Some(dir) = resume {
@@ -97,6 +97,9 @@ pub fn rl(
     let bar = Progress::new(total, "rl", progress && *progress_bars && world.is_main());
     bar.set_position(state.step);
     let pd = model.patch_dim()?;
+    // The reference applies it only without the format reward.
+    let shaping = &episodes.settings.shaping;
+    let invalid_penalty = if shaping.format_reward { 0.0 } else { shaping.invalid_action_penalty };
     let mut report = StageReport { name: name.clone(), kind: "rl".into(), ..StageReport::default() };
     for step in state.step + 1..=total {
         let batch =
@@ -117,7 +120,7 @@ pub fn rl(
         let rows: Vec<RlRow<MediaInput>> = out
             .trajectories
             .iter()
-            .map(|t| RlRow::from_trajectory(t, &end_ids, |turn| turn_media(turn, pd)))
+            .map(|t| RlRow::from_trajectory(t, &end_ids, invalid_penalty, |turn| turn_media(turn, pd)))
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .flatten()
@@ -127,7 +130,7 @@ pub fn rl(
         let mut totals = [rows.len() as f64, reward_sum, out.trajectories.len() as f64];
         world.sum(&mut totals)?;
         if totals[0] > 0.0 {
-            scalars.extend(learner.step_synced(model.thinker()?, &rows, &mut sync)?.scalars().0);
+            scalars.extend(learner.step_synced(model.thinker(), &rows, &mut sync)?.scalars().0);
         }
         scalars.push("rollout/wall_s", out.stats.wall_s);
         if *rollout_dumps {

@@ -129,7 +129,7 @@ pub fn sft(model: &mut Model, at: &StagePlace<'_>, stage: &SftStage) -> Result<S
     let per_step = options.rows_per_step() * world.size() as usize;
     let cursor = DataCursor::new(source.len(), data.data_seed, data.shuffle, false);
     let total = total_steps(cursor.batches_per_epoch(per_step) as u64, schedule.epochs, schedule.max_steps);
-    let (adamw, mut sync) = world.optimizer(model.thinker()?, AdamWConfig::from_recipe(optimizer, total))?;
+    let (adamw, mut sync) = world.optimizer(model.thinker(), AdamWConfig::from_recipe(optimizer, total))?;
     let mut learner = SftLearner { options, progress: false, optimizer: adamw };
     let mut state = TrainState::new(name.clone(), seed, cursor);
     if let Some(dir) = at.resume {
@@ -178,7 +178,7 @@ pub fn sft(model: &mut Model, at: &StagePlace<'_>, stage: &SftStage) -> Result<S
             report.steps = step;
             bar.inc(1);
             if counts[0] > 0.0 {
-                let stats = learner.step_synced(model.thinker()?, &prepared.rows, &mut sync)?;
+                let stats = learner.step_synced(model.thinker(), &prepared.rows, &mut sync)?;
                 let mut scalars = world.mean_scalars(stats.scalars())?;
                 scalars.push("data/wait_s", wait_s);
                 scalars.push("data/build_s", prepared.build_s);

@@ -109,7 +109,7 @@ pub fn save_step(
     let mut tmp = root.clone();
     if world.is_main() {
         tmp = state.begin(&root).map_err(|e| fail(&e))?;
-        state.write_main(&tmp, model.thinker()?, optimizer, cfg.save_optimizer).map_err(|e| fail(&e))?;
+        state.write_main(&tmp, model.thinker(), optimizer, cfg.save_optimizer).map_err(|e| fail(&e))?;
         model.copy_tokenizer(&tmp.join(MODEL_DIR))?;
     }
     let tmp = world.agree_path(&tmp)?;

@@ -346,7 +346,7 @@ pub fn run_recipe(
             say(&format!("stage `{name}`: {note}"));
         }
         let mut model = Model::load(&input, &how, encoder, vocab_limit)?;
-        world.broadcast_weights(model.thinker()?)?;
+        world.broadcast_weights(model.thinker())?;
         if figures.is_empty()
             && let Some(f) = &figs
         {

@@ -55,40 +55,12 @@ pub struct MediaEmbedder {
     pub over_budget: usize,
 }
 
-/// Standard base64 with padding.
-pub fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= c.len() {
-                out.push(char::from(A[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+pub use rollout::media::output::{base64, wav_bytes};
 
-/// An 8-bit RGB PNG in memory.
+/// `img` as PNG bytes.
 pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
-    let (w, h) =
-        (u32::try_from(img.width).map_err(|e| e.to_string())?, u32::try_from(img.height).map_err(|e| e.to_string())?);
-    let mut enc = png::Encoder::new(&mut buf, w, h);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.set_compression(png::Compression::Balanced);
-    let mut writer = enc.write_header().map_err(|e| e.to_string())?;
-    writer.write_image_data(&img.data).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
-    Ok(buf)
+    rollout::media::output::png_bytes(img, png::Compression::Balanced).map_err(|e| e.to_string())
 }
-
-pub use rollout::media::output::wav_bytes;
 
 /// `n` indices spread evenly over `0..len` (all of them when `len <= n`).
 pub fn even_subset(len: usize, n: usize) -> Vec<usize> {
@@ -203,14 +175,6 @@ impl MediaEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_the_rfc_vectors() {
-        let cases = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")];
-        for (plain, enc) in cases {
-            assert_eq!(base64(plain.as_bytes()), enc);
-        }
-    }
 
     #[test]
     fn subsets_are_even_and_in_range() {

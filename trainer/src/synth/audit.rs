@@ -1,5 +1,6 @@
-//! The second filter of `omnirl synth` (spec §8: "rationality auditing"), after outcome
-//! verification: is each turn's reasoning supported by the evidence it had?
+//! The second filter of `omnirl synth` ("rationality auditing",
+//! docs/reference.md#data-collection), after outcome verification: is each turn's reasoning
+//! supported by the evidence it had?
 //!
 //! * Without a judge, [`rule_check`] drops a trajectory whose answer turn has an empty (or
 //!   missing) `observation` or `think`, or that answered without any media ever delivered.

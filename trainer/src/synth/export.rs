@@ -1,4 +1,5 @@
-//! A kept trajectory as SFT lines (spec §9.3) with real media files, for `omnirl synth`.
+//! A kept trajectory as SFT lines (docs/reference.md#data-sft) with real media files, for
+//! `omnirl synth`.
 //!
 //! The lines are [`Trajectory::sft_lines`] (the reference export's filter: won trajectories,
 //! turns with `FFMPEG_*`, `STEP_LIMIT_REACHED` or `TOKEN_LIMIT_EXCEEDED` left out), with their
@@ -7,8 +8,8 @@
 //! media path to exist, so [`write_media`] produces the files from the source video:
 //! frames as PNG at the video's native size (in process; the name's `.jpg` becomes `.png`),
 //! audio as 16 kHz mono WAV (in process), clips as MP4 with the `ffmpeg` binary (`$OMNIRL_FFMPEG`
-//! or `ffmpeg` on the `PATH`) and the reference's arguments (§2.3: libx264 superfast, crf 20,
-//! AAC 48 kHz), falling back to the always-built `mpeg4` encoder.
+//! or `ffmpeg` on the `PATH`) and the reference's arguments (docs/reference.md#environment:
+//! libx264 superfast, crf 20, AAC 48 kHz), falling back to the always-built `mpeg4` encoder.
 //!
 //! Left out: JPEG frames (no JPEG encoder is linked; PNG is lossless and every loader reads it)
 //! and encoding clips in process (FFmpeg's encoders are not part of the linked feature set).

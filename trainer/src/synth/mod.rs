@@ -1,5 +1,5 @@
-//! `omnirl synth`: best-of-N trajectory synthesis for SFT data (spec §8: teacher exploration,
-//! outcome verification, rationality audit, export).
+//! `omnirl synth`: best-of-N trajectory synthesis for SFT data (docs/reference.md#data-collection:
+//! teacher exploration, outcome verification, rationality audit, export).
 //!
 //! For every RL-format question, `n` episodes run through the real rollout driver (one GRPO-style
 //! group per question, each turn's context recorded as messages) with one of three policies: a

@@ -160,42 +160,7 @@ fn excerpt(text: &str) -> String {
     if t.len() < text.len() { format!("{t}...") } else { t }
 }
 
-/// Standard base64 with padding.
-pub fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(T[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// An 8-bit RGB PNG in memory.
-pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>, SynthError> {
-    let fail = |e: String| SynthError::Media { path: "PNG".into(), message: e };
-    let (w, h) = (u32::try_from(img.width), u32::try_from(img.height));
-    let (Ok(w), Ok(h)) = (w, h) else { return Err(fail("image too large".into())) };
-    let mut buf = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut buf, w, h);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().map_err(|e| fail(e.to_string()))?;
-        writer.write_image_data(&img.data).map_err(|e| fail(e.to_string()))?;
-        writer.finish().map_err(|e| fail(e.to_string()))?;
-    }
-    Ok(buf)
-}
-
-pub use rollout::media::output::wav_bytes;
+pub use rollout::media::output::{base64, png_bytes, wav_bytes};
 
 /// What a media part's file-style name says it holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -219,7 +184,9 @@ pub fn parse_name(kind: PartKind, name: &str) -> Option<NamedMedia> {
 }
 
 fn image_part(img: &RgbImage) -> Result<Value, SynthError> {
-    let url = format!("data:image/png;base64,{}", base64(&png_bytes(img)?));
+    let png = png_bytes(img, png::Compression::Balanced)
+        .map_err(|e| SynthError::Media { path: "PNG".into(), message: e.to_string() })?;
+    let url = format!("data:image/png;base64,{}", base64(&png));
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
 
@@ -367,13 +334,6 @@ impl Policy for TeacherPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
-            assert_eq!(base64(input.as_bytes()), want);
-        }
-    }
 
     #[test]
     fn names_give_their_ranges() {
