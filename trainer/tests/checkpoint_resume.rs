@@ -11,6 +11,7 @@ use learner_support::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use trainer::checkpoint::train_state::{TrainState, checkpoints_root, list_checkpoints, resume_dir};
+use trainer::learner::LocalSteps;
 use trainer::learner::thinker::{TrainableParts, TrainableThinker};
 use trainer::learner::{DataCursor, RlLearner, RlRow, SplitMix64};
 use trainer::model::thinker::{MediaInput, Thinker};
@@ -66,7 +67,7 @@ fn train(policy: &TrainableThinker, learner: &mut RlLearner, state: &mut TrainSt
     for _ in 0..steps {
         state.seed_torch();
         let rows = next_rows(state);
-        let stats = learner.step(policy, &rows).unwrap();
+        let stats = learner.step(policy, &rows, &mut LocalSteps).unwrap();
         assert!(stats.optimizer_steps.iter().all(|r| !r.skipped));
         state.step += 1;
     }
@@ -187,7 +188,7 @@ fn retention_leftovers_and_damaged_checkpoints() {
 
     // Without optimizer state: moments restart at zero, the schedule position is kept.
     let rows: Vec<RlRow<()>> = group_rows(&mut SplitMix64::new(3), "g", &[1.0, 0.0], TOY_VOCAB as u32, TOY_END, 3);
-    learner.step(&model, &rows).unwrap();
+    learner.step(&model, &rows, &mut LocalSteps).unwrap();
     state.step = 7;
     let light = Checkpointing { save_optimizer: false, ..ckpt_cfg() };
     let dir = state.save(&root, &model, &learner.optimizer, &light).unwrap();

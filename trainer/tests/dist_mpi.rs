@@ -2,7 +2,7 @@
 //!
 //! The outer tests spawn `mpirun -n 2 <this test binary> --exact dist_inner_train --ignored`:
 //! each rank runs the `#[ignore]`d inner test, which reads its rank from MPI, broadcasts rank
-//! 0's toy-model weights, trains a few data-parallel SFT steps (`SftLearner::step_synced`) on its shard of a fixed global
+//! 0's toy-model weights, trains a few data-parallel SFT steps (`SftLearner::step`) on its shard of a fixed global
 //! batch and writes its final weights to a JSON file. The outer test compares both ranks with a
 //! one-process run on the whole batch (within 1e-5, weights of magnitude ~1.5). The failure tests
 //! make rank 1 stall or die mid-run and check that the job ends, within the watchdog timeout, with
@@ -18,6 +18,7 @@ use tch::Tensor;
 use trainer::dist::comm::{Communicator, SingleProcess};
 use trainer::dist::data_parallel::{DEFAULT_BUCKET_ELEMS, DataParallelSync, broadcast_parameters, shard_groups};
 use trainer::dist::zero1::Zero1;
+use trainer::learner::LocalSteps;
 use trainer::learner::toy::ToyLm;
 use trainer::learner::{
     AdamW, AdamWConfig, DecayRule, LrScheduler, RlLearner, RlRow, SftLearner, SftOptions, SftRow, TrainablePolicy,
@@ -70,7 +71,7 @@ fn train(comm: &dyn Communicator, seed: i64, zero1: bool, mut before_step: impl 
         let tokens: Vec<u64> = rows.iter().map(|r| r.ids.len() as u64).collect();
         let plan = shard_groups(&tokens, comm.world_size()).unwrap();
         let mine: Vec<SftRow<()>> = plan.groups[comm.rank() as usize].iter().map(|&g| rows[g].clone()).collect();
-        learner.step_synced(&model, &mine, &mut sync).unwrap();
+        learner.step(&model, &mine, &mut sync).unwrap();
     }
     comm.barrier().unwrap();
     flat_weights(&model)
@@ -115,11 +116,10 @@ fn rl_train(comm: Option<&dyn Communicator>, seed: i64, zero1: bool) -> Vec<f32>
                 let plan = shard_groups(&tokens, sync.comm.world_size()).unwrap();
                 let mine: Vec<RlRow<()>> =
                     plan.groups[sync.comm.rank() as usize].iter().flat_map(|&g| groups[g].clone()).collect();
-                let est = learner.estimator;
-                learner.step_with_sync(&model, &mine, |a| Ok(est.compute(a, false)?), sync).unwrap();
+                learner.step(&model, &mine, sync).unwrap();
             }
             None => {
-                learner.step(&model, &groups.concat()).unwrap();
+                learner.step(&model, &groups.concat(), &mut LocalSteps).unwrap();
             }
         }
     }

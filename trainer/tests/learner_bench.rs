@@ -9,6 +9,7 @@ mod learner_support;
 
 use learner_support::*;
 use std::time::Instant;
+use trainer::learner::LocalSteps;
 use trainer::learner::thinker::TrainableParts;
 use trainer::learner::{RlLearner, RlRow, SftLearner, SftOptions, SftRow, SplitMix64};
 use trainer::metrics::Phase;
@@ -44,8 +45,8 @@ fn rl_and_sft_steps_per_second() {
         ));
     }
     let mut learner = RlLearner::new(&model, &AlgorithmConfig::default(), &optimizer(1e-3), 10).unwrap();
-    learner.step(&model, &rows).unwrap();
-    report("toy LM, RL on-policy (TAURA)", &learner.step(&model, &rows).unwrap());
+    learner.step(&model, &rows, &mut LocalSteps).unwrap();
+    report("toy LM, RL on-policy (TAURA)", &learner.step(&model, &rows, &mut LocalSteps).unwrap());
 
     // Tiny thinker: 2 groups x 8 trajectories, prompts of ~120 tokens.
     let policy = tiny_thinker(TrainableParts::rl());
@@ -56,8 +57,8 @@ fn rl_and_sft_steps_per_second() {
         }
     }
     let mut learner = RlLearner::new(&policy, &AlgorithmConfig::default(), &optimizer(1e-3), 10).unwrap();
-    learner.step(&policy, &rows).unwrap();
-    report("tiny thinker, RL on-policy (TAURA)", &learner.step(&policy, &rows).unwrap());
+    learner.step(&policy, &rows, &mut LocalSteps).unwrap();
+    report("tiny thinker, RL on-policy (TAURA)", &learner.step(&policy, &rows, &mut LocalSteps).unwrap());
 
     let sft: Vec<SftRow<MediaInput>> = rows
         .iter()
@@ -69,9 +70,9 @@ fn rl_and_sft_steps_per_second() {
         aggregation: LossAggregation::TokenMean,
     };
     let mut learner = SftLearner::new(&policy, opts, &optimizer(1e-3), 10).unwrap();
-    learner.step(&policy, &sft).unwrap();
+    learner.step(&policy, &sft, &mut LocalSteps).unwrap();
     let t = Instant::now();
-    let s = learner.step(&policy, &sft).unwrap();
+    let s = learner.step(&policy, &sft, &mut LocalSteps).unwrap();
     println!(
         "tiny thinker, SFT: {} rows, {} tokens in {:.3}s = {:.0} tok/s",
         s.rows,

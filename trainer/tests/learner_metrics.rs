@@ -6,6 +6,7 @@
 mod learner_support;
 
 use learner_support::*;
+use trainer::learner::LocalSteps;
 use trainer::learner::{RlLearner, SplitMix64};
 use trainer::metrics::tensorboard::read_events;
 use trainer::metrics::{MetricsLogger, Phase, PhaseTimes, Scalars};
@@ -25,7 +26,7 @@ fn tensorboard_and_jsonl_read_back() {
         let rows = group_rows(&mut rng, "q", &[1.0, 0.0, 0.5], TOY_VOCAB as u32, TOY_END, 4);
         let mut times = PhaseTimes::default();
         times.add(Phase::Generation, 0.5);
-        let stats = learner.step(&model, &rows).unwrap();
+        let stats = learner.step(&model, &rows, &mut LocalSteps).unwrap();
         times.merge(&stats.times);
         let mut s = stats.scalars();
         s.extend(times.scalars());

@@ -10,7 +10,7 @@ mod learner_support;
 
 use learner_support::*;
 use tch::{Kind, Tensor};
-use trainer::algo::Advantages;
+use trainer::learner::LocalSteps;
 use trainer::learner::toy::ToyLm;
 use trainer::learner::{LearnerError, RlLearner, RlRow, SplitMix64, TrainablePolicy};
 use trainer::recipe::{AlgorithmConfig, Estimator, LossAggregation, UpdateFlow};
@@ -81,7 +81,7 @@ fn on_policy_gradient_is_the_mean_of_per_row_token_means() {
 
     zero_grads(&model);
     let mut learner = RlLearner::new(&model, &grpo(), &optimizer(0.0), 10).unwrap();
-    let stats = learner.step(&model, &rows).unwrap();
+    let stats = learner.step(&model, &rows, &mut LocalSteps).unwrap();
     let got = grads(&model);
     for (a, b) in stats.advantages.iter().zip(adv) {
         assert!((a - b).abs() < 1e-12, "{a} vs {b}");
@@ -117,7 +117,7 @@ fn clip_ratios_are_inert_in_the_on_policy_flow() {
         let model = toy();
         let algo = AlgorithmConfig { clip_ratio_low: low, clip_ratio_high: high, clip_ratio_c: c, ..grpo() };
         let mut learner = RlLearner::new(&model, &algo, &optimizer(1e-2), 10).unwrap();
-        let stats = learner.step(&model, &rows).unwrap();
+        let stats = learner.step(&model, &rows, &mut LocalSteps).unwrap();
         assert_eq!(stats.pg_clipfrac, 0.0);
         assert_eq!(stats.ppo_kl, 0.0);
         after.push(snapshot(&model));
@@ -134,11 +134,11 @@ fn ppo_flow_first_pass_matches_on_policy_and_epochs_step_per_mini_batch() {
     // log-probs equal the current ones, so the gradient is the on-policy one.
     let (a, b) = (toy(), toy());
     let mut on = RlLearner::new(&a, &grpo(), &optimizer(0.0), 10).unwrap();
-    on.step(&a, &rows).unwrap();
+    on.step(&a, &rows, &mut LocalSteps).unwrap();
     let ppo_algo =
         AlgorithmConfig { update_flow: UpdateFlow::Ppo, ppo_mini_batch_size: 4, micro_batch_size_per_gpu: 1, ..grpo() };
     let mut ppo = RlLearner::new(&b, &ppo_algo, &optimizer(0.0), 10).unwrap();
-    ppo.step(&b, &rows).unwrap();
+    ppo.step(&b, &rows, &mut LocalSteps).unwrap();
     assert!(max_abs_diff(&grads(&a), &grads(&b)) < 1e-6 * max_abs(&grads(&a)));
 
     // Two mini-batches of two rows, two epochs: four optimizer steps; after the first update
@@ -146,7 +146,7 @@ fn ppo_flow_first_pass_matches_on_policy_and_epochs_step_per_mini_batch() {
     let c = toy();
     let algo = AlgorithmConfig { ppo_mini_batch_size: 2, micro_batch_size_per_gpu: 2, ppo_epochs: 2, ..ppo_algo };
     let mut learner = RlLearner::new(&c, &algo, &optimizer(0.05), 10).unwrap();
-    let stats = learner.step(&c, &rows).unwrap();
+    let stats = learner.step(&c, &rows, &mut LocalSteps).unwrap();
     assert_eq!(stats.optimizer_steps.len(), 4);
     assert!(stats.ppo_kl != 0.0);
     assert_eq!(learner.optimizer.counters().adam_steps, 4);
@@ -170,7 +170,7 @@ fn micro_batch_token_mean_weights_tokens_within_the_micro_batch() {
         loss_aggregation: LossAggregation::TokenMean,
         ..grpo()
     };
-    RlLearner::new(&model, &algo, &optimizer(0.0), 10).unwrap().step(&model, &rows).unwrap();
+    RlLearner::new(&model, &algo, &optimizer(0.0), 10).unwrap().step(&model, &rows, &mut LocalSteps).unwrap();
     // Weights computed in f32 by the learner vs in f64 here: a few ulps of the scale (~1e-7 seen).
     assert!(max_abs_diff(&grads(&model), &want) < 1e-5 * max_abs(&want));
 }
@@ -189,11 +189,11 @@ fn truncated_is_weights_and_taura_statistics() {
         r.sampler_logprobs = None;
     }
     let mut l1 = RlLearner::new(&model, &grpo(), &optimizer(0.0), 10).unwrap();
-    let s1 = l1.step(&model, &rows).unwrap();
+    let s1 = l1.step(&model, &rows, &mut LocalSteps).unwrap();
     let g1 = grads(&model);
     zero_grads(&model);
     let mut l2 = RlLearner::new(&model, &grpo(), &optimizer(0.0), 10).unwrap();
-    l2.step(&model, &plain).unwrap();
+    l2.step(&model, &plain, &mut LocalSteps).unwrap();
     assert!(max_abs_diff(&g1, &grads(&model)) < 1e-6 * max_abs(&g1));
     assert_eq!((s1.tis_mean, s1.tis_max), (1.0, 1.0));
 
@@ -201,7 +201,7 @@ fn truncated_is_weights_and_taura_statistics() {
     // weights follow w = h / (Σh/(n + 1e-8) + 1e-8) over the group's four rows.
     let taura = AlgorithmConfig { estimator: Estimator::Taura, ..AlgorithmConfig::default() };
     let mut l3 = RlLearner::new(&model, &taura, &optimizer(0.0), 10).unwrap();
-    let s3 = l3.step(&model, &rows).unwrap();
+    let s3 = l3.step(&model, &rows, &mut LocalSteps).unwrap();
     let h: Vec<f64> = rows
         .iter()
         .map(|r| {
@@ -227,43 +227,36 @@ fn truncated_is_weights_and_taura_statistics() {
 fn bad_inputs_are_errors() {
     let model = toy();
     let mut learner = RlLearner::new(&model, &grpo(), &optimizer(1e-3), 10).unwrap();
-    assert!(matches!(learner.step(&model, &[]), Err(LearnerError::Config(_))));
+    assert!(matches!(learner.step(&model, &[], &mut LocalSteps), Err(LearnerError::Config(_))));
     let mut rows = rows();
     rows[1].sampler_logprobs = Some(vec![0.0]);
-    assert!(matches!(learner.step(&model, &rows), Err(LearnerError::Row { row: 1, .. })));
+    assert!(matches!(learner.step(&model, &rows, &mut LocalSteps), Err(LearnerError::Row { row: 1, .. })));
     let mut rows = self::rows();
     rows[2].reward = f64::NAN;
-    assert!(matches!(learner.step(&model, &rows), Err(LearnerError::Row { row: 2, .. })));
+    assert!(matches!(learner.step(&model, &rows, &mut LocalSteps), Err(LearnerError::Row { row: 2, .. })));
     let mut rows = self::rows();
     rows[0].ids.push(99);
     rows[0].mask.push(true);
     rows[0].sampler_logprobs.as_mut().unwrap().push(-1.0);
-    assert!(matches!(learner.step(&model, &rows), Err(LearnerError::Policy(_))));
+    assert!(matches!(learner.step(&model, &rows, &mut LocalSteps), Err(LearnerError::Policy(_))));
     let epochs = AlgorithmConfig { ppo_epochs: 2, ..grpo() };
     let mut l = RlLearner::new(&model, &epochs, &optimizer(1e-3), 10).unwrap();
-    assert!(matches!(l.step(&model, &self::rows()), Err(LearnerError::Config(_))));
+    assert!(matches!(l.step(&model, &self::rows(), &mut LocalSteps), Err(LearnerError::Config(_))));
     let kl = AlgorithmConfig { kl_coef: 0.1, ..grpo() };
     let mut l = RlLearner::new(&model, &kl, &optimizer(1e-3), 10).unwrap();
-    assert!(matches!(l.step(&model, &self::rows()), Err(LearnerError::Config(_))));
-
-    // Advantages from outside (a data-parallel gather): the count must match the rows.
-    let mut l = RlLearner::new(&model, &grpo(), &optimizer(1e-3), 10).unwrap();
-    let short =
-        |_: &[trainer::algo::AdvantageRow<'_>]| Ok(Advantages { values: vec![0.0], outcome: vec![0.0], weights: None });
-    assert!(matches!(l.step_with(&model, &self::rows(), short), Err(LearnerError::Config(_))));
+    assert!(matches!(l.step(&model, &self::rows(), &mut LocalSteps), Err(LearnerError::Config(_))));
 }
 
 #[test]
-fn external_advantages_drive_the_update() {
-    // All-zero advantages: the policy-gradient loss and its gradient are exactly zero.
+fn a_group_with_equal_rewards_does_not_move_the_policy() {
+    // Equal rewards in the group: every advantage, the policy-gradient loss and its gradient are
+    // exactly zero.
     let model = toy();
-    let rows = rows();
+    let mut rng = SplitMix64::new(5);
+    let rows = group_rows(&mut rng, "a", &[1.0, 1.0, 1.0], TOY_VOCAB as u32, TOY_END, 3);
     let mut l = RlLearner::new(&model, &grpo(), &optimizer(0.0), 10).unwrap();
-    let n = rows.len();
-    let zeros = |_: &[trainer::algo::AdvantageRow<'_>]| {
-        Ok(Advantages { values: vec![0.0; n], outcome: vec![0.0; n], weights: None })
-    };
-    let stats = l.step_with(&model, &rows, zeros).unwrap();
+    let stats = l.step(&model, &rows, &mut LocalSteps).unwrap();
+    assert!(stats.advantages.iter().all(|&a| a == 0.0), "{:?}", stats.advantages);
     assert_eq!(stats.pg_loss, 0.0);
     assert_eq!(max_abs(&grads(&model)), 0.0);
 }

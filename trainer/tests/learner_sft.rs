@@ -7,6 +7,7 @@ mod learner_support;
 
 use learner_support::*;
 use tch::{Kind, Tensor};
+use trainer::learner::LocalSteps;
 use trainer::learner::thinker::TrainableParts;
 use trainer::learner::{SftLearner, SftOptions, SftRow, TrainablePolicy};
 use trainer::recipe::{LossAggregation, LrSchedule};
@@ -45,7 +46,7 @@ fn loss_is_the_mean_nll_of_target_tokens() {
     }
     assert_eq!(n, 13);
     let mut learner = SftLearner::new(&model, options(1, 4), &optimizer(0.0), 10).unwrap();
-    let stats = learner.step(&model, &rows).unwrap();
+    let stats = learner.step(&model, &rows, &mut LocalSteps).unwrap();
     assert!((stats.loss - sum / 13.0).abs() < 1e-5, "{} vs {}", stats.loss, sum / 13.0);
     assert_eq!(stats.target_tokens, 13);
     // Tokens after the end token take no loss: dropping them leaves the gradient unchanged.
@@ -53,7 +54,10 @@ fn loss_is_the_mean_nll_of_target_tokens() {
     zero_grads(&model);
     let mut trimmed = rows.clone();
     trimmed[3] = SftRow::new(&[6], &[5, 3, TOY_END], &[TOY_END], ());
-    SftLearner::new(&model, options(1, 4), &optimizer(0.0), 10).unwrap().step(&model, &trimmed).unwrap();
+    SftLearner::new(&model, options(1, 4), &optimizer(0.0), 10)
+        .unwrap()
+        .step(&model, &trimmed, &mut LocalSteps)
+        .unwrap();
     // Not bitwise: the shorter row changes the shapes of its matmuls and gradient reductions, and
     // libtorch / MKL choose blocking and summation order by shape and CPU. Each gradient entry sums
     // a few dozen f32 products (n·eps ≈ 4e-6 of the scale at worst, ~1e-7 seen), while loss on the
@@ -78,13 +82,14 @@ fn accumulation_equals_one_batch_and_per_row_means_are_an_option() {
     for (per_device, accumulation) in [(1, 4), (2, 2), (4, 1)] {
         zero_grads(&model);
         let mut l = SftLearner::new(&model, options(per_device, accumulation), &optimizer(0.0), 10).unwrap();
-        l.step(&model, &rows).unwrap();
+        l.step(&model, &rows, &mut LocalSteps).unwrap();
         assert!(max_abs_diff(&grads(&model), &want) < 1e-6 * max_abs(&want), "{per_device}x{accumulation}");
     }
     // seq-mean-token-mean: (1/4) Σ_r mean_t(−lp) — a different gradient.
     zero_grads(&model);
     let opts = SftOptions { aggregation: LossAggregation::SeqMeanTokenMean, ..options(1, 4) };
-    let stats = SftLearner::new(&model, opts, &optimizer(0.0), 10).unwrap().step(&model, &rows).unwrap();
+    let stats =
+        SftLearner::new(&model, opts, &optimizer(0.0), 10).unwrap().step(&model, &rows, &mut LocalSteps).unwrap();
     assert!(max_abs_diff(&grads(&model), &want) > 1e-4 * max_abs(&want));
     let per_row: f64 = rows
         .iter()
@@ -108,7 +113,7 @@ fn linear_warmup_then_decay() {
     let before = snapshot(&model);
     let mut lrs = Vec::new();
     for s in 0..8 {
-        let st = l.step(&model, &rows[(s % 2) * 2..(s % 2) * 2 + 2]).unwrap();
+        let st = l.step(&model, &rows[(s % 2) * 2..(s % 2) * 2 + 2], &mut LocalSteps).unwrap();
         lrs.push(st.report.unwrap().lr);
         if s == 0 {
             // lr 0 on the first step: nothing moves (decay is lr·wd = 0 too).
@@ -136,7 +141,7 @@ fn frozen_encoders_get_no_update_on_the_tiny_thinker() {
         let v0 = policy.thinker.weights.get(visual).unwrap().copy();
         let l0 = policy.thinker.weights.get(llm).unwrap().copy();
         let mut learner = SftLearner::new(&policy, options(1, 1), &optimizer(1e-3), 4).unwrap();
-        let stats = learner.step(&policy, std::slice::from_ref(&row)).unwrap();
+        let stats = learner.step(&policy, std::slice::from_ref(&row), &mut LocalSteps).unwrap();
         assert!(stats.loss.is_finite() && stats.loss > 0.0);
         assert!(!policy.thinker.weights.get(llm).unwrap().equal(&l0));
         assert_eq!(!policy.thinker.weights.get(visual).unwrap().equal(&v0), vision_moves, "{parts:?}");

@@ -9,6 +9,7 @@ use rollout::episode::PromptEncoder;
 use std::path::PathBuf;
 use tch::Device;
 use trainer::checkpoint::{RandomCheckpointOptions, write_random_checkpoint_with};
+use trainer::learner::LocalSteps;
 use trainer::learner::TrainablePolicy;
 use trainer::learner::thinker::TrainableParts;
 use trainer::learner::{SftLearner, SftOptions};
@@ -111,7 +112,7 @@ fn sft_on_expert_rows_is_what_greedy_generation_reproduces() {
     let mut learner = SftLearner::new(th, options, &optimizer, 60).unwrap();
     let mut loss = f64::MAX;
     for _ in 0..60 {
-        loss = learner.step(th, std::slice::from_ref(&row)).unwrap().loss;
+        loss = learner.step(th, std::slice::from_ref(&row), &mut LocalSteps).unwrap().loss;
     }
     let target = &row.ids[row.prompt_len..];
     let scores = th.score(&row.ids, &row.media, row.prompt_len).unwrap();

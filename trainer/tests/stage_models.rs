@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 use trainer::checkpoint::tensor_io::read_safetensors;
 use trainer::dist::zero1::Zero1;
+use trainer::learner::LocalSteps;
 use trainer::learner::optim::AdamWConfig;
 use trainer::learner::rows::SftRow;
 use trainer::learner::thinker::TrainableParts;
@@ -130,7 +131,10 @@ fn kl_without_adapters_keeps_a_frozen_copy_of_the_trained_weights() {
         .collect();
     // Without a reference the first step is refused.
     let plain = tiny_thinker(TrainableParts::rl());
-    let err = RlLearner::new(&plain, &algorithm, &optimizer(1e-2), 10).unwrap().step(&plain, &rows).unwrap_err();
+    let err = RlLearner::new(&plain, &algorithm, &optimizer(1e-2), 10)
+        .unwrap()
+        .step(&plain, &rows, &mut LocalSteps)
+        .unwrap_err();
     assert!(err.to_string().contains("reference"), "{err}");
 
     let how = Loading { reference_copy: true, parts: TrainableParts::rl(), ..Loading::eval(Device::Cpu, Dtype::F32) };
@@ -140,11 +144,11 @@ fn kl_without_adapters_keeps_a_frozen_copy_of_the_trained_weights() {
     let name = "model.layers.0.mlp.up_proj.weight";
     let before = reference.weights.get(name).unwrap().copy();
     let mut learner = RlLearner::new(policy, &algorithm, &optimizer(1e-2), 10).unwrap();
-    let first = learner.step(policy, &rows).unwrap();
+    let first = learner.step(policy, &rows, &mut LocalSteps).unwrap();
     // Policy and reference are the same weights at the first step: KL 0 up to the rounding of
     // two forwards (the training one is chunked).
     assert!(first.kl_loss.abs() < 1e-6, "kl {}", first.kl_loss);
-    let second = learner.step(policy, &rows).unwrap();
+    let second = learner.step(policy, &rows, &mut LocalSteps).unwrap();
     assert!(second.kl_loss > 1e-6, "after an update the policy moved away: kl {}", second.kl_loss);
     assert!(reference.weights.get(name).unwrap().equal(&before), "the reference stays frozen");
     assert!(max_diff(&policy.thinker.weights.get(name).unwrap(), &before) > 0.0, "the policy trained");
@@ -282,7 +286,7 @@ fn sft_step(how: &Loading) -> (f64, Model, usize) {
         aggregation: LossAggregation::TokenMean,
     };
     let mut learner = SftLearner::new(tt, options, &optimizer(1e-2), 10).unwrap();
-    let loss = learner.step(tt, &[sft_row()]).unwrap().loss;
+    let loss = learner.step(tt, &[sft_row()], &mut LocalSteps).unwrap().loss;
     let masters = learner.optimizer.state_tensors().iter().filter(|(n, _)| n.starts_with("master.")).count();
     (loss, model, masters)
 }

@@ -21,6 +21,7 @@
 
 use super::hw::{DeviceInfo, MemReport, probe_for};
 use super::{BResult, BenchError, Placement, RecordHeader, Shape, ShapeInfo, kind_bytes, plain_ids, random_weights};
+use crate::learner::LocalSteps;
 use crate::learner::thinker::{TrainableParts, TrainableThinker, set_trainable};
 use crate::learner::{RlLearner, RlRow};
 use crate::model::Component;
@@ -147,7 +148,7 @@ pub fn run(o: &RlMemoryOptions) -> BResult<RlMemoryRecord> {
         .collect();
     let after_load_bytes = probe.as_ref().map(|m| m.used_now());
     let t0 = Instant::now();
-    let stats = learner.step(&policy, &rows)?;
+    let stats = learner.step(&policy, &rows, &mut LocalSteps)?;
     super::sync(p.device);
     let step_s = t0.elapsed().as_secs_f64();
     let after = fingerprint(&policy.thinker)?;

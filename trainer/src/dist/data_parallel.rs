@@ -9,8 +9,8 @@
 //!   flat fp32 buckets of at most `bucket_elems` values, so few large collectives are issued.
 //! - [`DataParallelSync`] is the learners' [`GradientSync`] over a communicator: counters summed,
 //!   gradients all-reduced in buckets, then the replicated AdamW or a ZeRO-1 optimizer steps.
-//!   A data-parallel step is the learner's own step through it (`SftLearner::step_synced`,
-//!   `RlLearner::step_with_sync`): the learner normalises by the global token and row counts,
+//!   A data-parallel step is the learner's own step through it (`SftLearner::step`,
+//!   `RlLearner::step`): the learner normalises by the global token and row counts,
 //!   so its update equals a one-process step over the union of the ranks' rows.
 //!
 //! Left out: overlapping communication with the backward pass (buckets are reduced after the

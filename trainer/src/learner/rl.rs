@@ -26,7 +26,7 @@
 //!    micro-batches of one row, old = detach". Each optimizer step clips to `grad_clip` and skips
 //!    a non-finite gradient norm (docs/reference.md#update-rule).
 //!
-//! Data parallelism ([`RlLearner::step_with_sync`]): each rank holds whole GRPO groups, so the
+//! Data parallelism ([`RlLearner::step`] with a data-parallel sync): each rank holds whole GRPO groups, so the
 //! advantages are computed locally; losses are normalised by the micro-batches of every rank and
 //! the gradients summed before each optimizer step (a global mean, where FSDP averages per-rank
 //! means; the two agree when ranks hold equal rows). Batch-padding duplicates
@@ -35,7 +35,7 @@
 //! Left out: the critic, KL-in-reward, and dynamic sampling (all off in the reference).
 
 use super::optim::{AdamW, AdamWConfig, StepReport};
-use super::{GradientSync, LearnerError, LocalSteps, RlRow, TrainablePolicy, per_second, zero_gradients};
+use super::{GradientSync, LearnerError, RlRow, TrainablePolicy, per_second, zero_gradients};
 use crate::algo::advantage::{AdvantageEstimator, AdvantageRow, Advantages};
 use crate::algo::entropy::turn_entropy_f32;
 use crate::algo::loss::{PolicyLossConfig, kl_penalty, pg_token_losses, tis_weights, token_weight};
@@ -60,20 +60,46 @@ pub struct RlLearner {
     pub optimizer: AdamW,
 }
 
-/// Sums over the tokens a step trained on (detached), kept on the device as one
-/// `[METRICS]` tensor so the update never waits on a host read; read once at the end.
-/// Order: Σ w·pg, Σ w·kl, Σ w·H (the aggregated losses summed over optimizer steps), tokens,
-/// ε-clipped tokens, dual-clipped tokens, Σ (old − new) log-prob (verl's `ppo_kl` numerator).
+/// The sums a step's loss metrics come from, over the tokens it trained on: per row as
+/// detached device scalars, then summed over the step (and over ranks) as numbers.
+#[derive(Debug, Clone, Copy, Default)]
+struct LossSums<T> {
+    /// Σ w·pg, Σ w·kl, Σ w·H: the aggregated losses, summed over optimizer steps.
+    pg: T,
+    kl: T,
+    entropy: T,
+    tokens: T,
+    /// Tokens whose ratio was ε-clipped, and dual-clipped.
+    clipped: T,
+    dual_clipped: T,
+    /// Σ (old − new) log-prob, verl's `ppo_kl` numerator.
+    old_minus_new: T,
+}
+
+const METRICS: usize = 7;
+
+impl<T> LossSums<T> {
+    fn into_array(self) -> [T; METRICS] {
+        let LossSums { pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new } = self;
+        [pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new]
+    }
+
+    fn from_array([pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new]: [T; METRICS]) -> Self {
+        LossSums { pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new }
+    }
+}
+
+/// [`LossSums`] kept on the device as one `[METRICS]` tensor, so the update never waits on a
+/// host read; read once at the end of the step.
 #[derive(Debug, Default)]
 struct Accum {
     sums: Option<Tensor>,
     forward_tokens: usize,
 }
 
-const METRICS: usize = 7;
-
 impl Accum {
-    fn add(&mut self, v: Tensor) -> Result<(), tch::TchError> {
+    fn add(&mut self, row: LossSums<Tensor>) -> Result<(), tch::TchError> {
+        let v = Tensor::f_stack(&row.into_array(), 0)?;
         self.sums = Some(match self.sums.take() {
             Some(s) => s.f_add(&v)?,
             None => v,
@@ -82,6 +108,7 @@ impl Accum {
     }
 
     fn values(&self) -> Result<[f64; METRICS], tch::TchError> {
+        // The order of `LossSums::into_array`.
         let mut out = [0.0; METRICS];
         if let Some(s) = &self.sums {
             let v = Vec::<f64>::try_from(s.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?)?;
@@ -148,62 +175,20 @@ impl RlLearner {
         }
     }
 
-    /// Steps 1-4 of the module doc on `rows` (one batch; every row of a GRPO group must be in it).
+    /// Steps 1-4 of the module doc on `rows` (one batch; every row of a GRPO group must be in
+    /// it). `sync` is [`LocalSteps`](super::LocalSteps) in one process. Under data parallelism
+    /// `rows` are this rank's whole GRPO groups (so the advantages are local); each mini-batch's
+    /// loss is normalised by the micro-batches of every rank and `sync` sums the gradients before
+    /// each optimizer step, so in the on-policy flow the update equals one process on every
+    /// rank's rows. In the PPO flow each rank splits its rows into the same number of
+    /// mini-batches, `ceil(global rows / ppo_mini_batch_size)`. Loss and clip metrics are global
+    /// sums; the advantage and entropy descriptions are this rank's. A rank may have no rows.
     pub fn step<P: TrainablePolicy>(
         &mut self,
         policy: &P,
         rows: &[RlRow<P::Media>],
-    ) -> Result<RlStepStats, LearnerError> {
-        self.step_synced(policy, rows, &mut LocalSteps)
-    }
-
-    /// [`step`](Self::step) on this rank's whole groups of a data-parallel batch (see
-    /// [`step_with_sync`](Self::step_with_sync)).
-    pub fn step_synced<P: TrainablePolicy>(
-        &mut self,
-        policy: &P,
-        rows: &[RlRow<P::Media>],
         sync: &mut dyn GradientSync,
     ) -> Result<RlStepStats, LearnerError> {
-        let (estimator, ignore) = (self.estimator, self.ignore_exceed);
-        self.step_with_sync(policy, rows, |r| Ok(estimator.compute(r, ignore)?), sync)
-    }
-
-    /// [`step`](Self::step) with the advantages computed by `advantages` from this process's rows
-    /// (reward, ids and turn entropy each). A data-parallel runtime passes a function that gathers
-    /// the rows of every rank, runs the estimator over whole groups and returns this rank's share;
-    /// it must return one value per row, in order.
-    pub fn step_with<P, F>(
-        &mut self,
-        policy: &P,
-        rows: &[RlRow<P::Media>],
-        advantages: F,
-    ) -> Result<RlStepStats, LearnerError>
-    where
-        P: TrainablePolicy,
-        F: FnOnce(&[AdvantageRow<'_>]) -> Result<Advantages, LearnerError>,
-    {
-        self.step_with_sync(policy, rows, advantages, &mut LocalSteps)
-    }
-
-    /// [`step_with`](Self::step_with) on this rank's rows of a data-parallel batch (whole GRPO
-    /// groups per rank, so the advantages are local). Each mini-batch's loss is normalised by
-    /// the micro-batches of every rank and `sync` sums the gradients before each optimizer step,
-    /// so in the on-policy flow the update equals one process on every rank's rows. In the PPO
-    /// flow each rank splits its rows into the same number of mini-batches,
-    /// `ceil(global rows / ppo_mini_batch_size)`. Loss and clip metrics are global sums; the
-    /// advantage and entropy descriptions are this rank's. A rank may have no rows.
-    pub fn step_with_sync<P, F>(
-        &mut self,
-        policy: &P,
-        rows: &[RlRow<P::Media>],
-        advantages: F,
-        sync: &mut dyn GradientSync,
-    ) -> Result<RlStepStats, LearnerError>
-    where
-        P: TrainablePolicy,
-        F: FnOnce(&[AdvantageRow<'_>]) -> Result<Advantages, LearnerError>,
-    {
         let a = &self.algorithm;
         if rows.is_empty() && sync.world_size() <= 1 {
             return Err(LearnerError::Config("an RL step needs at least one row".into()));
@@ -273,13 +258,7 @@ impl RlLearner {
                 exceed: r.exceed,
             })
             .collect();
-        let Advantages { values, outcome, weights } = advantages(&adv_rows)?;
-        if values.len() != rows.len()
-            || outcome.len() != rows.len()
-            || weights.as_ref().is_some_and(|w| w.len() != rows.len())
-        {
-            return Err(LearnerError::Config(format!("{} advantages for {} rows", values.len(), rows.len())));
-        }
+        let Advantages { values, outcome, weights } = self.estimator.compute(&adv_rows, self.ignore_exceed)?;
 
         // 3. Truncated IS weights and masks.
         let mut tis = Vec::with_capacity(rows.len());
@@ -371,14 +350,14 @@ impl RlLearner {
         let n_steps = stats.optimizer_steps.len().max(1) as f64;
         let mut sums = acc.values()?;
         sync.sum_counts(&mut sums)?;
-        let [pg, kl, ent, tokens, clipped, dual, ppo_kl] = sums;
+        let LossSums { pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new } = LossSums::from_array(sums);
         stats.pg_loss = pg / n_steps;
         stats.kl_loss = kl / n_steps;
-        stats.entropy_loss = ent / n_steps;
+        stats.entropy_loss = entropy / n_steps;
         if tokens > 0.0 {
             stats.pg_clipfrac = clipped / tokens;
-            stats.pg_clipfrac_lower = dual / tokens;
-            stats.ppo_kl = ppo_kl / tokens;
+            stats.pg_clipfrac_lower = dual_clipped / tokens;
+            stats.ppo_kl = old_minus_new / tokens;
         }
         stats.update_tokens = acc.forward_tokens;
         stats.advantages = values;
@@ -419,16 +398,15 @@ impl RlLearner {
             if cfg.entropy_coef != 0.0 {
                 per_token = per_token.f_sub(&ent.f_mul_scalar(cfg.entropy_coef)?)?;
             }
-            let metrics = [
-                masked_sum(&pg, &m)?.f_mul_scalar(inp.weight)?,
-                kl_sum,
-                masked_sum(ent, &m)?.f_mul_scalar(inp.weight)?,
-                m.f_sum(Kind::Float)?,
-                masked_sum(&terms.clipped, &m)?,
-                masked_sum(&terms.dual_clipped, &m)?,
-                masked_sum(&old.f_sub(&lp.f_detach()?)?, &m)?,
-            ];
-            acc.add(Tensor::f_stack(&metrics, 0)?)?;
+            acc.add(LossSums {
+                pg: masked_sum(&pg, &m)?.f_mul_scalar(inp.weight)?,
+                kl: kl_sum,
+                entropy: masked_sum(ent, &m)?.f_mul_scalar(inp.weight)?,
+                tokens: m.f_sum(Kind::Float)?,
+                clipped: masked_sum(&terms.clipped, &m)?,
+                dual_clipped: masked_sum(&terms.dual_clipped, &m)?,
+                old_minus_new: masked_sum(&old.f_sub(&lp.f_detach()?)?, &m)?,
+            })?;
             per_token.f_mul(&m)?.f_sum(Kind::Float)?.f_mul_scalar(inp.weight)
         };
         let scores = policy.forward_backward(&row.ids, &row.media, row.prompt_len, &mut closure)?;

@@ -12,12 +12,12 @@
 //!
 //! Frozen encoders are a property of the policy's trainable set (see `learner::thinker`), not of
 //! this loop; the schedule (linear warm-up then decay at the recipe's 1e-5) lives in the
-//! optimizer. Under data parallelism ([`SftLearner::step_synced`]) the step's tokens and rows
+//! optimizer. Under data parallelism ([`SftLearner::step`] with a data-parallel sync) the step's tokens and rows
 //! are those of every rank, so the update equals one process stepping on all ranks' rows.
 //! Left out: packing several turns into one sequence, and label smoothing.
 
 use super::optim::{AdamW, AdamWConfig, StepReport};
-use super::{GradientSync, LearnerError, LocalSteps, SftRow, TrainablePolicy, per_second, zero_gradients};
+use super::{GradientSync, LearnerError, SftRow, TrainablePolicy, per_second, zero_gradients};
 use crate::metrics::{Phase, PhaseTimes, Progress, Scalars};
 use crate::recipe::LossAggregation;
 use crate::recipe::resolved::{Optimizer, SftSchedule};
@@ -82,20 +82,11 @@ impl SftLearner {
     }
 
     /// One optimizer step over `rows` (normally [`SftOptions::rows_per_step`] of them; a short
-    /// last batch of an epoch is accepted).
+    /// last batch of an epoch is accepted). `sync` is [`LocalSteps`](super::LocalSteps) in one process; under data
+    /// parallelism `rows` are this rank's share, the normalisation uses the target tokens and
+    /// rows of every rank, `sync` sums the gradients and steps, and the loss, rows and target
+    /// tokens in the result are global. A rank may have no rows as long as some rank has.
     pub fn step<P: TrainablePolicy>(
-        &mut self,
-        policy: &P,
-        rows: &[SftRow<P::Media>],
-    ) -> Result<SftStepStats, LearnerError> {
-        self.step_synced(policy, rows, &mut LocalSteps)
-    }
-
-    /// [`step`](Self::step) on this rank's share of a data-parallel batch: the normalisation
-    /// uses the target tokens and rows of every rank, `sync` sums the gradients and steps, and
-    /// the loss, rows and target tokens in the result are global. A rank may have no rows as
-    /// long as some rank has.
-    pub fn step_synced<P: TrainablePolicy>(
         &mut self,
         policy: &P,
         rows: &[SftRow<P::Media>],

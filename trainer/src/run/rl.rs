@@ -130,7 +130,7 @@ pub fn rl(
         let mut totals = [rows.len() as f64, reward_sum, out.trajectories.len() as f64];
         world.sum(&mut totals)?;
         if totals[0] > 0.0 {
-            scalars.extend(learner.step_synced(model.thinker(), &rows, &mut sync)?.scalars().0);
+            scalars.extend(learner.step(model.thinker(), &rows, &mut sync)?.scalars().0);
         }
         scalars.push("rollout/wall_s", out.stats.wall_s);
         if *rollout_dumps {

@@ -178,7 +178,7 @@ pub fn sft(model: &mut Model, at: &StagePlace<'_>, stage: &SftStage) -> Result<S
             report.steps = step;
             bar.inc(1);
             if counts[0] > 0.0 {
-                let stats = learner.step_synced(model.thinker(), &prepared.rows, &mut sync)?;
+                let stats = learner.step(model.thinker(), &prepared.rows, &mut sync)?;
                 let mut scalars = world.mean_scalars(stats.scalars())?;
                 scalars.push("data/wait_s", wait_s);
                 scalars.push("data/build_s", prepared.build_s);
