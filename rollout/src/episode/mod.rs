@@ -41,9 +41,10 @@
 //!   (the reference crashes on infinities; docs/reference.md#python-formatting);
 //! * modality masking: see `settings.rs` (`hide_unavailable_audio`;
 //!   docs/reference.md#hide-unavailable-audio);
-//! * dropped retries: kept (`retry_on_format_error`; docs/reference.md#dropped-retries); a
-//!   negative signal is available as `Shaping::invalid_action_penalty` for the trainer, or store
-//!   every turn with retry off;
+//! * dropped retries: kept (`retry_on_format_error`; docs/reference.md#dropped-retries). A
+//!   dropped retry leaves no training row, so nothing pushes the policy away from it; with retry
+//!   off every turn is stored, and `Shaping::invalid_action_penalty` lowers the reward of the
+//!   rows of invalid turns (applied by the trainer);
 //! * the default system prompt is our own text (`recipes/prompts/omniagent.txt`); the
 //!   reference's exact text (builder or SFT variant) can be supplied as a template file
 //!   (docs/reference.md#system-prompt-text);

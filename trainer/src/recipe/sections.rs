@@ -343,7 +343,7 @@ impl Default for RolloutConfig {
 pub struct RewardConfig {
     /// `reward = 0.1 + 0.9·reward` for completed answers [FORMAT_REWARD, off].
     pub format_reward: bool,
-    /// Subtracted once per invalid turn at its last token [off].
+    /// Subtracted from the reward of each row of an invalid turn, unless `format_reward` is on [off].
     pub invalid_action_penalty: f64,
     /// LLM judge for FF questions [evaluation only; docs/reference.md#reward-judge].
     pub judge: JudgeConfig,
