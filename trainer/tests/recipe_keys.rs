@@ -12,10 +12,10 @@
 
 use serde_json::{Value, json};
 use std::path::Path;
+use trainer::problem::Severity;
 use trainer::recipe::emit::to_yaml;
 use trainer::recipe::resolved::ResolvedRecipe;
 use trainer::recipe::{LoraConfig, Recipe, SamplingConfig, Stage, StageKind, load};
-use trainer::report::Severity;
 
 /// The stages the walk starts from, each alone in a recipe.
 fn bases() -> Vec<(&'static str, Value)> {

@@ -18,7 +18,7 @@
 use super::safetensors_header::{Dtype, HeaderError, SafetensorsHeader, TensorInfo, read_header};
 use super::{CONFIG_FILE, INDEX_FILE, SINGLE_FILE};
 use crate::model::{Component, FloatDtype, KeyLayout, Manifest, OmniThinkerConfig, ParamCounts};
-use crate::report::Problem;
+use crate::problem::Problem;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

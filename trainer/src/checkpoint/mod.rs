@@ -265,7 +265,7 @@ mod inspect_tests {
     use super::*;
     use crate::checkpoint::{RandomCheckpointOptions, write_random_checkpoint, write_random_checkpoint_with};
     use crate::model::tiny_test_config;
-    use crate::report::Severity;
+    use crate::problem::Severity;
     use std::path::PathBuf;
     use tch::{Kind, Tensor};
 

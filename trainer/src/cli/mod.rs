@@ -14,8 +14,8 @@ pub mod synth;
 pub mod train;
 pub mod validate;
 
+use crate::problem::Severity;
 use crate::recipe::ResolvedRecipe;
-use crate::report::Severity;
 use std::path::Path;
 
 /// A recipe for a command that takes one stage's settings from it: loaded with the environment

@@ -12,8 +12,8 @@
 //! video-less files are errors; RL samples whose `has_audio` or `duration_seconds` (more than
 //! 1 s off) disagree with the file are warnings, one per video.
 
+use crate::problem::{Problem, Severity};
 use crate::recipe::resolved::{ResolvedRecipe, ResolvedStage, SftSource};
-use crate::report::{Problem, Severity};
 use rayon::prelude::*;
 use rollout::data::{self, CheckOptions, DataFormat, DataReport, RlSample};
 use serde::Serialize;

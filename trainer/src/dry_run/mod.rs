@@ -9,9 +9,9 @@ pub mod model;
 pub mod sft_lengths;
 
 use crate::dist::{self, RankInfo};
+use crate::problem::{Problem, Severity};
 use crate::recipe::resolved::{ResolvedRecipe, ResolvedStage, SftSource};
 use crate::recipe::{self, AppliedOverride, Recipe, StageKind};
-use crate::report::{Problem, Severity};
 use batch::{MediaTokenBounds, RlBatch, SftBatch, StepPlan, StepRule};
 use data::{FileSummary, StageData};
 use serde::Serialize;

@@ -11,9 +11,9 @@
 use crate::checkpoint::{ModelDirCheck, check_model_dir};
 use crate::model::{Component, KeyLayout, Manifest, OmniThinkerConfig, ParamCounts};
 use crate::plan::memory::{self, LlmDims, LoraTarget, MemoryBreakdown, MemoryInputs, TrainMode, TrainableTensor};
+use crate::problem::Problem;
 use crate::recipe::resolved::{ModelSource, ResolvedRecipe, ResolvedStage, TrainModel};
 use crate::recipe::{DeviceKind, Dtype};
-use crate::report::Problem;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::PathBuf;

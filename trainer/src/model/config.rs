@@ -23,7 +23,7 @@
 //! `preprocessor_config.json` and `generation_config.json` (read elsewhere), and RoPE scaling
 //! variants other than the default M-RoPE (rejected by `validate`).
 
-use crate::report::Problem;
+use crate::problem::Problem;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

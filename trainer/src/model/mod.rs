@@ -29,7 +29,7 @@ pub use config::{ConfigIssue, FloatDtype, ModelConfigError, OmniThinkerConfig, S
 pub use device::{DeviceError, parse_device};
 pub use manifest::{Component, KeyLayout, Manifest, ParamCounts, TensorRole, TensorSpec};
 
-use crate::report::Problem;
+use crate::problem::Problem;
 use config::MAX_CONFIG_SIZE;
 use std::path::Path;
 

@@ -42,7 +42,7 @@
 //! patches, mel features); fragmentation beyond the fixed allowance.
 
 use crate::model::{OmniThinkerConfig, ParamCounts};
-use crate::report::Problem;
+use crate::problem::Problem;
 use serde::Serialize;
 use std::fmt;
 

@@ -5,7 +5,7 @@
 use super::OriginIndex;
 use super::schema::{Backend, DeviceKind, Recipe, Stage, StageKind};
 use super::sections::*;
-use crate::report::Problem;
+use crate::problem::Problem;
 
 const LORA_TARGETS: &[&str] = &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 

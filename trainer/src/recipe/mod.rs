@@ -20,7 +20,7 @@ pub use resolved::{ModelSource, ResolvedRecipe, ResolvedStage};
 pub use schema::{Backend, DeviceKind, DistributedConfig, Recipe, Stage, StageKind};
 pub use sections::*;
 
-use crate::report::Problem;
+use crate::problem::Problem;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use yaml::{Node, Origin, Value};
