@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Launch an omnirl command on one or more ranks (one process per GPU), with the launchers
 # clusters already have. Every rank finds its place from the launcher's variables
-# (trainer/src/dist/env.rs): RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT, OMPI_COMM_WORLD_*,
+# (trainer/config/src/dist/env.rs): RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT, OMPI_COMM_WORLD_*,
 # PMI_*, or SLURM_*; `omnirl validate --json` prints what a rank found (plan.world_size, rank,
 # local_rank, launcher). Full guide: docs/distributed.md.
 #

@@ -158,6 +158,7 @@ pub(crate) fn fill_patches(frames: &[&RgbImage], grid: [usize; 3], out: &mut [u8
 }
 
 /// One temporal patch of a [`PairFiller`]: its frames as they arrive, and its rows.
+#[cfg_attr(not(feature = "ffmpeg"), allow(dead_code))]
 struct PairSlot<'a> {
     frames: [Option<RgbImage>; TEMPORAL_PATCH],
     rows: &'a mut [u8],
@@ -167,12 +168,14 @@ struct PairSlot<'a> {
 /// Fills a video's patch rows one temporal patch at a time as its frames arrive, in any order
 /// and from any thread, so that each frame is dropped as soon as its pair is written (a clip's
 /// resized frames are never all alive at once).
+#[cfg_attr(not(feature = "ffmpeg"), allow(dead_code))] // used by the FFmpeg decoder
 pub(crate) struct PairFiller<'a> {
     pairs: Vec<std::sync::Mutex<PairSlot<'a>>>,
     frames: usize,
     size: (usize, usize),
 }
 
+#[cfg_attr(not(feature = "ffmpeg"), allow(dead_code))]
 impl<'a> PairFiller<'a> {
     /// `codes` must hold the rows of [`video_grid`]`(frames, size)`.
     pub fn new(codes: &'a mut [u8], frames: usize, size: (usize, usize)) -> PairFiller<'a> {

@@ -1,7 +1,7 @@
-//! Hugging Face checkpoint directories: reading safetensors headers ([`safetensors_header`]),
-//! checking a model directory against its config without loading weights ([`inspect`]), and
-//! writing a randomly initialised thinker checkpoint in the real on-disk format
-//! ([`write_random_checkpoint`]) for tests and the quickstart.
+//! Hugging Face checkpoint directories: writing a randomly initialised thinker checkpoint in the
+//! real on-disk format ([`write_random_checkpoint`]) for tests and the quickstart. Reading
+//! safetensors headers and checking a directory against its config without loading weights
+//! (`safetensors_header`, `inspect`) are `trainer_config::checkpoint`'s, re-exported here.
 //!
 //! The writer uses libtorch (`tch`) and the manifest's HF names, so what it writes is what the
 //! loader and `omnirl validate` read: one `model.safetensors`, or `model-0000k-of-0000n` shards
@@ -14,22 +14,15 @@
 //! place).
 
 pub mod atomic;
-pub mod inspect;
-pub mod safetensors_header;
 pub mod tensor_io;
 pub mod train_state;
 
-pub use inspect::{ModelDirCheck, ModelReport, check_model_dir, inspect_model_dir};
-pub use safetensors_header::{Dtype, HeaderError, SafetensorsHeader, TensorInfo, read_header};
+pub use trainer_config::checkpoint::*;
 
 use crate::model::{ConfigIssue, FloatDtype, KeyLayout, Manifest, OmniThinkerConfig, TensorRole, TensorSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
-
-pub const CONFIG_FILE: &str = "config.json";
-pub const INDEX_FILE: &str = "model.safetensors.index.json";
-pub const SINGLE_FILE: &str = "model.safetensors";
 
 /// Standard deviation of random matrices (transformers' `initializer_range` default).
 pub const INIT_STD: f64 = 0.02;
@@ -193,6 +186,19 @@ fn random_tensor(spec: &TensorSpec, kind: Kind) -> Result<Tensor, tch::TchError>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_a_file_written_by_libtorch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.safetensors");
+        let w = tch::Tensor::zeros([3, 5], (tch::Kind::BFloat16, tch::Device::Cpu));
+        let b = tch::Tensor::zeros([7], (tch::Kind::Float, tch::Device::Cpu));
+        tch::Tensor::write_safetensors(&[("w", &w), ("b", &b)], &path).unwrap();
+        let h = super::read_header(&path).unwrap();
+        assert_eq!((h.tensors["w"].dtype, h.tensors["w"].shape.clone()), (super::Dtype::Bf16, vec![3, 5]));
+        assert_eq!((h.tensors["b"].dtype, h.data_len), (super::Dtype::F32, 3 * 5 * 2 + 7 * 4));
+        assert_eq!(h.expected_file_len(), std::fs::metadata(&path).unwrap().len());
+    }
+
     use super::*;
     use crate::model::{QWEN25_OMNI_7B_THINKER_JSON, tiny_test_config};
 

@@ -19,61 +19,19 @@
 use super::comm::{CommBuf, CommError, Communicator};
 use crate::learner::{AdamW, GradientSync, LearnerError, StepReport};
 use tch::{Kind, Tensor};
+pub use trainer_config::dist::shard::{ShardError, ShardPlan, shard_groups};
 
 /// Default gradient bucket: 25 M fp32 values (100 MB), as in PyTorch DDP's order of magnitude.
 pub const DEFAULT_BUCKET_ELEMS: usize = 25 << 20;
 
-/// Which groups each rank trains on and the expected tokens it gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardPlan {
-    /// Per rank, the group indices in increasing order.
-    pub groups: Vec<Vec<usize>>,
-    /// Per rank, the sum of its groups' expected tokens.
-    pub tokens: Vec<u64>,
-}
-
-impl ShardPlan {
-    /// Largest rank load over the mean load (1.0 = perfectly balanced; 0 tokens gives 1.0).
-    pub fn imbalance(&self) -> f64 {
-        let total: u64 = self.tokens.iter().sum();
-        if total == 0 || self.tokens.is_empty() {
-            return 1.0;
-        }
-        let max = self.tokens.iter().copied().max().unwrap_or(0);
-        max as f64 * self.tokens.len() as f64 / total as f64
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum DataParallelError {
-    #[error("a world of 0 ranks cannot train")]
-    EmptyWorld,
+    #[error(transparent)]
+    Shard(#[from] ShardError),
     #[error(transparent)]
     Comm(#[from] CommError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
-}
-
-/// Give whole groups to ranks balancing `group_tokens` (expected tokens per group, e.g. group
-/// size × (prompt + expected response length)). Longest group first to the least-loaded rank
-/// (ties: lower rank); deterministic, so every rank can compute it locally. Ranks may get no
-/// group when there are fewer groups than ranks; they still join every collective.
-pub fn shard_groups(group_tokens: &[u64], world: u32) -> Result<ShardPlan, DataParallelError> {
-    if world == 0 {
-        return Err(DataParallelError::EmptyWorld);
-    }
-    let world = world as usize;
-    let mut order: Vec<usize> = (0..group_tokens.len()).collect();
-    order.sort_by(|&a, &b| group_tokens[b].cmp(&group_tokens[a]).then(a.cmp(&b)));
-    let mut plan = ShardPlan { groups: vec![Vec::new(); world], tokens: vec![0; world] };
-    for g in order {
-        let (rank, _) =
-            plan.tokens.iter().enumerate().min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(&b.0))).unwrap_or((0, &0));
-        plan.groups[rank].push(g);
-        plan.tokens[rank] += group_tokens[g];
-    }
-    plan.groups.iter_mut().for_each(|g| g.sort_unstable());
-    Ok(plan)
 }
 
 /// Expected tokens of a GRPO group: `group_size` rollouts of `prompt_tokens` plus the expected
@@ -236,7 +194,7 @@ mod tests {
             assert_eq!(plan.groups, want, "case {i}");
             assert_eq!(plan.tokens, c.loads, "case {i}");
         }
-        assert!(matches!(shard_groups(&[1], 0), Err(DataParallelError::EmptyWorld)));
+        assert!(matches!(shard_groups(&[1], 0), Err(ShardError::EmptyWorld)));
     }
 
     #[test]

@@ -4,9 +4,8 @@
 //! parallelism (`data_parallel`); and the collective `watchdog` that turns a dead or stalled
 //! rank into an error naming it. See docs/distributed.md.
 
-pub mod env;
-
-pub use env::{Launcher, RankInfo, RankProblem, discover};
+pub use trainer_config::dist::env;
+pub use trainer_config::dist::env::{Launcher, RankInfo, RankProblem, discover};
 pub mod comm;
 pub mod data_parallel;
 pub mod mpi;

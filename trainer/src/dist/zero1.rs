@@ -16,7 +16,7 @@
 //! world size.
 
 use super::comm::Communicator;
-use super::data_parallel::{DataParallelError, shard_groups};
+use super::data_parallel::DataParallelError;
 use crate::checkpoint::tensor_io::{TensorIoError, read_safetensors, write_safetensors};
 use crate::learner::optim::OptimizerStateError;
 use crate::learner::{AdamW, AdamWConfig, OptimizerCounters, StepReport};
@@ -60,18 +60,7 @@ pub struct Zero1 {
     grad_clip: f64,
 }
 
-/// Owner rank per tensor, balancing element counts (longest first to the least-loaded rank).
-pub fn partition(numels: &[usize], world: u32) -> Result<Vec<u32>, DataParallelError> {
-    let sizes: Vec<u64> = numels.iter().map(|&n| n as u64).collect();
-    let plan = shard_groups(&sizes, world)?;
-    let mut owners = vec![0u32; numels.len()];
-    for (rank, tensors) in plan.groups.iter().enumerate() {
-        for &t in tensors {
-            owners[t] = rank as u32;
-        }
-    }
-    Ok(owners)
-}
+pub use trainer_config::dist::shard::partition;
 
 impl Zero1 {
     pub fn new(

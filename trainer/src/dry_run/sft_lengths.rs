@@ -9,26 +9,15 @@
 //! Left out: checking every line (decoding the media of tens of thousands of lines is a
 //! training-time cost, not a dry run's).
 
+use crate::dry_run::RowLengths;
 use crate::recipe::resolved::{ModelSource, ResolvedRecipe, ResolvedStage, SftSource, SftStage};
 use crate::run::model::encoder_for;
 use crate::run::sft_rows::SftFiles;
 use rayon::prelude::*;
 use rollout::sft::{MediaBudgets, sft_example};
-use serde::Serialize;
 
 /// Lines sampled per SFT stage.
 pub const SAMPLE_LINES: usize = 16;
-
-/// The estimate the plan shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RowLengths {
-    pub lines: usize,
-    pub sampled: usize,
-    /// Sampled rows longer than `max_seq_length`.
-    pub over_max_seq_length: usize,
-    pub longest: usize,
-    pub max_seq_length: u32,
-}
 
 /// The estimate for `stage` (`None` when it is not an SFT stage on files or its tokenizer is
 /// not known yet); `Err` names a line that could not be turned into a row.

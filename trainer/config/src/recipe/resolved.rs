@@ -16,7 +16,7 @@
 
 use super::schema::{DistributedConfig, Recipe, Stage, StageKind};
 use super::sections::*;
-use crate::learner::thinker::TrainableParts;
+use crate::model::TrainableParts;
 use rollout::episode::{EpisodeLimits, EpisodeSettings, Shaping};
 use rollout::prompt::{PromptTemplate, TemplateError};
 use std::path::PathBuf;

@@ -250,7 +250,7 @@ fn sharded_state(inp: &MemoryInputs, master_bytes: u64, dense: u64, trainable: u
     let even = (prod(&[dense, master_bytes]).div_ceil(shards), prod(&[trainable, 8]).div_ceil(shards));
     let Some(tensors) = inp.tensors.as_ref() else { return even };
     let numels: Vec<usize> = tensors.iter().map(|t| usize::try_from(t.numel).unwrap_or(usize::MAX)).collect();
-    let Ok(owners) = crate::dist::zero1::partition(&numels, shards as u32) else { return even };
+    let Ok(owners) = crate::dist::shard::partition(&numels, shards as u32) else { return even };
     let mut per_rank = vec![(0u64, 0u64); shards as usize];
     for (t, owner) in tensors.iter().zip(owners) {
         let r = &mut per_rank[owner as usize];
