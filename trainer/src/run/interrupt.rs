@@ -47,7 +47,9 @@ pub fn agreed(world: &World) -> Result<bool, RunError> {
     Ok(v[0] > 0.0)
 }
 
-/// The error a stage returns after publishing its checkpoint at `step`.
+/// The error a stage returns after publishing its checkpoint at `step` (on a rank that received
+/// no signal itself, SIGTERM's number: another rank was asked to stop).
 pub fn interrupted(stage: &str, step: u64) -> RunError {
-    RunError::Interrupted { stage: stage.to_owned(), step, signal: signal().unwrap_or(0) }
+    let sigterm = signal_hook::consts::SIGTERM;
+    RunError::Interrupted { stage: stage.to_owned(), step, signal: signal().unwrap_or(sigterm) }
 }
