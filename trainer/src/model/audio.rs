@@ -18,12 +18,12 @@ use tch::{Kind, Tensor};
 
 #[derive(Debug)]
 struct EncoderLayer {
-    ln1: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    ln2: LayerNorm,
+    self_attn_layer_norm: LayerNorm,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    final_layer_norm: LayerNorm,
     fc1: Linear,
     fc2: Linear,
 }
@@ -75,12 +75,12 @@ impl AudioEncoder {
         for i in 0..a.encoder_layers {
             let p = format!("audio_tower.layers.{i}");
             layers.push(EncoderLayer {
-                ln1: ln(w, &format!("{p}.self_attn_layer_norm"))?,
-                q: lin(w, &format!("{p}.self_attn.q_proj"), true)?,
-                k: lin(w, &format!("{p}.self_attn.k_proj"), false)?,
-                v: lin(w, &format!("{p}.self_attn.v_proj"), true)?,
-                out: lin(w, &format!("{p}.self_attn.out_proj"), true)?,
-                ln2: ln(w, &format!("{p}.final_layer_norm"))?,
+                self_attn_layer_norm: ln(w, &format!("{p}.self_attn_layer_norm"))?,
+                q_proj: lin(w, &format!("{p}.self_attn.q_proj"), true)?,
+                k_proj: lin(w, &format!("{p}.self_attn.k_proj"), false)?,
+                v_proj: lin(w, &format!("{p}.self_attn.v_proj"), true)?,
+                out_proj: lin(w, &format!("{p}.self_attn.out_proj"), true)?,
+                final_layer_norm: ln(w, &format!("{p}.final_layer_norm"))?,
                 fc1: lin(w, &format!("{p}.fc1"), true)?,
                 fc2: lin(w, &format!("{p}.fc2"), true)?,
             });
@@ -150,14 +150,14 @@ impl AudioEncoder {
         let hd = self.d_model / self.heads.max(1);
         let scale = 1.0 / (hd as f64).sqrt();
         for l in &self.layers {
-            let y = l.ln1.forward(&h)?;
+            let y = l.self_attn_layer_norm.forward(&h)?;
             let shape = [s, self.heads, hd];
-            let q = l.q.forward(&y)?.f_reshape(shape)?;
-            let k = l.k.forward(&y)?.f_reshape(shape)?;
-            let v = l.v.forward(&y)?.f_reshape(shape)?;
+            let q = l.q_proj.forward(&y)?.f_reshape(shape)?;
+            let k = l.k_proj.forward(&y)?.f_reshape(shape)?;
+            let v = l.v_proj.forward(&y)?.f_reshape(shape)?;
             let o = segment_attention(&q, &k, &v, &segs, scale)?.f_reshape([s, self.d_model])?;
-            h = h.f_add(&l.out.forward(&o)?)?;
-            let y = l.ln2.forward(&h)?;
+            h = h.f_add(&l.out_proj.forward(&o)?)?;
+            let y = l.final_layer_norm.forward(&h)?;
             h = h.f_add(&l.fc2.forward(&l.fc1.forward(&y)?.f_gelu("none")?)?)?;
         }
         // Per audio: pool pairs, ln_post, proj.

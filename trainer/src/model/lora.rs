@@ -30,8 +30,7 @@ pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
 /// The adapter settings of a checkpoint directory (PEFT's name).
 pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 
-/// The LLM linears LoRA may target (PEFT module names).
-pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+pub use crate::model::LORA_TARGETS;
 
 /// Adapter settings.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,10 +17,10 @@ use tch::{Kind, Tensor};
 
 #[derive(Debug)]
 pub struct Attention {
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
-    pub o: Linear,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
     heads: i64,
     kv_heads: i64,
     head_dim: i64,
@@ -28,16 +28,16 @@ pub struct Attention {
 
 #[derive(Debug)]
 pub struct Mlp {
-    pub gate: Linear,
-    pub up: Linear,
-    pub down: Linear,
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
 }
 
 #[derive(Debug)]
 pub struct Layer {
-    pub input_norm: RmsNorm,
-    pub attn: Attention,
-    pub post_norm: RmsNorm,
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
     pub mlp: Mlp,
 }
 
@@ -53,7 +53,7 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(model: &TextModel, batch: i64, capacity: i64) -> TResult<KvCache> {
-        let a = &model.layers.first().map(|l| (l.attn.kv_heads, l.attn.head_dim)).unwrap_or((1, 1));
+        let a = &model.layers.first().map(|l| (l.self_attn.kv_heads, l.self_attn.head_dim)).unwrap_or((1, 1));
         let opts = (model.kind, model.embed.device());
         let mut k = Vec::with_capacity(model.layers.len());
         let mut v = Vec::with_capacity(model.layers.len());
@@ -99,21 +99,21 @@ impl TextModel {
         for i in 0..t.num_hidden_layers {
             let p = format!("model.layers.{i}");
             layers.push(Layer {
-                input_norm: RmsNorm { w: w.get(&format!("{p}.input_layernorm.weight"))?, eps },
-                attn: Attention {
-                    q: lin(w, &format!("{p}.self_attn.q_proj"), true)?,
-                    k: lin(w, &format!("{p}.self_attn.k_proj"), true)?,
-                    v: lin(w, &format!("{p}.self_attn.v_proj"), true)?,
-                    o: lin(w, &format!("{p}.self_attn.o_proj"), false)?,
+                input_layernorm: RmsNorm { w: w.get(&format!("{p}.input_layernorm.weight"))?, eps },
+                self_attn: Attention {
+                    q_proj: lin(w, &format!("{p}.self_attn.q_proj"), true)?,
+                    k_proj: lin(w, &format!("{p}.self_attn.k_proj"), true)?,
+                    v_proj: lin(w, &format!("{p}.self_attn.v_proj"), true)?,
+                    o_proj: lin(w, &format!("{p}.self_attn.o_proj"), false)?,
                     heads,
                     kv_heads,
                     head_dim,
                 },
-                post_norm: RmsNorm { w: w.get(&format!("{p}.post_attention_layernorm.weight"))?, eps },
+                post_attention_layernorm: RmsNorm { w: w.get(&format!("{p}.post_attention_layernorm.weight"))?, eps },
                 mlp: Mlp {
-                    gate: lin(w, &format!("{p}.mlp.gate_proj"), false)?,
-                    up: lin(w, &format!("{p}.mlp.up_proj"), false)?,
-                    down: lin(w, &format!("{p}.mlp.down_proj"), false)?,
+                    gate_proj: lin(w, &format!("{p}.mlp.gate_proj"), false)?,
+                    up_proj: lin(w, &format!("{p}.mlp.up_proj"), false)?,
+                    down_proj: lin(w, &format!("{p}.mlp.down_proj"), false)?,
                 },
             });
         }
@@ -152,12 +152,12 @@ impl TextModel {
         let Some(layer) = self.layers.get(i) else {
             return Err(tch::TchError::Shape(format!("no layer {i}")));
         };
-        let a = &layer.attn;
-        let x = layer.input_norm.forward(h)?;
+        let a = &layer.self_attn;
+        let x = layer.input_layernorm.forward(h)?;
         let (b, l) = (x.size()[0], x.size()[1]);
-        let q = a.q.forward(&x)?.f_view([b, l, a.heads, a.head_dim])?.f_transpose(1, 2)?;
-        let k = a.k.forward(&x)?.f_view([b, l, a.kv_heads, a.head_dim])?.f_transpose(1, 2)?;
-        let v = a.v.forward(&x)?.f_view([b, l, a.kv_heads, a.head_dim])?.f_transpose(1, 2)?;
+        let q = a.q_proj.forward(&x)?.f_view([b, l, a.heads, a.head_dim])?.f_transpose(1, 2)?;
+        let k = a.k_proj.forward(&x)?.f_view([b, l, a.kv_heads, a.head_dim])?.f_transpose(1, 2)?;
+        let v = a.v_proj.forward(&x)?.f_view([b, l, a.kv_heads, a.head_dim])?.f_transpose(1, 2)?;
         let q = apply_rotary(&q, cos, sin)?;
         let k = apply_rotary(&k, cos, sin)?;
         let o = match cache {
@@ -177,10 +177,10 @@ impl TextModel {
             }
         };
         let o = o.f_transpose(1, 2)?.f_reshape([b, l, a.heads * a.head_dim])?;
-        let h = h.f_add(&a.o.forward(&o)?)?;
-        let x = layer.post_norm.forward(&h)?;
+        let h = h.f_add(&a.o_proj.forward(&o)?)?;
+        let x = layer.post_attention_layernorm.forward(&h)?;
         let m = &layer.mlp;
-        let y = m.down.forward(&m.gate.forward(&x)?.f_silu()?.f_mul(&m.up.forward(&x)?)?)?;
+        let y = m.down_proj.forward(&m.gate_proj.forward(&x)?.f_silu()?.f_mul(&m.up_proj.forward(&x)?)?)?;
         h.f_add(&y)
     }
 

@@ -409,15 +409,15 @@ impl Thinker {
     /// one list adding, saving, merging and counting adapters walk.
     fn each_linear(&self, mut f: impl FnMut(&str, &Linear)) {
         for (i, l) in self.text.layers.iter().enumerate() {
-            let (a, m) = (&l.attn, &l.mlp);
+            let (a, m) = (&l.self_attn, &l.mlp);
             let slots: [(&str, &Linear); 7] = [
-                ("self_attn.q_proj", &a.q),
-                ("self_attn.k_proj", &a.k),
-                ("self_attn.v_proj", &a.v),
-                ("self_attn.o_proj", &a.o),
-                ("mlp.gate_proj", &m.gate),
-                ("mlp.up_proj", &m.up),
-                ("mlp.down_proj", &m.down),
+                ("self_attn.q_proj", &a.q_proj),
+                ("self_attn.k_proj", &a.k_proj),
+                ("self_attn.v_proj", &a.v_proj),
+                ("self_attn.o_proj", &a.o_proj),
+                ("mlp.gate_proj", &m.gate_proj),
+                ("mlp.up_proj", &m.up_proj),
+                ("mlp.down_proj", &m.down_proj),
             ];
             for (module, lin) in slots {
                 f(&format!("model.layers.{i}.{module}"), lin);
@@ -427,15 +427,15 @@ impl Thinker {
 
     fn each_linear_mut(&mut self, mut f: impl FnMut(&str, &mut Linear)) {
         for (i, l) in self.text.layers.iter_mut().enumerate() {
-            let (a, m) = (&mut l.attn, &mut l.mlp);
+            let (a, m) = (&mut l.self_attn, &mut l.mlp);
             let slots: [(&str, &mut Linear); 7] = [
-                ("self_attn.q_proj", &mut a.q),
-                ("self_attn.k_proj", &mut a.k),
-                ("self_attn.v_proj", &mut a.v),
-                ("self_attn.o_proj", &mut a.o),
-                ("mlp.gate_proj", &mut m.gate),
-                ("mlp.up_proj", &mut m.up),
-                ("mlp.down_proj", &mut m.down),
+                ("self_attn.q_proj", &mut a.q_proj),
+                ("self_attn.k_proj", &mut a.k_proj),
+                ("self_attn.v_proj", &mut a.v_proj),
+                ("self_attn.o_proj", &mut a.o_proj),
+                ("mlp.gate_proj", &mut m.gate_proj),
+                ("mlp.up_proj", &mut m.up_proj),
+                ("mlp.down_proj", &mut m.down_proj),
             ];
             for (module, lin) in slots {
                 f(&format!("model.layers.{i}.{module}"), lin);

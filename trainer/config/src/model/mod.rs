@@ -15,6 +15,11 @@ pub use config::{ConfigIssue, FloatDtype, ModelConfigError, OmniThinkerConfig, S
 pub use manifest::{Component, KeyLayout, Manifest, ParamCounts, TensorRole, TensorSpec};
 pub use parts::TrainableParts;
 
+/// The language model's linear layers LoRA may target, by their Hugging Face (and PEFT) module
+/// names: the one list the recipe checks, the recipe default, the memory plan and the adapters
+/// use.
+pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
 use crate::problem::Problem;
 use config::MAX_CONFIG_SIZE;
 use std::path::Path;

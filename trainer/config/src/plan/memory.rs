@@ -113,16 +113,9 @@ impl LoraTarget {
         LoraTarget::ALL.into_iter().find(|t| t.module_name() == name)
     }
 
+    /// The HF module name (`crate::model::LORA_TARGETS`, in the same order as [`Self::ALL`]).
     pub fn module_name(self) -> &'static str {
-        match self {
-            LoraTarget::QProj => "q_proj",
-            LoraTarget::KProj => "k_proj",
-            LoraTarget::VProj => "v_proj",
-            LoraTarget::OProj => "o_proj",
-            LoraTarget::GateProj => "gate_proj",
-            LoraTarget::UpProj => "up_proj",
-            LoraTarget::DownProj => "down_proj",
-        }
+        crate::model::LORA_TARGETS[self as usize]
     }
 
     /// `(in, out)` features of this linear.
@@ -381,6 +374,13 @@ mod tests {
 
     /// H100 80 GB: about 78 GiB usable (docs/reference.md#memory-budget).
     const H100: u64 = 78 * GIB;
+
+    #[test]
+    fn lora_targets_are_the_hf_module_names_in_order() {
+        let names: Vec<&str> = LoraTarget::ALL.iter().map(|t| t.module_name()).collect();
+        assert_eq!(names, crate::model::LORA_TARGETS);
+        assert!(LoraTarget::ALL.iter().all(|&t| LoraTarget::from_module_name(t.module_name()) == Some(t)));
+    }
 
     #[test]
     fn kv_cache_and_lora_sizes_match_qwen_omni_md() {

@@ -7,7 +7,7 @@ use super::schema::{Backend, DeviceKind, Recipe, Stage, StageKind};
 use super::sections::*;
 use crate::problem::Problem;
 
-const LORA_TARGETS: &[&str] = &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+use crate::model::LORA_TARGETS;
 
 struct Checker<'a> {
     origins: &'a OriginIndex,
@@ -186,7 +186,7 @@ fn check_model(c: &mut Checker, at: &str, stage: &Stage, earlier: &[String], all
         }
         for (j, t) in lora.target_modules.iter().enumerate() {
             if !LORA_TARGETS.contains(&t.as_str()) {
-                let hint = crate::recipe::de::did_you_mean(t, LORA_TARGETS)
+                let hint = crate::recipe::de::did_you_mean(t, &LORA_TARGETS)
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
                 c.error(

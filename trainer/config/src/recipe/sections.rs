@@ -104,9 +104,7 @@ impl Default for LoraConfig {
             rank: 64,
             alpha: 128.0,
             dropout: 0.0,
-            target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-                .map(String::from)
-                .to_vec(),
+            target_modules: crate::model::LORA_TARGETS.map(String::from).to_vec(),
             merge: false,
         }
     }
