@@ -5,26 +5,10 @@
 //! when it is not cached. Media ids come from the 7B config, never from constants here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rollout::chat::{ChatConfig, ChatTokenizer, Message, Part, Role, audio_tokens_for_frames};
+use rollout::chat::{ChatTokenizer, Message, Part, Role, audio_tokens_for_frames};
 use serde_json::Value;
 use std::path::PathBuf;
 use trainer::model::OmniThinkerConfig;
-use trainer::model::config::ThinkerConfig;
-
-fn chat_config(t: &ThinkerConfig) -> ChatConfig {
-    ChatConfig {
-        image: t.image_token_index,
-        video: t.video_token_index,
-        audio: t.audio_token_index,
-        vision_bos: t.vision_start_token_id,
-        vision_eos: t.vision_end_token_id,
-        audio_bos: t.audio_start_token_id,
-        audio_eos: t.audio_end_token_id,
-        spatial_merge_size: t.vision_config.spatial_merge_size,
-        position_id_per_seconds: f64::from(t.position_id_per_seconds),
-        seconds_per_chunk: f64::from(t.seconds_per_chunk),
-    }
-}
 
 fn grids(v: &Value, key: &str) -> Vec<[usize; 3]> {
     v[key].as_array().map_or(Vec::new(), |a| {
@@ -79,7 +63,7 @@ fn messages(conv: &Value) -> Vec<Message> {
 fn chat_template_ids_equal_transformers_on_the_real_tokenizer() {
     let Some(path) = rollout::prerequisite::require_qwen_tokenizer() else { return };
     let cfg = OmniThinkerConfig::from_json_str(trainer::model::QWEN25_OMNI_7B_THINKER_JSON).unwrap();
-    let tok = ChatTokenizer::from_file(&path, chat_config(cfg.thinker())).unwrap();
+    let tok = ChatTokenizer::from_file(&path, trainer::model::chat_config(&cfg)).unwrap();
     assert_eq!(tok.vocab_size(), 151_665);
     assert_eq!(tok.special_ids().im_start, cfg.thinker().bos_token_id.unwrap());
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model/chat_ids.json");
