@@ -49,14 +49,8 @@ pub fn audio_output_len(frames: usize) -> usize {
     rollout::chat::audio_tokens_for_frames(frames)
 }
 
-fn ln(w: &Weights, name: &str) -> Result<LayerNorm, WeightsError> {
-    Ok(LayerNorm { w: w.get(&format!("{name}.weight"))?, b: w.get(&format!("{name}.bias"))?, eps: 1e-5 })
-}
-
-fn lin(w: &Weights, name: &str, bias: bool) -> Result<Linear, WeightsError> {
-    let b = if bias { Some(w.get(&format!("{name}.bias"))?) } else { None };
-    Ok(Linear::new(w.get(&format!("{name}.weight"))?, b))
-}
+/// The encoder's LayerNorm epsilon (transformers' `nn.LayerNorm` default).
+const LN_EPS: f64 = 1e-5;
 
 /// The `[length, channels]` table `[sin | cos]` of `pos · exp(-ln(10000) / (c/2 - 1) · i)` (f32).
 fn sinusoids(length: usize, channels: usize, device: tch::Device) -> TResult<Tensor> {
@@ -71,28 +65,29 @@ fn sinusoids(length: usize, channels: usize, device: tch::Device) -> TResult<Ten
 impl AudioEncoder {
     pub fn new(cfg: &OmniThinkerConfig, w: &Weights) -> Result<AudioEncoder, WeightsError> {
         let a = cfg.audio();
+        let tower = w.scope("audio_tower");
         let mut layers = Vec::with_capacity(a.encoder_layers);
         for i in 0..a.encoder_layers {
-            let p = format!("audio_tower.layers.{i}");
+            let l = w.scope(format!("audio_tower.layers.{i}"));
             layers.push(EncoderLayer {
-                self_attn_layer_norm: ln(w, &format!("{p}.self_attn_layer_norm"))?,
-                q_proj: lin(w, &format!("{p}.self_attn.q_proj"), true)?,
-                k_proj: lin(w, &format!("{p}.self_attn.k_proj"), false)?,
-                v_proj: lin(w, &format!("{p}.self_attn.v_proj"), true)?,
-                out_proj: lin(w, &format!("{p}.self_attn.out_proj"), true)?,
-                final_layer_norm: ln(w, &format!("{p}.final_layer_norm"))?,
-                fc1: lin(w, &format!("{p}.fc1"), true)?,
-                fc2: lin(w, &format!("{p}.fc2"), true)?,
+                self_attn_layer_norm: l.layer_norm("self_attn_layer_norm", LN_EPS)?,
+                q_proj: l.linear("self_attn.q_proj", true)?,
+                k_proj: l.linear("self_attn.k_proj", false)?,
+                v_proj: l.linear("self_attn.v_proj", true)?,
+                out_proj: l.linear("self_attn.out_proj", true)?,
+                final_layer_norm: l.layer_norm("final_layer_norm", LN_EPS)?,
+                fc1: l.linear("fc1", true)?,
+                fc2: l.linear("fc2", true)?,
             });
         }
         Ok(AudioEncoder {
-            conv1_w: w.get("audio_tower.conv1.weight")?,
-            conv1_b: w.get("audio_tower.conv1.bias")?,
-            conv2_w: w.get("audio_tower.conv2.weight")?,
-            conv2_b: w.get("audio_tower.conv2.bias")?,
+            conv1_w: tower.get("conv1.weight")?,
+            conv1_b: tower.get("conv1.bias")?,
+            conv2_w: tower.get("conv2.weight")?,
+            conv2_b: tower.get("conv2.bias")?,
             layers,
-            ln_post: ln(w, "audio_tower.ln_post")?,
-            proj: lin(w, "audio_tower.proj", true)?,
+            ln_post: tower.layer_norm("ln_post", LN_EPS)?,
+            proj: tower.linear("proj", true)?,
             heads: a.encoder_attention_heads as i64,
             d_model: a.d_model as i64,
             mel_bins: a.num_mel_bins as i64,

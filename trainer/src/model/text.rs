@@ -84,11 +84,6 @@ pub struct TextModel {
     scale: f64,
 }
 
-fn lin(w: &Weights, name: &str, bias: bool) -> Result<Linear, WeightsError> {
-    let b = if bias { Some(w.get(&format!("{name}.bias"))?) } else { None };
-    Ok(Linear::new(w.get(&format!("{name}.weight"))?, b))
-}
-
 impl TextModel {
     pub fn new(cfg: &OmniThinkerConfig, w: &Weights) -> Result<TextModel, WeightsError> {
         let t = cfg.text();
@@ -97,23 +92,23 @@ impl TextModel {
         let eps = t.rms_norm_eps;
         let mut layers = Vec::with_capacity(t.num_hidden_layers);
         for i in 0..t.num_hidden_layers {
-            let p = format!("model.layers.{i}");
+            let l = w.scope(format!("model.layers.{i}"));
             layers.push(Layer {
-                input_layernorm: RmsNorm { w: w.get(&format!("{p}.input_layernorm.weight"))?, eps },
+                input_layernorm: l.rms_norm("input_layernorm", eps)?,
                 self_attn: Attention {
-                    q_proj: lin(w, &format!("{p}.self_attn.q_proj"), true)?,
-                    k_proj: lin(w, &format!("{p}.self_attn.k_proj"), true)?,
-                    v_proj: lin(w, &format!("{p}.self_attn.v_proj"), true)?,
-                    o_proj: lin(w, &format!("{p}.self_attn.o_proj"), false)?,
+                    q_proj: l.linear("self_attn.q_proj", true)?,
+                    k_proj: l.linear("self_attn.k_proj", true)?,
+                    v_proj: l.linear("self_attn.v_proj", true)?,
+                    o_proj: l.linear("self_attn.o_proj", false)?,
                     heads,
                     kv_heads,
                     head_dim,
                 },
-                post_attention_layernorm: RmsNorm { w: w.get(&format!("{p}.post_attention_layernorm.weight"))?, eps },
+                post_attention_layernorm: l.rms_norm("post_attention_layernorm", eps)?,
                 mlp: Mlp {
-                    gate_proj: lin(w, &format!("{p}.mlp.gate_proj"), false)?,
-                    up_proj: lin(w, &format!("{p}.mlp.up_proj"), false)?,
-                    down_proj: lin(w, &format!("{p}.mlp.down_proj"), false)?,
+                    gate_proj: l.linear("mlp.gate_proj", false)?,
+                    up_proj: l.linear("mlp.up_proj", false)?,
+                    down_proj: l.linear("mlp.down_proj", false)?,
                 },
             });
         }

@@ -26,9 +26,9 @@ struct Block {
     k: Linear,
     v: Linear,
     proj: Linear,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
 }
 
 #[derive(Debug)]
@@ -45,10 +45,6 @@ pub struct VisionEncoder {
     /// Merged units per window side.
     window: usize,
     pub patch_dim: i64,
-}
-
-fn lin(w: &Weights, name: &str) -> Result<Linear, WeightsError> {
-    Ok(Linear::new(w.get(&format!("{name}.weight"))?, Some(w.get(&format!("{name}.bias"))?)))
 }
 
 /// Window permutation of one call: the merged-unit order and the window segments (in patches).
@@ -108,26 +104,27 @@ impl VisionEncoder {
         let eps = 1e-6;
         let mut blocks = Vec::with_capacity(v.depth);
         for i in 0..v.depth {
-            let p = format!("visual.blocks.{i}");
+            let b = w.scope(format!("visual.blocks.{i}"));
             blocks.push(Block {
-                norm1: RmsNorm { w: w.get(&format!("{p}.norm1.weight"))?, eps },
-                norm2: RmsNorm { w: w.get(&format!("{p}.norm2.weight"))?, eps },
-                q: lin(w, &format!("{p}.attn.q"))?,
-                k: lin(w, &format!("{p}.attn.k"))?,
-                v: lin(w, &format!("{p}.attn.v"))?,
-                proj: lin(w, &format!("{p}.attn.proj"))?,
-                gate: lin(w, &format!("{p}.mlp.gate_proj"))?,
-                up: lin(w, &format!("{p}.mlp.up_proj"))?,
-                down: lin(w, &format!("{p}.mlp.down_proj"))?,
+                norm1: b.rms_norm("norm1", eps)?,
+                norm2: b.rms_norm("norm2", eps)?,
+                q: b.linear("attn.q", true)?,
+                k: b.linear("attn.k", true)?,
+                v: b.linear("attn.v", true)?,
+                proj: b.linear("attn.proj", true)?,
+                gate_proj: b.linear("mlp.gate_proj", true)?,
+                up_proj: b.linear("mlp.up_proj", true)?,
+                down_proj: b.linear("mlp.down_proj", true)?,
             });
         }
+        let merger = w.scope("visual.merger");
         Ok(VisionEncoder {
             patch,
             blocks,
             full_blocks: v.fullatt_block_indexes.clone(),
-            ln_q: RmsNorm { w: w.get("visual.merger.ln_q.weight")?, eps },
-            mlp0: lin(w, "visual.merger.mlp.0")?,
-            mlp2: lin(w, "visual.merger.mlp.2")?,
+            ln_q: merger.rms_norm("ln_q", eps)?,
+            mlp0: merger.linear("mlp.0", true)?,
+            mlp2: merger.linear("mlp.2", true)?,
             heads: v.num_heads as i64,
             head_dim: (v.hidden_size / v.num_heads.max(1)) as i64,
             merge: v.spatial_merge_size,
@@ -206,7 +203,7 @@ impl VisionEncoder {
             let o = segment_attention(&q, &k, &v, segs, scale)?.f_reshape([n, self.heads * self.head_dim])?;
             x = x.f_add(&b.proj.forward(&o)?)?;
             let y = b.norm2.forward(&x)?;
-            x = x.f_add(&b.down.forward(&b.gate.forward(&y)?.f_silu()?.f_mul(&b.up.forward(&y)?)?)?)?;
+            x = x.f_add(&b.down_proj.forward(&b.gate_proj.forward(&y)?.f_silu()?.f_mul(&b.up_proj.forward(&y)?)?)?)?;
         }
         let d = x.size()[1];
         let m = self.ln_q.forward(&x)?.f_reshape([n / unit, d * unit])?;

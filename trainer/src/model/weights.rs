@@ -22,6 +22,7 @@
 //! Left out: memory-mapping (reads are sequential per tensor, which is as fast for a one-time
 //! load), the talker / token2wav (skipped), quantized dtypes.
 
+use super::layers::{LayerNorm, Linear, RmsNorm};
 use crate::checkpoint::{CONFIG_FILE, INDEX_FILE, SINGLE_FILE, read_header};
 use crate::checkpoint::{Dtype, TensorInfo};
 use crate::model::{FloatDtype, KeyLayout, Manifest, OmniThinkerConfig};
@@ -103,6 +104,12 @@ impl Weights {
 
     pub fn get(&self, name: &str) -> Result<Tensor, WeightsError> {
         self.tensors.get(name).map(Tensor::shallow_clone).ok_or_else(|| WeightsError::Missing(name.to_string()))
+    }
+
+    /// The tensors under `prefix` (`model.layers.3`), read by their HF suffixes: the one way
+    /// the model files build their layers.
+    pub fn scope(&self, prefix: impl Into<String>) -> Scope<'_> {
+        Scope { weights: self, prefix: prefix.into() }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -366,4 +373,33 @@ fn write_safetensors(path: &Path, tensors: &[(String, &Tensor)]) -> Result<u64, 
     }
     f.flush().map_err(io)?;
     Ok(offset)
+}
+/// A [`Weights::scope`]: tensor names are `<prefix>.<suffix>`.
+#[derive(Debug)]
+pub struct Scope<'w> {
+    weights: &'w Weights,
+    prefix: String,
+}
+
+impl Scope<'_> {
+    /// `<prefix>.<suffix>`.
+    pub fn get(&self, suffix: &str) -> Result<Tensor, WeightsError> {
+        self.weights.get(&format!("{}.{suffix}", self.prefix))
+    }
+
+    /// The linear layer `<prefix>.<name>` (`.weight`, and `.bias` when it has one).
+    pub fn linear(&self, name: &str, bias: bool) -> Result<Linear, WeightsError> {
+        let b = if bias { Some(self.get(&format!("{name}.bias"))?) } else { None };
+        Ok(Linear::new(self.get(&format!("{name}.weight"))?, b))
+    }
+
+    /// The LayerNorm `<prefix>.<name>` (weight and bias).
+    pub fn layer_norm(&self, name: &str, eps: f64) -> Result<LayerNorm, WeightsError> {
+        Ok(LayerNorm { w: self.get(&format!("{name}.weight"))?, b: self.get(&format!("{name}.bias"))?, eps })
+    }
+
+    /// The RMSNorm `<prefix>.<name>` (weight only).
+    pub fn rms_norm(&self, name: &str, eps: f64) -> Result<RmsNorm, WeightsError> {
+        Ok(RmsNorm { w: self.get(&format!("{name}.weight"))?, eps })
+    }
 }
