@@ -7,8 +7,8 @@
 //! with each step exactly once. The same holds under `mpirun -n 2` with sharded optimizer state,
 //! and `--resume` refuses a changed recipe.
 
-use omnirl_tests::{omnirl, omnirl_bin, repo_root};
-use std::path::{Path, PathBuf};
+use omnirl_tests::{mpirun, omnirl, omnirl_bin, repo_root};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -182,12 +182,6 @@ fn kill_all(needle: &str) {
             let _ = Command::new("kill").args(["-KILL", &entry.file_name().to_string_lossy()]).status();
         }
     }
-}
-
-fn mpirun() -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("mpirun")).find(|p| p.is_file()))
-        .expect("mpirun is not on PATH: install OpenMPI (scripts/setup.sh does)")
 }
 
 fn mpirun_train(args: &[String]) -> Command {

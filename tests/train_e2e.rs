@@ -181,11 +181,7 @@ fn max_abs_diff(
 /// checkpoint.
 #[test]
 fn mpirun_two_ranks_train_like_one_process() {
-    let Some(mpirun) = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("mpirun")).find(|p| p.is_file()))
-    else {
-        panic!("mpirun is not on PATH: install OpenMPI (scripts/setup.sh does)");
-    };
+    let mpirun = omnirl_tests::mpirun();
     let tmp = tempfile::tempdir().unwrap();
     let common =
         ["stages.sft.optimizer.lr=1e-4", "stages.rl.checkpoint.save_every=1", "stages.rl.schedule.max_steps=2"];

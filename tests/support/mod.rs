@@ -64,6 +64,13 @@ pub const RANK_VARIABLES: &[&str] = &[
     "CUDA_VISIBLE_DEVICES",
 ];
 
+/// The `mpirun` on PATH (the multi-process tests need it; scripts/setup.sh installs OpenMPI).
+pub fn mpirun() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("mpirun")).find(|p| p.is_file()))
+        .expect("mpirun is not on PATH: install OpenMPI (scripts/setup.sh does)")
+}
+
 /// Stdout of a finished command as UTF-8.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -43,8 +43,12 @@ struct ShardMeta {
     counters: OptimizerCounters,
 }
 
-fn shard_paths(dir: &Path, rank: u32, world: u32) -> (PathBuf, PathBuf) {
-    let stem = format!("optimizer-rank{rank:05}-of-{world:05}");
+/// How every shard file's name starts.
+pub const SHARD_PREFIX: &str = "optimizer-rank";
+
+/// The tensors and metadata files of `rank`'s shard of a `world`-rank optimizer in `dir`.
+pub fn shard_paths(dir: &Path, rank: u32, world: u32) -> (PathBuf, PathBuf) {
+    let stem = format!("{SHARD_PREFIX}{rank:05}-of-{world:05}");
     (dir.join(format!("{stem}.safetensors")), dir.join(format!("{stem}.json")))
 }
 

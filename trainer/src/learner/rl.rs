@@ -26,10 +26,10 @@
 //!    micro-batches of one row, old = detach". Each optimizer step clips to `grad_clip` and skips
 //!    a non-finite gradient norm (docs/reference.md#update-rule).
 //!
-//! Data parallelism ([`RlLearner::step`] with a data-parallel sync): each rank holds whole GRPO groups, so the
-//! advantages are computed locally; losses are normalised by the micro-batches of every rank and
-//! the gradients summed before each optimizer step (a global mean, where FSDP averages per-rank
-//! means; the two agree when ranks hold equal rows). Batch-padding duplicates
+//! Data parallelism ([`RlLearner::step`] with a data-parallel sync): each rank holds whole GRPO
+//! groups, so the advantages are computed locally; losses are normalised by the micro-batches of
+//! every rank and the gradients summed before each optimizer step (a global mean, where FSDP
+//! averages per-rank means; the two agree when ranks hold equal rows). Batch-padding duplicates
 //! (`adjust_batch`) are ordinary rows here: deduplicated by GRPO, counted by TAURA
 //! (docs/reference.md#taura-group-mean).
 //! Left out: the critic, KL-in-reward, and dynamic sampling (all off in the reference).

@@ -72,26 +72,37 @@ fn len_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// A serialized `Event` with `wall_time`, `step` and either a file version or scalars.
-fn encode_event(wall_time: f64, step: i64, file_version: Option<&str>, scalars: &[(String, f32)]) -> Vec<u8> {
-    let mut ev = Vec::with_capacity(32 + scalars.len() * 32);
+/// What an event carries besides its time and step.
+enum Body<'a> {
+    FileVersion(&'a str),
+    Scalars(&'a [(String, f32)]),
+    /// `SessionLog{status: START}` (a resumed run's purge marker).
+    SessionStart,
+}
+
+/// A serialized `Event` with `wall_time`, `step` and `body`.
+fn encode_event(wall_time: f64, step: i64, body: Body<'_>) -> Vec<u8> {
+    let mut ev = Vec::with_capacity(32);
     ev.push(1 << 3 | 1);
     ev.extend_from_slice(&wall_time.to_le_bytes());
     ev.push(2 << 3);
     varint(&mut ev, step as u64);
-    if let Some(v) = file_version {
-        len_field(&mut ev, 3, v.as_bytes());
-    }
-    if !scalars.is_empty() {
-        let mut summary = Vec::new();
-        for (tag, value) in scalars {
-            let mut val = Vec::with_capacity(tag.len() + 8);
-            len_field(&mut val, 1, tag.as_bytes());
-            val.push(2 << 3 | 5);
-            val.extend_from_slice(&value.to_le_bytes());
-            len_field(&mut summary, 1, &val);
+    match body {
+        Body::FileVersion(v) => len_field(&mut ev, 3, v.as_bytes()),
+        Body::Scalars([]) => {}
+        Body::Scalars(scalars) => {
+            let mut summary = Vec::new();
+            for (tag, value) in scalars {
+                let mut val = Vec::with_capacity(tag.len() + 8);
+                len_field(&mut val, 1, tag.as_bytes());
+                val.push(2 << 3 | 5);
+                val.extend_from_slice(&value.to_le_bytes());
+                len_field(&mut summary, 1, &val);
+            }
+            len_field(&mut ev, 5, &summary);
         }
-        len_field(&mut ev, 5, &summary);
+        // session_log (7) = SessionLog{status (1) = START (1)}.
+        Body::SessionStart => len_field(&mut ev, 7, &[1 << 3, 1]),
     }
     ev
 }
@@ -138,7 +149,7 @@ impl EventWriter {
         let name = format!("events.out.tfevents.{}.{}.{}.{n}", secs as u64, host(), std::process::id());
         let path = dir.join(name);
         let mut out = BufWriter::new(File::create(&path)?);
-        out.write_all(&frame(&encode_event(secs, 0, Some("brain.Event:2"), &[])))?;
+        out.write_all(&frame(&encode_event(secs, 0, Body::FileVersion("brain.Event:2"))))?;
         out.flush()?;
         Ok(EventWriter { path, out })
     }
@@ -147,14 +158,8 @@ impl EventWriter {
     /// session start at `first_step` (see the module doc).
     pub fn resume(dir: &Path, first_step: u64) -> io::Result<EventWriter> {
         let mut w = Self::create(dir)?;
-        let mut ev = Vec::with_capacity(24);
-        ev.push(1 << 3 | 1);
-        ev.extend_from_slice(&now().to_le_bytes());
-        ev.push(2 << 3);
-        varint(&mut ev, first_step);
-        // session_log (7) = SessionLog{status (1) = START (1)}.
-        len_field(&mut ev, 7, &[1 << 3, 1]);
-        w.out.write_all(&frame(&ev))?;
+        let step = i64::try_from(first_step).unwrap_or(i64::MAX);
+        w.out.write_all(&frame(&encode_event(now(), step, Body::SessionStart)))?;
         w.out.flush()?;
         Ok(w)
     }
@@ -167,7 +172,7 @@ impl EventWriter {
     pub fn add_scalars(&mut self, step: u64, scalars: &[(String, f64)]) -> io::Result<()> {
         let values: Vec<(String, f32)> = scalars.iter().map(|(t, v)| (t.clone(), *v as f32)).collect();
         let step = i64::try_from(step).unwrap_or(i64::MAX);
-        self.out.write_all(&frame(&encode_event(now(), step, None, &values)))?;
+        self.out.write_all(&frame(&encode_event(now(), step, Body::Scalars(&values))))?;
         self.out.flush()
     }
 }

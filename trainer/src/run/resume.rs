@@ -17,6 +17,7 @@ use super::world::World;
 use crate::checkpoint::atomic::parse_step_dir;
 use crate::checkpoint::train_state::{CHECKPOINTS_DIR, TrainState, list_checkpoints};
 use crate::dist::data_parallel::DataParallelSync;
+use crate::dist::zero1::{SHARD_PREFIX, shard_paths};
 use crate::learner::AdamW;
 use crate::recipe::yaml::{self, Node, Value};
 use std::path::{Path, PathBuf};
@@ -158,11 +159,12 @@ pub fn restore_step(
     if let Some(z) = sync.zero1.as_mut() {
         if state.optimizer_saved {
             let (rank, size) = (world.rank(), world.size());
-            let expected = format!("optimizer-rank{rank:05}-of-{size:05}.safetensors");
-            if !dir.join(&expected).is_file() {
+            let (expected, _) = shard_paths(dir, rank, size);
+            if !expected.is_file() {
                 return Err(fail(&format!(
-                    "holds no optimizer shard `{expected}`: it was written by a job with another number of \
-                     ranks or without sharded optimizer state; resume with the same number of ranks"
+                    "holds no optimizer shard `{}`: it was written by a job with another number of \
+                     ranks or without sharded optimizer state; resume with the same number of ranks",
+                    expected.file_name().unwrap_or_default().to_string_lossy()
                 )));
             }
             z.load_shard(dir, rank, size).map_err(|e| inner(&e))?;
@@ -175,7 +177,7 @@ pub fn restore_step(
 }
 
 fn is_shard(name: &str) -> bool {
-    name.starts_with("optimizer-rank") && name.ends_with(".safetensors")
+    name.starts_with(SHARD_PREFIX) && name.ends_with(".safetensors")
 }
 
 #[cfg(test)]

@@ -72,14 +72,14 @@ pub fn rl(
     let end_ids = model.encoder.stop_ids();
     let prompts = (*prompts_per_step as usize).clamp(1, specs.len().max(1));
     let group = (*group_size).max(1) as usize;
-    let mut cursor = DataCursor::new(specs.len(), *data_seed, *shuffle, true);
+    let cursor = DataCursor::new(specs.len(), *data_seed, *shuffle, true);
     let total = total_steps(cursor.batches_per_epoch(prompts) as u64, *epochs, *max_steps);
     let (adamw, mut sync) = world.optimizer(model.thinker(), AdamWConfig::from_recipe(optimizer, total))?;
     let mut learner = RlLearner::with_optimizer(algorithm, adamw);
-    let mut state = TrainState::new(name.clone(), seed, cursor.clone());
+    // The data cursor lives in the state a step checkpoint saves.
+    let mut state = TrainState::new(name.clone(), seed, cursor);
     if let Some(dir) = resume {
         state = restore_step(model, world, &mut sync, &mut learner.optimizer, dir, name)?;
-        cursor = state.cursor.clone();
     }
     let mut logger = open_logger(world, stage_dir, sinks, *log_every, resume.map(|_| state.step))?;
     let opener = video_opener(preprocess);
@@ -102,8 +102,10 @@ pub fn rl(
     let invalid_penalty = if shaping.format_reward { 0.0 } else { shaping.invalid_action_penalty };
     let mut report = StageReport { name: name.clone(), kind: "rl".into(), ..StageReport::default() };
     for step in state.step + 1..=total {
-        let batch =
-            cursor.next_batch(prompts).ok_or_else(|| RunError::Data(format!("stage `{name}`: no training prompts")))?;
+        let batch = state
+            .cursor
+            .next_batch(prompts)
+            .ok_or_else(|| RunError::Data(format!("stage `{name}`: no training prompts")))?;
         let batch_specs: Vec<Arc<EpisodeSpec>> = batch.indices.iter().map(|&i| specs[i].clone()).collect();
         let s = sampling(train_sampling, episodes.max_response_length, true, seed.wrapping_add(step));
         let mut drv = driver(episodes, model.encoder.clone(), group, s, seed.wrapping_add(step))?;
@@ -147,7 +149,6 @@ pub fn rl(
         bar.set_message(format!("reward {:.3}", totals[1] / totals[2].max(1.0)));
         bar.inc(1);
         state.step = step;
-        state.cursor = cursor.clone();
         report.last = scalars.0.into_iter().collect();
         report.steps = step;
         after_step(model, at, &sync, &learner.optimizer, &state, checkpoint, total)?;

@@ -36,7 +36,6 @@ use super::sft_rows::SftFiles;
 use super::stage::{StagePlace, StageReport};
 use super::world::World;
 use super::{RunError, write_atomic};
-use crate::checkpoint::train_state::TrainState;
 use crate::checkpoint::{RandomCheckpointOptions, write_random_checkpoint_with};
 use crate::metrics::MetricsLogger;
 use crate::model::{FloatDtype, KeyLayout, OmniThinkerConfig};
@@ -276,13 +275,10 @@ pub fn run_recipe(
         let (encoder, vocab_limit) = encoder_for(&input, stage.model_ref().tokenizer.as_deref())?;
         let final_dir = stage_dir.join("final");
         let done = stage.train_model().is_some() && final_dir.join("config.json").is_file();
-        let resume_from = if announce && !done && stage.train_model().is_some() {
-            stage_checkpoint(&stage_dir, say).map(|(_, dir)| dir)
-        } else {
-            None
-        };
+        let resume_from =
+            if announce && !done && stage.train_model().is_some() { stage_checkpoint(&stage_dir, say) } else { None };
         if announce && !done {
-            let step = resume_from.as_deref().and_then(|d| TrainState::read(d).ok()).map_or(0, |s| s.step);
+            let step = resume_from.as_ref().map_or(0, |(step, _)| *step);
             say_plain(main, &format!("resuming stage {name} from step {step}"));
             announce = false;
         }
@@ -294,7 +290,7 @@ pub fn run_recipe(
             stage_dir: &stage_dir,
             seed: recipe.seed,
             progress: opts.progress,
-            resume: resume_from.as_deref(),
+            resume: resume_from.as_ref().map(|(_, dir)| dir.as_path()),
         };
         let Some(train) = stage.train_model() else {
             let ResolvedStage::Eval(e) = stage else { continue };
