@@ -13,7 +13,7 @@
 //! [`score`] covers MCQ, TR, NUM and SIZE; invalid answers are [`RewardError`]s carrying the
 //! reference's codes (`ANSWER_JSON_PARSE`, `SPAN_FORMAT`, `ANSWER_NOT_STRING`,
 //! `GT_JSON_PARSE`, `UNKNOWN_QTYPE`), never rewards. [`record`] reads and writes the JSONL
-//! lines of `omnirl score`. Nothing here panics on any input (fuzzed with proptest in
+//! lines of `omnirl score`; [`score_file`] streams a whole file through them. Nothing here panics on any input (fuzzed with proptest in
 //! `tests/fuzz_parsers.rs`).
 //!
 //! ```
@@ -137,6 +137,7 @@ mod numeric;
 pub mod pyjson;
 mod question_type;
 pub mod record;
+pub mod score_file;
 mod temporal_iou;
 
 pub use error::RewardError;

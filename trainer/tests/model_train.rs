@@ -54,15 +54,16 @@ fn saved_checkpoints_load_back_identically_in_every_layout() {
 fn damaged_checkpoints_are_clear_errors() {
     let th = load(Device::Cpu);
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Weights::from_map(Default::default(), Kind::Float, Device::Cpu);
+    let mut tensors = std::collections::BTreeMap::new();
     for name in th.weights.names() {
         let t = th.weights.get(name).unwrap();
         match name {
-            "model.norm.weight" => w.insert(name, Tensor::ones([7], (Kind::Float, Device::Cpu))),
-            "visual.merger.ln_q.weight" => {}
-            _ => w.insert(name, t),
-        }
+            "model.norm.weight" => tensors.insert(name.to_string(), Tensor::ones([7], (Kind::Float, Device::Cpu))),
+            "visual.merger.ln_q.weight" => None,
+            _ => tensors.insert(name.to_string(), t),
+        };
     }
+    let w = Weights::from_map(tensors, Kind::Float, Device::Cpu);
     w.save(dir.path(), &th.cfg, KeyLayout::ThinkerPrefixed, u64::MAX).unwrap();
     let err = Thinker::load(dir.path(), LoadOptions::default()).unwrap_err().to_string();
     assert!(err.contains("missing tensor `thinker.visual.merger.ln_q.weight`"), "{err}");
@@ -98,9 +99,28 @@ fn lora_starts_as_the_base_switches_off_and_merges() {
     th.lora.set(false);
     assert_eq!(max_diff(&th.logits(&ids, &m).unwrap(), &base), 0.0, "adapters off = reference model");
     th.lora.set(true);
+    let merged_copy = th.merged_weights().unwrap();
     th.merge_lora().unwrap();
     assert!(th.lora_tensors().is_empty());
     assert!(max_diff(&th.logits(&ids, &m).unwrap(), &adapted) < 1e-4);
+    // One owner per tensor: the merge is in place, so the name map the checkpoint is saved
+    // from holds the merged values too, equal to the non-mutating merged copy.
+    let layers = &th.text.layers;
+    for (name, in_layer) in [
+        ("model.layers.0.self_attn.q_proj.weight", &layers[0].self_attn.q_proj.w),
+        ("model.layers.1.mlp.down_proj.weight", &layers[1].mlp.down_proj.w),
+    ] {
+        let owned = th.weights.get(name).unwrap();
+        assert_eq!(max_diff(&owned, &merged_copy.get(name).unwrap()), 0.0, "{name}");
+        assert_eq!(max_diff(&owned, in_layer), 0.0, "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    th.weights.save(dir.path(), &th.cfg, KeyLayout::ThinkerPrefixed, u64::MAX).unwrap();
+    let back = Thinker::load(dir.path(), LoadOptions::default()).unwrap();
+    assert!(
+        max_diff(&back.logits(&ids, &m).unwrap(), &adapted) < 1e-4,
+        "a saved merged model keeps the adapters' effect"
+    );
 }
 
 #[test]

@@ -220,23 +220,16 @@ fn generate_inner(
     } else {
         p.stop.clone()
     };
-    let mut embeds = Vec::with_capacity(b);
-    let mut positions = Vec::with_capacity(b);
-    for pr in prompts {
-        let pos = thinker.positions(pr.ids, pr.media)?;
-        let enc = thinker.encode(pr.media)?;
-        embeds.push(thinker.embed(pr.ids, &enc)?);
-        positions.push(pos);
-    }
-    let inp = thinker.batch_inputs(&embeds, &positions)?;
+    let seqs: Vec<(&[u32], &MediaInput)> = prompts.iter().map(|pr| (pr.ids, pr.media)).collect();
+    let inp = thinker.inputs(&seqs)?;
     let l = inp.h.size()[1];
     let mut cache = KvCache::new(&thinker.text, b as i64, l + p.max_new_tokens as i64)?;
-    let h = thinker.hidden(&inp, Some(&mut cache))?;
+    let h = thinker.forward(&inp, Some(&mut cache))?;
     let mut logits = thinker.text.logits(&h.f_narrow(1, l - 1, 1)?.f_squeeze_dim(1)?)?;
     let mut keys_valid = inp.valid.shallow_clone();
     // Per active row: original index, next position, seed.
     let mut active: Vec<usize> = (0..b).collect();
-    let mut next_pos: Vec<i64> = positions.iter().map(|ps| ps.max() + 1).collect();
+    let mut next_pos: Vec<i64> = inp.next_positions.clone();
     let seeds: Vec<u64> =
         prompts.iter().enumerate().map(|(i, pr)| pr.seed.unwrap_or(p.seed.wrapping_add(i as u64))).collect();
     let vocab = logits.size()[1];

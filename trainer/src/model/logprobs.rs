@@ -89,11 +89,8 @@ pub fn score(thinker: &Thinker, ids: &[u32], media: &MediaInput, start: usize, c
 
 /// Final-norm hidden states of positions `start-1 .. L-1` and their targets `ids[start..]`.
 fn final_hidden(thinker: &Thinker, ids: &[u32], media: &MediaInput, start: usize) -> MResult<(Tensor, Tensor)> {
-    let pos = thinker.positions(ids, media)?;
-    let enc = thinker.encode(media)?;
-    let e = thinker.embed(ids, &enc)?;
-    let inp = thinker.batch_inputs(&[e], &[pos])?;
-    let h = thinker.hidden(&inp, None)?.f_get(0)?;
+    let inp = thinker.inputs(&[(ids, media)])?;
+    let h = thinker.forward(&inp, None)?.f_get(0)?;
     let n = (ids.len() - start) as i64;
     let h = h.f_narrow(0, start as i64 - 1, n)?;
     let t: Vec<i64> = ids[start..].iter().map(|&x| i64::from(x)).collect();
@@ -115,32 +112,17 @@ pub fn forward_backward(
     loss: &mut ChunkLoss<'_>,
 ) -> MResult<Scores> {
     check(ids, start)?;
-    let pos = thinker.positions(ids, media)?;
-    let enc = thinker.encode(media)?;
-    let e = thinker.embed(ids, &enc)?;
-    let inp = thinker.batch_inputs(&[e], &[pos])?;
+    let inp = thinker.inputs(&[(ids, media)])?;
     let (cos, sin) = thinker.cos_sin(&inp.positions)?;
     let text = &thinker.text;
-    let n_layers = text.layers.len();
-    // Decoder: with the graph, or saving only layer inputs.
+    // Decoder: with the graph, or without it keeping only each layer's input.
     let mut saved = Vec::new();
     let top = if opts.checkpoint {
-        tch::no_grad(|| -> MResult<Tensor> {
-            let mut h = inp.h.shallow_clone();
-            for i in 0..n_layers {
-                saved.push(h.shallow_clone());
-                h = text.layer(i, &h, &cos, &sin, &Mask::Causal, None)?;
-            }
-            Ok(h)
-        })?
-        .f_detach()?
-        .f_set_requires_grad(true)?
+        tch::no_grad(|| text.decoder(&inp.h, &cos, &sin, &Mask::Causal, None, Some(&mut saved)))?
+            .f_detach()?
+            .f_set_requires_grad(true)?
     } else {
-        let mut h = inp.h.shallow_clone();
-        for i in 0..n_layers {
-            h = text.layer(i, &h, &cos, &sin, &Mask::Causal, None)?;
-        }
-        h
+        text.decoder(&inp.h, &cos, &sin, &Mask::Causal, None, None)?
     };
     let normed = text.norm.forward(&top)?.f_get(0)?;
     let n = (ids.len() - start) as i64;
@@ -171,7 +153,7 @@ pub fn forward_backward(
     let top_grad = if opts.checkpoint { top.f_grad()? } else { Tensor::new() };
     if top_grad.defined() {
         let mut g = top_grad;
-        for i in (0..n_layers).rev() {
+        for i in (0..saved.len()).rev() {
             let x = saved[i].f_detach()?.f_set_requires_grad(true)?;
             let out = text.layer(i, &x, &cos, &sin, &Mask::Causal, None)?;
             out.f_mul(&g)?.f_sum(Kind::Float)?.f_backward()?;

@@ -171,7 +171,7 @@ fn adapted_weight(key: &str) -> Option<(String, bool)> {
 /// Merges the PEFT adapters of `dir` (when it has [`ADAPTER_CONFIG_FILE`]) into `weights`:
 /// `W + (lora_alpha / r)·B·A` per adapted weight, in the weight's dtype. Returns how many weights
 /// changed (0 without adapters).
-pub fn fold_adapter_dir(weights: &mut Weights, dir: &Path) -> Result<usize, WeightsError> {
+pub fn fold_adapter_dir(weights: &Weights, dir: &Path) -> Result<usize, WeightsError> {
     let cfg_path = dir.join(ADAPTER_CONFIG_FILE);
     if !cfg_path.is_file() {
         return Ok(0);
@@ -206,7 +206,7 @@ pub fn fold_adapter_dir(weights: &mut Weights, dir: &Path) -> Result<usize, Weig
             let d = b.f_to_kind(Kind::Float)?.f_matmul(&a.f_to_kind(Kind::Float)?)?.f_mul_scalar(scale)?;
             w.f_to_kind(Kind::Float)?.f_add(&d.f_to_device(w.device())?)?.f_to_kind(w.kind())
         })?;
-        weights.insert(weight, merged);
+        weights.assign(&weight, &merged).map_err(|e| io(&file, e.to_string()))?;
     }
     Ok(n)
 }

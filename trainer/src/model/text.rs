@@ -179,6 +179,30 @@ impl TextModel {
         h.f_add(&y)
     }
 
+    /// Every decoder layer, without the final norm. With `layer_inputs`, each layer's input is
+    /// kept there (what activation checkpointing recomputes from).
+    pub fn decoder(
+        &self,
+        h: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Mask,
+        mut cache: Option<&mut KvCache>,
+        mut layer_inputs: Option<&mut Vec<Tensor>>,
+    ) -> TResult<Tensor> {
+        let mut h = h.shallow_clone();
+        for i in 0..self.layers.len() {
+            if let Some(keep) = layer_inputs.as_deref_mut() {
+                keep.push(h.shallow_clone());
+            }
+            h = self.layer(i, &h, cos, sin, mask, cache.as_deref_mut())?;
+        }
+        if let Some(c) = cache {
+            c.len += h.size()[1];
+        }
+        Ok(h)
+    }
+
     /// All layers and the final norm.
     pub fn forward(
         &self,
@@ -186,16 +210,9 @@ impl TextModel {
         cos: &Tensor,
         sin: &Tensor,
         mask: &Mask,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
     ) -> TResult<Tensor> {
-        let mut h = h.shallow_clone();
-        for i in 0..self.layers.len() {
-            h = self.layer(i, &h, cos, sin, mask, cache.as_deref_mut())?;
-        }
-        if let Some(c) = cache {
-            c.len += h.size()[1];
-        }
-        self.norm.forward(&h)
+        self.norm.forward(&self.decoder(h, cos, sin, mask, cache, None)?)
     }
 
     /// Final-norm hidden states → logits in fp32.

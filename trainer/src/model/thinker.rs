@@ -3,7 +3,9 @@
 //! positions of the token embeddings (masked scatter, in order: audio, image, video,
 //! docs/reference.md#feature-merge), computes TMRoPE positions ([`rope_index`]), and runs the
 //! LLM. Batches are left-padded; each row keeps its own positions (a row's result does not
-//! depend on what it is batched with).
+//! depend on what it is batched with). One forward: [`Thinker::inputs`] builds a batch's
+//! inputs, [`Thinker::forward`] runs the decoder; logits, scoring, generation and the training
+//! forward (`logprobs`) all start there.
 //!
 //! Inputs are plain buffers + shapes ([`MediaInput`]), what `rollout::media` produces, so the
 //! rollout crate needs no tensors; pixel rows may be source bytes, expanded on the vision
@@ -99,6 +101,24 @@ pub struct Encoded {
     pub image: Option<Tensor>,
     pub video: Option<Tensor>,
     pub audio: Option<Tensor>,
+}
+
+/// The linear layers of one decoder layer that LoRA can adapt, by module name, in
+/// [`LORA_TARGETS`](crate::model::LORA_TARGETS) order; `&` or `&mut` borrows. One list, so
+/// the shared and the mutable walk cannot drift apart.
+macro_rules! lora_linears {
+    ($layer:expr, $($borrow:tt)+) => {{
+        let (a, m) = ($($borrow)+ $layer.self_attn, $($borrow)+ $layer.mlp);
+        [
+            ("self_attn.q_proj", $($borrow)+ a.q_proj),
+            ("self_attn.k_proj", $($borrow)+ a.k_proj),
+            ("self_attn.v_proj", $($borrow)+ a.v_proj),
+            ("self_attn.o_proj", $($borrow)+ a.o_proj),
+            ("mlp.gate_proj", $($borrow)+ m.gate_proj),
+            ("mlp.up_proj", $($borrow)+ m.up_proj),
+            ("mlp.down_proj", $($borrow)+ m.down_proj),
+        ]
+    }};
 }
 
 #[derive(Debug)]
@@ -254,7 +274,7 @@ impl Thinker {
 
     /// Left-pads `[L_i, D]` rows into `[B, L, D]` and builds positions `[3, B, L]`, the
     /// attention mask and the key-valid flags. Pads take position 1 and attend only to themselves.
-    pub fn batch_inputs(&self, embeds: &[Tensor], pos: &[Positions]) -> MResult<BatchInputs> {
+    fn batch_inputs(&self, embeds: &[Tensor], pos: &[Positions]) -> MResult<BatchInputs> {
         let dev = self.device();
         let b = embeds.len();
         let l = embeds.iter().map(|e| e.size()[0]).max().unwrap_or(0);
@@ -279,6 +299,7 @@ impl Thinker {
             }
         }
         let h = Tensor::f_stack(&rows, 0)?;
+        let next_positions = pos.iter().map(|ps| ps.max() + 1).collect();
         let positions = Tensor::f_from_slice(&p)?.f_view([3, b as i64, l])?.f_to_device(dev)?;
         let all_valid = valid.iter().all(|&v| v);
         let valid_t = Tensor::f_from_slice(&valid)?.f_view([b as i64, l])?.f_to_device(dev)?;
@@ -290,7 +311,7 @@ impl Thinker {
             let eye = Tensor::f_eye(l, (Kind::Bool, dev))?;
             Mask::Bool(causal.f_logical_and(&keys)?.f_logical_or(&eye)?)
         };
-        Ok(BatchInputs { h, positions, mask, valid: valid_t })
+        Ok(BatchInputs { h, positions, mask, valid: valid_t, next_positions })
     }
 
     /// M-RoPE tables for positions `[3, B, L]`.
@@ -299,19 +320,31 @@ impl Thinker {
         Ok(mrope_cos_sin(positions, &self.inv_freq, section, self.kind())?)
     }
 
-    /// Full forward of a batch: final-norm hidden states `[B, L, D]` (optionally filling `cache`).
-    pub fn hidden(&self, inp: &BatchInputs, cache: Option<&mut KvCache>) -> MResult<Tensor> {
+    /// The model inputs of a batch of sequences (token ids and their media): TMRoPE positions,
+    /// encoder features scattered into the token embeddings, left-padded into one batch.
+    pub fn inputs(&self, seqs: &[(&[u32], &MediaInput)]) -> MResult<BatchInputs> {
+        let mut embeds = Vec::with_capacity(seqs.len());
+        let mut positions = Vec::with_capacity(seqs.len());
+        for &(ids, media) in seqs {
+            positions.push(self.positions(ids, media)?);
+            let enc = self.encode(media)?;
+            embeds.push(self.embed(ids, &enc)?);
+        }
+        self.batch_inputs(&embeds, &positions)
+    }
+
+    /// The forward pass: final-norm hidden states `[B, L, D]` of a batch (filling `cache` when
+    /// given). Every caller goes through here: [`logits`](Self::logits), scoring, generation;
+    /// the training forward runs the same decoder layer by layer ([`TextModel::decoder`]).
+    pub fn forward(&self, inp: &BatchInputs, cache: Option<&mut KvCache>) -> MResult<Tensor> {
         let (cos, sin) = self.cos_sin(&inp.positions)?;
         Ok(self.text.forward(&inp.h, &cos, &sin, &inp.mask, cache)?)
     }
 
     /// Logits `[L, vocab]` (f32) of one sequence: the parity-test entry point.
     pub fn logits(&self, ids: &[u32], media: &MediaInput) -> MResult<Tensor> {
-        let pos = self.positions(ids, media)?;
-        let enc = self.encode(media)?;
-        let e = self.embed(ids, &enc)?;
-        let inp = self.batch_inputs(&[e], &[pos])?;
-        let h = self.hidden(&inp, None)?;
+        let inp = self.inputs(&[(ids, media)])?;
+        let h = self.forward(&inp, None)?;
         Ok(self.text.logits(&h.f_get(0)?)?)
     }
 
@@ -379,27 +412,20 @@ impl Thinker {
         Ok(w)
     }
 
-    /// Folds every adapter into its base weight (in `weights` too, so `save` writes merged
-    /// weights) and removes the adapters.
+    /// Folds every adapter into its base weight, in place (so `weights`, which owns the same
+    /// tensor, saves merged values), and removes the adapters.
     pub fn merge_lora(&mut self) -> MResult<()> {
-        let mut merged = Vec::new();
         let mut failure = None;
-        self.each_linear_mut(|name, lin| {
+        self.each_linear_mut(|_, lin| {
             if let Some(lora) = lin.lora.take() {
-                match tch::no_grad(|| lora.merged(&lin.w)) {
-                    Ok(w) => {
-                        lin.w = w.shallow_clone();
-                        merged.push((format!("{name}.weight"), w));
-                    }
-                    Err(e) => failure = Some(e),
+                let merged = tch::no_grad(|| lora.merged(&lin.w).and_then(|m| lin.w.f_copy_(&m)));
+                if let Err(e) = merged {
+                    failure = Some(e);
                 }
             }
         });
         if let Some(e) = failure {
             return Err(e.into());
-        }
-        for (n, w) in merged {
-            self.weights.insert(n, w);
         }
         self.lora_config = None;
         Ok(())
@@ -409,17 +435,7 @@ impl Thinker {
     /// one list adding, saving, merging and counting adapters walk.
     fn each_linear(&self, mut f: impl FnMut(&str, &Linear)) {
         for (i, l) in self.text.layers.iter().enumerate() {
-            let (a, m) = (&l.self_attn, &l.mlp);
-            let slots: [(&str, &Linear); 7] = [
-                ("self_attn.q_proj", &a.q_proj),
-                ("self_attn.k_proj", &a.k_proj),
-                ("self_attn.v_proj", &a.v_proj),
-                ("self_attn.o_proj", &a.o_proj),
-                ("mlp.gate_proj", &m.gate_proj),
-                ("mlp.up_proj", &m.up_proj),
-                ("mlp.down_proj", &m.down_proj),
-            ];
-            for (module, lin) in slots {
+            for (module, lin) in lora_linears!(l, &) {
                 f(&format!("model.layers.{i}.{module}"), lin);
             }
         }
@@ -427,17 +443,7 @@ impl Thinker {
 
     fn each_linear_mut(&mut self, mut f: impl FnMut(&str, &mut Linear)) {
         for (i, l) in self.text.layers.iter_mut().enumerate() {
-            let (a, m) = (&mut l.self_attn, &mut l.mlp);
-            let slots: [(&str, &mut Linear); 7] = [
-                ("self_attn.q_proj", &mut a.q_proj),
-                ("self_attn.k_proj", &mut a.k_proj),
-                ("self_attn.v_proj", &mut a.v_proj),
-                ("self_attn.o_proj", &mut a.o_proj),
-                ("mlp.gate_proj", &mut m.gate_proj),
-                ("mlp.up_proj", &mut m.up_proj),
-                ("mlp.down_proj", &mut m.down_proj),
-            ];
-            for (module, lin) in slots {
+            for (module, lin) in lora_linears!(l, &mut) {
                 f(&format!("model.layers.{i}.{module}"), lin);
             }
         }
@@ -474,4 +480,6 @@ pub struct BatchInputs {
     pub mask: Mask,
     /// `[B, L]` bool: not padding.
     pub valid: Tensor,
+    /// Per row, the position the next generated token takes (its TMRoPE maximum + 1).
+    pub next_positions: Vec<i64>,
 }

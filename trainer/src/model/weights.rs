@@ -19,6 +19,13 @@
 //! checkpoint on CPU gives what transformers gives with `dtype=torch.float32`. Saving writes `__metadata__ {"format": "pt"}` like `save_pretrained`, so transformers
 //! loads the result; names are written in the layout asked for (default: `thinker.`-prefixed).
 //!
+//! One owner per tensor: `Weights` owns every tensor of the model, by name. The layer structs
+//! built from it ([`Weights::scope`]) hold handles to the same tensors (`shallow_clone` shares
+//! the storage and the autograd state, it copies nothing), and every later change is made in
+//! place: optimizer steps, [`Weights::set_requires_grad`], folding LoRA adapters
+//! ([`Weights::assign`]). So the name map (what saving, trainability and adapter folding look
+//! up) and the layers (what `forward` runs) can never disagree, and no tensor is replaced.
+//!
 //! Left out: memory-mapping (reads are sequential per tensor, which is as fast for a one-time
 //! load), the talker / token2wav (skipped), quantized dtypes.
 
@@ -128,9 +135,20 @@ impl Weights {
         self.tensors.is_empty()
     }
 
-    /// Inserts or replaces a tensor (e.g. after merging LoRA adapters).
-    pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
-        self.tensors.insert(name.into(), t);
+    /// Overwrites the values of tensor `name` in place with `values` (cast to its dtype and
+    /// device), e.g. when folding LoRA adapters into a base weight. In place, so every layer
+    /// holding this tensor sees the new values (see the module doc: one owner per tensor).
+    pub fn assign(&self, name: &str, values: &Tensor) -> Result<(), WeightsError> {
+        let mut t = self.get(name)?;
+        if t.size() != values.size() {
+            return Err(WeightsError::Tensors {
+                dir: String::new(),
+                count: 1,
+                problems: vec![format!("`{name}` has shape {:?}, the new values {:?}", t.size(), values.size())],
+            });
+        }
+        tch::no_grad(|| t.f_copy_(values))?;
+        Ok(())
     }
 
     /// Sets `requires_grad` on every tensor whose name passes `select`; returns how many.

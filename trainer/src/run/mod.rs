@@ -27,6 +27,7 @@ pub mod bpe;
 pub mod consumption;
 pub mod episodes;
 pub mod eval;
+pub mod eval_plan;
 pub mod interrupt;
 pub mod judge;
 pub mod model;

@@ -125,8 +125,8 @@ impl Model {
     ) -> Result<Model, RunError> {
         let fail = |e: &dyn std::fmt::Display| RunError::Model(format!("{}: {e}", dir.display()));
         let opts = LoadOptions { dtype: Some(kind_of(how.dtype)), device: how.device };
-        let (cfg, mut weights) = Weights::load(dir, opts).map_err(|e| fail(&e))?;
-        fold_adapter_dir(&mut weights, dir).map_err(|e| fail(&e))?;
+        let (cfg, weights) = Weights::load(dir, opts).map_err(|e| fail(&e))?;
+        fold_adapter_dir(&weights, dir).map_err(|e| fail(&e))?;
         let train = TrainOptions { checkpoint: how.gradient_checkpointing, ..TrainOptions::default() };
         let mut tt = TrainableThinker::from_weights(cfg, weights, how.parts, train).map_err(|e| fail(&e))?;
         tt.base_model = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string();
