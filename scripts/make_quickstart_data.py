@@ -5,12 +5,14 @@ answers need the agent to look or listen at the right moment.
 
     python3 scripts/make_quickstart_data.py [--out data/quickstart] [--force]
 
-Writes three disjoint sets of videos and their prompts: `sft_prompts.jsonl` (videos 0-23, the
-prompts the SFT stage's expert plays), `rl.jsonl` (videos 24-59, the RL stage's prompts: videos
-SFT never saw), `eval.jsonl` (videos 60-71, held out), plus `sft.jsonl` (expert trajectories in
-the SFT file format for the MCQ colour questions of the SFT videos, frames extracted to PNG so
-every media path exists) and the videos. Deterministic (seeded); needs the ffmpeg CLI and
-espeak-ng. Skips videos that exist unless --force.
+Writes the prompts of 60 training videos, split by question type, and 12 held-out videos:
+`sft_prompts.jsonl` (what the SFT stage's expert plays: the MCQ and NUM questions of every
+training video, and the TR and SIZE questions of videos 0-11, enough to learn their answer
+format), `rl.jsonl` (the RL stage's prompts: the TR and SIZE questions of videos 12-59, which
+SFT never trained on), `eval.jsonl` (videos 60-71, held out), plus `sft.jsonl` (expert
+trajectories in the SFT file format for the MCQ colour questions of videos 0-23, frames
+extracted to PNG so every media path exists) and the videos. Deterministic (seeded); needs the
+ffmpeg CLI and espeak-ng. Skips videos that exist unless --force.
 
 Each prompt line's `extra_info` carries the annotated timeline (`scenes`) and the expert's first
 action (`plan`): `omnirl train` rolls the rule-based expert (rollout::expert) out on these lines
@@ -31,7 +33,10 @@ COLOURS = {
 TONES = {"low": 330, "middle": 550, "high": 880}
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 W, H, FPS, RATE = 64, 48, 4, 16000
-SFT_VIDEOS, TRAIN_VIDEOS, EVAL_VIDEOS = 24, 60, 12   # videos [0, 24) for SFT, [24, 60) for RL
+TRAIN_VIDEOS, EVAL_VIDEOS = 60, 12
+FORMAT_VIDEOS = 12          # TR and SIZE questions of videos [0, 12) go to SFT, the rest to RL
+SFT_FILE_VIDEOS = 24        # sft.jsonl: MCQ colour trajectories of videos [0, 24)
+RL_TYPES = ("TR_Colour", "SIZE_Duration")
 SYSTEM_PROMPT = (
     "You are a video analyst. Each turn, reply with one JSON object with keys observation, "
     "think, confidence and action. Actions: get_frames {start, end, num}, get_audio {start, end}, "
@@ -216,11 +221,12 @@ def main():
                 if held_out:
                     ev.append({**common, "ability": q["question_type"].split("_")[1].lower()})
                     continue
-                prompts = sft_prompts if i < SFT_VIDEOS else rl
+                to_rl = q["question_type"] in RL_TYPES and i >= FORMAT_VIDEOS
+                prompts = rl if to_rl else sft_prompts
                 prompts.append({"prompt": [{"content": "", "role": "user"}], **common, "fps": float(FPS),
                                 "duration_seconds": duration, "has_audio": audio is not None, "ability": "agent",
                                 "extra_info": {"index": len(prompts), "scenes": scenes, "plan": q["plan"]}})
-                if q["question_type"] != "MCQ_Colour" or i >= SFT_VIDEOS:
+                if q["question_type"] != "MCQ_Colour" or i >= SFT_FILE_VIDEOS:
                     continue
                 for step, (raw, output, reward, done) in enumerate(
                         sft_turns(q, path, media_dir, f"scene_{i:02d}", scenes), start=1):

@@ -13,10 +13,10 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// The first quickstart RL line with (and one without) sound, as generic questions (no timeline
-/// annotations), with absolute video paths.
+/// The first quickstart MCQ prompt with (and one without) sound, as generic questions (no
+/// timeline annotations), with absolute video paths.
 fn questions(dir: &Path, with_audio: &[bool]) -> (PathBuf, Vec<Value>) {
-    let text = std::fs::read_to_string(repo_root().join("data/quickstart/rl.jsonl")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("data/quickstart/sft_prompts.jsonl")).unwrap();
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let mut out = Vec::new();
     for want in with_audio {

@@ -179,7 +179,7 @@ fn reference_environment_variables_point_a_shipped_recipe_at_real_files() {
         ]
     );
     assert_eq!(json["recipe"]["stages"][0]["environment"]["max_steps"], 30);
-    assert_eq!(json["plan"]["stages"][0]["steps"]["steps_per_epoch"], 22); // 177 samples / 8, drop_last
+    assert_eq!(json["plan"]["stages"][0]["steps"]["steps_per_epoch"], 12); // 96 samples / 8, drop_last
 }
 
 #[test]
@@ -299,7 +299,7 @@ fn batch_arithmetic_against_the_world_size() {
     assert!(
         errors(&json)
             .iter()
-            .any(|(l, m)| l == "--set stages[0].rollout.prompts_per_step=512" && m.contains("177 valid samples")),
+            .any(|(l, m)| l == "--set stages[0].rollout.prompts_per_step=512" && m.contains("96 valid samples")),
         "{:?}",
         errors(&json)
     );

@@ -90,7 +90,7 @@ fn other_value(key: &str, current: &Value) -> Value {
         // Unset by default: numbers where the schema wants numbers, else a path.
         (
             "max_samples" | "data_seed" | "max_steps" | "val_every" | "top_k" | "tis_cap" | "log_every" | "save_every"
-            | "epochs" | "group_size",
+            | "epochs" | "group_size" | "media_cache_mib",
             Value::Null,
         ) => json!(3),
         ("lr" | "warmup_ratio", Value::Null) => json!(0.125),

@@ -82,7 +82,7 @@ fn ff_episodes(dir: &Path) -> Vec<Trajectory> {
     let s = sampling(&trainer::recipe::SamplingConfig::eval(), 512, false, 1);
     let drv = driver(episodes, encoder.clone(), 1, s, 1).unwrap();
     let mut expert = ExpertPolicy::new(drv.settings.limits.clone(), Some(encoder));
-    let batch = drv.run(&mut expert as &mut dyn Policy, &specs, video_opener(stage.preprocess())).unwrap();
+    let batch = drv.run(&mut expert as &mut dyn Policy, &specs, video_opener(stage.preprocess(), None)).unwrap();
     batch.trajectories
 }
 

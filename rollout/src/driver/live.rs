@@ -5,6 +5,7 @@
 //! Left out: cancelling media jobs of dropped episodes (a job that finishes for an episode
 //! that is no longer waiting is ignored).
 
+use super::workers::MediaWorkers;
 use super::{Driver, MediaOpener, RolloutBatch, RolloutStats, StepEvent, StepObserver};
 use crate::episode::{
     Begin, Episode, EpisodeSpec, MediaEnv, MediaFailure, MediaItem, Message, Observation, PendingMedia, Response,
@@ -79,7 +80,7 @@ pub(super) struct Runner<'d> {
     /// Called after every physical step (`Driver::run_observed`).
     pub(super) observer: Option<&'d mut StepObserver<'d>>,
     driver: &'d Driver,
-    pool: rayon::ThreadPool,
+    pool: MediaWorkers,
     opener: Arc<MediaOpener>,
     lives: Vec<Live>,
     tx: Sender<MediaResult>,
@@ -89,7 +90,7 @@ pub(super) struct Runner<'d> {
 }
 
 impl<'d> Runner<'d> {
-    pub(super) fn new(driver: &'d Driver, pool: rayon::ThreadPool, opener: Arc<MediaOpener>, lives: Vec<Live>) -> Self {
+    pub(super) fn new(driver: &'d Driver, pool: MediaWorkers, opener: Arc<MediaOpener>, lives: Vec<Live>) -> Self {
         let (tx, rx) = channel();
         let stats = RolloutStats { episodes: lives.len(), ..RolloutStats::default() };
         Runner { observer: None, driver, pool, opener, lives, tx, rx, stats, cursor: 0 }
@@ -239,7 +240,9 @@ impl<'d> Runner<'d> {
         let tx = self.tx.clone();
         self.pool.spawn(move || {
             let t = Instant::now();
-            let result = open_and_extract(&slot, opener.as_ref(), &spec, |env| extract(&request, env));
+            let run = || open_and_extract(&slot, opener.as_ref(), &spec, |env| extract(&request, env));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+                .unwrap_or_else(|_| Err(MediaFailure::new("media extraction panicked")));
             // The receiver outlives every job (the runner holds it until all are drained).
             let _ = tx.send((i, result, t.elapsed().as_secs_f64()));
         });

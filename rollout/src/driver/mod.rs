@@ -30,6 +30,7 @@
 //! distributing episodes over ranks.
 
 mod live;
+mod workers;
 
 use crate::episode::{
     EpisodeSettings, EpisodeSpec, MediaEnv, MediaFailure, MediaItem, Message, PromptEncoder, StepOutcome,
@@ -215,11 +216,8 @@ impl Driver {
         if cfg.group_size == 0 || cfg.max_batch == 0 {
             return Err(DriverError::Config);
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(cfg.media_threads.max(1))
-            .thread_name(|i| format!("omnirl-media-{i}"))
-            .build()
-            .map_err(|e| DriverError::Pool(e.to_string()))?;
+        let pool =
+            workers::MediaWorkers::new(cfg.media_threads.max(1)).map_err(|e| DriverError::Pool(e.to_string()))?;
         let mut lives = Vec::with_capacity(prompts.len() * cfg.group_size);
         if !cfg.global_samples.is_empty() && cfg.global_samples.len() != prompts.len() {
             return Err(DriverError::GlobalSamples { given: cfg.global_samples.len(), prompts: prompts.len() });

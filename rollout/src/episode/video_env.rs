@@ -11,6 +11,10 @@
 //!   in the range over the frame rate (the reference ffprobes its re-encoded file), so a video
 //!   shorter than its dataset duration fails the sanity check as in the reference.
 //!
+//! [`VideoEnv::open_shared`] serves the same answers through a `media::MediaCache`, shared
+//! with the other episodes on the same video (a GRPO group's identical overviews are decoded
+//! once); [`VideoEnv::open`] decodes on its own.
+//!
 //! Checks and clamps use the dataset's duration (`MediaSource::set_duration`), as the
 //! reference does. Every media error becomes a [`MediaFailure`] (reported by the episode as
 //! the action's `FFMPEG_*_FAIL`): the episode validated the arguments before asking.
@@ -24,17 +28,26 @@
 use super::media::{MediaEnv, MediaFailure, MediaItem, Observation};
 use crate::chat;
 use crate::data::PartKind;
+use crate::media::cache::sampling_key;
 use crate::media::{
-    AudioClip, Clip, Frame, FrameRequest, Frames, ImageSizing, MediaAction, MediaError, MediaSource, ModelInputs,
-    VideoInfo, VideoSampling, VisionInputs, files, inputs::audio_inputs, inputs::clip_inputs, inputs::frames_inputs,
-    patches::PATCH_DIM,
+    AudioClip, Clip, Frame, FrameRequest, Frames, ImageSizing, MediaAction, MediaCache, MediaError, MediaSource,
+    ModelInputs, PixelRows, SharedVideo, VideoInfo, VideoSampling, VisionInputs, files, inputs::audio_inputs,
+    inputs::clip_inputs, inputs::frames_inputs, patches::PATCH_DIM,
 };
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// One opened video, shareable with the driver's extraction threads (one request at a time).
+/// Where an environment's media comes from.
+enum Source {
+    /// Its own decoder (one request at a time).
+    Private(Box<Mutex<MediaSource>>),
+    /// A video shared with the other episodes on it, through a [`MediaCache`].
+    Shared(Arc<SharedVideo>),
+}
+
+/// One opened video, shareable with the driver's extraction threads.
 pub struct VideoEnv {
-    source: Mutex<MediaSource>,
+    source: Source,
     info: VideoInfo,
     use_audio: bool,
     pub sizing: ImageSizing,
@@ -56,13 +69,24 @@ impl VideoEnv {
             source.set_duration(d);
         }
         let info = source.info().clone();
-        Ok(VideoEnv {
-            source: Mutex::new(source),
-            info,
-            use_audio,
-            sizing: ImageSizing::default(),
-            sampling: VideoSampling::default(),
-        })
+        Ok(VideoEnv::with(Source::Private(Box::new(Mutex::new(source))), info, use_audio))
+    }
+
+    /// Like [`open`](Self::open), but sharing the video and what is decoded from it with the
+    /// other episodes `cache` serves on the same file (see `media::cache`).
+    pub fn open_shared(
+        cache: &Arc<MediaCache>,
+        path: &Path,
+        duration: Option<f64>,
+        use_audio: bool,
+    ) -> Result<VideoEnv, MediaError> {
+        let video = cache.open(path, duration)?;
+        let info = video.info().clone();
+        Ok(VideoEnv::with(Source::Shared(video), info, use_audio))
+    }
+
+    fn with(source: Source, info: VideoInfo, use_audio: bool) -> VideoEnv {
+        VideoEnv { source, info, use_audio, sizing: ImageSizing::default(), sampling: VideoSampling::default() }
     }
 
     /// The probed facts of the video.
@@ -70,51 +94,103 @@ impl VideoEnv {
         &self.info
     }
 
-    fn with_source<T>(&self, f: impl FnOnce(&mut MediaSource) -> Result<T, MediaError>) -> Result<T, MediaFailure> {
-        let mut guard = self.source.lock().map_err(|_| MediaFailure::new("media source lock poisoned"))?;
-        f(&mut guard).map_err(|e| MediaFailure::new(e.to_string()))
-    }
-}
-
-impl MediaEnv for VideoEnv {
-    fn frames(&self, start: f64, end: f64, timestamps: &[f64]) -> Result<Observation, MediaFailure> {
-        let num = i64::try_from(timestamps.len()).unwrap_or(i64::MAX);
-        let request = FrameRequest::new(start, end, num);
-        let frames = self
-            .source
-            .lock()
-            .map_err(|_| MediaFailure::new("media source lock poisoned"))?
-            .frames(&request, Some(&self.sizing))
-            .map_err(|e| {
-                // The reference reports the first timestamp that failed (`Bad frame {t:.2f}s`).
-                let at = match &e {
-                    MediaError::NoFrame { at, .. } | MediaError::Decode { at, .. } => Some(*at),
-                    _ => timestamps.first().copied(),
-                };
-                MediaFailure { reason: e.to_string(), at }
-            })?;
-        let inputs = frames_inputs(&frames, &self.sizing).map_err(|e| MediaFailure::new(e.to_string()))?;
-        Ok(Observation { items: image_items(inputs), video_seconds: None, audio_seconds: None })
+    fn decode_frames(&self, request: &FrameRequest) -> Result<Frames, MediaError> {
+        match &self.source {
+            Source::Private(m) => lock(m)?.frames(request, Some(&self.sizing)),
+            Source::Shared(v) => v.frames(request, Some(&self.sizing)),
+        }
     }
 
-    fn audio(&self, start: f64, end: f64) -> Result<Observation, MediaFailure> {
-        let clip = self.with_source(|s| s.audio(start, end))?;
-        Ok(Observation { items: vec![audio_item(&clip)], video_seconds: None, audio_seconds: Some(clip.seconds()) })
+    /// `get_audio` as the model's inputs; shared: the inputs themselves are cached (the
+    /// log-mel features are computed once per span).
+    fn audio_observation(&self, start: f64, end: f64) -> Result<Observation, MediaError> {
+        match &self.source {
+            Source::Private(m) => Ok(audio_observation(&lock(m)?.audio(start, end)?)),
+            Source::Shared(v) => {
+                let decode = |s: &mut MediaSource| s.audio(start, end).map(|a| audio_observation(&a));
+                Ok((*v.memo("audio observation", start, end, [0; 8], observation_bytes, decode)?).clone())
+            }
+        }
     }
 
-    fn clip(&self, start: f64, end: f64) -> Result<Observation, MediaFailure> {
+    /// `get_clip` as the model's inputs (cached like `audio_observation` when shared).
+    fn clip_observation(&self, start: f64, end: f64) -> Result<Observation, MediaError> {
         let sampling = self.sampling;
-        let mut clip = self.with_source(|s| s.clip(start, end, &sampling))?;
+        let observe = |s: &mut MediaSource| s.clip(start, end, &sampling).and_then(|c| self.observe_clip(c));
+        match &self.source {
+            Source::Private(m) => observe(&mut *lock(m)?),
+            Source::Shared(v) => {
+                let mut settings = sampling_key(&sampling);
+                settings[7] = u64::from(self.use_audio);
+                Ok((*v.memo("clip observation", start, end, settings, observation_bytes, observe)?).clone())
+            }
+        }
+    }
+
+    fn observe_clip(&self, mut clip: Clip) -> Result<Observation, MediaError> {
         if !self.use_audio {
             clip.audio = None;
         }
-        let item = clip_item(&clip).map_err(|e| MediaFailure::new(e.to_string()))?;
+        let item = clip_item(&clip)?;
         let audio_seconds = clip.audio.as_ref().map(|a| a.seconds());
         // What ffprobe would say of the reference's re-encoded clip: the source frames it holds.
         let video_seconds = (clip.source_frames > 0).then(|| {
             if self.info.fps > 0.0 { clip.source_frames as f64 / self.info.fps } else { clip.end_s - clip.start_s }
         });
         Ok(Observation { items: vec![item], video_seconds, audio_seconds })
+    }
+}
+
+fn audio_observation(clip: &AudioClip) -> Observation {
+    Observation { items: vec![audio_item(clip)], video_seconds: None, audio_seconds: Some(clip.seconds()) }
+}
+
+/// Bytes of an observation's model inputs (pixel rows and log-mel features).
+fn observation_bytes(o: &Observation) -> usize {
+    let vision = |v: &Option<VisionInputs>| {
+        v.as_ref().map_or(0, |v| match &v.pixels {
+            PixelRows::Codes(c) => c.len(),
+            PixelRows::Values(x) => x.len() * 4,
+        })
+    };
+    o.items
+        .iter()
+        .filter_map(|it| it.inputs.as_deref())
+        .map(|i| vision(&i.images) + vision(&i.video) + i.audio.as_ref().map_or(0, |a| a.data.len() * 4))
+        .sum()
+}
+
+fn lock(m: &Mutex<MediaSource>) -> Result<std::sync::MutexGuard<'_, MediaSource>, MediaError> {
+    // A request that panicked mid-decode leaves nothing half-updated that the next one reads:
+    // every action seeks afresh.
+    Ok(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+fn failure(e: MediaError) -> MediaFailure {
+    MediaFailure::new(e.to_string())
+}
+
+impl MediaEnv for VideoEnv {
+    fn frames(&self, start: f64, end: f64, timestamps: &[f64]) -> Result<Observation, MediaFailure> {
+        let num = i64::try_from(timestamps.len()).unwrap_or(i64::MAX);
+        let frames = self.decode_frames(&FrameRequest::new(start, end, num)).map_err(|e| {
+            // The reference reports the first timestamp that failed (`Bad frame {t:.2f}s`).
+            let at = match &e {
+                MediaError::NoFrame { at, .. } | MediaError::Decode { at, .. } => Some(*at),
+                _ => timestamps.first().copied(),
+            };
+            MediaFailure { reason: e.to_string(), at }
+        })?;
+        let inputs = frames_inputs(&frames, &self.sizing).map_err(failure)?;
+        Ok(Observation { items: image_items(inputs), video_seconds: None, audio_seconds: None })
+    }
+
+    fn audio(&self, start: f64, end: f64) -> Result<Observation, MediaFailure> {
+        self.audio_observation(start, end).map_err(failure)
+    }
+
+    fn clip(&self, start: f64, end: f64) -> Result<Observation, MediaFailure> {
+        self.clip_observation(start, end).map_err(failure)
     }
 }
 

@@ -14,7 +14,7 @@
 //! probe(path)                                            -> VideoInfo (no decoding)
 //! ```
 //!
-//! Modules: `error` (MediaError -> env codes), `frames` (timestamps, range checks, clamps),
+//! Modules: `cache` (decoded media shared by the episodes on one video), `error` (MediaError -> env codes), `frames` (timestamps, range checks, clamps),
 //! `clip` (the processor's frame sampling and pixel budgets), `resize` (smart_resize, Pillow
 //! and torchvision bicubic), `patches` (patchify), `pixels` (pixel rows as bytes, CLIP
 //! normalisation), `mel` (Whisper
@@ -26,6 +26,7 @@
 //! Left out: the episode's validation order and limits (episode state machine), prompt text
 //! and TMRoPE positions (prompt renderer), and writing media files on the hot path.
 
+pub mod cache;
 pub mod clip;
 pub mod error;
 pub mod files;
@@ -46,6 +47,7 @@ mod decode;
 #[cfg(feature = "ffmpeg")]
 mod probe;
 
+pub use cache::{CacheStats, MediaCache, SharedVideo};
 pub use clip::{ImageSizing, VideoSampling};
 pub use error::{MediaAction, MediaError, RangeProblem};
 pub use frames::FrameRequest;

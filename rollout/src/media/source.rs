@@ -114,9 +114,16 @@ impl MediaSource {
     /// size for `sizing` (native size when `None`).
     pub fn frames(&mut self, req: &FrameRequest, sizing: Option<&ImageSizing>) -> Result<Frames, MediaError> {
         let labels = req.timestamps(self.duration)?;
+        self.frames_at(&labels, sizing)
+    }
+
+    /// `get_frames` at the labels [`FrameRequest::timestamps`] gives (each clamped to the
+    /// decodable range, as `frames` does). Each label's frame depends on that label alone, not
+    /// on the others asked for with it, which is what lets `media::cache` serve labels one by one.
+    pub fn frames_at(&mut self, labels: &[f64], sizing: Option<&ImageSizing>) -> Result<Frames, MediaError> {
         #[cfg(feature = "ffmpeg")]
         {
-            self.decode_frames(&labels, sizing)
+            self.decode_frames(labels, sizing)
         }
         #[cfg(not(feature = "ffmpeg"))]
         {

@@ -251,7 +251,7 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
     }
     let mut steps: Vec<Value> = Vec::new();
     let mut print_error: Option<std::io::Error> = None;
-    let opener = video_opener(&preprocess);
+    let opener = video_opener(&preprocess, None);
     let max_steps = rollout::episode::budget::effective_max_steps(m.duration, &drv.settings.limits);
     let batch = {
         let mut observe = |ev: &StepEvent<'_>| {

@@ -145,6 +145,12 @@ fn render_stage(s: &mut String, i: usize, st: &StagePlan) -> anyhow::Result<()> 
             m.get_frames, m.get_clip, m.get_audio
         )?;
     }
+    if let Some(h) = &st.host_memory {
+        match h.media_cache_bytes {
+            0 => writeln!(s, "  host memory per rank: media cache off")?,
+            b => writeln!(s, "  host memory per rank: media cache up to {} MiB", b >> 20)?,
+        }
+    }
     if let Some(l) = &st.row_lengths {
         writeln!(
             s,

@@ -16,7 +16,7 @@ pub mod timing;
 
 pub use jsonl::JsonlWriter;
 pub use progress::Progress;
-pub use rollout_stats::{EpisodeSummary, rollout_scalars, summary_scalars};
+pub use rollout_stats::{EpisodeSummary, media_scalars, rollout_scalars, summary_scalars};
 pub use tensorboard::EventWriter;
 pub use timing::{Phase, PhaseTimes};
 

@@ -1,7 +1,8 @@
 //! Scalars of one rollout batch (docs/reference.md#training-rows, docs/reference.md#step-order
 //! step 2): reward mean overall and per question type, accuracy (`won` of the last stored turn)
 //! overall and per type, stored-turn counts, retries, exceed and drop rates, prompt/response
-//! token means, and the rate of each error code over stored turns.
+//! token means, and the rate of each error code over stored turns; and the media side of a
+//! batch ([`media_scalars`]: extraction time, the decode cache's hit rate and bytes).
 //!
 //! Question types are the normalised ones (`MCQ`, `TR`, `NUM`, `SIZE`, `FF`), so `MCQ_LongVR-Short`
 //! and `MCQ_Holmes` pool into `reward/MCQ`; the reference's raw-label `curve/reward_<qtype>` split
@@ -10,6 +11,8 @@
 //! not depend on how the rollout crate builds its types.
 
 use super::Scalars;
+use rollout::driver::RolloutStats;
+use rollout::media::CacheStats;
 use rollout::trajectory::Trajectory;
 use std::collections::BTreeMap;
 
@@ -107,9 +110,41 @@ pub fn summary_scalars(episodes: &[EpisodeSummary]) -> Scalars {
     s
 }
 
+/// The media side of a rollout batch: time spent extracting media (summed over requests) and,
+/// with the decode cache on, its hit rate, coalesced requests and bytes
+/// (`media/cache_peak_mib`: the most held at once during the batch).
+pub fn media_scalars(stats: &RolloutStats, cache: Option<&CacheStats>) -> Scalars {
+    let mut s = Scalars::default();
+    s.push("media/requests", stats.media_requests as f64);
+    s.push("media/busy_s", stats.media_busy_s);
+    s.push("media/wait_share", stats.media_wait_share());
+    if let Some(c) = cache {
+        s.push("media/cache_hit_rate", c.hit_rate());
+        s.push("media/cache_coalesced", c.coalesced as f64);
+        s.push("media/cache_evictions", c.evictions as f64);
+        s.push("media/cache_peak_mib", c.bytes_peak as f64 / f64::from(1u32 << 20));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_scalars_add_the_cache_only_when_there_is_one() {
+        let stats =
+            RolloutStats { media_requests: 4, media_busy_s: 2.0, wall_s: 8.0, media_wait_s: 2.0, ..Default::default() };
+        let off = media_scalars(&stats, None);
+        assert_eq!(off.get("media/requests"), Some(4.0));
+        assert_eq!(off.get("media/wait_share"), Some(0.25));
+        assert_eq!(off.get("media/cache_hit_rate"), None);
+        let cache = CacheStats { hits: 3, misses: 1, coalesced: 1, bytes_peak: 3 << 20, ..Default::default() };
+        let on = media_scalars(&stats, Some(&cache));
+        assert_eq!(on.get("media/cache_hit_rate"), Some(0.75));
+        assert_eq!(on.get("media/cache_peak_mib"), Some(3.0));
+        assert_eq!(on.get("media/cache_coalesced"), Some(1.0));
+    }
 
     #[test]
     fn batch_scalars_by_hand() {

@@ -14,6 +14,7 @@ use crate::recipe::{PreprocessConfig, SamplingConfig};
 use rollout::data::{load_eval_samples, load_rl_samples};
 use rollout::driver::{Driver, DriverConfig, MediaOpener};
 use rollout::episode::{EpisodeSpec, MediaEnv, MediaFailure, PromptEncoder, VideoEnv, VideoMeta};
+use rollout::media::MediaCache;
 use rollout::policy::Sampling;
 use rollout::trajectory::Trajectory;
 use serde::Serialize;
@@ -61,12 +62,22 @@ pub fn eval_specs(
     Ok(out)
 }
 
-/// Opens each episode's video with the stage's pixel budgets.
-pub fn video_opener(pre: &PreprocessConfig) -> Arc<MediaOpener> {
+/// The decode cache the episodes of a stage share (`data.media_cache_mib`); `None` when off.
+pub fn media_cache(episodes: &Episodes) -> Option<Arc<MediaCache>> {
+    (episodes.media_cache_bytes > 0).then(|| MediaCache::new(episodes.media_cache_bytes))
+}
+
+/// Opens each episode's video with the stage's pixel budgets; with a `cache`, the episodes on
+/// one video share its decoder and what it decoded (`rollout::media::cache`).
+pub fn video_opener(pre: &PreprocessConfig, cache: Option<Arc<MediaCache>>) -> Arc<MediaOpener> {
     let (sizing, sampling) = (pre.image_sizing(), pre.video_sampling());
     Arc::new(move |spec: &EpisodeSpec| -> Result<Arc<dyn MediaEnv>, MediaFailure> {
-        let mut env = VideoEnv::open(Path::new(&spec.video), Some(spec.meta.duration), spec.meta.has_audio)
-            .map_err(|e| MediaFailure::new(e.to_string()))?;
+        let (path, duration, audio) = (Path::new(&spec.video), Some(spec.meta.duration), spec.meta.has_audio);
+        let mut env = match &cache {
+            Some(c) => VideoEnv::open_shared(c, path, duration, audio),
+            None => VideoEnv::open(path, duration, audio),
+        }
+        .map_err(|e| MediaFailure::new(e.to_string()))?;
         env.sizing = sizing;
         env.sampling = sampling;
         Ok(Arc::new(env))

@@ -7,7 +7,7 @@
 //! weights and seed; only rank 0 writes).
 
 use super::RunError;
-use super::episodes::{TypeFigures, driver, figures, sampling, video_opener};
+use super::episodes::{TypeFigures, driver, figures, media_cache, sampling, video_opener};
 use super::judge::FfJudge;
 use super::model::Model;
 use super::write_atomic;
@@ -49,7 +49,7 @@ pub fn evaluate(
 ) -> Result<Evaluation, RunError> {
     let t0 = std::time::Instant::now();
     let s = sampling(setup.sampling, setup.episodes.max_response_length, false, seed);
-    let opener = video_opener(setup.preprocess);
+    let opener = video_opener(setup.preprocess, media_cache(setup.episodes));
     let mut trajectories = Vec::with_capacity(specs.len());
     let mut drv = driver(setup.episodes, model.encoder.clone(), 1, s, seed)?;
     for (c, chunk) in specs.chunks(setup.batch.max(1)).enumerate() {

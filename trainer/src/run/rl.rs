@@ -15,7 +15,7 @@
 //! (one line per stored turn; `<step>.rank<r>.jsonl` per rank under data parallelism).
 
 use super::RunError;
-use super::episodes::{driver, eval_specs, rl_specs, sampling, video_opener};
+use super::episodes::{driver, eval_specs, media_cache, rl_specs, sampling, video_opener};
 use super::eval::{EvalSetup, eval_scalars, evaluate};
 use super::judge::FfJudge;
 use super::model::Model;
@@ -30,7 +30,7 @@ use crate::learner::cursor::DataCursor;
 use crate::learner::rows::RlRow;
 use crate::learner::thinker::turn_media;
 use crate::learner::{AdamWConfig, RlLearner};
-use crate::metrics::{Progress, Scalars, rollout_scalars};
+use crate::metrics::{Progress, Scalars, media_scalars, rollout_scalars};
 use crate::model::thinker::MediaInput;
 use crate::recipe::resolved::{Logging, RlData, RlRollout, RlSchedule, RlStage};
 use rollout::episode::EpisodeSpec;
@@ -82,7 +82,8 @@ pub fn rl(
         state = restore_step(model, world, &mut sync, &mut learner.optimizer, dir, name)?;
     }
     let mut logger = open_logger(world, stage_dir, sinks, *log_every, resume.map(|_| state.step))?;
-    let opener = video_opener(preprocess);
+    let cache = media_cache(episodes);
+    let opener = video_opener(preprocess, cache.clone());
     let validation =
         EvalSetup { episodes, preprocess, sampling: val_sampling, batch: *val_prompts_per_step as usize, judge };
     let validate = |model: &mut Model| -> Result<Scalars, RunError> {
@@ -128,6 +129,7 @@ pub fn rl(
             .flatten()
             .collect();
         scalars.extend(rollout_scalars(&out.trajectories));
+        scalars.extend(media_scalars(&out.stats, cache.as_ref().map(|c| c.take_stats()).as_ref()));
         let reward_sum: f64 = out.trajectories.iter().map(|t| t.episode_reward).sum();
         let mut totals = [rows.len() as f64, reward_sum, out.trajectories.len() as f64];
         world.sum(&mut totals)?;

@@ -17,7 +17,7 @@
 //! settings token for token; only successful trajectories are kept.
 
 use super::RunError;
-use super::episodes::{driver, rl_specs, sampling, video_opener};
+use super::episodes::{driver, media_cache, rl_specs, sampling, video_opener};
 use super::model::Model;
 use super::resume::restore_step;
 use super::sft_rows::{PREFETCH_BATCHES, Prepared, RowBuilder, RowSource, SftFiles, Walk, produce};
@@ -52,7 +52,7 @@ fn expert_batch(
     let mut drv = driver(episodes, encoder.clone(), 1, s, seed)?;
     drv.config.record_messages = record_messages;
     let mut expert = ExpertPolicy::new(drv.settings.limits.clone(), Some(encoder));
-    drv.run(&mut expert as &mut dyn Policy, specs, video_opener(preprocess))
+    drv.run(&mut expert as &mut dyn Policy, specs, video_opener(preprocess, media_cache(episodes)))
         .map_err(|e| RunError::Rollout(e.to_string()))
 }
 

@@ -31,7 +31,7 @@ pub mod teacher;
 use crate::model::{OmniThinkerConfig, QWEN25_OMNI_7B_THINKER_JSON, chat_tokenizer_for_model};
 use crate::recipe::resolved::Episodes;
 use crate::recipe::{Dtype, PreprocessConfig, SamplingConfig};
-use crate::run::episodes::{driver, rl_specs, sampling, video_opener};
+use crate::run::episodes::{driver, media_cache, rl_specs, sampling, video_opener};
 use crate::run::model::{Loading, Model, encoder_for};
 use crate::run::tokenizer::SmallTokenizer;
 use crate::run::{RunError, write_atomic};
@@ -179,7 +179,7 @@ fn roll_out(
 ) -> Result<(Vec<Trajectory>, usize), SynthError> {
     let episodes = &opts.episodes;
     let s = sampling(&opts.sampling, opts.max_response_tokens, false, opts.seed);
-    let opener = video_opener(&opts.preprocess);
+    let opener = video_opener(&opts.preprocess, media_cache(episodes));
     let rollout_err = |e: rollout::driver::DriverError| SynthError::Run(RunError::Rollout(e.to_string()));
     match &opts.source {
         PolicySource::Model(dir) => {

@@ -78,6 +78,40 @@ pub struct StagePlan {
     /// SFT on files: sampled row lengths against `max_seq_length`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row_lengths: Option<RowLengths>,
+    /// Host memory per rank beyond the model, for stages that run episodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_memory: Option<HostMemory>,
+}
+
+/// Host (CPU) memory a rank's episodes may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HostMemory {
+    /// The decode cache's bound (`data.media_cache_mib`; 0: off).
+    pub media_cache_bytes: u64,
+}
+
+/// Total memory of this machine (`/proc/meminfo`), when it can be read.
+fn machine_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A warning when the ranks of one node together may hold more than half of this machine's
+/// memory in decode caches (validate usually runs where the job will).
+fn media_cache_issue(bytes: u64, local_ranks: u32, machine: Option<u64>) -> Option<batch::BatchIssue> {
+    let machine = machine?;
+    let node = bytes.saturating_mul(u64::from(local_ranks.max(1)));
+    (node > machine / 2).then(|| batch::BatchIssue {
+        key: "data.media_cache_mib",
+        error: false,
+        message: format!(
+            "{local_ranks} rank(s) on a node may hold {:.1} GiB of decoded media, more than half of this machine's {:.1} GiB",
+            node as f64 / f64::from(1u32 << 30),
+            machine as f64 / f64::from(1u32 << 30)
+        ),
+    })
 }
 
 /// How many sampled rows of an SFT stage on files exceed `max_seq_length` (the estimate the
@@ -132,7 +166,10 @@ pub fn run_with(
         let indices = recipe.stages.iter().enumerate().filter(|(_, s)| resolved.stage(&s.display_name()).is_some());
         let data_ok = !problems.iter().any(|p| p.severity == Severity::Error);
         for ((i, _), (stage, (sd, mp))) in indices.zip(resolved.stages.iter().zip(stage_data.into_iter().zip(models))) {
-            let (mut plan, issues) = stage_plan(stage, sd, mp.0, ranks.world_size);
+            let (mut plan, mut issues) = stage_plan(stage, sd, mp.0, ranks.world_size);
+            if let Some(h) = &plan.host_memory {
+                issues.extend(media_cache_issue(h.media_cache_bytes, ranks.local_world_size, machine_memory_bytes()));
+            }
             problems.extend(mp.1);
             if let Some(estimate) = row_lengths.filter(|_| data_ok) {
                 match estimate(stage, &resolved) {
@@ -230,6 +267,7 @@ fn stage_plan(
         turn_budget: None,
         media_tokens: None,
         row_lengths: None,
+        host_memory: None,
     };
     let episodes = match stage {
         ResolvedStage::Sft(s) => {
@@ -298,6 +336,23 @@ fn stage_plan(
         let overhead = batch::prompt_overhead_tokens(prompt_chars);
         issues.extend(batch::media_issues(&bounds, limits.max_prompt_tokens, overhead));
         plan.media_tokens = Some(bounds);
+        plan.host_memory = Some(HostMemory { media_cache_bytes: ep.media_cache_bytes });
     }
     (plan, issues)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_of_caches_over_half_the_machine_is_a_warning() {
+        let gib = 1u64 << 30;
+        let issue = media_cache_issue(2 * gib, 8, Some(24 * gib)).unwrap();
+        assert!(!issue.error);
+        assert_eq!(issue.key, "data.media_cache_mib");
+        assert!(issue.message.contains("8 rank(s) on a node may hold 16.0 GiB"), "{}", issue.message);
+        assert!(media_cache_issue(2 * gib, 4, Some(24 * gib)).is_none(), "8 GiB of 24 is fine");
+        assert!(media_cache_issue(2 * gib, 8, None).is_none(), "unknown machine: no guess");
+    }
 }

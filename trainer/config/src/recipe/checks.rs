@@ -129,6 +129,11 @@ fn check_stage(c: &mut Checker, at: &str, stage: &Stage, earlier: &[String], all
     if kind != StageKind::Sft || data.source == DataSource::Expert {
         check_environment(c, at, stage);
         check_rollout(c, at, stage);
+    } else if data.media_cache_mib.is_some() {
+        c.error(
+            &format!("{at}.data.media_cache_mib"),
+            "an sft stage that trains on files runs no episodes, so it has no media to cache; remove the key",
+        );
     }
     if kind == StageKind::Rl {
         check_algorithm(c, at, stage);

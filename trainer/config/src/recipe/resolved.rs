@@ -145,6 +145,8 @@ pub struct Episodes {
     pub max_response_length: u32,
     /// Threads running the episodes' media actions (`data.num_workers`).
     pub media_threads: u32,
+    /// Bytes of decoded media the episodes on one video share (`data.media_cache_mib`; 0: off).
+    pub media_cache_bytes: u64,
 }
 
 impl Episodes {
@@ -602,6 +604,7 @@ fn episodes(stage: &Stage, kind: StageKind) -> Result<Episodes, ResolveError> {
         micro_ratio: stage.rollout.micro_ratio,
         max_response_length: stage.rollout.max_response_length,
         media_threads: stage.data.num_workers,
+        media_cache_bytes: u64::from(stage.data.media_cache_mib.unwrap_or(DEFAULT_MEDIA_CACHE_MIB)) << 20,
     })
 }
 

@@ -148,7 +148,14 @@ pub struct DataConfig {
     /// Threads that decode media ahead of the model: SFT rows from files, and the media
     /// actions of rl and eval episodes (the reference SFT recipe's `dataloader_num_workers`, 2).
     pub num_workers: u32,
+    /// MiB of decoded media (frames at the model's size, audio spans, clips) the episodes on one
+    /// video share within a rollout, e.g. a GRPO group's identical overviews; 0 turns the cache
+    /// off. Not for sft stages that train on files (they run no episodes).
+    pub media_cache_mib: Option<u32>,
 }
+
+/// `data.media_cache_mib` when the recipe leaves it unset.
+pub const DEFAULT_MEDIA_CACHE_MIB: u32 = 2048;
 
 impl Default for DataConfig {
     fn default() -> Self {
@@ -162,6 +169,7 @@ impl Default for DataConfig {
             max_samples: None,
             check_media: true,
             num_workers: 2,
+            media_cache_mib: None,
         }
     }
 }
