@@ -46,6 +46,11 @@ for seed in $seeds; do
     rm -rf "$dir"
     mkdir -p "$dir"
     cp -r "$base/init" "$base/sft" "$dir/"
+    # The run's recipe.yaml is this run's resolved recipe (JSON is YAML), so --resume accepts the
+    # shared SFT stage under this seed and estimator.
+    "$bin" validate recipes/quickstart.yaml --set "algorithm.estimator=$est" --set "seed=$seed" "${extra[@]}" \
+      --json | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["recipe"], indent=1))' \
+      > "$dir/recipe.yaml"
     # Keep the figures measured before and after SFT; the run adds the after-RL ones.
     python3 - "$base/summary.json" "$dir/summary.json" <<'PY'
 import json, sys

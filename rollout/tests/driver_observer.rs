@@ -106,3 +106,68 @@ fn every_physical_step_is_observed_in_order() {
     };
     assert_eq!(shape(&plain), shape(&batch));
 }
+
+/// A media environment that records when it is dropped.
+struct Tracked {
+    inner: SyntheticMedia,
+    sample: usize,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl MediaEnv for Tracked {
+    fn frames(
+        &self,
+        s: f64,
+        e: f64,
+        t: &[f64],
+    ) -> Result<rollout::episode::Observation, rollout::episode::MediaFailure> {
+        self.inner.frames(s, e, t)
+    }
+    fn audio(&self, s: f64, e: f64) -> Result<rollout::episode::Observation, rollout::episode::MediaFailure> {
+        self.inner.audio(s, e)
+    }
+    fn clip(&self, s: f64, e: f64) -> Result<rollout::episode::Observation, rollout::episode::MediaFailure> {
+        self.inner.clip(s, e)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.log.lock().unwrap().push(format!("drop {}", self.sample));
+    }
+}
+
+#[test]
+fn an_episode_lets_go_of_its_media_when_it_ends() {
+    let turn = |action: serde_json::Value| {
+        json!({"observation": "o", "think": "t", "confidence": 0.5, "action": action}).to_string()
+    };
+    let look = turn(json!({"type": "get_frames", "start": 0, "end": 4, "num": 2}));
+    let answer = turn(json!({"type": "answer", "content": "A"}));
+    // Sample 0 answers after one look, sample 1 looks three times.
+    let scripts = vec![vec![look.clone(), answer.clone()], vec![look.clone(), look.clone(), look, answer]];
+    let config = DriverConfig { group_size: 1, max_batch: 2, media_threads: 1, ..DriverConfig::default() };
+    let d = Driver::new(
+        EpisodeSettings::eval(),
+        PromptTemplate::default_template().unwrap(),
+        Arc::new(ByteTokenizer),
+        config,
+    );
+    let mut policy = ScriptedPolicy::from_scripts(scripts, Some(Arc::new(ByteTokenizer)));
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let specs = [spec(0), spec(1)];
+    let opener_log = log.clone();
+    let opener: Arc<MediaOpener> = Arc::new(move |s: &EpisodeSpec| {
+        let sample = if s.video.ends_with("v0.mp4") { 0 } else { 1 };
+        let env = Tracked { inner: SyntheticMedia::default(), sample, log: opener_log.clone() };
+        Ok(Arc::new(env) as Arc<dyn MediaEnv>)
+    });
+    let step_log = log.clone();
+    let mut record =
+        |ev: &StepEvent<'_>| step_log.lock().unwrap().push(format!("step {} {}", ev.episode, ev.outcome.step));
+    d.run_observed(&mut policy, &specs, opener, &mut record).unwrap();
+    let log = log.lock().unwrap().clone();
+    let at = |what: &str| log.iter().position(|l| l == what).unwrap_or_else(|| panic!("no `{what}` in {log:?}"));
+    assert!(at("drop 0") < at("step 1 4"), "episode 0's media outlived it: {log:?}");
+    assert!(at("drop 1") > at("step 1 4"), "{log:?}");
+}

@@ -72,6 +72,16 @@ impl Live {
         }
         Live { ep, traj, state, media: Arc::new(Mutex::new(None)), waiting: None, sample, copy }
     }
+
+    /// Ends the episode and lets go of its media environment, so a video shared through a
+    /// `media::MediaCache` is released (with what was decoded from it) as soon as its last
+    /// episode ends, not when the whole rollout does.
+    fn finish(&mut self) {
+        self.state = State::Finished;
+        if let Ok(mut slot) = self.media.lock() {
+            slot.take();
+        }
+    }
 }
 
 type MediaResult = (usize, Result<Observation, MediaFailure>, f64);
@@ -208,7 +218,7 @@ impl<'d> Runner<'d> {
     fn drop_episode(&mut self, i: usize, why: DropReason) {
         let live = &mut self.lives[i];
         live.traj.dropped.get_or_insert(why);
-        live.state = State::Finished;
+        live.finish();
     }
 
     fn apply(&mut self, i: usize, captured: Captured, generation: Generation) {
@@ -305,7 +315,7 @@ impl<'d> Runner<'d> {
             };
             if let Err(e) = pushed {
                 live.traj.dropped.get_or_insert(DropReason::Prefix(e));
-                live.state = State::Finished;
+                live.finish();
                 return;
             }
         }
@@ -314,10 +324,14 @@ impl<'d> Runner<'d> {
         }
         if let Some(why) = live.ep.broken() {
             live.traj.dropped.get_or_insert(DropReason::Encoding(why.to_string()));
-            live.state = State::Finished;
+            live.finish();
             return;
         }
-        live.state = if done { State::Finished } else { State::Ready };
+        if done {
+            live.finish();
+        } else {
+            live.state = State::Ready;
+        }
     }
 }
 
