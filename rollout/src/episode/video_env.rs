@@ -96,7 +96,7 @@ impl VideoEnv {
 
     fn decode_frames(&self, request: &FrameRequest) -> Result<Frames, MediaError> {
         match &self.source {
-            Source::Private(m) => lock(m)?.frames(request, Some(&self.sizing)),
+            Source::Private(m) => lock(m).frames(request, Some(&self.sizing)),
             Source::Shared(v) => v.frames(request, Some(&self.sizing)),
         }
     }
@@ -105,7 +105,7 @@ impl VideoEnv {
     /// log-mel features are computed once per span).
     fn audio_observation(&self, start: f64, end: f64) -> Result<Observation, MediaError> {
         match &self.source {
-            Source::Private(m) => Ok(audio_observation(&lock(m)?.audio(start, end)?)),
+            Source::Private(m) => Ok(audio_observation(&lock(m).audio(start, end)?)),
             Source::Shared(v) => {
                 let decode = |s: &mut MediaSource| s.audio(start, end).map(|a| audio_observation(&a));
                 Ok((*v.memo("audio observation", start, end, [0; 8], observation_bytes, decode)?).clone())
@@ -118,7 +118,7 @@ impl VideoEnv {
         let sampling = self.sampling;
         let observe = |s: &mut MediaSource| s.clip(start, end, &sampling).and_then(|c| self.observe_clip(c));
         match &self.source {
-            Source::Private(m) => observe(&mut *lock(m)?),
+            Source::Private(m) => observe(&mut lock(m)),
             Source::Shared(v) => {
                 let mut settings = sampling_key(&sampling);
                 settings[7] = u64::from(self.use_audio);
@@ -160,10 +160,10 @@ fn observation_bytes(o: &Observation) -> usize {
         .sum()
 }
 
-fn lock(m: &Mutex<MediaSource>) -> Result<std::sync::MutexGuard<'_, MediaSource>, MediaError> {
+fn lock(m: &Mutex<MediaSource>) -> std::sync::MutexGuard<'_, MediaSource> {
     // A request that panicked mid-decode leaves nothing half-updated that the next one reads:
     // every action seeks afresh.
-    Ok(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn failure(e: MediaError) -> MediaFailure {

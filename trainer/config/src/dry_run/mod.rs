@@ -165,10 +165,11 @@ pub fn run_with(
         let models = model::check_models(&resolved, ranks.world_size);
         let indices = recipe.stages.iter().enumerate().filter(|(_, s)| resolved.stage(&s.display_name()).is_some());
         let data_ok = !problems.iter().any(|p| p.severity == Severity::Error);
+        let machine = machine_memory_bytes();
         for ((i, _), (stage, (sd, mp))) in indices.zip(resolved.stages.iter().zip(stage_data.into_iter().zip(models))) {
             let (mut plan, mut issues) = stage_plan(stage, sd, mp.0, ranks.world_size);
             if let Some(h) = &plan.host_memory {
-                issues.extend(media_cache_issue(h.media_cache_bytes, ranks.local_world_size, machine_memory_bytes()));
+                issues.extend(media_cache_issue(h.media_cache_bytes, ranks.local_world_size, machine));
             }
             problems.extend(mp.1);
             if let Some(estimate) = row_lengths.filter(|_| data_ok) {
