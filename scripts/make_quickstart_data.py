@@ -183,7 +183,7 @@ def sft_turns(q, video, media_dir, stem, scenes):
     letter = q["answer"]
     act1 = {"observation": "Nothing seen yet.", "think": "Look at the asked moment.", "confidence": 0.1,
             "action": q["plan"]}
-    act2 = {"observation": f"{t:g}s {colour}.", "think": f"{colour} is option {letter}.", "confidence": 0.9,
+    act2 = {"observation": f"{t:g}s {colour}.", "think": f"It is {colour}, option {letter}.", "confidence": 0.9,
             "action": {"type": "answer", "content": letter}}
     system = {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]}
     user = {"role": "user", "content": [{"type": "text", "text": f"Question: {q['question']}"}]}

@@ -113,7 +113,9 @@ impl Timeline {
         }
         let (observation, attribute) = self.evidence();
         let think = match (spec.qtype, attribute) {
-            (QuestionType::Mcq, Some(a)) => format!("{a} is option {answer}."),
+            // "It is {a}": the attribute follows a space, so it is the same token as in the
+            // observation (a byte-level BPE splits "\"purple" differently from " purple").
+            (QuestionType::Mcq, Some(a)) => format!("It is {a}, option {answer}."),
             (QuestionType::Tr, _) => "The frames give the range.".to_string(),
             (QuestionType::Size, _) => "The frames give the length.".to_string(),
             (QuestionType::Num, Some(_)) => "The voice gives the digit.".to_string(),
@@ -195,7 +197,7 @@ mod tests {
         );
         assert_eq!(
             t.respond(&spec, 2, "B"),
-            r#"{"observation": "2.5s green.", "think": "green is option B.", "confidence": 0.9, "action": {"type": "answer", "content": "B"}}"#
+            r#"{"observation": "2.5s green.", "think": "It is green, option B.", "confidence": 0.9, "action": {"type": "answer", "content": "B"}}"#
         );
     }
 
