@@ -31,15 +31,26 @@ pub struct Sampling {
     /// `None`: no top-k filtering.
     pub top_k: Option<u32>,
     pub max_new_tokens: u32,
-    /// Return per-token entropies (TAURA needs them).
+    /// Return per-token entropies of the sampling distribution.
     pub entropies: bool,
+    /// Return the policy's own scores of each sampled token ([`PolicyScores`]), so the learner
+    /// can skip its scoring pass (`algorithm.old_logprobs: rollout`).
+    pub policy_scores: bool,
     pub seed: u64,
 }
 
 impl Sampling {
     /// Training rollouts (docs/reference.md#generation): temperature 1, no top-p/top-k, 4096 tokens.
     pub fn train() -> Sampling {
-        Sampling { temperature: 1.0, top_p: 1.0, top_k: None, max_new_tokens: 4096, entropies: true, seed: 42 }
+        Sampling {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: None,
+            max_new_tokens: 4096,
+            entropies: true,
+            policy_scores: false,
+            seed: 42,
+        }
     }
 
     /// Validation and evaluation: temperature 1, top-k 20, top-p 0.95.
@@ -83,8 +94,19 @@ pub struct Generation {
     pub logprobs: Vec<f32>,
     /// Entropy of the sampling distribution at each position, when asked.
     pub entropies: Option<Vec<f32>>,
+    /// The policy's own scores of the sampled ids, when asked and the policy has a distribution.
+    pub policy_scores: Option<PolicyScores>,
     /// The decoded text, when the policy has it (else the driver decodes `ids`).
     pub text: Option<String>,
+}
+
+/// The log-prob and the entropy of the policy's own distribution (temperature 1, no top-k or
+/// top-p, the model's whole vocabulary) at each sampled id: what a scoring pass of the learner
+/// over the same sequence computes, here taken from the generation's own forward passes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PolicyScores {
+    pub logprobs: Vec<f32>,
+    pub entropies: Vec<f32>,
 }
 
 /// Why a batch could not be generated.
@@ -118,6 +140,7 @@ pub fn text_generation(
         ids,
         logprobs: vec![0.0; n],
         entropies: sampling.entropies.then(|| vec![0.0; n]),
+        policy_scores: None,
         text: Some(text),
     })
 }

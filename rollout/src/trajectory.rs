@@ -26,6 +26,7 @@
 use crate::data::{PartKind, Role};
 use crate::episode::tokens::{PrefixError, PromptView, SegmentSpan, check_extends};
 use crate::episode::{EpisodeSpec, ErrorCode, MediaItem, Message, Part, StepOutcome};
+use crate::policy::PolicyScores;
 use serde_json::{Map, Value, json};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub struct Turn {
     pub response_ids: Vec<u32>,
     pub logprobs: Vec<f32>,
     pub entropies: Option<Vec<f32>>,
+    /// The policy's own scores of the response ids, when the sampling asked for them.
+    pub policy_scores: Option<PolicyScores>,
     /// The raw media of the prompt.
     pub media: Vec<Arc<MediaItem>>,
     /// The decoded response.

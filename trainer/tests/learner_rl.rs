@@ -13,7 +13,8 @@ use tch::{Kind, Tensor};
 use trainer::learner::LocalSteps;
 use trainer::learner::toy::ToyLm;
 use trainer::learner::{LearnerError, RlLearner, RlRow, SplitMix64, TrainablePolicy};
-use trainer::recipe::{AlgorithmConfig, Estimator, LossAggregation, UpdateFlow};
+use rollout::policy::PolicyScores;
+use trainer::recipe::{AlgorithmConfig, Estimator, LossAggregation, OldLogprobs, UpdateFlow};
 
 /// Group "a": trajectory 0 (reward 1, one turn), 1 (reward 0, two turns), 2 (reward 0, one turn).
 fn rows() -> Vec<RlRow<()>> {
@@ -221,6 +222,85 @@ fn truncated_is_weights_and_taura_statistics() {
         assert!((w[i] - h[i] / (hbar + 1e-8)).abs() < 1e-9);
         assert!((s3.advantages[i] - s3.outcome_advantages[i] * w[i]).abs() < 1e-12);
     }
+}
+
+/// `old_logprobs: rollout`: given the rollout's scores of the rows (here the model's own, as
+/// the sampler records them), the step skips the scoring pass and does what `recompute` does,
+/// in both flows, with TAURA's entropy weights and the IS weights; rollout scores off by a
+/// constant move the IS weights and the TAURA weights accordingly; a row without them is an
+/// error naming the row.
+#[test]
+fn rollout_scores_replace_the_scoring_pass() {
+    let scored = |model: &ToyLm, shift: f32| -> Vec<RlRow<()>> {
+        rows()
+            .into_iter()
+            .map(|mut r| {
+                let s = model.score(&r.ids, &(), r.prompt_len).unwrap();
+                let lp: Vec<f32> = Vec::<f32>::try_from(&s.logprobs).unwrap().iter().map(|x| x + shift).collect();
+                let h: Vec<f32> = Vec::<f32>::try_from(&s.entropies).unwrap().iter().map(|x| x * 2.0).collect();
+                r.rollout_scores = Some(PolicyScores { logprobs: lp, entropies: h });
+                r
+            })
+            .collect()
+    };
+    for flow in [UpdateFlow::OnPolicy, UpdateFlow::Ppo] {
+        let base = AlgorithmConfig { estimator: Estimator::Taura, update_flow: flow, ..AlgorithmConfig::default() };
+        let rollout = AlgorithmConfig { old_logprobs: OldLogprobs::Rollout, ..base.clone() };
+        let (m1, m2) = (toy(), toy());
+        let mut l1 = RlLearner::new(&m1, &base, &optimizer(1e-2), 10).unwrap();
+        let mut l2 = RlLearner::new(&m2, &rollout, &optimizer(1e-2), 10).unwrap();
+        let s1 = l1.step(&m1, &rows(), &mut LocalSteps).unwrap();
+        let mut exact = scored(&m2, 0.0);
+        for r in &mut exact {
+            // Entropies as the model scores them (the `scored` helper doubles them).
+            let h = model_entropies(&m2, r);
+            r.rollout_scores.as_mut().unwrap().entropies = h;
+        }
+        let s2 = l2.step(&m2, &exact, &mut LocalSteps).unwrap();
+        assert_eq!(s2.logprob_tokens, 0, "{flow:?}: no scoring pass");
+        assert!(s1.logprob_tokens > 0);
+        for (a, b) in s1.advantages.iter().zip(&s2.advantages) {
+            assert!((a - b).abs() < 1e-9, "{flow:?}");
+        }
+        assert!((s1.tis_mean - s2.tis_mean).abs() < 1e-9 && (s1.raw_entropy - s2.raw_entropy).abs() < 1e-9);
+        assert!((s1.pg_loss - s2.pg_loss).abs() < 1e-6 * s1.pg_loss.abs().max(1e-3), "{flow:?}");
+        assert!(max_abs_diff(&snapshot_tensors(&m1), &snapshot_tensors(&m2)) < 1e-6, "{flow:?}: same update");
+    }
+    // Rollout scores are used, not recomputed: old log-probs 0.1 above the model's raise every
+    // IS weight by e^0.1 (below the cap), and doubled entropies leave TAURA's weights (h / mean h)
+    // as they were while doubling the turn entropies.
+    let model = toy();
+    let taura = AlgorithmConfig { old_logprobs: OldLogprobs::Rollout, ..AlgorithmConfig::default() };
+    let mut rows_shifted = scored(&model, 0.1);
+    for r in &mut rows_shifted {
+        let old = r.rollout_scores.as_ref().unwrap().logprobs.clone();
+        // Sampler log-probs 0.1 below the rollout's: every IS weight is e^0.1.
+        r.sampler_logprobs = Some(old.iter().map(|x| x - 0.1).collect());
+    }
+    let mut l = RlLearner::new(&model, &taura, &optimizer(0.0), 10).unwrap();
+    let s = l.step(&model, &rows_shifted, &mut LocalSteps).unwrap();
+    assert!((s.tis_mean - 0.1f64.exp()).abs() < 1e-5 && (s.tis_max - 0.1f64.exp()).abs() < 1e-5, "{}", s.tis_mean);
+    let mut l = RlLearner::new(&model, &AlgorithmConfig::default(), &optimizer(0.0), 10).unwrap();
+    let r = l.step(&model, &rows(), &mut LocalSteps).unwrap();
+    for i in 0..r.turn_entropies.len() {
+        assert!((s.turn_entropies[i] - 2.0 * r.turn_entropies[i]).abs() < 1e-5);
+        assert!((s.entropy_weights.as_ref().unwrap()[i] - r.entropy_weights.as_ref().unwrap()[i]).abs() < 1e-5);
+    }
+    let mut missing = scored(&model, 0.0);
+    missing[2].rollout_scores = None;
+    let mut l = RlLearner::new(&model, &taura, &optimizer(0.0), 10).unwrap();
+    let err = l.step(&model, &missing, &mut LocalSteps).unwrap_err();
+    assert!(matches!(&err, LearnerError::Row { row: 2, .. }), "{err}");
+    missing[2].rollout_scores = Some(PolicyScores { logprobs: vec![0.0], entropies: vec![0.0] });
+    assert!(matches!(l.step(&model, &missing, &mut LocalSteps), Err(LearnerError::Row { row: 2, .. })));
+}
+
+fn model_entropies(model: &ToyLm, r: &RlRow<()>) -> Vec<f32> {
+    Vec::<f32>::try_from(&model.score(&r.ids, &(), r.prompt_len).unwrap().entropies).unwrap()
+}
+
+fn snapshot_tensors(model: &ToyLm) -> Vec<Tensor> {
+    snapshot(model).into_iter().map(|(_, t)| t).collect()
 }
 
 #[test]

@@ -255,6 +255,44 @@ fn batched_sampling_is_batch_invariant_seeded_and_consistent() {
     assert_eq!((s[0].ids.len(), s[0].finish), (k + 1, Finish::Stop));
 }
 
+/// `old_logprobs: rollout` rests on this: the generation's policy scores of each sampled token
+/// (temperature 1, untruncated, whole vocabulary) are what the learner's scoring pass computes
+/// over the finished sequence, for every row of a padded batch, whatever the sampling settings.
+#[test]
+fn rollout_policy_scores_equal_the_scoring_pass() {
+    let c = cases();
+    let th = load(Device::Cpu);
+    let names = ["text", "image", "audio", "video_audio"];
+    let data: Vec<(Vec<u32>, MediaInput)> = names.iter().map(|n| (ids(&c, n), media(&c, n))).collect();
+    let prompts: Vec<Prompt<'_>> =
+        data.iter().enumerate().map(|(i, (ids, m))| Prompt { ids, media: m, seed: Some(5 + i as u64) }).collect();
+    let params = SamplingParams {
+        temperature: 0.7,
+        top_k: Some(50),
+        top_p: 0.9,
+        max_new_tokens: 6,
+        ignore_eos: true,
+        policy_scores: true,
+        vocab_limit: Some(th.vocab_size() - 3),
+        ..SamplingParams::default()
+    };
+    let batch = generate(&th, &prompts, &params).unwrap();
+    for (i, (g, (prompt, m))) in batch.iter().zip(&data).enumerate() {
+        let (lps, ents) = (g.policy_logprobs.as_ref().unwrap(), g.policy_entropies.as_ref().unwrap());
+        assert_eq!((lps.len(), ents.len()), (g.ids.len(), g.ids.len()));
+        let full: Vec<u32> = prompt.iter().chain(&g.ids).copied().collect();
+        let s = score(&th, &full, m, prompt.len(), 1024).unwrap();
+        let (want_lp, want_h) = (Vec::<f32>::try_from(&s.logprobs).unwrap(), Vec::<f32>::try_from(&s.entropies).unwrap());
+        for k in 0..g.ids.len() {
+            assert!((lps[k] - want_lp[k]).abs() < 1e-4, "{} token {k}: {} vs {}", names[i], lps[k], want_lp[k]);
+            assert!((ents[k] - want_h[k]).abs() < 1e-4, "{} token {k}: {} vs {}", names[i], ents[k], want_h[k]);
+        }
+    }
+    // Not asked for, not computed.
+    let plain = generate(&th, &prompts[..1], &SamplingParams { policy_scores: false, ..params }).unwrap();
+    assert!(plain[0].policy_logprobs.is_none() && plain[0].policy_entropies.is_none());
+}
+
 #[test]
 fn bad_inputs_are_errors_not_panics() {
     let c = cases();
@@ -314,7 +352,7 @@ fn the_thinker_is_a_rollout_policy() {
     let ctx = Context { prompt_ids: &ids, media: &media, info };
     let mut thinker = load(Device::Cpu);
     let mut policy = ThinkerPolicy { thinker: &mut thinker, vocab_limit: None };
-    let greedy = Sampling { temperature: 0.0, top_p: 1.0, top_k: None, max_new_tokens: 8, entropies: true, seed: 1 };
+    let greedy = Sampling { temperature: 0.0, top_k: None, max_new_tokens: 8, seed: 1, ..Sampling::train() };
     let out = policy.generate(&[ctx, ctx], &greedy).unwrap();
     let want: Vec<u32> = model_common::vec_i64(&c["image.greedy"]).into_iter().map(|x| x as u32).collect();
     assert_eq!(out[0].ids, want);

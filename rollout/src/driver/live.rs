@@ -303,6 +303,7 @@ impl<'d> Runner<'d> {
                 response_ids: generation.ids,
                 logprobs: generation.logprobs,
                 entropies: generation.entropies,
+                policy_scores: generation.policy_scores,
                 media: captured.media,
                 response: text,
                 messages: captured.messages,

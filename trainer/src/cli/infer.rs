@@ -226,6 +226,7 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
         top_k: Some(if args.greedy { 1 } else { args.top_k }),
         max_new_tokens: args.max_response_tokens,
         entropies: false,
+        policy_scores: false,
         seed: args.seed,
     };
     let mut drv = driver(&episodes, encoder, 1, sampling.clone(), args.seed)?;

@@ -1,8 +1,10 @@
 //! One RL training step over a batch of scored turns (docs/reference.md#step-order steps 4-9):
 //!
 //! 1. **Old log-probs and entropies**: every row is re-scored without gradients by the current
-//!    weights (the reference's `compute_log_prob(calculate_entropy=True)`), plus reference-policy
-//!    log-probs when a KL penalty is on.
+//!    weights (the reference's `compute_log_prob(calculate_entropy=True)`), or, under
+//!    `old_logprobs: rollout`, taken from the rollout, which scored the same tokens with the
+//!    same weights while sampling them (docs/recipes.md); plus reference-policy log-probs when a
+//!    KL penalty is on.
 //! 2. **Advantages**: turn entropies `h_r` (masked token means), then the recipe's estimator
 //!    (GRPO / GRPO-no-std / TAURA) in `f64` over the batch's groups.
 //! 3. **Truncated IS weights** `min(exp(clamp(old − sampler)), cap)` per token (rows without
@@ -41,7 +43,7 @@ use crate::algo::entropy::turn_entropy_f32;
 use crate::algo::loss::{PolicyLossConfig, kl_penalty, pg_token_losses, tis_weights, token_weight};
 use crate::metrics::{Phase, PhaseTimes, Progress, Scalars};
 use crate::recipe::resolved::Optimizer;
-use crate::recipe::{AlgorithmConfig, RowWeighting, UpdateFlow};
+use crate::recipe::{AlgorithmConfig, OldLogprobs, RowWeighting, UpdateFlow};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -207,41 +209,11 @@ impl RlLearner {
 
         // 1. Old log-probs, entropies, reference log-probs.
         let t0 = Instant::now();
-        let bar = Progress::new(rows.len() as u64, "log-probs", self.progress);
-        let mut old = Vec::with_capacity(rows.len());
-        let mut reference = Vec::with_capacity(rows.len());
-        let (mut ent_sum, mut ent_n) = (0.0f64, 0usize);
-        for (i, r) in rows.iter().enumerate() {
-            let n = r.mask.len() as i64;
-            let s = policy.score(&r.ids, &r.media, r.prompt_len)?;
-            if s.logprobs.size() != [n] || s.entropies.size() != [n] {
-                return Err(LearnerError::Row {
-                    row: i,
-                    message: format!("the policy scored {:?} tokens, expected {n}", s.logprobs.size()),
-                });
-            }
-            let ents = Vec::<f32>::try_from(s.entropies.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?)?;
-            for (h, m) in ents.iter().zip(&r.mask) {
-                if *m {
-                    ent_sum += f64::from(*h);
-                    ent_n += 1;
-                }
-            }
-            stats.turn_entropies.push(turn_entropy_f32(&ents, &r.mask));
-            old.push(s.logprobs.f_to_kind(Kind::Float)?);
-            if self.loss.kl_coef != 0.0 {
-                let rl = policy.reference_logprobs(&r.ids, &r.media, r.prompt_len)?.ok_or_else(|| {
-                    LearnerError::Config("kl_coef is set but the policy has no reference model".into())
-                })?;
-                reference.push(Some(rl.f_to_kind(Kind::Float)?));
-            } else {
-                reference.push(None);
-            }
-            stats.logprob_tokens += r.ids.len();
-            bar.inc(1);
-        }
-        bar.finish();
-        let mut ent = [ent_sum, ent_n as f64];
+        let OldScores { old, reference, turn_entropies, entropy_sum, entropy_tokens, scored_tokens } =
+            self.old_scores(policy, rows)?;
+        stats.turn_entropies = turn_entropies;
+        stats.logprob_tokens = scored_tokens;
+        let mut ent = [entropy_sum, entropy_tokens as f64];
         sync.sum_counts(&mut ent)?;
         stats.raw_entropy = if ent[1] > 0.0 { ent[0] / ent[1] } else { 0.0 };
         stats.times.add(Phase::Logprobs, t0.elapsed().as_secs_f64());
@@ -366,6 +338,57 @@ impl RlLearner {
         Ok(stats)
     }
 
+    /// Step 1: every row's old log-probs and token entropies, from a scoring pass
+    /// (`old_logprobs: recompute`) or from the rollout (`rollout`), and its reference log-probs
+    /// when a KL penalty is on.
+    fn old_scores<P: TrainablePolicy>(&self, policy: &P, rows: &[RlRow<P::Media>]) -> Result<OldScores, LearnerError> {
+        let mut out = OldScores::default();
+        let from_rollout = self.algorithm.old_logprobs == OldLogprobs::Rollout;
+        let bar = Progress::new(rows.len() as u64, "log-probs", self.progress && !from_rollout);
+        for (i, r) in rows.iter().enumerate() {
+            let (logprobs, ents) = if from_rollout {
+                let s = r.rollout_scores.as_ref().ok_or_else(|| LearnerError::Row {
+                    row: i,
+                    message: "old_logprobs is rollout but the row has no rollout log-probs (the rollout \
+                              did not ask the policy for them)"
+                        .into(),
+                })?;
+                (Tensor::f_from_slice(&s.logprobs)?.f_to_device(policy.device())?, s.entropies.clone())
+            } else {
+                let n = r.mask.len() as i64;
+                let s = policy.score(&r.ids, &r.media, r.prompt_len)?;
+                if s.logprobs.size() != [n] || s.entropies.size() != [n] {
+                    return Err(LearnerError::Row {
+                        row: i,
+                        message: format!("the policy scored {:?} tokens, expected {n}", s.logprobs.size()),
+                    });
+                }
+                out.scored_tokens += r.ids.len();
+                let ents = Vec::<f32>::try_from(s.entropies.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?)?;
+                (s.logprobs, ents)
+            };
+            for (h, m) in ents.iter().zip(&r.mask) {
+                if *m {
+                    out.entropy_sum += f64::from(*h);
+                    out.entropy_tokens += 1;
+                }
+            }
+            out.turn_entropies.push(turn_entropy_f32(&ents, &r.mask));
+            out.old.push(logprobs.f_to_kind(Kind::Float)?);
+            out.reference.push(if self.loss.kl_coef != 0.0 {
+                let rl = policy.reference_logprobs(&r.ids, &r.media, r.prompt_len)?.ok_or_else(|| {
+                    LearnerError::Config("kl_coef is set but the policy has no reference model".into())
+                })?;
+                Some(rl.f_to_kind(Kind::Float)?)
+            } else {
+                None
+            });
+            bar.inc(1);
+        }
+        bar.finish();
+        Ok(out)
+    }
+
     /// Forward + backward of one row's weighted loss, accumulating gradients and metrics.
     fn row_backward<P: TrainablePolicy>(
         &self,
@@ -443,6 +466,18 @@ fn mini_batches(rows: &[usize], size: usize, global_rows: usize, world: u32) -> 
     }
     let n = global_rows.div_ceil(size).max(1);
     (0..n).map(|k| &rows[k * rows.len() / n..(k + 1) * rows.len() / n]).collect()
+}
+
+/// Step 1's results: per row the old log-probs, reference log-probs and turn entropy; the
+/// masked token entropies' sum and count; the tokens a scoring pass went through.
+#[derive(Default)]
+struct OldScores {
+    old: Vec<Tensor>,
+    reference: Vec<Option<Tensor>>,
+    turn_entropies: Vec<f64>,
+    entropy_sum: f64,
+    entropy_tokens: usize,
+    scored_tokens: usize,
 }
 
 /// Per-row tensors of the update.

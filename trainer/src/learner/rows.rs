@@ -13,6 +13,7 @@
 
 use super::LearnerError;
 use crate::algo::entropy::response_mask;
+use rollout::policy::PolicyScores;
 use rollout::trajectory::{Trajectory, Turn};
 
 /// One RL training row (one stored turn).
@@ -25,6 +26,9 @@ pub struct RlRow<M> {
     pub mask: Vec<bool>,
     /// The sampler's log-prob of each response token (`None`: no IS correction for this row).
     pub sampler_logprobs: Option<Vec<f32>>,
+    /// The policy's own log-probs and entropies of the response tokens, taken during the rollout
+    /// (used instead of the learner's scoring pass under `algorithm.old_logprobs: rollout`).
+    pub rollout_scores: Option<PolicyScores>,
     pub media: M,
     /// GRPO group (prompt) id.
     pub uid: String,
@@ -54,6 +58,7 @@ impl<M> RlRow<M> {
             prompt_len: prompt.len(),
             mask: response_mask(response, end_ids),
             sampler_logprobs: None,
+            rollout_scores: None,
             media,
             uid: uid.into(),
             traj_uid: traj_uid.into(),
@@ -110,6 +115,7 @@ impl<M> RlRow<M> {
             if !turn.logprobs.is_empty() {
                 row.sampler_logprobs = Some(turn.logprobs.clone());
             }
+            row.rollout_scores = turn.policy_scores.clone();
             rows.push(row);
         }
         Ok(rows)
@@ -129,6 +135,15 @@ impl<M> RlRow<M> {
             && lp.len() != n
         {
             return bad(format!("{} sampler log-probs for {n} response tokens", lp.len()));
+        }
+        if let Some(s) = &self.rollout_scores
+            && (s.logprobs.len() != n || s.entropies.len() != n)
+        {
+            return bad(format!(
+                "{} rollout log-probs and {} rollout entropies for {n} response tokens",
+                s.logprobs.len(),
+                s.entropies.len()
+            ));
         }
         if !self.reward.is_finite() {
             return bad(format!("reward {} is not finite", self.reward));
@@ -219,6 +234,7 @@ mod tests {
             response_ids: vec![3, 9],
             logprobs: vec![-0.5, -0.1],
             entropies: None,
+            policy_scores: None,
             media: Vec::new(),
             response: String::new(),
             messages: None,

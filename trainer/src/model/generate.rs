@@ -47,6 +47,8 @@ pub struct SamplingParams {
     pub stop: Vec<u32>,
     pub ignore_eos: bool,
     pub entropies: bool,
+    /// Also return the policy's own scores of each sampled token (see [`Generation`]).
+    pub policy_scores: bool,
     /// Mask ids `>= vocab_limit`.
     pub vocab_limit: Option<usize>,
 }
@@ -63,6 +65,7 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             ignore_eos: false,
             entropies: false,
+            policy_scores: false,
             vocab_limit: None,
         }
     }
@@ -89,6 +92,12 @@ pub struct Generation {
     pub ids: Vec<u32>,
     pub logprobs: Vec<f32>,
     pub entropies: Option<Vec<f32>>,
+    /// With `policy_scores`: the log-prob and entropy of each sampled token under the model's
+    /// own distribution (`log_softmax` of the raw logits: temperature 1, no truncation, the full
+    /// vocabulary), which is what a later scoring pass ([`super::logprobs::score`]) over the same
+    /// sequence computes, up to floating-point order.
+    pub policy_logprobs: Option<Vec<f32>>,
+    pub policy_entropies: Option<Vec<f32>>,
     pub finish: Finish,
 }
 
@@ -161,6 +170,14 @@ pub fn entropy_of(logp: &Tensor) -> Result<Tensor, tch::TchError> {
     terms.f_sum_dim_intlist(-1, false, Kind::Float)?.f_neg()
 }
 
+/// Per row: the log-prob of `tokens` and the entropy under `logp` (a log-softmax), on the host.
+fn policy_scores(logp: &Tensor, tokens: &Tensor) -> Result<(Vec<f32>, Vec<f32>), tch::TchError> {
+    let lp = logp.f_gather(1, &tokens.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?;
+    let lp = Vec::<f32>::try_from(&lp.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?)?;
+    let ent = Vec::<f32>::try_from(&entropy_of(logp)?.f_to_device(Device::Cpu)?)?;
+    Ok((lp, ent))
+}
+
 /// Wall-clock split of one [`generate_timed`] call: prefill (up to the first sampled tokens on
 /// the host) and the decode steps after it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -208,6 +225,8 @@ fn generate_inner(
             ids: vec![],
             logprobs: vec![],
             entropies: p.entropies.then(Vec::new),
+            policy_logprobs: p.policy_scores.then(Vec::new),
+            policy_entropies: p.policy_scores.then(Vec::new),
             finish: Finish::Length,
         })
         .collect();
@@ -236,6 +255,8 @@ fn generate_inner(
     // With a vocabulary limit (the rollout policy), media placeholders are masked too.
     let placeholders = if p.vocab_limit.is_some() { media_placeholder_ids(&thinker.ids, vocab, dev)? } else { None };
     for step in 0..p.max_new_tokens {
+        // The raw logits' log-softmax, before any masking: the policy's own distribution.
+        let raw_logp = if p.policy_scores { Some(logits.f_log_softmax(-1, Kind::Float)?) } else { None };
         if let Some(limit) = p.vocab_limit.filter(|&x| (x as i64) < vocab) {
             let _ = logits.f_narrow(1, limit as i64, vocab - limit as i64)?.f_fill_(f64::NEG_INFINITY)?;
         }
@@ -253,6 +274,10 @@ fn generate_inner(
         let lp = logp.f_gather(1, &tokens.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?;
         let ent =
             if p.entropies { Some(Vec::<f32>::try_from(&entropy_of(&logp)?.f_to_device(Device::Cpu)?)?) } else { None };
+        let policy = match &raw_logp {
+            Some(raw) => Some(policy_scores(raw, &tokens)?),
+            None => None,
+        };
         let toks = Vec::<i64>::try_from(&tokens.f_to_device(Device::Cpu)?)?;
         let lps = Vec::<f32>::try_from(&lp.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?)?;
         let now = t0.elapsed().as_secs_f64();
@@ -270,6 +295,12 @@ fn generate_inner(
             g.logprobs.push(lps[j]);
             if let (Some(e), Some(es)) = (g.entropies.as_mut(), ent.as_ref()) {
                 e.push(es[j]);
+            }
+            if let (Some(l), Some(e), Some((pl, pe))) =
+                (g.policy_logprobs.as_mut(), g.policy_entropies.as_mut(), policy.as_ref())
+            {
+                l.push(pl[j]);
+                e.push(pe[j]);
             }
             if !p.ignore_eos && stop.contains(&tok) {
                 g.finish = Finish::Stop;

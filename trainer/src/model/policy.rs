@@ -14,7 +14,7 @@ use super::generate::{Prompt, SamplingParams, generate};
 use super::thinker::{Audio, MediaInput, ModelError, Thinker, Video, Visual};
 use rollout::chat::Part;
 use rollout::media::{ModelInputs, VisionInputs};
-use rollout::policy::{Context, Generation, Policy, PolicyError, Sampling};
+use rollout::policy::{Context, Generation, Policy, PolicyError, PolicyScores, Sampling};
 
 /// The thinker as a rollout policy.
 #[derive(Debug)]
@@ -112,12 +112,19 @@ impl Policy for ThinkerPolicy<'_> {
             stop: Vec::new(),
             ignore_eos: false,
             entropies: sampling.entropies,
+            policy_scores: sampling.policy_scores,
             vocab_limit: self.vocab_limit,
         };
         let out = generate(self.thinker, &prompts, &params).map_err(fail)?;
         Ok(out
             .into_iter()
-            .map(|g| Generation { ids: g.ids, logprobs: g.logprobs, entropies: g.entropies, text: None })
+            .map(|g| {
+                let policy_scores = match (g.policy_logprobs, g.policy_entropies) {
+                    (Some(logprobs), Some(entropies)) => Some(PolicyScores { logprobs, entropies }),
+                    _ => None,
+                };
+                Generation { ids: g.ids, logprobs: g.logprobs, entropies: g.entropies, policy_scores, text: None }
+            })
             .collect())
     }
 }

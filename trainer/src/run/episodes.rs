@@ -86,7 +86,15 @@ pub fn video_opener(pre: &PreprocessConfig, cache: Option<Arc<MediaCache>>) -> A
 
 /// Sampling settings from a recipe's sampling section.
 pub fn sampling(s: &SamplingConfig, max_new_tokens: u32, entropies: bool, seed: u64) -> Sampling {
-    Sampling { temperature: s.temperature, top_p: s.top_p, top_k: s.top_k, max_new_tokens, entropies, seed }
+    Sampling {
+        temperature: s.temperature,
+        top_p: s.top_p,
+        top_k: s.top_k,
+        max_new_tokens,
+        entropies,
+        policy_scores: false,
+        seed,
+    }
 }
 
 /// The rollout driver of a stage's episodes.

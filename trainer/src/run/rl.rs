@@ -33,6 +33,7 @@ use crate::learner::{AdamWConfig, RlLearner};
 use crate::metrics::{Progress, Scalars, media_scalars, rollout_scalars};
 use crate::model::thinker::MediaInput;
 use crate::recipe::resolved::{Logging, RlData, RlRollout, RlSchedule, RlStage};
+use crate::recipe::OldLogprobs;
 use rollout::episode::EpisodeSpec;
 use std::path::Path;
 use std::sync::Arc;
@@ -108,7 +109,8 @@ pub fn rl(
             .next_batch(prompts)
             .ok_or_else(|| RunError::Data(format!("stage `{name}`: no training prompts")))?;
         let batch_specs: Vec<Arc<EpisodeSpec>> = batch.indices.iter().map(|&i| specs[i].clone()).collect();
-        let s = sampling(train_sampling, episodes.max_response_length, true, seed.wrapping_add(step));
+        let mut s = sampling(train_sampling, episodes.max_response_length, true, seed.wrapping_add(step));
+        s.policy_scores = algorithm.old_logprobs == OldLogprobs::Rollout;
         let mut drv = driver(episodes, model.encoder.clone(), group, s, seed.wrapping_add(step))?;
         // Whole groups per rank, balanced by expected tokens; the global sample indices keep
         // each episode's ids and sampling seed those of one process.

@@ -137,6 +137,7 @@ pub fn with_media<M>(r: RlRow<()>, media: M) -> RlRow<M> {
         prompt_len: r.prompt_len,
         mask: r.mask,
         sampler_logprobs: r.sampler_logprobs,
+        rollout_scores: r.rollout_scores,
         media,
         uid: r.uid,
         traj_uid: r.traj_uid,

@@ -426,6 +426,20 @@ pub enum RowWeighting {
     PerTrajectory,
 }
 
+/// Where an RL step's old log-probs and token entropies (TAURA's turn entropies, `actor/entropy`)
+/// come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OldLogprobs {
+    /// A scoring forward pass over every row before the update (the reference's
+    /// `compute_log_prob`).
+    #[default]
+    Recompute,
+    /// The rollout's own forward passes: the same weights score the same tokens while sampling
+    /// them, so the step skips the scoring pass (docs/recipes.md).
+    Rollout,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlgorithmConfig {
@@ -446,6 +460,8 @@ pub struct AlgorithmConfig {
     /// How the batch's rows share the loss (per-turn: the reference; per-trajectory: a long
     /// failed episode does not outweigh a short successful one). See docs/recipes.md.
     pub row_weighting: RowWeighting,
+    /// [recompute] (docs/recipes.md).
+    pub old_logprobs: OldLogprobs,
     /// Truncated importance-sampling cap between sampler and learner [2.0]; None disables.
     pub tis_cap: Option<f64>,
     pub kl_coef: f64,
@@ -466,6 +482,7 @@ impl Default for AlgorithmConfig {
             clip_ratio_c: 3.0,
             loss_aggregation: LossAggregation::TokenMean,
             row_weighting: RowWeighting::PerTurn,
+            old_logprobs: OldLogprobs::Recompute,
             tis_cap: Some(2.0),
             kl_coef: 0.0,
             entropy_coef: 0.0,
