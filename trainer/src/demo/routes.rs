@@ -99,7 +99,7 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
 async fn page() -> Response {
     let mut r = Html(PAGE).into_response();
     let csp = "default-src 'self'; img-src 'self' data: blob:; media-src 'self' data: blob:; \
-               style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; connect-src 'self'";
+               style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; connect-src 'self' blob:";
     r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     r
