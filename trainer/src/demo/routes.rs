@@ -41,6 +41,9 @@ const PAGE: &str = include_str!("page.html");
 /// Longest text field of the form.
 const MAX_FIELD_BYTES: usize = 64 << 10;
 
+/// A created run's event stream and cancel flag, until its page opens the stream.
+type Unopened = (UnboundedReceiver<RunEvent>, Arc<AtomicBool>);
+
 /// What the routes share.
 pub struct App {
     pub queue: Arc<Queue>,
@@ -51,7 +54,7 @@ pub struct App {
     pub attach_timeout: Duration,
     pub model: String,
     /// Event streams of created runs, until their page opens them.
-    streams: Mutex<HashMap<String, (UnboundedReceiver<RunEvent>, Arc<AtomicBool>)>>,
+    streams: Mutex<HashMap<String, Unopened>>,
     counter: AtomicU64,
 }
 
