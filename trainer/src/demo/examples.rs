@@ -27,10 +27,11 @@ pub struct Example {
     pub video: PathBuf,
 }
 
-/// The examples, by id.
+/// The examples, by id, and in the order of their directories and lines.
 #[derive(Debug, Clone, Default)]
 pub struct Examples {
     by_id: BTreeMap<String, Example>,
+    order: Vec<String>,
     /// Lines left out, with why (logged at start).
     pub skipped: Vec<String>,
 }
@@ -65,9 +66,11 @@ impl Examples {
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
                 let at = format!("{}:{}", file.display(), i + 1);
                 match example_of(&root, line, format!("{name}-{}", i + 1)) {
-                    Ok(ex) => {
+                    Ok(ex) if !out.by_id.contains_key(&ex.id) => {
+                        out.order.push(ex.id.clone());
                         out.by_id.insert(ex.id.clone(), ex);
                     }
+                    Ok(ex) => out.skipped.push(format!("{at}: id `{}` is taken by another directory", ex.id)),
                     Err(why) => out.skipped.push(format!("{at}: {why}")),
                 }
             }
@@ -75,9 +78,9 @@ impl Examples {
         Ok(out)
     }
 
-    /// Every example, in id order.
+    /// Every example, in directory and line order.
     pub fn list(&self) -> Vec<&Example> {
-        self.by_id.values().collect()
+        self.order.iter().filter_map(|id| self.by_id.get(id)).collect()
     }
 
     /// The example of `id`.
