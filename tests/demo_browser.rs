@@ -2,7 +2,8 @@
 //! The `omnirl demo` page driven in headless Chromium (chromedriver, WebDriver via fantoccini)
 //! against a demo server on a loopback port: upload a generated video, ask the question, wait
 //! for the final answer, then check that a turn with media was rendered (frame thumbnails), that
-//! no console error occurred, and that the downloadable trajectory parses and holds that turn.
+//! no console error occurred, that the downloadable trajectory parses and holds that turn, and
+//! that the upload is removed when its run ends and the upload directory when the server stops.
 //! A screenshot of the finished page is saved (`$CARGO_TARGET_TMPDIR/demo.png`, and the path in
 //! `OMNIRL_DEMO_SCREENSHOT` when set: `docs/demo.png` is taken this way).
 //!
@@ -199,5 +200,21 @@ async fn the_page_runs_an_episode_with_media_in_headless_chromium() {
     assert!(traj["prediction"].is_string(), "no final answer: {traj}");
     c.close().await.unwrap();
     drop(driver);
+    // The upload went with its run; the private directory goes with the server.
+    let uploads = || -> Vec<PathBuf> {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("omnirl-demo-")))
+            .collect()
+    };
+    let dirs = uploads();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&dirs[0]).unwrap().count() > 0 {
+        assert!(Instant::now() < deadline, "the upload outlived its run");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(server.stop(Duration::from_secs(30)).is_some_and(|s| s.success()), "{}", server.drain_log());
+    assert!(uploads().is_empty(), "the upload directory outlived the server");
 }
