@@ -20,6 +20,7 @@ use fantoccini::{ClientBuilder, Locator};
 use omnirl_tests::demo::{DemoProcess, make_video};
 use omnirl_tests::{missing_prerequisite, omnirl, repo_root, stderr};
 use serde_json::{Value, json};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -89,7 +90,10 @@ struct Driver(std::process::Child, String);
 impl Driver {
     fn start(bin: &Path) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Its own process group, so that dropping it also ends the browser it started even when
+        // the test fails before closing the WebDriver session.
         let child = Command::new(bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -106,6 +110,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
