@@ -30,8 +30,9 @@ APT_PACKAGES=(
   libavfilter-dev libavdevice-dev ffmpeg
   libopenmpi-dev openmpi-bin
   espeak-ng
-  # headless browser for the `omnirl report` page test (tests/report_cli.rs)
-  chromium
+  # headless browser for the `omnirl report` page test (tests/report_cli.rs), and its WebDriver
+  # for the `omnirl demo` browser test (tests/demo_browser.rs)
+  chromium chromium-driver
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -2,6 +2,8 @@
 //! binary that `cargo build --workspace` put beside the test executables.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod demo;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

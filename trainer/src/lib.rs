@@ -9,6 +9,7 @@ pub mod algo;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod demo;
 pub mod dist;
 pub mod dry_run;
 pub mod learner;

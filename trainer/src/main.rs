@@ -37,6 +37,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Run one episode on a video with a checkpoint, printing each turn live; writes trajectory.json.
     Infer(cli::infer::InferArgs),
+    /// Serve a web page to run the agent on examples or uploaded videos, turn by turn.
+    Demo(cli::demo::DemoArgs),
     /// Write a self-contained HTML report of a run directory (curves, figures, trajectories).
     Report(cli::report::ReportArgs),
 }
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run(args),
         Command::Infer(args) => cli::infer::run(args),
         Command::Report(args) => cli::report::run(args),
+        Command::Demo(args) => cli::demo::run(args),
     };
     match result {
         Ok(code) => code,

@@ -28,26 +28,24 @@
 //! plus `scored`, `max_steps`, `video_meta`, `sampling` and `model`. Exit status 0 after an
 //! episode, 2 on a bad model directory, video or recipe (the message names the file).
 //!
-//! Left out: several episodes or videos per call (use `omnirl eval`), and a chat mode.
+//! The episode itself is `run::single` (shared with `omnirl demo`). Left out: several episodes or
+//! videos per call (use `omnirl eval`), and a chat mode.
 
 use super::load_resolved;
 use crate::cli::generate::load_options;
 use crate::model::policy::ThinkerPolicy;
 use crate::model::thinker::Thinker;
-use crate::recipe::resolved::{Episodes, default_stage};
-use crate::recipe::{PreprocessConfig, StageKind};
-use crate::run::episodes::{driver, video_opener};
-use crate::run::eval::result_line;
 use crate::run::model::encoder_for;
-use crate::run::trace::{feedback_text, parse_response, render_messages, step_record};
+use crate::run::single::{
+    EpisodeRun, Question, StageSettings, max_steps as single_max_steps, run_episode, spec_of, stage_settings,
+};
+use crate::run::trace::parse_response;
 use crate::run::write_atomic;
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
-use rollout::data::EvalSample;
 use rollout::driver::StepEvent;
-use rollout::episode::{EpisodeSpec, VideoMeta};
 use rollout::policy::Sampling;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -108,64 +106,22 @@ pub struct InferArgs {
     pub device: Option<String>,
 }
 
-/// The episodes and media budgets of the stage whose environment the episode uses.
-/// The episode settings, preprocessing and tokenizer override (`model.tokenizer`) of the recipe
-/// stage that `--recipe` / `--stage` name, or of a default eval stage.
-fn env_stage(args: &InferArgs) -> anyhow::Result<(Episodes, PreprocessConfig, Option<PathBuf>)> {
-    let Some(path) = &args.recipe else {
-        let stage = default_stage(StageKind::Eval, &args.model, args.seed)?;
-        let episodes = stage.episodes().cloned().ok_or_else(|| anyhow!("an eval stage runs episodes"))?;
-        return Ok((episodes, stage.preprocess().clone(), None));
-    };
-    let recipe = load_resolved(path, &[])?;
-    let found = match &args.stage {
-        Some(name) => recipe.stage(name),
-        None => {
-            let of = |k| recipe.stages.iter().find(|s| s.kind() == k);
-            of(StageKind::Eval).or_else(|| of(StageKind::Rl))
-        }
-    };
-    let Some(stage) = found else {
-        let what = args.stage.as_ref().map_or_else(|| "no eval or rl stage".to_string(), |n| format!("no stage `{n}`"));
-        bail!("{}: {what}", path.display());
-    };
-    let Some(episodes) = stage.episodes() else {
-        bail!("{}: stage `{}` runs no episodes (an sft stage on files)", path.display(), stage.name());
-    };
-    Ok((episodes.clone(), stage.preprocess().clone(), stage.model_ref().tokenizer.clone()))
+/// The settings of the recipe stage that `--recipe` / `--stage` name, or of a default eval stage.
+fn env_stage(args: &InferArgs) -> anyhow::Result<StageSettings> {
+    let recipe = args.recipe.as_ref().map(|p| load_resolved(p, &[]).map(|r| (r, p.clone()))).transpose()?;
+    let of = recipe.as_ref().map(|(r, p)| (r, p.as_path()));
+    Ok(stage_settings(of, args.stage.as_deref(), &args.model, args.seed)?)
 }
 
-/// Placeholder ground truth of a type (when no `--answer` is given).
-fn placeholder_answer(qtype: &str) -> &'static str {
-    match qtype.split('_').next().unwrap_or("").to_ascii_uppercase().as_str() {
-        "MCQ" => "A",
-        "TR" => "[[0.0, 1.0]]",
-        "NUM" => "0",
-        "SIZE" => "1",
-        _ => "",
+/// The question of the command line.
+fn question_of(args: &InferArgs) -> Question {
+    Question {
+        video: args.video.clone(),
+        question: args.question.clone(),
+        options: args.options.clone(),
+        question_type: args.question_type.clone(),
+        answer: args.answer.clone(),
     }
-}
-
-/// The episode spec of the command line's sample, with the probed video metadata.
-fn spec_of(args: &InferArgs) -> anyhow::Result<EpisodeSpec> {
-    let video = &args.video;
-    if !video.is_file() {
-        bail!("{}: no such video file", video.display());
-    }
-    let info = rollout::media::probe(video).map_err(|e| anyhow!("cannot probe video {}: {e}", video.display()))?;
-    let meta = VideoMeta { duration: info.duration_s, fps: Some(info.fps), has_audio: info.has_audio };
-    let qtype = args.question_type.clone().unwrap_or_else(|| if args.options.is_empty() { "FF" } else { "MCQ" }.into());
-    let answer = args.answer.clone().unwrap_or_else(|| placeholder_answer(&qtype).to_string());
-    let raw = json!({
-        "video": video.display().to_string(),
-        "question_type": qtype,
-        "question": args.question,
-        "options": args.options,
-        "answer": answer,
-    });
-    let mut sample: EvalSample = serde_json::from_value(raw).map_err(|e| anyhow!("the sample is not valid: {e}"))?;
-    sample.video_path = video.clone();
-    Ok(EpisodeSpec::from_eval(&sample, meta, "infer"))
 }
 
 fn clip_text(s: &str, max: usize) -> String {
@@ -210,13 +166,13 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
     if !args.model.join("config.json").is_file() {
         bail!("{}: not a checkpoint directory (no config.json)", args.model.display());
     }
-    let (mut episodes, preprocess, tokenizer) = env_stage(args)?;
+    let mut settings = env_stage(args)?;
     if let Some(n) = args.max_steps {
-        episodes.settings.limits.max_steps = n;
+        settings.episodes.settings.limits.max_steps = n;
     }
-    episodes.max_response_length = args.max_response_tokens;
-    let spec = Arc::new(spec_of(args)?);
-    let (encoder, vocab_limit) = encoder_for(&args.model, tokenizer.as_deref())?;
+    settings.episodes.max_response_length = args.max_response_tokens;
+    let spec = Arc::new(spec_of(&question_of(args))?);
+    let (encoder, vocab_limit) = encoder_for(&args.model, settings.tokenizer.as_deref())?;
     let opts = load_options(Some(args.dtype.as_deref().unwrap_or("f32")), args.device.as_deref())?;
     let mut thinker = Thinker::load(&args.model, opts).with_context(|| format!("loading {}", args.model.display()))?;
     let mut policy = ThinkerPolicy { thinker: &mut thinker, vocab_limit };
@@ -229,9 +185,6 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
         policy_scores: false,
         seed: args.seed,
     };
-    let mut drv = driver(&episodes, encoder, 1, sampling.clone(), args.seed)?;
-    drv.config.record_messages = true;
-    drv.config.media_threads = 1;
     let m = &spec.meta;
     let stdout = std::io::stdout();
     {
@@ -250,57 +203,31 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
         }
         out.flush()?;
     }
-    let mut steps: Vec<Value> = Vec::new();
     let mut print_error: Option<std::io::Error> = None;
-    let opener = video_opener(&preprocess, None);
-    let max_steps = rollout::episode::budget::effective_max_steps(m.duration, &drv.settings.limits);
-    let batch = {
-        let mut observe = |ev: &StepEvent<'_>| {
-            let feedback = feedback_text(ev.history);
-            let mut rec = step_record(ev.outcome, ev.response, ev.prompt_ids.len(), ev.response_ids.len());
-            rec.insert("stored".into(), ev.outcome.stored.into());
-            rec.insert("prompt_text".into(), ev.messages.map(render_messages).into());
-            rec.insert("feedback".into(), feedback.clone().into());
-            steps.push(Value::Object(rec));
+    let max_steps = single_max_steps(&spec, &settings.episodes);
+    let scored = args.answer.is_some();
+    let run = EpisodeRun { settings: &settings, encoder, sampling, scored, model: args.model.display().to_string() };
+    let result = {
+        let mut observe = |ev: &StepEvent<'_>, rec: &Map<String, Value>| {
+            let feedback = rec.get("feedback").and_then(Value::as_str).unwrap_or("");
             let mut out = stdout.lock();
-            let r = out.write_all(describe_step(ev, max_steps, &feedback).as_bytes()).and_then(|()| out.flush());
+            let r = out.write_all(describe_step(ev, max_steps, feedback).as_bytes()).and_then(|()| out.flush());
             if let Err(e) = r {
                 print_error.get_or_insert(e);
             }
         };
-        tch::no_grad(|| drv.run_observed(&mut policy, std::slice::from_ref(&spec), opener, &mut observe))?
+        run_episode(&mut policy, spec.clone(), &run, &mut observe)?
     };
     if let Some(e) = print_error {
         return Err(anyhow!("writing the trace: {e}"));
     }
-    let traj = batch.trajectories.into_iter().next().ok_or_else(|| anyhow!("the driver returned no trajectory"))?;
-    let mut line: Map<String, Value> = match result_line(&traj) {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    let scored = args.answer.is_some();
-    if !scored {
-        for k in ["answer", "reward", "correct"] {
-            line.insert(k.into(), Value::Null);
-        }
-    }
-    line.insert("steps".into(), Value::Array(steps));
-    line.insert("scored".into(), scored.into());
-    line.insert("max_steps".into(), traj.max_steps.into());
-    line.insert("video_meta".into(), json!({"duration": m.duration, "fps": m.fps, "has_audio": m.has_audio}));
-    line.insert(
-        "sampling".into(),
-        json!({"temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
-               "seed": sampling.seed, "max_response_tokens": sampling.max_new_tokens}),
-    );
-    line.insert("model".into(), args.model.display().to_string().into());
-    let text = serde_json::to_string_pretty(&Value::Object(line.clone()))?;
+    let text = serde_json::to_string_pretty(&result.json)?;
     write_out(&args.out, text.as_bytes())?;
     let mut out = stdout.lock();
-    let prediction = line.get("prediction").cloned().unwrap_or(Value::Null);
-    match (&traj.dropped, scored) {
+    let prediction = result.json.get("prediction").cloned().unwrap_or(Value::Null);
+    match (&result.dropped, scored) {
         (Some(why), _) => writeln!(out, "episode dropped: {why}")?,
-        (None, true) => writeln!(out, "answer: {prediction}  reward {}  correct {}", traj.episode_reward, traj.won)?,
+        (None, true) => writeln!(out, "answer: {prediction}  reward {}  correct {}", result.reward, result.won)?,
         (None, false) => writeln!(out, "answer: {prediction}  (no --answer: not scored)")?,
     }
     writeln!(out, "trajectory: {}", args.out.display())?;

@@ -2,6 +2,7 @@
 
 pub mod advantage;
 pub mod bench;
+pub mod demo;
 pub mod eval;
 pub mod generate;
 pub mod infer;

@@ -16,6 +16,7 @@
 //! * [`train`]: the run directory, stage order, model hand-over between stages, summary;
 //! * [`resume`]: which run and step checkpoint `--resume` continues, and loading it;
 //! * [`interrupt`]: clean stops on SIGTERM/SIGINT at the next step boundary;
+//! * [`single`]: one episode of a loaded policy on one video (`omnirl infer`, `omnirl demo`);
 //! * [`trace`]: per-step records (`results.jsonl` `steps`, `omnirl infer`, `omnirl report`);
 //! * [`world`]: the ranks of a data-parallel run (mpirun, srun or env variables): device,
 //!   barriers, the learners' gradient sync, rank-0 files.
@@ -35,6 +36,7 @@ pub mod resume;
 pub mod rl;
 pub mod sft;
 pub mod sft_rows;
+pub mod single;
 pub mod stage;
 pub mod tokenizer;
 pub mod trace;
