@@ -13,7 +13,8 @@
 //! when the video starts?" prompts, played by the scripted expert (first turn `get_frames`, then
 //! `answer`), with a high learning rate for enough epochs that the tiny thinker reproduces the
 //! turns; the page then asks that question with greedy decoding. The model lives in the test's
-//! temporary directory. Missing Chromium or chromedriver fails the test under `CI=true` (with
+//! temporary directory, and the demo is started without `--recipe`: it must find the trained
+//! stage's settings in the run's own `recipe.yaml`. Missing Chromium or chromedriver fails the test under `CI=true` (with
 //! the install step) and skips it elsewhere.
 
 use fantoccini::{ClientBuilder, Locator};
@@ -64,8 +65,8 @@ stages:
     path
 }
 
-/// Trains the test model; returns (model dir, recipe).
-fn train_model(dir: &Path) -> (PathBuf, PathBuf) {
+/// Trains the test model; returns its directory (`RUN/sft/final`).
+fn train_model(dir: &Path) -> PathBuf {
     let all = std::fs::read_to_string(repo_root().join("data/quickstart/sft_prompts.jsonl")).unwrap();
     let picked: Vec<&str> = all.lines().filter(|l| l.contains(QUESTION)).take(PROMPTS).collect();
     assert_eq!(picked.len(), PROMPTS);
@@ -76,7 +77,7 @@ fn train_model(dir: &Path) -> (PathBuf, PathBuf) {
     let out = omnirl().arg("train").arg(&recipe).env("OMP_NUM_THREADS", "1").output().unwrap();
     assert!(out.status.success(), "training the test model failed:\n{}", stderr(&out));
     eprintln!("demo_browser: trained the test model in {:.0} s", t0.elapsed().as_secs_f64());
-    (dir.join("demo-model/sft/final"), recipe)
+    dir.join("demo-model/sft/final")
 }
 
 fn chromedriver() -> Option<PathBuf> {
@@ -148,10 +149,9 @@ async fn the_page_runs_an_episode_with_media_in_headless_chromium() {
     }
     let (model, recipe) = match std::env::var_os("OMNIRL_DEMO_MODEL") {
         Some(m) => (PathBuf::from(m), std::env::var_os("OMNIRL_DEMO_RECIPE").map(PathBuf::from)),
-        None => {
-            let (m, r) = train_model(tmp.path());
-            (m, Some(r))
-        }
+        // No --recipe: the demo takes the trained stage's settings from the run's own
+        // recipe.yaml (without them the model would see another system prompt and fail).
+        None => (train_model(tmp.path()), None),
     };
     let mut args = vec!["--model".to_string(), model.display().to_string()];
     if let Some(r) = &recipe {

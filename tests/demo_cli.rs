@@ -208,3 +208,41 @@ fn a_port_in_use_exits_2_naming_it() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("config.json"), "{}", stderr(&missing));
 }
+
+/// A checkpoint inside a run directory (`RUN/rl/final`) started without `--recipe` takes stage
+/// `rl` of the run's resolved `recipe.yaml` (the quickstart's: 4 steps, 8 frames, 128 tokens,
+/// not a default eval stage's 32 steps and 60 frames), and the log says so; a run recipe that
+/// cannot be read is reported and the default stage used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_checkpoint_takes_its_stage_of_the_run_recipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(run.join("rl")).unwrap();
+    std::fs::rename(tiny_model(tmp.path()), run.join("rl/final")).unwrap();
+    let v = omnirl().args(["validate", "recipes/quickstart.yaml", "--json"]).output().unwrap();
+    let resolved: Value = serde_json::from_slice(&v.stdout).unwrap_or_else(|_| panic!("{}", stderr(&v)));
+    std::fs::write(run.join("recipe.yaml"), serde_json::to_string_pretty(&resolved["recipe"]).unwrap()).unwrap();
+    let m = run.join("rl/final").display().to_string();
+    let limits = |server: &DemoProcess| {
+        let url = format!("{}/api/config", server.url);
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            serde_json::from_str::<Value>(&text).unwrap()["limits"].clone()
+        }
+    };
+    let mut server = DemoProcess::start(&["--model", &m], tmp.path(), START);
+    let l = limits(&server).await;
+    assert_eq!((l["max_steps"].as_u64(), l["max_frames"].as_u64()), (Some(4), Some(8)), "{l}");
+    assert_eq!(l["max_response_tokens"].as_u64(), Some(128), "{l}");
+    let log = server.drain_log();
+    assert!(log.contains("settings of stage `rl` of the run's recipe"), "{log}");
+    server.stop(Duration::from_secs(10));
+
+    std::fs::write(run.join("recipe.yaml"), "stages: [").unwrap();
+    let mut server = DemoProcess::start(&["--model", &m], tmp.path(), START);
+    let l = limits(&server).await;
+    assert_eq!((l["max_steps"].as_u64(), l["max_frames"].as_u64()), (Some(32), Some(60)), "{l}");
+    let log = server.drain_log();
+    assert!(log.contains("not using the run's recipe"), "{log}");
+    server.stop(Duration::from_secs(10));
+}

@@ -9,11 +9,11 @@
 mod learner_support;
 
 use learner_support::*;
+use rollout::policy::PolicyScores;
 use tch::{Kind, Tensor};
 use trainer::learner::LocalSteps;
 use trainer::learner::toy::ToyLm;
 use trainer::learner::{LearnerError, RlLearner, RlRow, SplitMix64, TrainablePolicy};
-use rollout::policy::PolicyScores;
 use trainer::recipe::{AlgorithmConfig, Estimator, LossAggregation, OldLogprobs, UpdateFlow};
 
 /// Group "a": trajectory 0 (reward 1, one turn), 1 (reward 0, two turns), 2 (reward 0, one turn).

@@ -282,7 +282,8 @@ fn rollout_policy_scores_equal_the_scoring_pass() {
         assert_eq!((lps.len(), ents.len()), (g.ids.len(), g.ids.len()));
         let full: Vec<u32> = prompt.iter().chain(&g.ids).copied().collect();
         let s = score(&th, &full, m, prompt.len(), 1024).unwrap();
-        let (want_lp, want_h) = (Vec::<f32>::try_from(&s.logprobs).unwrap(), Vec::<f32>::try_from(&s.entropies).unwrap());
+        let (want_lp, want_h) =
+            (Vec::<f32>::try_from(&s.logprobs).unwrap(), Vec::<f32>::try_from(&s.entropies).unwrap());
         for k in 0..g.ids.len() {
             assert!((lps[k] - want_lp[k]).abs() < 1e-4, "{} token {k}: {} vs {}", names[i], lps[k], want_lp[k]);
             assert!((ents[k] - want_h[k]).abs() < 1e-4, "{} token {k}: {} vs {}", names[i], ents[k], want_h[k]);

@@ -24,7 +24,17 @@ use std::path::Path;
 /// with every problem listed.
 pub(crate) fn load_resolved(path: &Path, sets: &[String]) -> anyhow::Result<ResolvedRecipe> {
     let env = |k: &str| std::env::var(k).ok();
-    let loaded = crate::recipe::load(path, sets, &env);
+    resolve_loaded(path, crate::recipe::load(path, sets, &env))
+}
+
+/// [`load_resolved`] for a run directory's `recipe.yaml`, which spells out every default
+/// (`recipe::load_resolved_file`); every other check applies.
+pub(crate) fn load_run_recipe(path: &Path) -> anyhow::Result<ResolvedRecipe> {
+    let env = |k: &str| std::env::var(k).ok();
+    resolve_loaded(path, crate::recipe::load_resolved_file(path, &env))
+}
+
+fn resolve_loaded(path: &Path, loaded: crate::recipe::LoadedRecipe) -> anyhow::Result<ResolvedRecipe> {
     let semantic = loaded.recipe.as_ref().map(|r| r.validate(&loaded.origins)).unwrap_or_default();
     let errors: Vec<String> = loaded
         .problems

@@ -118,6 +118,7 @@ impl RunSettings {
             top_k: Some(if self.greedy { 1 } else { 20 }),
             max_new_tokens: self.max_response_tokens,
             entropies: false,
+            policy_scores: false,
             seed: self.seed,
         }
     }

@@ -105,6 +105,22 @@ fn issue_problem(issue: de::Issue) -> Problem {
 /// Reads `path`, applies environment overrides (looked up with `env`) and `--set` arguments,
 /// and deserializes the typed recipe with kind-dependent defaults resolved.
 pub fn load(path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<String>) -> LoadedRecipe {
+    load_checked(path, sets, env, true)
+}
+
+/// [`load`] for a recipe written resolved (a run directory's `recipe.yaml`): it spells out every
+/// default, including keys a stage's kind does not use, so the unused-key check (which tells a
+/// set key from an unset one) does not apply to it.
+pub fn load_resolved_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> LoadedRecipe {
+    load_checked(path, &[], env, false)
+}
+
+fn load_checked(
+    path: &Path,
+    sets: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    check_unused: bool,
+) -> LoadedRecipe {
     let display = path.display().to_string();
     let mut loaded = LoadedRecipe {
         path: path.to_path_buf(),
@@ -141,7 +157,7 @@ pub fn load(path: &Path, sets: &[String], env: &dyn Fn(&str) -> Option<String>) 
     loaded.problems.extend(env_issues.into_iter().chain(set_issues).chain(issues).map(issue_problem));
     loaded.origins = OriginIndex::build(&root);
     loaded.recipe = recipe.map(|mut r| {
-        for (i, stage) in r.stages.iter().enumerate() {
+        for (i, stage) in r.stages.iter().enumerate().filter(|_| check_unused) {
             for (key, why) in stage.unused_keys() {
                 loaded.problems.push(loaded.origins.problem(&format!("stages[{i}].{key}"), true, why));
             }
