@@ -6,67 +6,14 @@
 //! exits 2 with a message naming it. A random model writes no valid action, so the episode ends
 //! at the step limit (media actions are covered by the report tests and `omnirl replay`'s).
 
+use omnirl_tests::demo::{self, tiny_model};
 use omnirl_tests::{omnirl, stderr, stdout};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use trainer::checkpoint::{RandomCheckpointOptions, write_random_checkpoint_with};
-use trainer::model::{FloatDtype, KeyLayout, OmniThinkerConfig};
+use std::path::Path;
 
+/// A 6 s test pattern with a 440 Hz tone.
 fn make_video(path: &Path) -> bool {
-    if !Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success()) {
-        omnirl_tests::missing_prerequisite("the `ffmpeg` CLI", "scripts/setup.sh (apt-get install ffmpeg)");
-        return false;
-    }
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=10:d=6"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=6", "-c:a", "aac"])
-        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-shortest"])
-        .arg(path)
-        .output()
-        .expect("ffmpeg");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    true
-}
-
-/// A tiny thinker whose special ids sit above the bytes (so the byte tokenizer serves it).
-const TINY_CONFIG: &str = r#"{
-  "architectures": ["Qwen2_5OmniModel"], "model_type": "qwen2_5_omni", "torch_dtype": "float32",
-  "enable_audio_output": false,
-  "thinker_config": {
-    "model_type": "qwen2_5_omni_thinker",
-    "audio_token_index": 4003, "image_token_index": 4009, "video_token_index": 4010,
-    "audio_start_token_id": 4004, "audio_end_token_id": 4005,
-    "vision_start_token_id": 4006, "vision_end_token_id": 4007, "vision_token_id": 4008,
-    "bos_token_id": 4001, "eos_token_id": 4002, "pad_token_id": 4000,
-    "position_id_per_seconds": 25, "seconds_per_chunk": 2, "tie_word_embeddings": false,
-    "text_config": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-      "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 4096,
-      "max_position_embeddings": 8192, "rope_theta": 10000.0,
-      "rope_scaling": {"mrope_section": [2, 3, 3], "type": "default"}, "rms_norm_eps": 1e-6,
-      "tie_word_embeddings": false, "hidden_act": "silu"},
-    "vision_config": {"depth": 2, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64,
-      "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-      "fullatt_block_indexes": [1], "out_hidden_size": 64, "hidden_act": "silu", "in_channels": 3},
-    "audio_config": {"d_model": 32, "encoder_layers": 2, "encoder_attention_heads": 2,
-      "encoder_ffn_dim": 64, "num_mel_bins": 128, "max_source_positions": 1500, "n_window": 100,
-      "output_dim": 64, "activation_function": "gelu"}
-  }
-}"#;
-
-fn tiny_model(dir: &Path) -> PathBuf {
-    let cfg_file = dir.join("tiny_config.json");
-    std::fs::write(&cfg_file, TINY_CONFIG).unwrap();
-    let cfg = OmniThinkerConfig::from_file(&cfg_file).unwrap();
-    let opts = RandomCheckpointOptions {
-        layout: KeyLayout::ThinkerPrefixed,
-        dtype: FloatDtype::F32,
-        seed: Some(7),
-        write_config: true,
-    };
-    let model = dir.join("model");
-    write_random_checkpoint_with(&cfg, &model, 1, &opts).unwrap();
-    model
+    demo::make_video(path, "testsrc2=s=96x64:r=10:d=6", true)
 }
 
 fn infer(model: &Path, video: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
