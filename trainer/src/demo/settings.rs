@@ -112,14 +112,13 @@ impl RunSettings {
 
     /// Sampling: evaluation top-k and top-p, greedy as top-k 1 (as `omnirl infer --greedy`).
     pub fn sampling(&self) -> Sampling {
+        let eval = Sampling::eval();
         Sampling {
             temperature: self.temperature.max(1e-3),
-            top_p: 0.95,
-            top_k: Some(if self.greedy { 1 } else { 20 }),
+            top_k: if self.greedy { Some(1) } else { eval.top_k },
             max_new_tokens: self.max_response_tokens,
-            entropies: false,
-            policy_scores: false,
             seed: self.seed,
+            ..eval
         }
     }
 }
