@@ -14,8 +14,8 @@
 //! `answer`), with a high learning rate for enough epochs that the tiny thinker reproduces the
 //! turns; the page then asks that question with greedy decoding. The model lives in the test's
 //! temporary directory, and the demo is started without `--recipe`: it must find the trained
-//! stage's settings in the run's own `recipe.yaml`. Missing Chromium or chromedriver fails the test under `CI=true` (with
-//! the install step) and skips it elsewhere.
+//! stage's settings in the run's own `recipe.yaml`. Missing Chromium or chromedriver fails the
+//! test under `CI=true` (with the install step) and skips it elsewhere.
 
 use fantoccini::{ClientBuilder, Locator};
 use omnirl_tests::demo::{DemoProcess, make_video};

@@ -6,9 +6,9 @@
 //! The environment, preprocessing and tokenizer come from the recipe stage as in `omnirl infer`
 //! (`--stage`, else the first eval, rl or expert sft stage). Without `--recipe`, a checkpoint
 //! inside a run directory (`runs/quickstart/rl/final`) takes its own stage of the run's
-//! `recipe.yaml`, else a default eval stage. Examples default to `data/quickstart` (its held-out questions) and `data/examples`,
-//! those of them that exist. It binds to 127.0.0.1 unless `--host` says otherwise, and says so
-//! when it does not; `--port 0` picks a free port. Prints `listening on http://ADDR` once the
+//! `recipe.yaml`, else a default eval stage. Examples default to `data/quickstart` (its held-out
+//! questions) and `data/examples`, those of them that exist. It binds to 127.0.0.1 unless
+//! `--host` says otherwise, and says so when it does not; `--port 0` picks a free port. Prints `listening on http://ADDR` once the
 //! model is loaded. Exit status 2 on a bad model, recipe or examples directory, or a port in use
 //! (the message names it). Left out: TLS and authentication (see `demo::server`).
 

@@ -157,9 +157,11 @@ fn load_checked(
     loaded.problems.extend(env_issues.into_iter().chain(set_issues).chain(issues).map(issue_problem));
     loaded.origins = OriginIndex::build(&root);
     loaded.recipe = recipe.map(|mut r| {
-        for (i, stage) in r.stages.iter().enumerate().filter(|_| check_unused) {
-            for (key, why) in stage.unused_keys() {
-                loaded.problems.push(loaded.origins.problem(&format!("stages[{i}].{key}"), true, why));
+        if check_unused {
+            for (i, stage) in r.stages.iter().enumerate() {
+                for (key, why) in stage.unused_keys() {
+                    loaded.problems.push(loaded.origins.problem(&format!("stages[{i}].{key}"), true, why));
+                }
             }
         }
         let seed = r.seed;
