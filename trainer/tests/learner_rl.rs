@@ -340,3 +340,43 @@ fn a_group_with_equal_rewards_does_not_move_the_policy() {
     assert_eq!(stats.pg_loss, 0.0);
     assert_eq!(max_abs(&grads(&model)), 0.0);
 }
+
+#[test]
+fn zero_advantage_rows_are_skipped_with_the_same_update() {
+    // Group "a" has different rewards, group "b" equal ones: b's rows have advantage 0 and, in
+    // the on-policy flow without KL or entropy terms, are not forwarded. The update, the loss and
+    // the entropy metric are those of the full pass; only the forwarded tokens differ.
+    let mut rng = SplitMix64::new(9);
+    let mut batch = group_rows(&mut rng, "a", &[1.0, 0.0, 0.2], TOY_VOCAB as u32, TOY_END, 3);
+    let equal = group_rows(&mut rng, "b", &[1.0, 1.0, 1.0], TOY_VOCAB as u32, TOY_END, 3);
+    let (equal_rows, equal_tokens) = (equal.len(), equal.iter().map(|r| r.ids.len()).sum::<usize>());
+    batch.extend(equal);
+    for estimator in [Estimator::Grpo, Estimator::Taura] {
+        let cfg = AlgorithmConfig { estimator, ..AlgorithmConfig::default() };
+        let (full_model, skip_model) = (toy(), toy());
+        let mut full = RlLearner::new(&full_model, &cfg, &optimizer(1e-2), 10).unwrap();
+        full.skip_zero_advantage = false;
+        let mut skip = RlLearner::new(&skip_model, &cfg, &optimizer(1e-2), 10).unwrap();
+        let f = full.step(&full_model, &batch, &mut LocalSteps).unwrap();
+        let s = skip.step(&skip_model, &batch, &mut LocalSteps).unwrap();
+        assert_eq!((f.skipped_rows, s.skipped_rows), (0, equal_rows), "{estimator:?}");
+        assert_eq!(s.scalars().get("perf/skipped_zero_advantage_rows"), Some(equal_rows as f64));
+        assert_eq!(f.update_tokens - s.update_tokens, equal_tokens, "{estimator:?}");
+        assert_eq!(max_abs_diff(&snapshot_tensors(&full_model), &snapshot_tensors(&skip_model)), 0.0, "{estimator:?}");
+        assert_eq!(f.optimizer_steps[0].grad_norm, s.optimizer_steps[0].grad_norm, "{estimator:?}");
+        assert_eq!(f.pg_loss, s.pg_loss, "{estimator:?}");
+        assert!((f.entropy_loss - s.entropy_loss).abs() < 1e-6 * f.entropy_loss.abs(), "{estimator:?}");
+        assert!(f.entropy_loss > 0.0);
+    }
+    // Where a zero-advantage row's loss is not zero (an entropy bonus) or the old log-probs are
+    // not the current ones (the PPO flow), every row is forwarded.
+    let entropy = AlgorithmConfig { entropy_coef: 0.01, ..grpo() };
+    let ppo = AlgorithmConfig { update_flow: UpdateFlow::Ppo, ..grpo() };
+    for cfg in [entropy, ppo] {
+        let model = toy();
+        let mut l = RlLearner::new(&model, &cfg, &optimizer(1e-2), 10).unwrap();
+        let st = l.step(&model, &batch, &mut LocalSteps).unwrap();
+        assert_eq!(st.skipped_rows, 0, "{cfg:?}");
+        assert_eq!(st.update_tokens, batch.iter().map(|r| r.ids.len()).sum::<usize>());
+    }
+}

@@ -23,6 +23,7 @@
 //! Left out: the training loop itself (`omnirl train`, in `run`).
 
 pub mod cursor;
+mod loss_sums;
 pub mod optim;
 pub mod rl;
 pub mod rows;

@@ -28,6 +28,13 @@
 //!    micro-batches of one row, old = detach". Each optimizer step clips to `grad_clip` and skips
 //!    a non-finite gradient norm (docs/reference.md#update-rule).
 //!
+//!    In the on-policy flow without a KL or entropy term, a row whose advantage is exactly 0
+//!    adds exactly 0 to every gradient (its loss is `−0·ρ` per token), so its forward and
+//!    backward are skipped: the same update for fewer tokens (every row of an equal-reward group;
+//!    docs/performance.md). It still counts in the loss normalisation and the metrics, its entropy
+//!    taken from step 1's scores of the same weights. The one difference: a skipped row whose
+//!    forward would have been non-finite can no longer turn the step's gradient into NaN.
+//!
 //! Data parallelism ([`RlLearner::step`] with a data-parallel sync): each rank holds whole GRPO
 //! groups, so the advantages are computed locally; losses are normalised by the micro-batches of
 //! every rank and the gradients summed before each optimizer step (a global mean, where FSDP
@@ -36,6 +43,7 @@
 //! (docs/reference.md#taura-group-mean).
 //! Left out: the critic, KL-in-reward, and dynamic sampling (all off in the reference).
 
+use super::loss_sums::{Accum, LossSums};
 use super::optim::{AdamW, AdamWConfig, StepReport};
 use super::{GradientSync, LearnerError, RlRow, TrainablePolicy, per_second, zero_gradients};
 use crate::algo::advantage::{AdvantageEstimator, AdvantageRow, Advantages};
@@ -59,65 +67,10 @@ pub struct RlLearner {
     /// Progress bars over the rows of the scoring and update passes (`logging.progress_bars`;
     /// drawn only on a terminal).
     pub progress: bool,
+    /// Skip the forward and backward of zero-advantage rows where that leaves the update
+    /// unchanged (module doc; on by default, off only to compare against the full pass).
+    pub skip_zero_advantage: bool,
     pub optimizer: AdamW,
-}
-
-/// The sums a step's loss metrics come from, over the tokens it trained on: per row as
-/// detached device scalars, then summed over the step (and over ranks) as numbers.
-#[derive(Debug, Clone, Copy, Default)]
-struct LossSums<T> {
-    /// Σ w·pg, Σ w·kl, Σ w·H: the aggregated losses, summed over optimizer steps.
-    pg: T,
-    kl: T,
-    entropy: T,
-    tokens: T,
-    /// Tokens whose ratio was ε-clipped, and dual-clipped.
-    clipped: T,
-    dual_clipped: T,
-    /// Σ (old − new) log-prob, verl's `ppo_kl` numerator.
-    old_minus_new: T,
-}
-
-const METRICS: usize = 7;
-
-impl<T> LossSums<T> {
-    fn into_array(self) -> [T; METRICS] {
-        let LossSums { pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new } = self;
-        [pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new]
-    }
-
-    fn from_array([pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new]: [T; METRICS]) -> Self {
-        LossSums { pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new }
-    }
-}
-
-/// [`LossSums`] kept on the device as one `[METRICS]` tensor, so the update never waits on a
-/// host read; read once at the end of the step.
-#[derive(Debug, Default)]
-struct Accum {
-    sums: Option<Tensor>,
-    forward_tokens: usize,
-}
-
-impl Accum {
-    fn add(&mut self, row: LossSums<Tensor>) -> Result<(), tch::TchError> {
-        let v = Tensor::f_stack(&row.into_array(), 0)?;
-        self.sums = Some(match self.sums.take() {
-            Some(s) => s.f_add(&v)?,
-            None => v,
-        });
-        Ok(())
-    }
-
-    fn values(&self) -> Result<[f64; METRICS], tch::TchError> {
-        // The order of `LossSums::into_array`.
-        let mut out = [0.0; METRICS];
-        if let Some(s) = &self.sums {
-            let v = Vec::<f64>::try_from(s.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?)?;
-            out.iter_mut().zip(v).for_each(|(o, x)| *o = x);
-        }
-        Ok(out)
-    }
 }
 
 /// What one step did and saw.
@@ -151,6 +104,8 @@ pub struct RlStepStats {
     /// Tokens (prompt + response) through the scoring and the training forwards.
     pub logprob_tokens: usize,
     pub update_tokens: usize,
+    /// Zero-advantage rows whose forward and backward the update skipped (module doc).
+    pub skipped_rows: usize,
 }
 
 impl RlLearner {
@@ -173,6 +128,7 @@ impl RlLearner {
             estimator: AdvantageEstimator::from_config(algorithm),
             ignore_exceed: false,
             progress: false,
+            skip_zero_advantage: true,
             optimizer,
         }
     }
@@ -209,7 +165,7 @@ impl RlLearner {
 
         // 1. Old log-probs, entropies, reference log-probs.
         let t0 = Instant::now();
-        let OldScores { old, reference, turn_entropies, entropy_sum, entropy_tokens, scored_tokens } =
+        let OldScores { old, reference, turn_entropies, row_entropy_sums, entropy_sum, entropy_tokens, scored_tokens } =
             self.old_scores(policy, rows)?;
         stats.turn_entropies = turn_entropies;
         stats.logprob_tokens = scored_tokens;
@@ -289,6 +245,11 @@ impl RlLearner {
                 trajectory_shares(&uids, global_rows, global_trajectories)
             }
         };
+        // Zero-advantage rows change nothing in the on-policy flow without KL or entropy terms.
+        let skippable = self.skip_zero_advantage
+            && a.update_flow == UpdateFlow::OnPolicy
+            && self.loss.kl_coef == 0.0
+            && self.loss.entropy_coef == 0.0;
         let params = policy.trainable_variables();
         let mut acc = Accum::default();
         let bar = Progress::new(u64::from(epochs) * rows.len() as u64, "update", self.progress);
@@ -302,6 +263,13 @@ impl RlLearner {
                         let weight = share[i]
                             * token_weight(self.loss.aggregation, rows[i].loss_tokens(), m.len(), micro_tokens)
                             / n_micro;
+                        if skippable && values[i] == 0.0 {
+                            acc.skipped_tokens += rows[i].loss_tokens() as f64;
+                            acc.skipped_entropy += weight * row_entropy_sums[i];
+                            stats.skipped_rows += 1;
+                            bar.inc(1);
+                            continue;
+                        }
                         let inputs = RowInputs {
                             advantage: values[i],
                             old: use_old.then_some(&old[i]),
@@ -367,12 +335,15 @@ impl RlLearner {
                 let ents = Vec::<f32>::try_from(s.entropies.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?)?;
                 (s.logprobs, ents)
             };
+            let mut row_sum = 0.0;
             for (h, m) in ents.iter().zip(&r.mask) {
                 if *m {
-                    out.entropy_sum += f64::from(*h);
+                    row_sum += f64::from(*h);
                     out.entropy_tokens += 1;
                 }
             }
+            out.entropy_sum += row_sum;
+            out.row_entropy_sums.push(row_sum);
             out.turn_entropies.push(turn_entropy_f32(&ents, &r.mask));
             out.old.push(logprobs.f_to_kind(Kind::Float)?);
             out.reference.push(if self.loss.kl_coef != 0.0 {
@@ -468,13 +439,14 @@ fn mini_batches(rows: &[usize], size: usize, global_rows: usize, world: u32) -> 
     (0..n).map(|k| &rows[k * rows.len() / n..(k + 1) * rows.len() / n]).collect()
 }
 
-/// Step 1's results: per row the old log-probs, reference log-probs and turn entropy; the
-/// masked token entropies' sum and count; the tokens a scoring pass went through.
+/// Step 1's results: per row the old log-probs, reference log-probs, turn entropy and masked
+/// entropy sum; the masked token entropies' sum and count; the tokens a scoring pass went through.
 #[derive(Default)]
 struct OldScores {
     old: Vec<Tensor>,
     reference: Vec<Option<Tensor>>,
     turn_entropies: Vec<f64>,
+    row_entropy_sums: Vec<f64>,
     entropy_sum: f64,
     entropy_tokens: usize,
     scored_tokens: usize,
@@ -539,6 +511,7 @@ impl RlStepStats {
         s.push("perf/rows", self.rows as f64);
         s.push("perf/loss_tokens", self.loss_tokens as f64);
         s.push("perf/update_tokens_per_s", self.update_tokens_per_second());
+        s.push("perf/skipped_zero_advantage_rows", self.skipped_rows as f64);
         s.push("perf/logprob_tokens_per_s", per_second(self.logprob_tokens, self.times.get(Phase::Logprobs)));
         s
     }

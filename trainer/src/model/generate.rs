@@ -119,20 +119,24 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Gumbel noise `[rows, vocab]` (f32) for the given row seeds at `step`.
+/// Gumbel noise `[rows, vocab]` (f32) for the given row seeds at `step`: one `[rows, vocab]`
+/// computation (a fixed number of tensor ops per decode step, not a number per row).
 pub fn gumbel_noise(seeds: &[u64], step: u64, vocab: i64, device: Device) -> Result<Tensor, tch::TchError> {
-    let ids = Tensor::f_arange(vocab, (Kind::Int64, device))?;
-    let mut rows = Vec::with_capacity(seeds.len());
+    let ids = Tensor::f_arange(vocab, (Kind::Int64, device))?.f_unsqueeze(0)?;
+    let (mut k1, mut k2) = (Vec::with_capacity(seeds.len()), Vec::with_capacity(seeds.len()));
     for &s in seeds {
         let k = splitmix(splitmix(s) ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        let (k1, k2) = ((k & 0xFFFF_FFFF) as i64, (k >> 32) as i64);
-        let h1 = hash32(&ids.f_bitwise_xor(k1)?)?.f_to_kind(Kind::Double)?;
-        let h2 = hash32(&ids.f_bitwise_xor(k2)?)?.f_bitwise_right_shift_tensor_scalar(11)?.f_to_kind(Kind::Double)?;
-        // 53 random bits -> u in (0, 1).
-        let u = h1.f_mul_scalar(2097152.0)?.f_add(&h2)?.f_add_scalar(0.5)?.f_div_scalar(9007199254740992.0)?;
-        rows.push(u.f_log()?.f_neg()?.f_log()?.f_neg()?.f_to_kind(Kind::Float)?);
+        k1.push((k & 0xFFFF_FFFF) as i64);
+        k2.push((k >> 32) as i64);
     }
-    Tensor::f_stack(&rows, 0)
+    let column = |k: &[i64]| Tensor::f_from_slice(k)?.f_to_device(device)?.f_unsqueeze(1);
+    let h1 = hash32(&ids.f_bitwise_xor_tensor(&column(&k1)?)?)?.f_to_kind(Kind::Double)?;
+    let h2 = hash32(&ids.f_bitwise_xor_tensor(&column(&k2)?)?)?
+        .f_bitwise_right_shift_tensor_scalar(11)?
+        .f_to_kind(Kind::Double)?;
+    // 53 random bits -> u in (0, 1).
+    let u = h1.f_mul_scalar(2097152.0)?.f_add(&h2)?.f_add_scalar(0.5)?.f_div_scalar(9007199254740992.0)?;
+    u.f_log()?.f_neg()?.f_log()?.f_neg()?.f_to_kind(Kind::Float)
 }
 
 /// Processed logits (temperature, top-k, top-p; vLLM V0 order) of `logits [n, V]` f32.
@@ -349,4 +353,35 @@ fn media_placeholder_ids(
             .filter(|&id| id < vocab)
             .collect();
     if list.is_empty() { Ok(None) } else { Ok(Some(Tensor::from_slice(&list).f_to_device(dev)?)) }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::gumbel_noise;
+    use tch::{Device, Kind};
+
+    /// A row's noise depends on its seed and the step only: the batch gives, bit for bit, each
+    /// row's noise computed alone, and every value is a finite Gumbel draw.
+    #[test]
+    fn gumbel_noise_rows_do_not_depend_on_the_batch() {
+        let seeds = [0u64, 7, 42, u64::MAX, 123_456_789];
+        for step in [0u64, 1, 99] {
+            let batch = gumbel_noise(&seeds, step, 768, Device::Cpu).unwrap();
+            assert_eq!(batch.size(), [5, 768]);
+            for (i, &s) in seeds.iter().enumerate() {
+                let alone = gumbel_noise(&[s], step, 768, Device::Cpu).unwrap();
+                let row = batch.narrow(0, i as i64, 1);
+                assert!(row.equal(&alone), "seed {s} step {step}");
+            }
+            assert!(bool::try_from(batch.isfinite().all()).unwrap());
+        }
+        // Different steps and seeds give different noise; the draws look like Gumbel(0, 1):
+        // mean about 0.5772 (Euler's constant) over 5 x 768 values.
+        let a = gumbel_noise(&[1], 0, 768, Device::Cpu).unwrap();
+        assert!(!a.equal(&gumbel_noise(&[1], 1, 768, Device::Cpu).unwrap()));
+        assert!(!a.equal(&gumbel_noise(&[2], 0, 768, Device::Cpu).unwrap()));
+        let mean = gumbel_noise(&seeds, 3, 768, Device::Cpu).unwrap().mean(Kind::Double).double_value(&[]);
+        assert!((mean - 0.5772).abs() < 0.06, "{mean}");
+    }
 }

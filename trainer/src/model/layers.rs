@@ -6,7 +6,10 @@
 //! Segment attention groups segments of equal length into one batch each and runs SDPA without a
 //! mask, which is exact (no padding, so no all-masked rows) and equivalent to flash-attention's
 //! varlen call or transformers' per-chunk loop. GQA uses SDPA's `enable_gqa`; a backend that
-//! refuses it falls back to repeating the KV heads.
+//! refuses it falls back to repeating the KV heads. A decode step (one query per row) instead
+//! folds the query heads that share a KV head into that head's query rows: SDPA without GQA on
+//! the cache as it is, which the CPU runs as small matrix products where a masked GQA call went
+//! through one matrix-vector product per head (docs/performance.md).
 //!
 //! Left out: dropout (inference and RL use none), fused kernels beyond what SDPA picks.
 
@@ -88,6 +91,14 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Mask, scale: f64) ->
     };
     if h == hkv {
         return Tensor::f_scaled_dot_product_attention(q, k, v, m, 0.0, causal, scale, false);
+    }
+    let (b, lq, d) = (q.size()[0], q.size()[2], q.size()[3]);
+    if lq == 1 && !causal && hkv > 0 && h % hkv == 0 {
+        // One query per row (a decode step): the `h / hkv` query heads that share a KV head
+        // become that head's query rows, an attention without GQA over the unexpanded cache.
+        let grouped = q.f_reshape([b, hkv, h / hkv, d])?;
+        let o = Tensor::f_scaled_dot_product_attention(&grouped, k, v, m, 0.0, false, scale, false)?;
+        return o.f_reshape([b, h, 1, d]);
     }
     match Tensor::f_scaled_dot_product_attention(q, k, v, m, 0.0, causal, scale, true) {
         Ok(o) => Ok(o),
