@@ -8,8 +8,8 @@
 //! inside a run directory (`runs/quickstart/rl/final`) takes its own stage of the run's
 //! `recipe.yaml`, else a default eval stage. Examples default to `data/quickstart` (its held-out
 //! questions) and `data/examples`, those of them that exist. It binds to 127.0.0.1 unless
-//! `--host` says otherwise, and says so when it does not; `--port 0` picks a free port. Prints `listening on http://ADDR` once the
-//! model is loaded. Exit status 2 on a bad model, recipe or examples directory, or a port in use
+//! `--host` says otherwise, and says so when it does not; `--port 0` picks a free port. Prints
+//! `listening on http://ADDR` once the model is loaded. Exit status 2 on a bad model, recipe or examples directory, or a port in use
 //! (the message names it). Left out: TLS and authentication (see `demo::server`).
 
 use super::{load_resolved, load_run_recipe};

@@ -165,11 +165,11 @@ impl RlLearner {
 
         // 1. Old log-probs, entropies, reference log-probs.
         let t0 = Instant::now();
-        let OldScores { old, reference, turn_entropies, row_entropy_sums, entropy_sum, entropy_tokens, scored_tokens } =
+        let OldScores { old, reference, turn_entropies, row_entropy_sums, entropy_tokens, scored_tokens } =
             self.old_scores(policy, rows)?;
         stats.turn_entropies = turn_entropies;
         stats.logprob_tokens = scored_tokens;
-        let mut ent = [entropy_sum, entropy_tokens as f64];
+        let mut ent = [row_entropy_sums.iter().sum(), entropy_tokens as f64];
         sync.sum_counts(&mut ent)?;
         stats.raw_entropy = if ent[1] > 0.0 { ent[0] / ent[1] } else { 0.0 };
         stats.times.add(Phase::Logprobs, t0.elapsed().as_secs_f64());
@@ -342,7 +342,6 @@ impl RlLearner {
                     out.entropy_tokens += 1;
                 }
             }
-            out.entropy_sum += row_sum;
             out.row_entropy_sums.push(row_sum);
             out.turn_entropies.push(turn_entropy_f32(&ents, &r.mask));
             out.old.push(logprobs.f_to_kind(Kind::Float)?);
@@ -440,14 +439,13 @@ fn mini_batches(rows: &[usize], size: usize, global_rows: usize, world: u32) -> 
 }
 
 /// Step 1's results: per row the old log-probs, reference log-probs, turn entropy and masked
-/// entropy sum; the masked token entropies' sum and count; the tokens a scoring pass went through.
+/// entropy sum; the masked token count; the tokens a scoring pass went through.
 #[derive(Default)]
 struct OldScores {
     old: Vec<Tensor>,
     reference: Vec<Option<Tensor>>,
     turn_entropies: Vec<f64>,
     row_entropy_sums: Vec<f64>,
-    entropy_sum: f64,
     entropy_tokens: usize,
     scored_tokens: usize,
 }

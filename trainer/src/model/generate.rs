@@ -384,4 +384,32 @@ mod tests {
         let mean = gumbel_noise(&seeds, 3, 768, Device::Cpu).unwrap().mean(Kind::Double).double_value(&[]);
         assert!((mean - 0.5772).abs() < 0.06, "{mean}");
     }
+
+    /// Mueller's 32-bit hash on a host integer, written out apart from the tensor version.
+    fn mueller(x: u64) -> u64 {
+        let mut h = x & 0xFFFF_FFFF;
+        for _ in 0..2 {
+            h = (((h >> 16) ^ h).wrapping_mul(0x045d_9f3b)) & 0xFFFF_FFFF;
+        }
+        (h >> 16) ^ h
+    }
+
+    /// The noise of a few (seed, step, token) triples computed one scalar at a time on the host:
+    /// keys from splitmix, two hashes, 53 bits to `u` in (0, 1), then `-ln(-ln u)`.
+    #[test]
+    fn gumbel_noise_matches_a_scalar_computation() {
+        let seeds = [3u64, 1 << 40];
+        let noise = gumbel_noise(&seeds, 17, 768, Device::Cpu).unwrap();
+        for (row, &s) in seeds.iter().enumerate() {
+            let k = super::splitmix(super::splitmix(s) ^ 17u64.wrapping_mul(0xD1B5_4A32_D192_ED03));
+            for id in [0u64, 1, 255, 767] {
+                let h1 = mueller(id ^ (k & 0xFFFF_FFFF));
+                let h2 = mueller(id ^ (k >> 32)) >> 11;
+                let u = (h1 as f64 * 2097152.0 + h2 as f64 + 0.5) / 9007199254740992.0;
+                let want = -(-u.ln()).ln();
+                let got = noise.double_value(&[row as i64, id as i64]);
+                assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "seed {s} id {id}: {got} vs {want}");
+            }
+        }
+    }
 }
