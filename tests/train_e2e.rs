@@ -183,8 +183,17 @@ fn max_abs_diff(
 fn mpirun_two_ranks_train_like_one_process() {
     let mpirun = omnirl_tests::mpirun();
     let tmp = tempfile::tempdir().unwrap();
-    let common =
-        ["stages.sft.optimizer.lr=1e-4", "stages.rl.checkpoint.save_every=1", "stages.rl.schedule.max_steps=2"];
+    // Without KL: two SFT steps leave a random policy whose rollouts all score 0, so the RL update
+    // would be the KL term alone, and while the policy still equals its reference that term's
+    // gradient is the rounding difference between two forwards, which Adam scales up to full
+    // steps (measured: 3e-5 apart after two steps). The KL loss goes through the same token
+    // weights as the policy loss, which is what this test compares.
+    let common = [
+        "stages.sft.optimizer.lr=1e-4",
+        "stages.rl.checkpoint.save_every=1",
+        "stages.rl.schedule.max_steps=2",
+        "stages.rl.algorithm.kl_coef=0",
+    ];
     let mut args: Vec<String> = vec!["train".into(), "recipes/quickstart.yaml".into()];
     for s in SHORT.iter().chain(&common) {
         args.extend(["--set".into(), (*s).to_owned()]);
