@@ -14,7 +14,7 @@
 //!   cancels it (the log says so) and the queued run starts and finishes;
 //! * a port in use exits 2 naming the port.
 
-use omnirl_tests::demo::{DemoProcess, EventReader, make_video, tiny_model};
+use omnirl_tests::demo::{DemoProcess, EventReader, make_video, quickstart_run_checkpoint, tiny_model};
 use omnirl_tests::{omnirl, stderr};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -216,13 +216,8 @@ fn a_port_in_use_exits_2_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_checkpoint_takes_its_stage_of_the_run_recipe() {
     let tmp = tempfile::tempdir().unwrap();
+    let m = quickstart_run_checkpoint(tmp.path()).display().to_string();
     let run = tmp.path().join("run");
-    std::fs::create_dir_all(run.join("rl")).unwrap();
-    std::fs::rename(tiny_model(tmp.path()), run.join("rl/final")).unwrap();
-    let v = omnirl().args(["validate", "recipes/quickstart.yaml", "--json"]).output().unwrap();
-    let resolved: Value = serde_json::from_slice(&v.stdout).unwrap_or_else(|_| panic!("{}", stderr(&v)));
-    std::fs::write(run.join("recipe.yaml"), serde_json::to_string_pretty(&resolved["recipe"]).unwrap()).unwrap();
-    let m = run.join("rl/final").display().to_string();
     let limits = |server: &DemoProcess| {
         let url = format!("{}/api/config", server.url);
         async move {

@@ -129,3 +129,35 @@ fn bad_inputs_exit_2_naming_the_file() {
     assert!(stderr(&out).contains("cannot probe video") && stderr(&out).contains(&junk.display().to_string()));
     assert!(!tmp.path().join("t.json").exists());
 }
+
+/// A checkpoint inside a run directory takes its stage's settings from the run's `recipe.yaml`
+/// without `--recipe` (here the quickstart's one-line system prompt); a run recipe that does not
+/// load is reported and the default eval stage used.
+#[test]
+fn a_run_checkpoint_takes_its_stage_of_the_run_recipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let video = tmp.path().join("v.mp4");
+    if !make_video(&video) {
+        return;
+    }
+    let model = demo::quickstart_run_checkpoint(tmp.path());
+    let run = tmp.path().join("run");
+    let quickstart_prompt = "Answer the question about the video in at most";
+    let first_prompt = |out: &Path| {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+        v["steps"][0]["prompt_text"].as_str().unwrap().to_owned()
+    };
+
+    let out_file = tmp.path().join("a.json");
+    let out = infer(&model, &video, &out_file, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("omnirl infer: settings of stage `rl` of the run's recipe"), "{}", stderr(&out));
+    assert!(first_prompt(&out_file).contains(quickstart_prompt), "{}", first_prompt(&out_file));
+
+    std::fs::write(run.join("recipe.yaml"), "stages: [").unwrap();
+    let out_file = tmp.path().join("b.json");
+    let out = infer(&model, &video, &out_file, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not using the run's recipe"), "{}", stderr(&out));
+    assert!(!first_prompt(&out_file).contains(quickstart_prompt), "{}", first_prompt(&out_file));
+}

@@ -69,6 +69,19 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
     model
 }
 
+/// A run directory `dir/run` as `omnirl train recipes/quickstart.yaml` leaves one, holding only
+/// the quickstart's resolved `recipe.yaml` and [`tiny_model`] as its rl stage's result: returns
+/// the checkpoint `dir/run/rl/final`.
+pub fn quickstart_run_checkpoint(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
+    std::fs::create_dir_all(run.join("rl")).unwrap();
+    std::fs::rename(tiny_model(dir), run.join("rl/final")).unwrap();
+    let v = crate::omnirl().args(["validate", "recipes/quickstart.yaml", "--json"]).output().unwrap();
+    let resolved: Value = serde_json::from_slice(&v.stdout).unwrap_or_else(|_| panic!("{}", crate::stderr(&v)));
+    std::fs::write(run.join("recipe.yaml"), serde_json::to_string_pretty(&resolved["recipe"]).unwrap()).unwrap();
+    run.join("rl/final")
+}
+
 /// A running `omnirl demo` (killed when dropped) and what it printed on stderr so far.
 pub struct DemoProcess {
     pub child: Child,

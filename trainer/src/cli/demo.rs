@@ -12,16 +12,15 @@
 //! `listening on http://ADDR` once the model is loaded. Exit status 2 on a bad model, recipe or examples directory, or a port in use
 //! (the message names it). Left out: TLS and authentication (see `demo::server`).
 
-use super::{load_resolved, load_run_recipe};
+use super::{load_resolved, run_recipe_of};
 use crate::cli::generate::load_options;
 use crate::demo::{DemoConfig, bind, server::stop_signal};
-use crate::recipe::ResolvedRecipe;
 use crate::run::single::stage_settings;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
@@ -68,7 +67,7 @@ fn config(args: &DemoArgs) -> anyhow::Result<DemoConfig> {
     }
     let (recipe, stage_name) = match &args.recipe {
         Some(p) => (Some((load_resolved(p, &[])?, p.clone())), args.stage.clone()),
-        None => match run_recipe(&args.model) {
+        None => match run_recipe_of(&args.model, "omnirl demo") {
             Some((r, path, stage)) => (Some((r, path)), Some(stage)),
             None => (None, None),
         },
@@ -96,35 +95,6 @@ fn config(args: &DemoArgs) -> anyhow::Result<DemoConfig> {
         queue_bound: args.queue,
         attach_timeout_s: args.attach_timeout,
     })
-}
-
-/// The recipe of the training run a checkpoint belongs to, when `--recipe` is not given: a run
-/// directory holds its resolved `recipe.yaml` beside one directory per stage, so
-/// `RUN/STAGE/final` (or `RUN/STAGE/checkpoints/step_N`) takes the settings of stage `STAGE` of
-/// `RUN/recipe.yaml`, the environment and system prompt the checkpoint was trained with. Said
-/// on stderr either way; a run recipe that does not load is reported and not used.
-fn run_recipe(model: &Path) -> Option<(ResolvedRecipe, PathBuf, String)> {
-    let model = model.canonicalize().ok()?;
-    let ancestors: Vec<&Path> = model.ancestors().skip(1).take(3).collect();
-    for (i, run) in ancestors.iter().enumerate().skip(1) {
-        let path = run.join("recipe.yaml");
-        let Some(stage) = ancestors[i - 1].file_name().and_then(|n| n.to_str()) else { continue };
-        if !path.is_file() {
-            continue;
-        }
-        match load_run_recipe(&path) {
-            Ok(r) if r.stage(stage).is_some_and(|s| s.episodes().is_some()) => {
-                eprintln!("omnirl demo: settings of stage `{stage}` of the run's recipe {}", path.display());
-                return Some((r, path, stage.to_string()));
-            }
-            Ok(_) => continue,
-            Err(e) => {
-                eprintln!("omnirl demo: not using the run's recipe {}: {e:#}", path.display());
-                return None;
-            }
-        }
-    }
-    None
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {

@@ -18,7 +18,10 @@
 //! Environment limits, preprocessing and the system prompt are the defaults of an eval stage
 //! (docs/reference.md#limits: 32 steps with the dynamic budget, 60 frames, 300 s audio, 60 s
 //! clips); with `--recipe` they are taken from the recipe's stage `--stage`, else its first eval
-//! stage, else its first rl stage. Sampling defaults to the evaluation settings (temperature 1, top-k 20,
+//! stage, else its first rl stage. Without `--recipe`, a checkpoint inside a run directory
+//! (`RUN/STAGE/final` or `RUN/STAGE/checkpoints/step_N`) takes stage `STAGE` of `RUN/recipe.yaml`,
+//! the settings it was trained with (said on stderr; a run recipe that does not load is reported
+//! and the defaults used). Sampling defaults to the evaluation settings (temperature 1, top-k 20,
 //! top-p 0.95, docs/reference.md#inference); `--greedy` is top-k 1.
 //!
 //! `--out` (default `trajectory.json`, written atomically) holds the keys of a `results.jsonl`
@@ -31,7 +34,7 @@
 //! The episode itself is `run::single` (shared with `omnirl demo`). Left out: several episodes or
 //! videos per call (use `omnirl eval`), and a chat mode.
 
-use super::load_resolved;
+use super::{load_resolved, run_recipe_of};
 use crate::cli::generate::load_options;
 use crate::model::policy::ThinkerPolicy;
 use crate::model::thinker::Thinker;
@@ -106,11 +109,18 @@ pub struct InferArgs {
     pub device: Option<String>,
 }
 
-/// The settings of the recipe stage that `--recipe` / `--stage` name, or of a default eval stage.
+/// The settings of the recipe stage that `--recipe` / `--stage` name; without `--recipe`, of the
+/// checkpoint's stage in its run's `recipe.yaml` where it has one, else of a default eval stage.
 fn env_stage(args: &InferArgs) -> anyhow::Result<StageSettings> {
-    let recipe = args.recipe.as_ref().map(|p| load_resolved(p, &[]).map(|r| (r, p.clone()))).transpose()?;
+    let (recipe, stage) = match &args.recipe {
+        Some(p) => (Some((load_resolved(p, &[])?, p.clone())), args.stage.clone()),
+        None => match run_recipe_of(&args.model, "omnirl infer") {
+            Some((r, path, stage)) => (Some((r, path)), Some(stage)),
+            None => (None, None),
+        },
+    };
     let of = recipe.as_ref().map(|(r, p)| (r, p.as_path()));
-    Ok(stage_settings(of, args.stage.as_deref(), &args.model, args.seed)?)
+    Ok(stage_settings(of, stage.as_deref(), &args.model, args.seed)?)
 }
 
 /// The question of the command line.

@@ -17,7 +17,8 @@ pub mod validate;
 
 use crate::problem::Severity;
 use crate::recipe::ResolvedRecipe;
-use std::path::Path;
+use crate::run::RUN_RECIPE_FILE;
+use std::path::{Path, PathBuf};
 
 /// A recipe for a command that takes one stage's settings from it: loaded with the environment
 /// and `--set` overrides, checked (`Recipe::validate`), and resolved; any error ends the command
@@ -52,4 +53,34 @@ fn resolve_loaded(path: &Path, loaded: crate::recipe::LoadedRecipe) -> anyhow::R
         anyhow::bail!("{}: {e}", path.display());
     }
     Ok(resolved)
+}
+
+/// The recipe of the training run a checkpoint belongs to, when `--recipe` is not given: a run
+/// directory holds its resolved `recipe.yaml` beside one directory per stage, so
+/// `RUN/STAGE/final` (or `RUN/STAGE/checkpoints/step_N`) takes the settings of stage `STAGE` of
+/// `RUN/recipe.yaml`, the environment and system prompt the checkpoint was trained with. Said
+/// on stderr (prefixed with `command`) either way; a run recipe that does not load is reported
+/// and not used. Shared by `omnirl demo` and `omnirl infer`.
+pub(crate) fn run_recipe_of(model: &Path, command: &str) -> Option<(ResolvedRecipe, PathBuf, String)> {
+    let model = model.canonicalize().ok()?;
+    let ancestors: Vec<&Path> = model.ancestors().skip(1).take(3).collect();
+    for (i, run) in ancestors.iter().enumerate().skip(1) {
+        let path = run.join(RUN_RECIPE_FILE);
+        let Some(stage) = ancestors[i - 1].file_name().and_then(|n| n.to_str()) else { continue };
+        if !path.is_file() {
+            continue;
+        }
+        match load_run_recipe(&path) {
+            Ok(r) if r.stage(stage).is_some_and(|s| s.episodes().is_some()) => {
+                eprintln!("{command}: settings of stage `{stage}` of the run's recipe {}", path.display());
+                return Some((r, path, stage.to_string()));
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                eprintln!("{command}: not using the run's recipe {}: {e:#}", path.display());
+                return None;
+            }
+        }
+    }
+    None
 }

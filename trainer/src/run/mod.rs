@@ -46,6 +46,10 @@ pub mod world;
 pub use train::{RunOptions, RunSummary, run_recipe};
 pub use world::World;
 
+/// The file in a run directory that holds the run's resolved recipe (written once, when the run
+/// starts; `--resume`, `omnirl demo` and `omnirl infer` read it back).
+pub const RUN_RECIPE_FILE: &str = "recipe.yaml";
+
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

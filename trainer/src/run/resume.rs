@@ -11,6 +11,7 @@
 //!   or damaged (a file missing or of the wrong size) are skipped with a message naming them.
 //! * A checkpoint with sharded optimizer state is resumed only by the same number of ranks.
 
+use super::RUN_RECIPE_FILE;
 use super::RunError;
 use super::model::Model;
 use super::world::World;
@@ -41,7 +42,7 @@ pub fn newest_run(output_dir: &Path, name: &str, wanted: impl Fn(&Path) -> bool)
         .flatten()
         .filter(|e| of_recipe(&e.file_name().to_string_lossy()) && wanted(&e.path()))
         .filter_map(|e| {
-            let modified = std::fs::metadata(e.path().join("recipe.yaml")).and_then(|m| m.modified()).ok()?;
+            let modified = std::fs::metadata(e.path().join(RUN_RECIPE_FILE)).and_then(|m| m.modified()).ok()?;
             Some((modified, e.path()))
         })
         .max()
@@ -51,7 +52,7 @@ pub fn newest_run(output_dir: &Path, name: &str, wanted: impl Fn(&Path) -> bool)
 /// Refuses to continue `run_dir` with a recipe other than the one it was started with: the
 /// resolved recipe `resolved_yaml` is compared with the run's `recipe.yaml`, key by key.
 pub fn check_same_recipe(run_dir: &Path, resolved_yaml: &str) -> Result<(), RunError> {
-    let file = run_dir.join("recipe.yaml");
+    let file = run_dir.join(RUN_RECIPE_FILE);
     let stored = std::fs::read_to_string(&file).map_err(RunError::io(&file))?;
     let parse = |text: &str, what: &str| {
         yaml::parse(text, what).map_err(|e| RunError::Config(format!("{}: {}", file.display(), e.message)))

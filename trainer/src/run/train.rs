@@ -23,6 +23,7 @@
 //! files and the others wait at barriers before reading them.
 //! Left out: resuming an eval stage part-way (it is short and runs again).
 
+use super::RUN_RECIPE_FILE;
 use super::bpe::{config_wants_trained_bpe, train_bpe};
 use super::episodes::{TypeFigures, eval_specs, rl_specs};
 use super::eval::{EvalSetup, Evaluation, eval_scalars, evaluate, write_eval_outputs};
@@ -228,7 +229,7 @@ pub fn run_recipe(
     let say: &mut dyn FnMut(&str) = if main { say } else { &mut quiet };
     let run_dir = world.agree_path(&opts.resume.clone().unwrap_or_else(|| fresh_run_dir(recipe)))?;
     if opts.resume.is_some() {
-        if !run_dir.join("recipe.yaml").is_file() {
+        if !run_dir.join(RUN_RECIPE_FILE).is_file() {
             return Err(RunError::Config(format!(
                 "--resume {}: not a run directory (no recipe.yaml)",
                 run_dir.display()
@@ -238,7 +239,7 @@ pub fn run_recipe(
     }
     if main {
         std::fs::create_dir_all(&run_dir).map_err(RunError::io(&run_dir))?;
-        let recipe_file = run_dir.join("recipe.yaml");
+        let recipe_file = run_dir.join(RUN_RECIPE_FILE);
         if !recipe_file.exists() {
             write_atomic(&recipe_file, resolved_yaml.as_bytes())?;
         }
