@@ -12,10 +12,9 @@
 //! `listening on http://ADDR` once the model is loaded. Exit status 2 on a bad model, recipe or examples directory, or a port in use
 //! (the message names it). Left out: TLS and authentication (see `demo::server`).
 
-use super::{load_resolved, run_recipe_of};
+use super::checkpoint_stage;
 use crate::cli::generate::load_options;
 use crate::demo::{DemoConfig, bind, server::stop_signal};
-use crate::run::single::stage_settings;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use std::io::Write as _;
@@ -65,15 +64,7 @@ fn config(args: &DemoArgs) -> anyhow::Result<DemoConfig> {
     if !args.model.join("config.json").is_file() {
         bail!("{}: not a checkpoint directory (no config.json)", args.model.display());
     }
-    let (recipe, stage_name) = match &args.recipe {
-        Some(p) => (Some((load_resolved(p, &[])?, p.clone())), args.stage.clone()),
-        None => match run_recipe_of(&args.model, "omnirl demo") {
-            Some((r, path, stage)) => (Some((r, path)), Some(stage)),
-            None => (None, None),
-        },
-    };
-    let of = recipe.as_ref().map(|(r, p)| (r, p.as_path()));
-    let stage = stage_settings(of, stage_name.as_deref(), &args.model, 42)?;
+    let stage = checkpoint_stage(args.recipe.as_deref(), args.stage.as_deref(), &args.model, 42, "omnirl demo")?;
     let examples = if args.examples.is_empty() {
         ["data/quickstart", "data/examples"]
             .iter()

@@ -34,14 +34,12 @@
 //! The episode itself is `run::single` (shared with `omnirl demo`). Left out: several episodes or
 //! videos per call (use `omnirl eval`), and a chat mode.
 
-use super::{load_resolved, run_recipe_of};
+use super::checkpoint_stage;
 use crate::cli::generate::load_options;
 use crate::model::policy::ThinkerPolicy;
 use crate::model::thinker::Thinker;
 use crate::run::model::encoder_for;
-use crate::run::single::{
-    EpisodeRun, Question, StageSettings, max_steps as single_max_steps, run_episode, spec_of, stage_settings,
-};
+use crate::run::single::{EpisodeRun, Question, max_steps as single_max_steps, run_episode, spec_of};
 use crate::run::trace::parse_response;
 use crate::run::write_atomic;
 use anyhow::{Context as _, anyhow, bail};
@@ -109,20 +107,6 @@ pub struct InferArgs {
     pub device: Option<String>,
 }
 
-/// The settings of the recipe stage that `--recipe` / `--stage` name; without `--recipe`, of the
-/// checkpoint's stage in its run's `recipe.yaml` where it has one, else of a default eval stage.
-fn env_stage(args: &InferArgs) -> anyhow::Result<StageSettings> {
-    let (recipe, stage) = match &args.recipe {
-        Some(p) => (Some((load_resolved(p, &[])?, p.clone())), args.stage.clone()),
-        None => match run_recipe_of(&args.model, "omnirl infer") {
-            Some((r, path, stage)) => (Some((r, path)), Some(stage)),
-            None => (None, None),
-        },
-    };
-    let of = recipe.as_ref().map(|(r, p)| (r, p.as_path()));
-    Ok(stage_settings(of, stage.as_deref(), &args.model, args.seed)?)
-}
-
 /// The question of the command line.
 fn question_of(args: &InferArgs) -> Question {
     Question {
@@ -176,7 +160,9 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
     if !args.model.join("config.json").is_file() {
         bail!("{}: not a checkpoint directory (no config.json)", args.model.display());
     }
-    let mut settings = env_stage(args)?;
+    // `--recipe`'s stage, else the checkpoint's stage of its run's recipe, else a default eval stage.
+    let mut settings =
+        checkpoint_stage(args.recipe.as_deref(), args.stage.as_deref(), &args.model, args.seed, "omnirl infer")?;
     if let Some(n) = args.max_steps {
         settings.episodes.settings.limits.max_steps = n;
     }

@@ -18,6 +18,7 @@ pub mod validate;
 use crate::problem::Severity;
 use crate::recipe::ResolvedRecipe;
 use crate::run::RUN_RECIPE_FILE;
+use crate::run::single::{StageSettings, stage_settings};
 use std::path::{Path, PathBuf};
 
 /// A recipe for a command that takes one stage's settings from it: loaded with the environment
@@ -61,7 +62,7 @@ fn resolve_loaded(path: &Path, loaded: crate::recipe::LoadedRecipe) -> anyhow::R
 /// `RUN/recipe.yaml`, the environment and system prompt the checkpoint was trained with. Said
 /// on stderr (prefixed with `command`) either way; a run recipe that does not load is reported
 /// and not used. Shared by `omnirl demo` and `omnirl infer`.
-pub(crate) fn run_recipe_of(model: &Path, command: &str) -> Option<(ResolvedRecipe, PathBuf, String)> {
+fn run_recipe_of(model: &Path, command: &str) -> Option<(ResolvedRecipe, PathBuf, String)> {
     let model = model.canonicalize().ok()?;
     let ancestors: Vec<&Path> = model.ancestors().skip(1).take(3).collect();
     for (i, run) in ancestors.iter().enumerate().skip(1) {
@@ -83,4 +84,25 @@ pub(crate) fn run_recipe_of(model: &Path, command: &str) -> Option<(ResolvedReci
         }
     }
     None
+}
+
+/// The episode settings of a command that runs a checkpoint (`omnirl infer`, `omnirl demo`): from
+/// stage `stage` of `recipe` when one is given, else from the checkpoint's stage of its run's
+/// recipe ([`run_recipe_of`]), else a default eval stage (`run::single::stage_settings`).
+pub(crate) fn checkpoint_stage(
+    recipe: Option<&Path>,
+    stage: Option<&str>,
+    model: &Path,
+    seed: u64,
+    command: &str,
+) -> anyhow::Result<StageSettings> {
+    let (recipe, stage) = match recipe {
+        Some(p) => (Some((load_resolved(p, &[])?, p.to_path_buf())), stage.map(str::to_owned)),
+        None => match run_recipe_of(model, command) {
+            Some((r, path, stage)) => (Some((r, path)), Some(stage)),
+            None => (None, None),
+        },
+    };
+    let of = recipe.as_ref().map(|(r, p)| (r, p.as_path()));
+    Ok(stage_settings(of, stage.as_deref(), model, seed)?)
 }
