@@ -4,7 +4,8 @@
 //! middle of RL (with its newest checkpoint then truncated), and stopped with SIGTERM, each time
 //! resumed with `--resume`; every resumed run must end with final weights byte-identical to the
 //! uninterrupted run's, print `resuming stage <stage> from step <N>`, and leave `metrics.jsonl`
-//! with each step exactly once. The same holds under `mpirun -n 2` with sharded optimizer state,
+//! with each step exactly once (the rl stage narrows its prompts with a pass-rate filter, which a
+//! resumed stage reads back). The same holds under `mpirun -n 2` with sharded optimizer state,
 //! and `--resume` refuses a changed recipe.
 
 use omnirl_tests::{mpirun, omnirl, omnirl_bin, repo_root};
@@ -25,6 +26,8 @@ const SHORT: &[&str] = &[
     "stages.rl.schedule.val_every=null",
     "stages.rl.checkpoint.save_every=2",
     "stages.rl.checkpoint.keep_last=2",
+    // A resumed stage reads the filter's prompts back instead of measuring them again.
+    "stages.rl.data.pass_rate_filter={samples: 2}",
     "stages.eval.rollout.max_response_length=24",
     "stages.eval.data.max_samples=2",
 ];

@@ -129,6 +129,8 @@ fn sft_learns_and_rl_updates_the_policy() {
         "stages.rl.rollout.prompts_per_step=4",
         "stages.rl.rollout.group_size=4",
         "stages.rl.rollout.max_response_length=128",
+        // RL on the prompts the SFT policy does not solve twice in two tries.
+        "stages.rl.data.pass_rate_filter={samples: 2, keep_below: 1.0}",
         "stages.eval.rollout.max_response_length=128",
         "stages.eval.data.max_samples=12",
     ];
@@ -152,6 +154,38 @@ fn sft_learns_and_rl_updates_the_policy() {
     assert!(advantages.iter().any(|&s| s > 0.0), "every RL advantage was zero: {advantages:?}");
     let moved = max_abs_diff(&weights(&run.join("sft/final")), &weights(&run.join("rl/final")));
     assert!(moved > 1e-6, "RL left the weights unchanged");
+    assert_pass_rate_filter(&run, &err);
+}
+
+/// The rl stage's pass-rate filter (2 episodes a prompt, keep below 1.0) saw all 16 training
+/// prompts (8 of each file), kept exactly those with a mean reward below 1, logged that on
+/// step 0, and the stage rolled out nothing else.
+fn assert_pass_rate_filter(run: &Path, stderr: &str) {
+    let text = std::fs::read_to_string(run.join("rl/pass_rates.jsonl")).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 16, "{text}");
+    let mut kept = std::collections::BTreeSet::new();
+    for l in &lines {
+        let mean = l["mean_reward"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&mean), "{l}");
+        if l["question_type"].as_str().unwrap().starts_with("MCQ") {
+            assert_eq!((mean * 2.0).fract(), 0.0, "an MCQ episode scores 0 or 1: {l}");
+        }
+        assert_eq!(l["kept"].as_bool().unwrap(), mean < 1.0, "{l}");
+        if mean < 1.0 {
+            kept.insert(l["question_id"].as_str().unwrap().to_owned());
+        }
+    }
+    let line = format!("stage `rl`: the pass-rate filter keeps {} of 16 training prompts", kept.len());
+    assert!(stderr.contains(&line), "{line} not in:\n{stderr}");
+    assert_eq!(metric_series(&run.join("rl/metrics.jsonl"), "data/pass_rate/kept"), [kept.len() as f64]);
+    for step in 1..=2 {
+        let dump = std::fs::read_to_string(run.join(format!("rl/rollouts/{step}.jsonl"))).unwrap();
+        for l in dump.lines() {
+            let id = serde_json::from_str::<Value>(l).unwrap()["question_id"].as_str().unwrap().to_owned();
+            assert!(kept.contains(&id), "step {step} rolled out {id}, which the filter dropped");
+        }
+    }
 }
 
 /// Every tensor of `dir/model.safetensors`, flattened, by name.

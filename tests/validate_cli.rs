@@ -249,6 +249,50 @@ fn broken_recipe_reports_every_problem_with_its_line() {
 }
 
 #[test]
+fn the_pass_rate_filter_is_checked_and_its_unknown_epoch_length_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write(dir.path(), "r.yaml", &rl_recipe(""));
+    let problems = |json: &Value, severity: &str| -> Vec<(String, String)> {
+        let all = json["problems"].as_array().unwrap().iter().filter(|p| p["severity"] == severity);
+        all.map(|p| (p["key"].as_str().unwrap_or("").to_string(), p["message"].as_str().unwrap().to_string())).collect()
+    };
+    // Bad values: each reported at its key.
+    let (code, json) = validate_json(&recipe, &[], &["stages.rl.data.pass_rate_filter={samples: 0, keep_below: 0}"]);
+    assert_eq!(code, 1);
+    let errs = problems(&json, "error");
+    let keys: Vec<&str> = errs.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["stages[0].data.pass_rate_filter.samples", "stages[0].data.pass_rate_filter.keep_below"]);
+    assert!(errs[0].1.contains("must be at least 1, found 0") && errs[1].1.contains("> 0, found 0"), "{errs:?}");
+    // Good values without max_steps: valid, with a warning that epochs count the kept prompts.
+    let (code, json) = validate_json(&recipe, &[], &["stages.rl.data.pass_rate_filter={samples: 2}"]);
+    assert_eq!(code, 0, "{:?}", errors(&json));
+    let warns = problems(&json, "warning");
+    assert!(
+        warns.iter().any(|(k, m)| k == "stages[0].data.pass_rate_filter" && m.contains("set schedule.max_steps")),
+        "{warns:?}"
+    );
+    assert_eq!(
+        json["recipe"]["stages"][0]["data"]["pass_rate_filter"],
+        serde_json::json!({"samples": 2, "keep_below": 1.0})
+    );
+    // With max_steps: no warning.
+    let sets = ["stages.rl.data.pass_rate_filter={samples: 2}", "stages.rl.schedule.max_steps=3"];
+    let (_, json) = validate_json(&recipe, &[], &sets);
+    assert!(!problems(&json, "warning").iter().any(|(k, _)| k.contains("pass_rate_filter")), "{json}");
+    // Only rl stages filter prompts.
+    let (code, json) =
+        validate_json(Path::new("recipes/quickstart.yaml"), &[], &["stages.sft.data.pass_rate_filter={samples: 2}"]);
+    assert_eq!(code, 1);
+    assert!(
+        problems(&json, "error")
+            .iter()
+            .any(|(k, m)| k == "stages[0].data.pass_rate_filter" && m.contains("only rl stages")),
+        "{:?}",
+        errors(&json)
+    );
+}
+
+#[test]
 fn text_mode_prints_problems_and_no_plan_on_errors() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = write(dir.path(), "bad.yaml", &rl_recipe("    rollout_x: 1\n"));

@@ -15,7 +15,7 @@ use std::path::Path;
 use trainer::problem::Severity;
 use trainer::recipe::emit::to_yaml;
 use trainer::recipe::resolved::ResolvedRecipe;
-use trainer::recipe::{LoraConfig, Recipe, SamplingConfig, Stage, StageKind, load};
+use trainer::recipe::{LoraConfig, PassRateFilter, Recipe, SamplingConfig, Stage, StageKind, load};
 
 /// The stages the walk starts from, each alone in a recipe.
 fn bases() -> Vec<(&'static str, Value)> {
@@ -35,7 +35,7 @@ fn bases() -> Vec<(&'static str, Value)> {
 }
 
 /// The sections that are absent by default; a key inside one is walked with the section present.
-const OPTIONAL_SECTIONS: [&str; 2] = ["model.lora", "rollout.sampling"];
+const OPTIONAL_SECTIONS: [&str; 3] = ["model.lora", "rollout.sampling", "data.pass_rate_filter"];
 
 /// Every leaf key of a stage (dotted) with its value in a stage of `kind` whose kind defaults
 /// are filled and whose optional sections are present.
@@ -43,6 +43,7 @@ fn stage_keys(kind: StageKind) -> Vec<(String, Value)> {
     let mut full = Stage { kind: Some(kind), ..Stage::default() };
     full.model.lora = Some(LoraConfig::default());
     full.rollout.sampling = Some(SamplingConfig::train());
+    full.data.pass_rate_filter = Some(PassRateFilter::default());
     full.resolve_defaults(42);
     let tree = serde_json::to_value(&full).unwrap();
     let mut out = Vec::new();

@@ -11,6 +11,7 @@
 //! * [`stage`]: what every stage shares: its place, report, metric sinks, step checkpoints;
 //! * [`sft`] and [`sft_rows`]: the SFT stage, and its rows built ahead of the learner;
 //! * [`rl`]: the RL stage (rollouts, judge, rows, learner step, validation, dumps);
+//! * [`pass_rate`]: the rl stage's training prompts narrowed to those its policy still fails;
 //! * [`eval`]: evaluation and its files (`results.jsonl`, `summary.json`, `summary.csv`);
 //! * [`judge`]: the FF judge of rl and eval stages;
 //! * [`train`]: the run directory, stage order, model hand-over between stages, summary;
@@ -32,6 +33,7 @@ pub mod eval_plan;
 pub mod interrupt;
 pub mod judge;
 pub mod model;
+pub mod pass_rate;
 pub mod resume;
 pub mod rl;
 pub mod sft;

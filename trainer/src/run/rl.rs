@@ -10,6 +10,9 @@
 //! sampling seeds derive from `(seed, step)`, so the continued run rolls out what the
 //! uninterrupted one would have.
 //!
+//! With `data.pass_rate_filter` the training prompts are first narrowed to those the starting
+//! policy still gets wrong (`pass_rate`); its figures join the step-0 line.
+//!
 //! Validation scalars (`val/<type>/accuracy`, `val/<type>/mean_reward`) join the step's line;
 //! the one before training is logged at step 0. Rollout dumps are `<stage>/rollouts/<step>.jsonl`
 //! (one line per stored turn; `<step>.rank<r>.jsonl` per rank under data parallelism).
@@ -19,6 +22,7 @@ use super::episodes::{driver, eval_specs, media_cache, rl_specs, sampling, video
 use super::eval::{EvalSetup, eval_scalars, evaluate};
 use super::judge::FfJudge;
 use super::model::Model;
+use super::pass_rate::filter_prompts;
 use super::resume::restore_step;
 use super::stage::{StagePlace, StageReport, after_step, open_logger};
 use super::world::World;
@@ -61,7 +65,16 @@ pub fn rl(
         logging,
         rollout_dumps,
     } = stage;
-    let RlData { train_files, val_files, media_root, shuffle, data_seed, max_samples, check_media: _ } = data;
+    let RlData {
+        train_files,
+        val_files,
+        media_root,
+        shuffle,
+        data_seed,
+        max_samples,
+        check_media: _,
+        pass_rate_filter: _,
+    } = data;
     let RlRollout { prompts_per_step, group_size, val_prompts_per_step, sampling: train_sampling, val_sampling } =
         rollout;
     let RlSchedule { epochs, max_steps, val_every, val_before_train } = schedule;
@@ -69,6 +82,7 @@ pub fn rl(
     let StagePlace { world, stage_dir, seed, progress, resume } = *at;
     let t0 = std::time::Instant::now();
     let specs = rl_specs(train_files, media_root.as_deref(), *max_samples)?;
+    let (specs, filter_scalars) = filter_prompts(model, at, stage, judge, specs)?;
     let val_specs = eval_specs(val_files, media_root.as_deref(), *max_samples)?;
     let end_ids = model.encoder.stop_ids();
     let prompts = (*prompts_per_step as usize).clamp(1, specs.len().max(1));
@@ -90,11 +104,13 @@ pub fn rl(
     let validate = |model: &mut Model| -> Result<Scalars, RunError> {
         Ok(eval_scalars("val", &evaluate(model, &validation, &val_specs, seed)?.figures))
     };
+    // Step 0's line: the pass-rate filter's figures and the validation before training.
+    let mut scalars = filter_scalars;
     if *val_before_train && !val_specs.is_empty() && resume.is_none() {
-        let scalars = validate(model)?;
-        if let Some(l) = logger.as_mut() {
-            l.log(0, true, &scalars).map_err(RunError::io(stage_dir))?;
-        }
+        scalars.extend(validate(model)?);
+    }
+    if let Some(l) = logger.as_mut().filter(|_| !scalars.is_empty() && resume.is_none()) {
+        l.log(0, true, &scalars).map_err(RunError::io(stage_dir))?;
     }
     let bar = Progress::new(total, "rl", progress && *progress_bars && world.is_main());
     bar.set_position(state.step);

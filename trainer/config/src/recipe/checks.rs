@@ -3,6 +3,7 @@
 //! world size, the data or the model live in `dry_run`.
 
 use super::OriginIndex;
+use super::data_section::*;
 use super::schema::{Backend, DeviceKind, Recipe, Stage, StageKind};
 use super::sections::*;
 use crate::problem::Problem;
@@ -78,6 +79,23 @@ impl Recipe {
     }
 }
 
+fn check_pass_rate_filter(c: &mut Checker, at: &str, kind: StageKind, f: &PassRateFilter, max_steps: bool) {
+    let key = format!("{at}.data.pass_rate_filter");
+    if kind != StageKind::Rl {
+        c.error(&key, "only rl stages filter their training prompts by pass rate; remove the key");
+        return;
+    }
+    c.at_least(&format!("{key}.samples"), f.samples.into(), 1);
+    c.positive(&format!("{key}.keep_below"), f.keep_below);
+    if !max_steps {
+        c.warn(
+            &key,
+            "an epoch is as long as the prompts the filter keeps, known only when the stage starts: the plan \
+             counts every prompt, and the run may take fewer steps; set schedule.max_steps to fix its length",
+        );
+    }
+}
+
 fn check_stage(c: &mut Checker, at: &str, stage: &Stage, earlier: &[String], all: &[Stage]) {
     let Some(kind) = stage.kind else {
         c.error(&format!("{at}.kind"), "required: one of sft, rl, eval");
@@ -97,6 +115,9 @@ fn check_stage(c: &mut Checker, at: &str, stage: &Stage, earlier: &[String], all
     }
     if data.max_samples == Some(0) {
         c.error(&format!("{at}.data.max_samples"), "must be at least 1 (or omitted for all samples)");
+    }
+    if let Some(f) = &data.pass_rate_filter {
+        check_pass_rate_filter(c, at, kind, f, stage.schedule.max_steps.is_some());
     }
     let o = &stage.optimizer;
     if kind != StageKind::Eval {

@@ -7,6 +7,7 @@
 //! then adds the semantic checks that need no data, model or environment.
 
 pub mod checks;
+pub mod data_section;
 pub mod de;
 pub mod emit;
 pub mod overrides;
@@ -15,6 +16,7 @@ pub mod schema;
 pub mod sections;
 pub mod yaml;
 
+pub use data_section::*;
 pub use overrides::AppliedOverride;
 pub use resolved::{ModelSource, ResolvedRecipe, ResolvedStage};
 pub use schema::{Backend, DeviceKind, DistributedConfig, Recipe, Stage, StageKind};

@@ -14,6 +14,7 @@
 //! stage carries every setting the recipe made. The runner destructures these structs without
 //! `..`, so a field added here does not compile until the runner consumes it.
 
+use super::data_section::*;
 use super::schema::{DistributedConfig, Recipe, Stage, StageKind};
 use super::sections::*;
 use crate::model::TrainableParts;
@@ -215,6 +216,8 @@ pub struct RlData {
     pub data_seed: u64,
     pub max_samples: Option<usize>,
     pub check_media: bool,
+    /// Train only on the prompts the starting policy still gets wrong (`data.pass_rate_filter`).
+    pub pass_rate_filter: Option<PassRateFilter>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -466,6 +469,7 @@ pub fn resolve_stage(stage: &Stage) -> Result<ResolvedStage, ResolveError> {
                     data_seed,
                     max_samples: d.max_samples,
                     check_media: d.check_media,
+                    pass_rate_filter: d.pass_rate_filter,
                 },
                 episodes: episodes(stage, kind)?,
                 preprocess: stage.preprocess.clone(),

@@ -9,6 +9,7 @@
 //! Required values (stage `kind`, model source, data files) are `Option`s that `validate()`
 //! checks, so a missing one is reported beside every other problem instead of stopping parsing.
 
+use super::data_section::*;
 use super::sections::*;
 use rollout::episode::EpisodeSettings;
 use serde::{Deserialize, Serialize};
