@@ -10,7 +10,7 @@
 # "taura grpo") pick the grid; SFT_FROM=RUN_DIR (e.g. runs/quickstart) starts every run from that
 # finished quickstart run's SFT stage instead of training one. Extra --set arguments go to every
 # run (for example `-- --set stages.rl.schedule.max_steps=160` for the 4x-longer stability run:
-# `max_steps` decides the length, the data cursor wraps around the 96 RL prompts). Re-running skips
+# `max_steps` decides the length, the data cursor wraps around the 294 RL prompts). Re-running skips
 # finished runs. Each RL run is `omnirl train recipes/quickstart.yaml --resume DIR` on a copy of
 # the shared SFT stage, so only `seed` and `algorithm.estimator` differ between runs.
 set -euo pipefail

@@ -8,8 +8,8 @@ answers need the agent to look or listen at the right moment.
 Writes the prompts of 60 training videos, split by question type, and 12 held-out videos:
 `sft_prompts.jsonl` (what the SFT stage's expert plays: the MCQ and NUM questions of every
 training video, and the TR and SIZE questions of videos 0-11, enough to learn their answer
-format), `rl.jsonl` (the RL stage's prompts: the TR and SIZE questions of videos 12-59, which
-SFT never trained on), `eval.jsonl` (videos 60-71, held out), plus `sft.jsonl` (expert
+format), `rl.jsonl` (the TR and SIZE questions of videos 12-59, which SFT never trains on; the
+quickstart's RL stage trains on both files), `eval.jsonl` (videos 60-71, held out), plus `sft.jsonl` (expert
 trajectories in the SFT file format for the MCQ colour questions of videos 0-23, frames
 extracted to PNG so every media path exists) and the videos. Deterministic (seeded); needs the
 ffmpeg CLI and espeak-ng. Skips videos that exist unless --force.
