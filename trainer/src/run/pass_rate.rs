@@ -77,7 +77,8 @@ pub fn pass_rates(specs: &[Arc<EpisodeSpec>], sums: &[f64], keep_below: f64) -> 
 }
 
 /// The training prompts of `stage` that pass its filter (all of `specs` without one), and the
-/// filter's scalars for the step-0 metrics line. Measured here, or read back on `--resume`.
+/// filter's scalars for the step-0 metrics line. Measured here, or read back on `--resume`;
+/// fewer kept prompts than one step's `rollout.prompts_per_step` is an error.
 pub fn filter_prompts(
     model: &mut Model,
     at: &StagePlace<'_>,
@@ -103,16 +104,7 @@ pub fn filter_prompts(
     let kept: Vec<Arc<EpisodeSpec>> =
         specs.iter().zip(&rates).filter(|(_, r)| r.kept).map(|(s, _)| s.clone()).collect();
     let name = &stage.name;
-    if kept.is_empty() {
-        return Err(RunError::Data(format!(
-            "stage `{name}`: data.pass_rate_filter kept none of the {} training prompts (every mean reward over {} \
-             episodes is at least keep_below = {}); raise keep_below or train on harder prompts ({})",
-            specs.len(),
-            filter.samples,
-            filter.keep_below,
-            path.display()
-        )));
-    }
+    enough_kept(name, kept.len(), specs.len(), stage.rollout.prompts_per_step as usize, filter, &path)?;
     let wall_s = t0.elapsed().as_secs_f64();
     if world.is_main() {
         let how = if resuming { "read back from" } else { "written to" };
@@ -133,6 +125,29 @@ pub fn filter_prompts(
     scalars.push("data/pass_rate/mean_reward", mean);
     scalars.push("data/pass_rate/wall_s", wall_s);
     Ok((kept, scalars))
+}
+
+/// The dry run checked one step's prompts against every training prompt; the filter may keep
+/// fewer than one step needs.
+fn enough_kept(
+    stage: &str,
+    kept: usize,
+    total: usize,
+    per_step: usize,
+    filter: PassRateFilter,
+    path: &Path,
+) -> Result<(), RunError> {
+    if kept >= per_step.max(1) {
+        return Ok(());
+    }
+    Err(RunError::Data(format!(
+        "stage `{stage}`: data.pass_rate_filter kept {kept} of the {total} training prompts (the others' mean reward \
+         over {} episodes is at least keep_below = {}), fewer than the {per_step} of one step \
+         (rollout.prompts_per_step); raise keep_below or train on harder prompts ({})",
+        filter.samples,
+        filter.keep_below,
+        path.display()
+    )))
 }
 
 /// This rank's share of the filter's episodes, played in chunks of one step's episodes; the
@@ -280,5 +295,17 @@ mod tests {
         assert!(e.contains(&format!("{}:1:", path.display())), "{e}");
         let e = read_pass_rates(&dir.path().join("nope.jsonl"), &specs).unwrap_err().to_string();
         assert!(e.contains("writes it before its first step"), "{e}");
+    }
+
+    #[test]
+    fn keeping_fewer_prompts_than_one_step_is_an_error() {
+        let f = PassRateFilter { samples: 2, keep_below: 0.5 };
+        let path = Path::new("runs/x/rl/pass_rates.jsonl");
+        assert!(enough_kept("rl", 8, 20, 8, f, path).is_ok());
+        let e = enough_kept("rl", 7, 20, 8, f, path).unwrap_err().to_string();
+        assert!(e.contains("stage `rl`: data.pass_rate_filter kept 7 of the 20 training prompts"), "{e}");
+        assert!(e.contains("keep_below = 0.5), fewer than the 8 of one step (rollout.prompts_per_step)"), "{e}");
+        assert!(e.contains("runs/x/rl/pass_rates.jsonl"), "{e}");
+        assert!(enough_kept("rl", 0, 20, 1, f, path).is_err());
     }
 }
