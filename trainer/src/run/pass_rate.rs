@@ -45,8 +45,9 @@ pub struct PassRate {
     pub kept: bool,
 }
 
-/// Mean episode reward of each of `prompts` prompts over `trajectories` (matched by
-/// `sample_index`), and how many episodes each had: the sums a data-parallel run adds up.
+/// The summed episode reward of each of `prompts` prompts over `trajectories` (matched by
+/// `sample_index`), then how many episodes each had: `2 * prompts` sums, which a data-parallel
+/// run adds up over its ranks.
 pub fn reward_sums(trajectories: &[Trajectory], prompts: usize) -> Vec<f64> {
     let mut sums = vec![0.0; 2 * prompts];
     for t in trajectories.iter().filter(|t| t.sample_index < prompts) {
@@ -64,8 +65,8 @@ pub fn pass_rates(specs: &[Arc<EpisodeSpec>], sums: &[f64], keep_below: f64) -> 
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let count = sums.get(n + i).copied().unwrap_or(0.0);
-            let mean_reward = if count > 0.0 { sums[i] / count } else { 0.0 };
+            let (total, count) = (sums.get(i).copied().unwrap_or(0.0), sums.get(n + i).copied().unwrap_or(0.0));
+            let mean_reward = if count > 0.0 { total / count } else { 0.0 };
             PassRate {
                 question_id: s.question_id.clone(),
                 question_type: s.question_type.clone(),
