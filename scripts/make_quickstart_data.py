@@ -5,13 +5,15 @@ answers need the agent to look or listen at the right moment.
 
     python3 scripts/make_quickstart_data.py [--out data/quickstart] [--force]
 
-Writes the prompts of 60 training videos, split by question type, and 12 held-out videos:
+Writes the prompts of 60 training videos, split by question type, and 48 held-out videos:
 `sft_prompts.jsonl` (what the SFT stage's expert plays: the MCQ and NUM questions of every
 training video, and the TR and SIZE questions of videos 0-11, enough to learn their answer
 format), `rl.jsonl` (the TR and SIZE questions of videos 12-59, which SFT never trains on; the
-quickstart's RL stage trains on both files), `eval.jsonl` (videos 60-71, held out), plus `sft.jsonl` (expert
-trajectories in the SFT file format for the MCQ colour questions of videos 0-23, frames
-extracted to PNG so every media path exists) and the videos. Deterministic (seeded); needs the
+quickstart's RL stage trains on both files), `eval.jsonl` (videos 60-107, held out: 236
+questions), plus `sft.jsonl` (expert trajectories in the SFT file format for the MCQ colour
+questions of videos 0-23, frames extracted to PNG so every media path exists) and the videos.
+The held-out videos come after the training videos from the same random stream, so adding some
+leaves every training file as it was. Deterministic (seeded); needs the
 ffmpeg CLI and espeak-ng. Skips videos that exist unless --force.
 
 Each prompt line's `extra_info` carries the annotated timeline (`scenes`) and the expert's first
@@ -33,7 +35,7 @@ COLOURS = {
 TONES = {"low": 330, "middle": 550, "high": 880}
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 W, H, FPS, RATE = 64, 48, 4, 16000
-TRAIN_VIDEOS, EVAL_VIDEOS = 60, 12
+TRAIN_VIDEOS, EVAL_VIDEOS = 60, 48
 FORMAT_VIDEOS = 12          # TR and SIZE questions of videos [0, 12) go to SFT, the rest to RL
 SFT_FILE_VIDEOS = 24        # sft.jsonl: MCQ colour trajectories of videos [0, 24)
 RL_TYPES = ("TR_Colour", "SIZE_Duration")

@@ -5,7 +5,8 @@
 //! carries per-source figures, frames, seconds of media and the runtime error rate. A broken
 //! recipe is refused with exit status 1 before anything is written; an eval stage that follows a
 //! training stage takes that stage's result from the newest run of the recipe, and says so when
-//! there is none; the plain `--model --data` form accepts the comma list too.
+//! there is none; a run's own resolved `recipe.yaml` validates as it is and evaluates that run's
+//! result, not a newer run's; the plain `--model --data` form accepts the comma list too.
 
 use omnirl_tests::{omnirl, repo_root, stderr};
 use serde_json::Value;
@@ -153,4 +154,28 @@ fn an_eval_stage_after_training_takes_the_newest_runs_result() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains(&run.join("rl/final").display().to_string()), "{err}");
     assert_eq!(std::fs::read_to_string(ev.join("results.jsonl")).unwrap().lines().count(), 1);
+
+    // The run's recipe.yaml is the resolved recipe: it passes `omnirl validate` as it is, and
+    // `omnirl eval` on it evaluates that run's result even when a newer run of the recipe exists.
+    let out = omnirl().args(["validate", recipe.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resolved: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run_recipe = run.join("recipe.yaml");
+    std::fs::write(&run_recipe, serde_json::to_string_pretty(&resolved["recipe"]).unwrap()).unwrap();
+    let out = omnirl().args(["validate", run_recipe.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let newer = tmp.path().join("runs/evalcheck-2");
+    std::fs::create_dir_all(newer.join("rl")).unwrap();
+    std::fs::write(newer.join("recipe.yaml"), "name: evalcheck\n").unwrap();
+    random_model(&newer);
+    std::fs::rename(newer.join("model"), newer.join("rl/final")).unwrap();
+    let out = omnirl()
+        .args(["eval", run_recipe.to_str().unwrap(), "--max-samples", "1", "--out", ev.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&run.join("rl/final").display().to_string()), "{}", stderr(&out));
+    let out = omnirl().args(args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&newer.join("rl/final").display().to_string()), "{}", stderr(&out));
 }

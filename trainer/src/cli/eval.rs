@@ -15,7 +15,8 @@
 //!   `--seed` override them. The model, in order: `--model DIR`; else the result the stage
 //!   evaluates under `omnirl train` (an eval stage: its `model.from_stage`, else the last
 //!   training stage before it; an rl stage: its own result), taken as `<stage>/final` from the
-//!   newest run directory of the recipe under `output_dir` that has it; else, when no training
+//!   run directory RECIPE lies in when it is a run's own `recipe.yaml` with that result, else from
+//!   the newest run directory of the recipe under `output_dir` that has it; else, when no training
 //!   stage is involved, the stage's `model.path` (under `model.base_path`).
 //!
 //! Several `--max-steps` values (repeated, or a comma list) run a test-time-scaling sweep: one

@@ -5,14 +5,16 @@
 //! validated recipe, the last eval stage with data files, else the last rl stage with
 //! `val_files` (its validation settings), and the model that stage evaluates under
 //! `omnirl train`: an eval stage's `model.from_stage` (else the last training stage before it)
-//! or an rl stage's own result, taken as `<stage>/final` from the newest run directory of the
-//! recipe that has it; an eval stage with a checkpoint path evaluates that path.
+//! or an rl stage's own result, taken as `<stage>/final` from the run directory the recipe file
+//! lies in when it is that run's `recipe.yaml`, else from the newest run directory of the recipe
+//! that has it; an eval stage with a checkpoint path evaluates that path.
 //!
 //! [`SweepTable`] collects one row per turn budget: samples, accuracy, mean reward, turns,
 //! frames, seconds of media and runtime-error rate, as CSV and as JSON.
 //!
 //! Left out: evaluating several stages of one recipe in one call (the last eligible one is taken).
 
+use super::RUN_RECIPE_FILE;
 use super::consumption::consumption;
 use super::eval::Evaluation;
 use super::resume::newest_run;
@@ -84,7 +86,7 @@ impl EvalPlan {
         };
         let model = match model {
             Some(m) => m.to_path_buf(),
-            None => evaluated_model(recipe, chosen)?,
+            None => evaluated_model(recipe, recipe_file, chosen)?,
         };
         let device = match recipe.distributed.device {
             DeviceKind::Cpu => tch::Device::Cpu,
@@ -113,15 +115,28 @@ impl EvalPlan {
     }
 }
 
-/// The newest run directory of `recipe` holding `<stage>/final/config.json`.
-fn newest_result(recipe: &ResolvedRecipe, stage: &str) -> Option<PathBuf> {
+/// `<stage>/final` of the run directory `recipe_file` lies in when it is a run's own
+/// `recipe.yaml` holding that result, else of the newest run directory of `recipe` that holds
+/// `<stage>/final/config.json`.
+fn trained_result(recipe: &ResolvedRecipe, recipe_file: &Path, stage: &str) -> Option<PathBuf> {
     let result = |run: &Path| run.join(stage).join("final");
-    newest_run(&recipe.output_dir, &recipe.name, |run| result(run).join("config.json").is_file()).map(|r| result(&r))
+    let has_result = |run: &Path| result(run).join("config.json").is_file();
+    let own_run = recipe_file
+        .parent()
+        .filter(|run| recipe_file.file_name().is_some_and(|n| n == RUN_RECIPE_FILE) && has_result(run));
+    match own_run {
+        Some(run) => Some(result(run)),
+        None => newest_run(&recipe.output_dir, &recipe.name, has_result).map(|r| result(&r)),
+    }
 }
 
 /// The model `stage` evaluates: for an rl stage's validation, its own result; for an eval
 /// stage, the result of the stage it starts from, else its checkpoint.
-fn evaluated_model(recipe: &ResolvedRecipe, stage: &ResolvedStage) -> Result<PathBuf, EvalPlanError> {
+fn evaluated_model(
+    recipe: &ResolvedRecipe,
+    recipe_file: &Path,
+    stage: &ResolvedStage,
+) -> Result<PathBuf, EvalPlanError> {
     let source = match stage {
         ResolvedStage::Eval(e) => match &e.model.source {
             ModelSource::Stage(from) => Some(from.clone()),
@@ -133,7 +148,7 @@ fn evaluated_model(recipe: &ResolvedRecipe, stage: &ResolvedStage) -> Result<Pat
     let Some(name) = source else {
         return Err(EvalPlanError::NoModelPath(stage.name().to_string()));
     };
-    newest_result(recipe, &name).ok_or_else(|| EvalPlanError::NoResult {
+    trained_result(recipe, recipe_file, &name).ok_or_else(|| EvalPlanError::NoResult {
         recipe: recipe.name.clone(),
         output_dir: recipe.output_dir.display().to_string(),
         stage: name,

@@ -26,6 +26,11 @@ use std::path::{Path, PathBuf};
 /// Keys of the resolved recipe that may differ between a run and its resume (`*` is any stage).
 pub const RESUMABLE_KEYS: &[&str] = &["output_dir", "stages.*.logging.progress_bars"];
 
+/// Keys an eval stage does not use, which runs started before the resolved recipe left them
+/// unset wrote with a default value; a run's `recipe.yaml` that has them still resumes.
+const EVAL_KEYS_ONCE_RESOLVED: &[&str] =
+    &["model.freeze_vision_encoder", "model.freeze_audio_encoder", "data.data_seed", "logging.log_every"];
+
 /// The newest run of the recipe called `name` under `output_dir` (by modification time of its
 /// `recipe.yaml`): a directory named `name` or `name-N` holding a `recipe.yaml`, for which
 /// `wanted` holds (`|_| true`: any).
@@ -58,9 +63,7 @@ pub fn check_same_recipe(run_dir: &Path, resolved_yaml: &str) -> Result<(), RunE
         yaml::parse(text, what).map_err(|e| RunError::Config(format!("{}: {}", file.display(), e.message)))
     };
     let (then, now) = (parse(&stored, &file.display().to_string())?, parse(resolved_yaml, "the recipe")?);
-    let mut diffs = Vec::new();
-    diff_nodes(&then, &now, "", &mut diffs);
-    diffs.retain(|key| !RESUMABLE_KEYS.iter().any(|pattern| key_matches(pattern, key)));
+    let diffs = recipe_differences(&then, &now);
     if diffs.is_empty() {
         return Ok(());
     }
@@ -71,6 +74,28 @@ pub fn check_same_recipe(run_dir: &Path, resolved_yaml: &str) -> Result<(), RunE
         if diffs.len() == 1 { "1 key differs" } else { "keys differ" },
         diffs.join(", ")
     )))
+}
+
+/// The keys where the run's recipe `then` and the resolved recipe `now` differ, less those that
+/// may change on resume and the eval-stage keys older runs wrote ([`EVAL_KEYS_ONCE_RESOLVED`]).
+fn recipe_differences(then: &Node, now: &Node) -> Vec<String> {
+    let mut diffs = Vec::new();
+    diff_nodes(then, now, "", &mut diffs);
+    let eval_stages: Vec<&str> = match then.get("stages").map(|n| &n.value) {
+        Some(Value::Seq(stages)) => stages
+            .iter()
+            .filter(|s| s.get("kind").and_then(Node::as_str) == Some("eval"))
+            .filter_map(|s| s.get("name").and_then(Node::as_str))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let written_once = |key: &str| {
+        eval_stages
+            .iter()
+            .any(|stage| EVAL_KEYS_ONCE_RESOLVED.iter().any(|k| key_matches(&format!("stages.{stage}.{k}"), key)))
+    };
+    diffs.retain(|key| !RESUMABLE_KEYS.iter().any(|pattern| key_matches(pattern, key)) && !written_once(key));
+    diffs
 }
 
 /// Dotted paths where `a` and `b` differ; list items of `stages` are named by their `name`.
@@ -190,13 +215,20 @@ mod tests {
         let a = "name: r\noutput_dir: runs\nstages:\n  - name: rl\n    optimizer: {lr: 1.0e-4}\n    logging: {progress_bars: true}\n";
         let b = "name: r\noutput_dir: /tmp/x\nstages:\n  - name: rl\n    optimizer: {lr: 2.0e-4}\n    logging: {progress_bars: false}\n";
         let (a, b) = (yaml::parse(a, "a").unwrap(), yaml::parse(b, "b").unwrap());
-        let mut d = Vec::new();
-        diff_nodes(&a, &b, "", &mut d);
-        d.retain(|k| !RESUMABLE_KEYS.iter().any(|p| key_matches(p, k)));
-        assert_eq!(d, ["stages.rl.optimizer.lr"]);
-        let mut same = Vec::new();
-        diff_nodes(&a, &a, "", &mut same);
-        assert!(same.is_empty());
+        assert_eq!(recipe_differences(&a, &b), ["stages.rl.optimizer.lr"]);
+        assert!(recipe_differences(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn eval_keys_an_older_run_wrote_do_not_block_its_resume() {
+        let stage = |kind: &str, extra: &str| {
+            format!("  - name: {kind}\n    kind: {kind}\n    data: {{val_files: [e.jsonl]{extra}}}\n")
+        };
+        let then = format!("stages:\n{}{}", stage("rl", ", data_seed: 42"), stage("eval", ", data_seed: 42"));
+        let now = format!("stages:\n{}{}", stage("rl", ""), stage("eval", ""));
+        let (then, now) = (yaml::parse(&then, "then").unwrap(), yaml::parse(&now, "now").unwrap());
+        // Only the eval stage's data_seed is excused; the rl stage's is a real difference.
+        assert_eq!(recipe_differences(&then, &now), ["stages.rl.data.data_seed"]);
     }
 
     #[test]

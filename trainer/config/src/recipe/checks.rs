@@ -145,7 +145,9 @@ fn check_stage(c: &mut Checker, at: &str, stage: &Stage, earlier: &[String], all
     if s.val_every == Some(0) {
         c.error(&format!("{at}.schedule.val_every"), "must be at least 1 (or null to validate only at the end)");
     }
-    c.at_least(&format!("{at}.logging.log_every"), stage.logging.log_every.unwrap_or(0), 1);
+    if let Some(every) = stage.logging.log_every {
+        c.at_least(&format!("{at}.logging.log_every"), every, 1);
+    }
     c.at_least(&format!("{at}.data.num_workers"), data.num_workers.into(), 1);
     if kind != StageKind::Sft || data.source == DataSource::Expert {
         check_environment(c, at, stage);

@@ -420,7 +420,7 @@ pub fn resolve_stage(stage: &Stage) -> Result<ResolvedStage, ResolveError> {
     let kind = stage.kind.ok_or_else(|| err("no `kind`".into()))?;
     let input = model_ref(&stage.model).ok_or_else(|| err("no model: set model.path, from_stage or init".into()))?;
     let d = &stage.data;
-    let data_seed = d.data_seed.ok_or_else(|| missing("data.data_seed"))?;
+    let data_seed = || d.data_seed.ok_or_else(|| missing("data.data_seed"));
     Ok(match kind {
         StageKind::Sft => {
             let s = &stage.schedule;
@@ -437,7 +437,7 @@ pub fn resolve_stage(stage: &Stage) -> Result<ResolvedStage, ResolveError> {
                     source,
                     media_root: d.media_root.clone(),
                     shuffle: d.shuffle,
-                    data_seed,
+                    data_seed: data_seed()?,
                     max_samples: d.max_samples,
                     check_media: d.check_media,
                     num_workers: d.num_workers,
@@ -466,7 +466,7 @@ pub fn resolve_stage(stage: &Stage) -> Result<ResolvedStage, ResolveError> {
                     val_files: d.val_files.clone(),
                     media_root: d.media_root.clone(),
                     shuffle: d.shuffle,
-                    data_seed,
+                    data_seed: data_seed()?,
                     max_samples: d.max_samples,
                     check_media: d.check_media,
                     pass_rate_filter: d.pass_rate_filter,

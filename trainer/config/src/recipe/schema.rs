@@ -100,7 +100,9 @@ impl Stage {
     /// those defaults. Episode defaults are the rollout crate's reference settings
     /// ([`EpisodeSettings::train`] for the rl stage and for the expert an sft stage may play,
     /// [`EpisodeSettings::eval`] for eval stages).
-    /// `seed` is the recipe's, the default of `data.data_seed`.
+    /// `seed` is the recipe's, the default of `data.data_seed`. Keys an eval stage does not use
+    /// (encoder freezing, `data.data_seed`, `logging.log_every`) stay unset there, so a resolved
+    /// recipe passes the unused-key check of [`unused_keys`](Self::unused_keys) when read again.
     pub fn resolve_defaults(&mut self, seed: u64) {
         let Some(kind) = self.kind else { return };
         let (sft, eval) = (kind == StageKind::Sft, kind == StageKind::Eval);
@@ -111,16 +113,17 @@ impl Stage {
         o.lr.get_or_insert(if sft { 1.0e-5 } else { 1.0e-6 });
         o.lr_schedule.get_or_insert(if sft { LrSchedule::Linear } else { LrSchedule::Constant });
         o.warmup_ratio.get_or_insert(if sft { 0.03 } else { 0.0 });
-        let m = &mut self.model;
-        m.freeze_vision_encoder.get_or_insert(sft);
-        m.freeze_audio_encoder.get_or_insert(sft);
-        self.data.data_seed.get_or_insert(seed);
+        if !eval {
+            let m = &mut self.model;
+            m.freeze_vision_encoder.get_or_insert(sft);
+            m.freeze_audio_encoder.get_or_insert(sft);
+            self.data.data_seed.get_or_insert(seed);
+            self.logging.log_every.get_or_insert(if sft { 4 } else { 1 });
+        }
         let s = &mut self.schedule;
         s.epochs.get_or_insert(if sft { 2 } else { 1 });
         let c = &mut self.checkpoint;
         c.save_every.get_or_insert(if sft { 1024 } else { 10 });
-        let l = &mut self.logging;
-        l.log_every.get_or_insert(if sft { 4 } else { 1 });
         let base = if eval { EpisodeSettings::eval() } else { EpisodeSettings::train() };
         let e = &mut self.environment;
         e.max_steps.get_or_insert(base.limits.max_steps);
