@@ -45,20 +45,19 @@ pub struct PassRate {
     pub kept: bool,
 }
 
-/// The summed episode reward of each of `prompts` prompts over `trajectories` (matched by
-/// `sample_index`), then how many episodes each had: `2 * prompts` sums, which a data-parallel
-/// run adds up over its ranks.
-pub fn reward_sums(trajectories: &[Trajectory], prompts: usize) -> Vec<f64> {
-    let mut sums = vec![0.0; 2 * prompts];
+/// Adds `trajectories` to the reward sums of `sums.len() / 2` prompts (matched by
+/// `sample_index`): the summed episode reward of each prompt, then how many episodes each had.
+/// A data-parallel run adds the sums up over its ranks.
+pub fn add_reward_sums(sums: &mut [f64], trajectories: &[Trajectory]) {
+    let prompts = sums.len() / 2;
     for t in trajectories.iter().filter(|t| t.sample_index < prompts) {
         sums[t.sample_index] += t.episode_reward;
         sums[prompts + t.sample_index] += 1.0;
     }
-    sums
 }
 
-/// The filter's verdict on each prompt from its (summed) [`reward_sums`]: a prompt none of whose
-/// episodes finished counts as mean reward 0.
+/// The filter's verdict on each prompt from its (summed) [`add_reward_sums`]: a prompt none of
+/// whose episodes finished counts as mean reward 0.
 pub fn pass_rates(specs: &[Arc<EpisodeSpec>], sums: &[f64], keep_below: f64) -> Vec<PassRate> {
     let n = specs.len();
     specs
@@ -152,7 +151,7 @@ fn enough_kept(
 }
 
 /// This rank's share of the filter's episodes, played in chunks of one step's episodes; the
-/// [`reward_sums`] of every prompt, summed over the ranks.
+/// reward sums of every prompt ([`add_reward_sums`]), summed over the ranks.
 fn measure(
     model: &mut Model,
     world: &World,
@@ -180,9 +179,7 @@ fn measure(
         if let Some(j) = judge {
             j.rescore(&mut out.trajectories, episodes.settings.shaping.format_reward)?;
         }
-        for (total, part_sum) in sums.iter_mut().zip(reward_sums(&out.trajectories, specs.len())) {
-            *total += part_sum;
-        }
+        add_reward_sums(&mut sums, &out.trajectories);
     }
     world.sum(&mut sums)?;
     Ok(sums)
@@ -261,7 +258,8 @@ mod tests {
             .into_iter()
             .chain([episode(2, 0, 0.5), episode(2, 1, 0.25), episode(7, 0, 1.0)])
             .collect::<Vec<_>>();
-        let sums = reward_sums(&episodes, specs.len());
+        let mut sums = vec![0.0; 2 * specs.len()];
+        add_reward_sums(&mut sums, &episodes);
         assert_eq!(sums, [2.0, 1.0, 0.75, 0.0, 2.0, 2.0, 2.0, 0.0]);
         // (keep_below, kept a b c d): 1.0 drops only what is solved every time.
         let table: [(f64, [bool; 4]); 4] = [
