@@ -150,6 +150,13 @@ pub fn process_logits(logits: &Tensor, p: &SamplingParams) -> Result<Tensor, tch
     if top_k.is_none() && p.top_p >= 1.0 {
         return Ok(l);
     }
+    if let (Some(k), true) = (top_k, p.top_p >= 1.0) {
+        // Top-k alone: the k-th largest value is the threshold the sorted path finds, without
+        // sorting the vocabulary or scattering back (the same logits, bit for bit).
+        let (values, _) = l.f_topk(k as i64, -1, true, true)?;
+        let kth = values.f_narrow(1, k as i64 - 1, 1)?;
+        return l.f_masked_fill(&l.f_lt_tensor(&kth)?, f64::NEG_INFINITY);
+    }
     let (sorted, idx) = l.f_sort(-1, false)?;
     let mut sorted = sorted;
     if let Some(k) = top_k {
@@ -164,6 +171,16 @@ pub fn process_logits(logits: &Tensor, p: &SamplingParams) -> Result<Tensor, tch
     }
     l = l.f_scatter(1, &idx, &sorted)?;
     Ok(l)
+}
+
+/// Whether top-k 1 left every row exactly one token (no tie at the top): then that token is what
+/// the Gumbel draw would pick, and the noise is not computed.
+fn single_candidate(proc: &Tensor, p: &SamplingParams) -> Result<bool, tch::TchError> {
+    if p.top_k != Some(1) {
+        return Ok(false);
+    }
+    let left = proc.f_isfinite()?.f_sum_dim_intlist(-1, false, Kind::Int64)?;
+    Ok(bool::try_from(&left.f_eq(1)?.f_all()?)?)
 }
 
 /// Entropy of `softmax(l)` per row, treating -inf entries as probability 0.
@@ -269,7 +286,7 @@ fn generate_inner(
         }
         let proc = process_logits(&logits, p)?;
         let logp = proc.f_log_softmax(-1, Kind::Float)?;
-        let tokens = if p.greedy {
+        let tokens = if p.greedy || single_candidate(&proc, p)? {
             proc.f_argmax(-1, false)?
         } else {
             let row_seeds: Vec<u64> = active.iter().map(|&r| seeds[r]).collect();
@@ -383,6 +400,33 @@ mod tests {
         assert!(!a.equal(&gumbel_noise(&[2], 0, 768, Device::Cpu).unwrap()));
         let mean = gumbel_noise(&seeds, 3, 768, Device::Cpu).unwrap().mean(Kind::Double).double_value(&[]);
         assert!((mean - 0.5772).abs() < 0.06, "{mean}");
+    }
+
+    /// Top-k without top-p masks exactly what the sorted path (sort, mask below the k-th
+    /// largest, scatter back) masks, ties at the threshold included; and top-k 1 without a tie
+    /// is seen as a single candidate.
+    #[test]
+    fn top_k_alone_equals_the_sorted_path() {
+        use super::{SamplingParams, process_logits, single_candidate};
+        tch::manual_seed(5);
+        // Rounded to tenths: many ties, at the top and at the threshold.
+        let logits = (tch::Tensor::randn([6, 50], (Kind::Float, Device::Cpu)) * 10.0).round() / 10.0;
+        for k in [1usize, 2, 7, 49] {
+            let p = SamplingParams { top_k: Some(k), temperature: 0.7, ..SamplingParams::default() };
+            let got = process_logits(&logits, &p).unwrap();
+            let l = &logits / 0.7;
+            let (sorted, idx) = l.sort(-1, false);
+            let kth = sorted.narrow(1, 50 - k as i64, 1);
+            let want = l.scatter(1, &idx, &sorted.masked_fill(&sorted.lt_tensor(&kth), f64::NEG_INFINITY));
+            assert!(got.equal(&want), "k {k}");
+        }
+        let p1 = SamplingParams { top_k: Some(1), ..SamplingParams::default() };
+        let one = tch::Tensor::from_slice(&[0.5f32, 2.0, -1.0, 1.0, 3.0, 0.0]).view([2, 3]);
+        assert!(single_candidate(&process_logits(&one, &p1).unwrap(), &p1).unwrap());
+        let tie = tch::Tensor::from_slice(&[2.0f32, 2.0, -1.0, 1.0, 3.0, 0.0]).view([2, 3]);
+        assert!(!single_candidate(&process_logits(&tie, &p1).unwrap(), &p1).unwrap());
+        let p2 = SamplingParams { top_k: Some(2), ..SamplingParams::default() };
+        assert!(!single_candidate(&process_logits(&one, &p2).unwrap(), &p2).unwrap());
     }
 
     /// Mueller's 32-bit hash on a host integer, written out apart from the tensor version.

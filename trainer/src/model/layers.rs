@@ -11,6 +11,12 @@
 //! the cache as it is, which the CPU runs as small matrix products where a masked GQA call went
 //! through one matrix-vector product per head (docs/performance.md).
 //!
+//! A left-padded prefill ([`Mask::LeftPadCausal`]) runs causal SDPA on each group of rows with
+//! the same pad count, over their unpadded positions only, instead of one call with a boolean
+//! `[B, 1, L, L]` mask: the causal kernel skips the blocks above the diagonal (half the work at
+//! long prompts) and no mask is built or converted. Pads attend only to themselves, as under the
+//! boolean mask, so their outputs are their own values.
+//!
 //! Left out: dropout (inference and RL use none), fused kernels beyond what SDPA picks.
 
 use super::lora::Lora;
@@ -80,6 +86,10 @@ pub enum Mask {
     Causal,
     /// Boolean `[B, 1, Lq, Lk]`, true = attend.
     Bool(Tensor),
+    /// Causal within each row after its left padding: row `r`'s first `pads[r]` positions are
+    /// pads, which attend only to themselves; every other position attends to the non-pad
+    /// positions up to itself. Only for `Lq == Lk` (a whole batch, no cache before it).
+    LeftPadCausal(Vec<i64>),
 }
 
 /// SDPA with GQA: `q [B, H, Lq, d]`, `k, v [B, Hkv, Lk, d]`.
@@ -88,6 +98,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Mask, scale: f64) ->
     let (m, causal) = match mask {
         Mask::Causal => (None, true),
         Mask::Bool(m) => (Some(m), false),
+        Mask::LeftPadCausal(pads) => return left_padded_causal(q, k, v, pads, scale),
     };
     if h == hkv {
         return Tensor::f_scaled_dot_product_attention(q, k, v, m, 0.0, causal, scale, false);
@@ -109,6 +120,44 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Mask, scale: f64) ->
             Tensor::f_scaled_dot_product_attention(q, &k, &v, m, 0.0, causal, scale, false)
         }
     }
+}
+
+/// [`Mask::LeftPadCausal`] attention: one causal SDPA call per distinct pad count, on those
+/// rows' unpadded positions; a pad's output is its own value (its only key).
+fn left_padded_causal(q: &Tensor, k: &Tensor, v: &Tensor, pads: &[i64], scale: f64) -> TResult<Tensor> {
+    let (b, h, l) = (q.size()[0], q.size()[1], q.size()[2]);
+    let hkv = k.size()[1];
+    if pads.len() as i64 != b || k.size()[2] != l || pads.iter().any(|&p| !(0..l).contains(&p)) {
+        return Err(tch::TchError::Shape(format!(
+            "left-padded causal attention: {} pad counts for {b} rows, {l} queries, {} keys",
+            pads.len(),
+            k.size()[2]
+        )));
+    }
+    let out = if h == hkv {
+        let mut own = v.f_empty_like()?;
+        own.f_copy_(v)?;
+        own
+    } else {
+        v.f_repeat_interleave_self_int(h / hkv.max(1), 1, None)?
+    };
+    let mut by_pad: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (row, &pad) in pads.iter().enumerate() {
+        by_pad.entry(pad).or_default().push(row as i64);
+    }
+    for (pad, rows) in by_pad {
+        let n = l - pad;
+        if rows.len() as i64 == b {
+            let o = attention(&q.f_narrow(2, pad, n)?, &k.f_narrow(2, pad, n)?, &v.f_narrow(2, pad, n)?, &Mask::Causal, scale)?;
+            out.f_narrow(2, pad, n)?.f_copy_(&o)?;
+            continue;
+        }
+        let idx = Tensor::f_from_slice(&rows)?.f_to_device(q.device())?;
+        let take = |t: &Tensor| t.f_index_select(0, &idx)?.f_narrow(2, pad, n);
+        let o = attention(&take(q)?, &take(k)?, &take(v)?, &Mask::Causal, scale)?;
+        let _ = out.f_narrow(2, pad, n)?.f_index_copy_(0, &idx, &o)?;
+    }
+    Ok(out)
 }
 
 /// Bidirectional attention within each segment `(start, len)` of a token sequence.
@@ -151,4 +200,54 @@ pub fn segment_attention(
         out = out.f_index_copy(0, &idx, &o)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{Mask, attention};
+    use tch::{Device, Kind, Tensor};
+
+    /// The boolean mask a left-padded batch would need: causal, keys that are not pads, and
+    /// each pad attending to itself.
+    fn bool_mask(pads: &[i64], l: i64, dev: Device) -> Tensor {
+        let causal = Tensor::ones([l, l], (Kind::Bool, dev)).tril(0);
+        let valid: Vec<bool> = pads.iter().flat_map(|&p| (0..l).map(move |j| j >= p)).collect();
+        let keys = Tensor::from_slice(&valid).view([pads.len() as i64, 1, 1, l]).to_device(dev);
+        causal.logical_and(&keys).logical_or(&Tensor::eye(l, (Kind::Bool, dev)))
+    }
+
+    /// Per-pad-group causal attention equals SDPA under the boolean mask, pads included, with
+    /// and without GQA, for one pad count shared by all rows and for mixed ones.
+    #[test]
+    fn left_padded_causal_equals_the_boolean_mask() {
+        let mut devices = vec![Device::Cpu];
+        if tch::Cuda::is_available() {
+            devices.push(Device::Cuda(0));
+        }
+        for dev in devices {
+            tch::manual_seed(3);
+            for (heads, kv_heads) in [(4, 2), (2, 2)] {
+                for pads in [vec![0, 3, 3, 8], vec![2, 2, 2, 2], vec![0, 0, 0, 0]] {
+                    let (b, l, d) = (pads.len() as i64, 9, 8);
+                    let q = Tensor::randn([b, heads, l, d], (Kind::Float, dev));
+                    let k = Tensor::randn([b, kv_heads, l, d], (Kind::Float, dev));
+                    let v = Tensor::randn([b, kv_heads, l, d], (Kind::Float, dev));
+                    let fast = attention(&q, &k, &v, &Mask::LeftPadCausal(pads.clone()), 0.3).unwrap();
+                    let masked = attention(&q, &k, &v, &Mask::Bool(bool_mask(&pads, l, dev)), 0.3).unwrap();
+                    let diff = (&fast - &masked).abs().max().double_value(&[]);
+                    assert!(diff < 1e-5, "{dev:?} heads {heads}/{kv_heads} pads {pads:?}: {diff}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn left_padded_causal_rejects_mismatched_pads() {
+        let q = Tensor::zeros([2, 2, 4, 8], (Kind::Float, Device::Cpu));
+        for pads in [vec![0], vec![0, 4], vec![-1, 0]] {
+            let e = attention(&q, &q, &q, &Mask::LeftPadCausal(pads.clone()), 1.0).unwrap_err();
+            assert!(e.to_string().contains("left-padded causal attention"), "{pads:?}: {e}");
+        }
+    }
 }

@@ -306,10 +306,7 @@ impl Thinker {
         let mask = if all_valid {
             Mask::Causal
         } else {
-            let causal = Tensor::f_ones([l, l], (Kind::Bool, dev))?.f_tril(0)?;
-            let keys = valid_t.f_view([b as i64, 1, 1, l])?;
-            let eye = Tensor::f_eye(l, (Kind::Bool, dev))?;
-            Mask::Bool(causal.f_logical_and(&keys)?.f_logical_or(&eye)?)
+            Mask::LeftPadCausal(embeds.iter().map(|e| l - e.size()[0]).collect())
         };
         Ok(BatchInputs { h, positions, mask, valid: valid_t, next_positions })
     }
