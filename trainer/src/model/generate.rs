@@ -180,7 +180,7 @@ fn single_candidate(proc: &Tensor, p: &SamplingParams) -> Result<bool, tch::TchE
         return Ok(false);
     }
     let left = proc.f_isfinite()?.f_sum_dim_intlist(-1, false, Kind::Int64)?;
-    Ok(bool::try_from(&left.f_eq(1)?.f_all()?)?)
+    bool::try_from(&left.f_eq(1)?.f_all()?)
 }
 
 /// Entropy of `softmax(l)` per row, treating -inf entries as probability 0.

@@ -147,15 +147,17 @@ fn left_padded_causal(q: &Tensor, k: &Tensor, v: &Tensor, pads: &[i64], scale: f
     }
     for (pad, rows) in by_pad {
         let n = l - pad;
-        if rows.len() as i64 == b {
-            let o = attention(&q.f_narrow(2, pad, n)?, &k.f_narrow(2, pad, n)?, &v.f_narrow(2, pad, n)?, &Mask::Causal, scale)?;
-            out.f_narrow(2, pad, n)?.f_copy_(&o)?;
-            continue;
-        }
+        let all_rows = rows.len() as i64 == b;
         let idx = Tensor::f_from_slice(&rows)?.f_to_device(q.device())?;
-        let take = |t: &Tensor| t.f_index_select(0, &idx)?.f_narrow(2, pad, n);
+        let take =
+            |t: &Tensor| if all_rows { t.f_narrow(2, pad, n) } else { t.f_index_select(0, &idx)?.f_narrow(2, pad, n) };
         let o = attention(&take(q)?, &take(k)?, &take(v)?, &Mask::Causal, scale)?;
-        let _ = out.f_narrow(2, pad, n)?.f_index_copy_(0, &idx, &o)?;
+        let mut dst = out.f_narrow(2, pad, n)?;
+        if all_rows {
+            dst.f_copy_(&o)?;
+        } else {
+            let _ = dst.f_index_copy_(0, &idx, &o)?;
+        }
     }
     Ok(out)
 }
