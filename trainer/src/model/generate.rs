@@ -150,7 +150,7 @@ pub fn process_logits(logits: &Tensor, p: &SamplingParams) -> Result<Tensor, tch
     if top_k.is_none() && p.top_p >= 1.0 {
         return Ok(l);
     }
-    if let (Some(k), true) = (top_k, p.top_p >= 1.0) {
+    if let Some(k) = top_k.filter(|_| p.top_p >= 1.0) {
         // Top-k alone: the k-th largest value is the threshold the sorted path finds, without
         // sorting the vocabulary or scattering back (the same logits, bit for bit).
         let (values, _) = l.f_topk(k as i64, -1, true, true)?;

@@ -86,10 +86,41 @@ pub enum Mask {
     Causal,
     /// Boolean `[B, 1, Lq, Lk]`, true = attend.
     Bool(Tensor),
-    /// Causal within each row after its left padding: row `r`'s first `pads[r]` positions are
-    /// pads, which attend only to themselves; every other position attends to the non-pad
-    /// positions up to itself. Only for `Lq == Lk` (a whole batch, no cache before it).
-    LeftPadCausal(Vec<i64>),
+    /// Causal within each row after its left padding: a row's first `pad` positions are pads,
+    /// which attend only to themselves; every other position attends to the non-pad positions
+    /// up to itself. Only for `Lq == Lk` (a whole batch, no cache before it).
+    LeftPadCausal(PadGroups),
+}
+
+/// The rows of a left-padded batch grouped by pad count, with each group's row indices on the
+/// device: built once per batch, used by every layer.
+#[derive(Debug)]
+pub struct PadGroups {
+    rows: i64,
+    /// `(pad, rows)`; `rows` is `None` when the group is the whole batch.
+    groups: Vec<(i64, Option<Tensor>)>,
+}
+
+impl PadGroups {
+    /// Groups row `r` under `pads[r]`; a negative pad count is an error.
+    pub fn new(pads: &[i64], device: tch::Device) -> TResult<PadGroups> {
+        if let Some(p) = pads.iter().find(|&&p| p < 0) {
+            return Err(tch::TchError::Shape(format!("left-padded causal attention: pad count {p}")));
+        }
+        let mut by_pad: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for (row, &pad) in pads.iter().enumerate() {
+            by_pad.entry(pad).or_default().push(row as i64);
+        }
+        let whole = by_pad.len() == 1;
+        let groups = by_pad
+            .into_iter()
+            .map(|(pad, rows)| {
+                let idx = if whole { None } else { Some(Tensor::f_from_slice(&rows)?.f_to_device(device)?) };
+                Ok((pad, idx))
+            })
+            .collect::<TResult<_>>()?;
+        Ok(PadGroups { rows: pads.len() as i64, groups })
+    }
 }
 
 /// SDPA with GQA: `q [B, H, Lq, d]`, `k, v [B, Hkv, Lk, d]`.
@@ -124,13 +155,14 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Mask, scale: f64) ->
 
 /// [`Mask::LeftPadCausal`] attention: one causal SDPA call per distinct pad count, on those
 /// rows' unpadded positions; a pad's output is its own value (its only key).
-fn left_padded_causal(q: &Tensor, k: &Tensor, v: &Tensor, pads: &[i64], scale: f64) -> TResult<Tensor> {
+fn left_padded_causal(q: &Tensor, k: &Tensor, v: &Tensor, pads: &PadGroups, scale: f64) -> TResult<Tensor> {
     let (b, h, l) = (q.size()[0], q.size()[1], q.size()[2]);
     let hkv = k.size()[1];
-    if pads.len() as i64 != b || k.size()[2] != l || pads.iter().any(|&p| !(0..l).contains(&p)) {
+    let widest = pads.groups.last().map_or(0, |g| g.0);
+    if pads.rows != b || k.size()[2] != l || widest >= l {
         return Err(tch::TchError::Shape(format!(
-            "left-padded causal attention: {} pad counts for {b} rows, {l} queries, {} keys",
-            pads.len(),
+            "left-padded causal attention: {} rows with pad counts up to {widest} for {b} rows, {l} queries, {} keys",
+            pads.rows,
             k.size()[2]
         )));
     }
@@ -141,22 +173,19 @@ fn left_padded_causal(q: &Tensor, k: &Tensor, v: &Tensor, pads: &[i64], scale: f
     } else {
         v.f_repeat_interleave_self_int(h / hkv.max(1), 1, None)?
     };
-    let mut by_pad: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for (row, &pad) in pads.iter().enumerate() {
-        by_pad.entry(pad).or_default().push(row as i64);
-    }
-    for (pad, rows) in by_pad {
-        let n = l - pad;
-        let all_rows = rows.len() as i64 == b;
-        let idx = Tensor::f_from_slice(&rows)?.f_to_device(q.device())?;
-        let take =
-            |t: &Tensor| if all_rows { t.f_narrow(2, pad, n) } else { t.f_index_select(0, &idx)?.f_narrow(2, pad, n) };
+    for (pad, rows) in &pads.groups {
+        let (pad, n) = (*pad, l - *pad);
+        let take = |t: &Tensor| match rows {
+            None => t.f_narrow(2, pad, n),
+            Some(idx) => t.f_index_select(0, idx)?.f_narrow(2, pad, n),
+        };
         let o = attention(&take(q)?, &take(k)?, &take(v)?, &Mask::Causal, scale)?;
         let mut dst = out.f_narrow(2, pad, n)?;
-        if all_rows {
-            dst.f_copy_(&o)?;
-        } else {
-            let _ = dst.f_index_copy_(0, &idx, &o)?;
+        match rows {
+            None => dst.f_copy_(&o)?,
+            Some(idx) => {
+                let _ = dst.f_index_copy_(0, idx, &o)?;
+            }
         }
     }
     Ok(out)
@@ -207,7 +236,7 @@ pub fn segment_attention(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::{Mask, attention};
+    use super::{Mask, PadGroups, attention};
     use tch::{Device, Kind, Tensor};
 
     /// The boolean mask a left-padded batch would need: causal, keys that are not pads, and
@@ -235,7 +264,8 @@ mod tests {
                     let q = Tensor::randn([b, heads, l, d], (Kind::Float, dev));
                     let k = Tensor::randn([b, kv_heads, l, d], (Kind::Float, dev));
                     let v = Tensor::randn([b, kv_heads, l, d], (Kind::Float, dev));
-                    let fast = attention(&q, &k, &v, &Mask::LeftPadCausal(pads.clone()), 0.3).unwrap();
+                    let groups = PadGroups::new(&pads, dev).unwrap();
+                    let fast = attention(&q, &k, &v, &Mask::LeftPadCausal(groups), 0.3).unwrap();
                     let masked = attention(&q, &k, &v, &Mask::Bool(bool_mask(&pads, l, dev)), 0.3).unwrap();
                     let diff = (&fast - &masked).abs().max().double_value(&[]);
                     assert!(diff < 1e-5, "{dev:?} heads {heads}/{kv_heads} pads {pads:?}: {diff}");
@@ -248,7 +278,9 @@ mod tests {
     fn left_padded_causal_rejects_mismatched_pads() {
         let q = Tensor::zeros([2, 2, 4, 8], (Kind::Float, Device::Cpu));
         for pads in [vec![0], vec![0, 4], vec![-1, 0]] {
-            let e = attention(&q, &q, &q, &Mask::LeftPadCausal(pads.clone()), 1.0).unwrap_err();
+            let e = PadGroups::new(&pads, Device::Cpu)
+                .and_then(|groups| attention(&q, &q, &q, &Mask::LeftPadCausal(groups), 1.0))
+                .unwrap_err();
             assert!(e.to_string().contains("left-padded causal attention"), "{pads:?}: {e}");
         }
     }

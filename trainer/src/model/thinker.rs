@@ -17,7 +17,7 @@
 //! returned [`Encoded`] themselves).
 
 use super::audio::AudioEncoder;
-use super::layers::{Linear, Mask};
+use super::layers::{Linear, Mask, PadGroups};
 use super::lora::{Lora, LoraConfig, LoraSwitch};
 use super::pixels::pixel_tensor;
 use super::rope::{MediaGrids, Positions, RopeSpec, inv_freq, mrope_cos_sin, rope_index};
@@ -306,7 +306,8 @@ impl Thinker {
         let mask = if all_valid {
             Mask::Causal
         } else {
-            Mask::LeftPadCausal(embeds.iter().map(|e| l - e.size()[0]).collect())
+            let pads: Vec<i64> = embeds.iter().map(|e| l - e.size()[0]).collect();
+            Mask::LeftPadCausal(PadGroups::new(&pads, dev)?)
         };
         Ok(BatchInputs { h, positions, mask, valid: valid_t, next_positions })
     }
