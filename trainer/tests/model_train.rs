@@ -4,10 +4,10 @@
 
 mod model_common;
 
-use model_common::{cases, fixtures, ids, load, media};
+use model_common::{cases, devices, fixtures, ids, load, media};
 use tch::{Device, Kind, Tensor};
 use trainer::model::generate::{Finish, Prompt, SamplingParams, generate};
-use trainer::model::logprobs::{TrainOptions, forward_backward, score};
+use trainer::model::logprobs::{TrainOptions, TrainSeq, forward_backward, forward_backward_packed, score};
 use trainer::model::lora::LoraConfig;
 use trainer::model::thinker::{MediaInput, Thinker, Visual};
 use trainer::model::weights::{LoadOptions, Weights};
@@ -168,6 +168,74 @@ fn training_forward_chunks_and_checkpointing_agree() {
     assert!(norm > 0.0);
     for (a, b) in grads[0].iter().zip(&grads[1]) {
         assert!(max_diff(a, b) < 1e-5, "checkpointed gradients differ");
+    }
+}
+
+/// Sequences packed into one training forward give each sequence's own log-probs and the same
+/// gradients (encoders and LLM) as one forward per sequence, with and without checkpointing; the
+/// loss sees offsets into the concatenated spans (a per-position weight checks the alignment).
+#[test]
+fn packed_training_forward_equals_one_sequence_at_a_time() {
+    let c = cases();
+    for dev in devices() {
+        let mut th = load(dev);
+        assert!(
+            th.set_trainable(&["model.", "lm_head.", "visual.blocks.", "visual.merger.", "audio_tower.layers."], true)
+                > 0
+        );
+        th.freeze_encoders(false);
+        let names = ["image", "video_audio", "text", "audio"];
+        let data: Vec<(Vec<u32>, MediaInput)> = names.iter().map(|n| (ids(&c, n), media(&c, n))).collect();
+        let seqs: Vec<TrainSeq<'_>> =
+            data.iter().zip([10usize, 40, 3, 12]).map(|((ids, media), start)| TrainSeq { ids, media, start }).collect();
+        let total: usize = seqs.iter().map(|s| s.ids.len() - s.start).sum();
+        let w = Tensor::linspace(0.5, 1.5, total as i64, (Kind::Float, dev));
+        let run = |packed: bool, checkpoint: bool| -> (Tensor, Vec<Tensor>) {
+            for t in th.trainable() {
+                let mut g = t.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            }
+            let opts = TrainOptions { chunk_tokens: 7, checkpoint };
+            let lps = if packed {
+                let mut loss = |o: usize, lp: &Tensor, _: &Tensor| {
+                    Ok(-(lp * w.narrow(0, o as i64, lp.size()[0])).sum(Kind::Float))
+                };
+                forward_backward_packed(&th, &seqs, opts, &mut loss).unwrap().logprobs
+            } else {
+                let mut base = 0;
+                let mut parts = Vec::new();
+                for s in &seqs {
+                    let at = base as i64;
+                    let mut loss = |o: usize, lp: &Tensor, _: &Tensor| {
+                        Ok(-(lp * w.narrow(0, at + o as i64, lp.size()[0])).sum(Kind::Float))
+                    };
+                    parts.push(forward_backward(&th, s.ids, s.media, s.start, opts, &mut loss).unwrap().logprobs);
+                    base += s.ids.len() - s.start;
+                }
+                Tensor::cat(&parts, 0)
+            };
+            (lps, th.weights.trainable().iter().map(|(_, t)| t.grad().copy()).collect())
+        };
+        let (want_lp, want_g) = run(false, false);
+        assert_eq!(want_lp.size(), [total as i64]);
+        for checkpoint in [false, true] {
+            let (lp, g) = run(true, checkpoint);
+            assert!(max_diff(&lp, &want_lp) < 1e-4, "{dev:?}: log-probs differ by {}", max_diff(&lp, &want_lp));
+            for (a, b) in g.iter().zip(&want_g) {
+                let scale = b.abs().max().double_value(&[]).max(1e-3);
+                assert!(max_diff(a, b) / scale < 1e-4, "{dev:?} checkpoint {checkpoint}: gradients differ");
+            }
+        }
+        let names = th.weights.trainable();
+        let idle: Vec<&str> = names
+            .iter()
+            .zip(&want_g)
+            .filter(|(_, g)| g.abs().sum(Kind::Double).double_value(&[]) == 0.0)
+            .map(|((n, _), _)| *n)
+            .collect();
+        assert!(idle.is_empty(), "{dev:?}: no gradient for {idle:?}");
     }
 }
 

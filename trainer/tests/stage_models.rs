@@ -154,6 +154,43 @@ fn kl_without_adapters_keeps_a_frozen_copy_of_the_trained_weights() {
     assert!(max_diff(&policy.thinker.weights.get(name).unwrap(), &before) > 0.0, "the policy trained");
 }
 
+/// The RL step with rows packed into forwards (`max_tokens_per_forward`) makes the update and
+/// reports the statistics of one row per forward: scoring, reference and update passes alike.
+#[test]
+fn packed_rl_passes_equal_one_row_per_forward() {
+    let mut rng = trainer::learner::SplitMix64::new(9);
+    let rows: Vec<_> = group_rows(&mut rng, "q", &[1.0, 0.0, 0.5, 0.0], 500, TINY_EOS, 5)
+        .into_iter()
+        .map(|r| with_media(r, MediaInput::default()))
+        .collect();
+    let mut runs = Vec::new();
+    for budget in [0, 60, 100_000] {
+        let algorithm = AlgorithmConfig { kl_coef: 0.1, max_tokens_per_forward: budget, ..AlgorithmConfig::default() };
+        let how =
+            Loading { reference_copy: true, parts: TrainableParts::rl(), ..Loading::eval(Device::Cpu, Dtype::F32) };
+        let mut model = load(&how);
+        // Chunks of 4 scored positions: chunks straddle the packed rows' boundaries.
+        model.thinker_mut().train.chunk_tokens = 4;
+        let policy = model.thinker();
+        let mut learner = RlLearner::new(policy, &algorithm, &optimizer(1e-2), 10).unwrap();
+        learner.step(policy, &rows, &mut LocalSteps).unwrap();
+        let s = learner.step(policy, &rows, &mut LocalSteps).unwrap();
+        let w = policy.thinker.weights.get("model.layers.0.mlp.up_proj.weight").unwrap().copy();
+        runs.push((budget, [s.pg_loss, s.kl_loss, s.raw_entropy, s.entropy_loss], s.turn_entropies, w));
+    }
+    let (_, want, want_h, want_w) = &runs[0];
+    assert!(want[1] > 1e-6, "the second step has a KL term: {want:?}");
+    for (budget, got, h, w) in &runs[1..] {
+        for (a, b) in got.iter().zip(want) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-3), "budget {budget}: {got:?} vs {want:?}");
+        }
+        for (a, b) in h.iter().zip(want_h) {
+            assert!((a - b).abs() < 1e-4, "budget {budget}: turn entropies {h:?} vs {want_h:?}");
+        }
+        assert!(max_diff(w, want_w) < 1e-5, "budget {budget}: weights differ by {}", max_diff(w, want_w));
+    }
+}
+
 /// Bytes of tensors.
 fn bytes<'a>(ts: impl IntoIterator<Item = &'a Tensor>) -> u64 {
     ts.into_iter().map(|t| (t.numel() * t.kind().elt_size_in_bytes()) as u64).sum()

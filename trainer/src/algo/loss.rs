@@ -12,8 +12,9 @@
 //! response mask: `token-mean` = `Σ m·ℓ / (Σ m + 1e-8)` (verl's `masked_mean`),
 //! `seq-mean-token-mean` = mean over rows of each row's masked token mean,
 //! `seq-mean-token-sum` = mean over rows of each row's masked token sum. Because every mode is
-//! linear in the token losses, a learner that feeds one row at a time can use per-row token
-//! weights instead ([`token_weight`]); `aggregate` is the matrix form the tests pin both against.
+//! linear in the token losses, a learner that feeds rows one at a time (or packed into one
+//! forward) can use per-row token weights instead ([`token_weight`]); `aggregate` is the matrix
+//! form the tests pin both against.
 //!
 //! Left out: other policy losses of verl's registry (GSPO, CISPO, clip-cov), sequence-level IS
 //! and rejection sampling (`rollout_rs`), all off in the shipped scripts.

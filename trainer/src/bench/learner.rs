@@ -15,7 +15,8 @@
 //! half), HFU adds the recomputed forward of checkpointing (`8·N + 8·T·d·ℓ`). Both are divided by
 //! the dense bf16 peak of the GPU (`hw`), or by `--peak-tflops`.
 //!
-//! Left out: several sequences per micro-batch (one packed sequence is the learners' layout),
+//! Left out: several sequences packed into one forward (the learners' micro-batch layout,
+//! `forward_backward_packed`; one long sequence measures the same matrix products),
 //! optimizer time, and the vision / audio encoders in the training graph.
 
 use super::hw::{Ceilings, DeviceInfo, MemReport, ceilings, probe_for};

@@ -12,7 +12,8 @@
 //! * [`cursor`]: the deterministic data order and the run's own RNG, both checkpointed.
 //!
 //! The learners see the model through [`TrainablePolicy`], a small trait with the two forwards a
-//! learner needs (no-grad scoring; forward + backward of a chunked token loss), the trainable
+//! learner needs (no-grad scoring; forward + backward of a chunked token loss), each also over
+//! several sequences packed into one forward (defaults: one sequence at a time), the trainable
 //! tensors, and HF save/load. It is implemented for the Qwen2.5-Omni thinker ([`thinker`]) and for
 //! a tiny token-id LM used by tests and benchmarks ([`toy`]).
 //!
@@ -26,6 +27,7 @@ pub mod cursor;
 mod loss_sums;
 pub mod optim;
 pub mod rl;
+mod rl_packed;
 pub mod rows;
 pub mod sft;
 pub mod thinker;
@@ -52,6 +54,15 @@ pub type ChunkLoss<'a> = dyn FnMut(usize, &Tensor, &Tensor) -> Result<Tensor, tc
 pub struct TokenScores {
     pub logprobs: Tensor,
     pub entropies: Tensor,
+}
+
+/// One sequence of a packed training forward: `ids = prompt ++ response`, its media, and the
+/// start of its scored span.
+#[derive(Debug)]
+pub struct PackedSeq<'a, M> {
+    pub ids: &'a [u32],
+    pub media: &'a M,
+    pub start: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +101,29 @@ pub trait TrainablePolicy {
         loss: &mut ChunkLoss<'_>,
     ) -> Result<TokenScores, PolicyError>;
 
+    /// [`forward_backward`](Self::forward_backward) of several sequences at once: their scored
+    /// spans are concatenated in order and `loss` sees offsets into that concatenation. A model
+    /// that can pack sequences into one forward overrides this; the default runs them one by one.
+    fn forward_backward_packed(
+        &self,
+        seqs: &[PackedSeq<'_, Self::Media>],
+        loss: &mut ChunkLoss<'_>,
+    ) -> Result<TokenScores, PolicyError> {
+        if seqs.is_empty() {
+            return Err(PolicyError::Other("a packed forward needs at least one sequence".into()));
+        }
+        let (mut lps, mut ents, mut base) = (Vec::new(), Vec::new(), 0usize);
+        for s in seqs {
+            let at = base;
+            let mut shifted = |o: usize, lp: &Tensor, en: &Tensor| loss(at + o, lp, en);
+            let scores = self.forward_backward(s.ids, s.media, s.start, &mut shifted)?;
+            base += s.ids.len().saturating_sub(s.start);
+            lps.push(scores.logprobs);
+            ents.push(scores.entropies);
+        }
+        Ok(TokenScores { logprobs: Tensor::f_cat(&lps, 0)?, entropies: Tensor::f_cat(&ents, 0)? })
+    }
+
     /// Log-probs of `ids[start..]` under a frozen reference policy, if the model has one (e.g. the
     /// base weights under LoRA); needed only for a KL penalty.
     fn reference_logprobs(
@@ -100,6 +134,26 @@ pub trait TrainablePolicy {
     ) -> Result<Option<Tensor>, PolicyError> {
         let _ = (ids, media, start);
         Ok(None)
+    }
+
+    /// [`score`](Self::score) of several sequences, their spans concatenated in order; a model
+    /// that packs sequences into one forward overrides this.
+    fn score_packed(&self, seqs: &[PackedSeq<'_, Self::Media>]) -> Result<TokenScores, PolicyError> {
+        let parts = seqs.iter().map(|s| self.score(s.ids, s.media, s.start)).collect::<Result<Vec<_>, _>>()?;
+        let (lps, ents): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().map(|p| (p.logprobs, p.entropies)).unzip();
+        Ok(TokenScores { logprobs: Tensor::f_cat(&lps, 0)?, entropies: Tensor::f_cat(&ents, 0)? })
+    }
+
+    /// [`reference_logprobs`](Self::reference_logprobs) of several sequences, concatenated.
+    fn reference_logprobs_packed(&self, seqs: &[PackedSeq<'_, Self::Media>]) -> Result<Option<Tensor>, PolicyError> {
+        let mut parts = Vec::with_capacity(seqs.len());
+        for s in seqs {
+            match self.reference_logprobs(s.ids, s.media, s.start)? {
+                Some(t) => parts.push(t),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(Tensor::f_cat(&parts, 0)?))
     }
 
     /// Writes the weights as a Hugging Face checkpoint directory (`config.json` + safetensors).

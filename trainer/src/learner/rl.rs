@@ -25,7 +25,9 @@
 //!      one optimizer step per mini-batch.
 //!
 //!    Both flows run through the same code: the on-policy flow is "one mini-batch of every row,
-//!    micro-batches of one row, old = detach". Each optimizer step clips to `grad_clip` and skips
+//!    micro-batches of one row, old = detach". Micro-batches decide the loss normalisation only:
+//!    the forwards run one row at a time, or rows packed up to `max_tokens_per_forward` tokens
+//!    (`learner::rl_packed`; the scoring and reference passes pack the same way). Each optimizer step clips to `grad_clip` and skips
 //!    a non-finite gradient norm (docs/reference.md#update-rule).
 //!
 //!    In the on-policy flow without a KL or entropy term, a row whose advantage is exactly 0
@@ -45,10 +47,11 @@
 
 use super::loss_sums::{Accum, LossSums};
 use super::optim::{AdamW, AdamWConfig, StepReport};
+use super::rl_packed::{RowInputs, pack_by_tokens};
 use super::{GradientSync, LearnerError, RlRow, TrainablePolicy, per_second, zero_gradients};
 use crate::algo::advantage::{AdvantageEstimator, AdvantageRow, Advantages};
 use crate::algo::entropy::turn_entropy_f32;
-use crate::algo::loss::{PolicyLossConfig, kl_penalty, pg_token_losses, tis_weights, token_weight};
+use crate::algo::loss::{PolicyLossConfig, tis_weights, token_weight};
 use crate::metrics::{Phase, PhaseTimes, Progress, Scalars};
 use crate::recipe::resolved::Optimizer;
 use crate::recipe::{AlgorithmConfig, OldLogprobs, RowWeighting, UpdateFlow};
@@ -256,10 +259,10 @@ impl RlLearner {
         for _ in 0..epochs {
             for (mb, &n_micro) in mini_batches.iter().zip(&n_micros) {
                 zero_gradients(&params)?;
-                let micros: Vec<&[usize]> = mb.chunks(micro).collect();
-                for m in &micros {
+                let mut todo = Vec::with_capacity(mb.len());
+                for m in mb.chunks(micro) {
                     let micro_tokens: usize = m.iter().map(|&i| rows[i].loss_tokens()).sum();
-                    for &i in *m {
+                    for &i in m {
                         let weight = share[i]
                             * token_weight(self.loss.aggregation, rows[i].loss_tokens(), m.len(), micro_tokens)
                             / n_micro;
@@ -270,17 +273,23 @@ impl RlLearner {
                             bar.inc(1);
                             continue;
                         }
-                        let inputs = RowInputs {
+                        todo.push(RowInputs {
+                            index: i,
                             advantage: values[i],
                             old: use_old.then_some(&old[i]),
                             tis: &tis[i],
                             reference: reference[i].as_ref(),
                             mask: &masks[i],
                             weight,
-                        };
-                        self.row_backward(policy, &rows[i], i, &inputs, &mut acc)?;
-                        bar.inc(1);
+                        });
                     }
+                }
+                // Rows are packed into forwards in order; the gradient is their sum either way.
+                let lens: Vec<usize> = todo.iter().map(|r| rows[r.index].ids.len()).collect();
+                for range in pack_by_tokens(&lens, a.max_tokens_per_forward as usize) {
+                    let n = range.len() as u64;
+                    self.packed_backward(policy, rows, &todo[range], &mut acc)?;
+                    bar.inc(n);
                 }
                 stats.optimizer_steps.push(sync.step(&mut self.optimizer, &params)?);
             }
@@ -312,7 +321,8 @@ impl RlLearner {
     fn old_scores<P: TrainablePolicy>(&self, policy: &P, rows: &[RlRow<P::Media>]) -> Result<OldScores, LearnerError> {
         let mut out = OldScores::default();
         let from_rollout = self.algorithm.old_logprobs == OldLogprobs::Rollout;
-        let bar = Progress::new(rows.len() as u64, "log-probs", self.progress && !from_rollout);
+        let (scored, reference) = self.scoring_passes(policy, rows, !from_rollout, &mut out.scored_tokens)?;
+        let mut scored = scored.into_iter();
         for (i, r) in rows.iter().enumerate() {
             let (logprobs, ents) = if from_rollout {
                 let s = r.rollout_scores.as_ref().ok_or_else(|| LearnerError::Row {
@@ -323,17 +333,9 @@ impl RlLearner {
                 })?;
                 (Tensor::f_from_slice(&s.logprobs)?.f_to_device(policy.device())?, s.entropies.clone())
             } else {
-                let n = r.mask.len() as i64;
-                let s = policy.score(&r.ids, &r.media, r.prompt_len)?;
-                if s.logprobs.size() != [n] || s.entropies.size() != [n] {
-                    return Err(LearnerError::Row {
-                        row: i,
-                        message: format!("the policy scored {:?} tokens, expected {n}", s.logprobs.size()),
-                    });
-                }
-                out.scored_tokens += r.ids.len();
-                let ents = Vec::<f32>::try_from(s.entropies.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?)?;
-                (s.logprobs, ents)
+                let (lp, en) =
+                    scored.next().ok_or_else(|| LearnerError::Row { row: i, message: "not scored".into() })?;
+                (lp, Vec::<f32>::try_from(en.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?)?)
             };
             let mut row_sum = 0.0;
             for (h, m) in ents.iter().zip(&r.mask) {
@@ -345,72 +347,9 @@ impl RlLearner {
             out.row_entropy_sums.push(row_sum);
             out.turn_entropies.push(turn_entropy_f32(&ents, &r.mask));
             out.old.push(logprobs.f_to_kind(Kind::Float)?);
-            out.reference.push(if self.loss.kl_coef != 0.0 {
-                let rl = policy.reference_logprobs(&r.ids, &r.media, r.prompt_len)?.ok_or_else(|| {
-                    LearnerError::Config("kl_coef is set but the policy has no reference model".into())
-                })?;
-                Some(rl.f_to_kind(Kind::Float)?)
-            } else {
-                None
-            });
-            bar.inc(1);
         }
-        bar.finish();
+        out.reference = reference;
         Ok(out)
-    }
-
-    /// Forward + backward of one row's weighted loss, accumulating gradients and metrics.
-    fn row_backward<P: TrainablePolicy>(
-        &self,
-        policy: &P,
-        row: &RlRow<P::Media>,
-        index: usize,
-        inp: &RowInputs<'_>,
-        acc: &mut Accum,
-    ) -> Result<(), LearnerError> {
-        let cfg = self.loss;
-        let mut closure = |offset: usize, lp: &Tensor, ent: &Tensor| -> Result<Tensor, tch::TchError> {
-            let (o, len) = (offset as i64, super::len0(lp));
-            let kind = lp.kind();
-            let m = inp.mask.f_narrow(0, o, len)?.f_to_kind(kind)?;
-            let old = match inp.old {
-                Some(t) => t.f_narrow(0, o, len)?.f_to_kind(kind)?,
-                None => lp.f_detach()?,
-            };
-            let adv = lp.f_detach()?.f_full_like(inp.advantage)?;
-            let terms = pg_token_losses(lp, &old, &adv, &cfg)?;
-            let pg = terms.loss.f_mul(&inp.tis.f_narrow(0, o, len)?.f_to_kind(kind)?)?;
-            let mut per_token = pg.shallow_clone();
-            let zero = || lp.f_new_zeros([], (Kind::Float, lp.device()));
-            let mut kl_sum = zero()?;
-            if let Some(r) = inp.reference {
-                let kl = kl_penalty(lp, &r.f_narrow(0, o, len)?.f_to_kind(kind)?, cfg.kl_type)?;
-                kl_sum = masked_sum(&kl, &m)?.f_mul_scalar(inp.weight)?;
-                per_token = per_token.f_add(&kl.f_mul_scalar(cfg.kl_coef)?)?;
-            }
-            if cfg.entropy_coef != 0.0 {
-                per_token = per_token.f_sub(&ent.f_mul_scalar(cfg.entropy_coef)?)?;
-            }
-            acc.add(LossSums {
-                pg: masked_sum(&pg, &m)?.f_mul_scalar(inp.weight)?,
-                kl: kl_sum,
-                entropy: masked_sum(ent, &m)?.f_mul_scalar(inp.weight)?,
-                tokens: m.f_sum(Kind::Float)?,
-                clipped: masked_sum(&terms.clipped, &m)?,
-                dual_clipped: masked_sum(&terms.dual_clipped, &m)?,
-                old_minus_new: masked_sum(&old.f_sub(&lp.f_detach()?)?, &m)?,
-            })?;
-            per_token.f_mul(&m)?.f_sum(Kind::Float)?.f_mul_scalar(inp.weight)
-        };
-        let scores = policy.forward_backward(&row.ids, &row.media, row.prompt_len, &mut closure)?;
-        if scores.logprobs.size() != [row.mask.len() as i64] {
-            return Err(LearnerError::Row {
-                row: index,
-                message: "the policy's training forward returned the wrong length".into(),
-            });
-        }
-        acc.forward_tokens += row.ids.len();
-        Ok(())
     }
 }
 
@@ -448,23 +387,6 @@ struct OldScores {
     row_entropy_sums: Vec<f64>,
     entropy_tokens: usize,
     scored_tokens: usize,
-}
-
-/// Per-row tensors of the update.
-struct RowInputs<'a> {
-    advantage: f64,
-    /// Recomputed old log-probs (PPO flow); `None` = detach the current ones (on-policy).
-    old: Option<&'a Tensor>,
-    tis: &'a Tensor,
-    reference: Option<&'a Tensor>,
-    mask: &'a Tensor,
-    /// The row's token weight (aggregation and micro-batch scaling).
-    weight: f64,
-}
-
-/// `Σ x·m` as a detached 0-d f32 tensor.
-fn masked_sum(x: &Tensor, m: &Tensor) -> Result<Tensor, tch::TchError> {
-    x.f_detach()?.f_mul(m)?.f_sum(Kind::Float)
 }
 
 impl RlStepStats {

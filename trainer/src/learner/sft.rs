@@ -2,7 +2,10 @@
 //! context at that turn as the prompt, the agent's JSON output through `<|im_end|>` as the
 //! target), the loss is the negative log-likelihood of the target tokens only (everything in the
 //! prompt, earlier turns included, is context), and `gradient_accumulation_steps` micro-batches of
-//! `per_device_batch_size` rows are accumulated before one clipped AdamW step.
+//! `per_device_batch_size` rows are accumulated before one clipped AdamW step. A micro-batch goes
+//! through the policy as one packed forward (`TrainablePolicy::forward_backward_packed`: the
+//! rows concatenated into one sequence, each attending only to itself), so its loss is that of
+//! the rows one by one, up to floating-point summation order.
 //!
 //! Normalisation ([`SftOptions::aggregation`]): `token-mean` (default) divides the summed NLL by
 //! the number of target tokens of the **whole step** (all micro-batches), which is what
@@ -14,10 +17,11 @@
 //! this loop; the schedule (linear warm-up then decay at the recipe's 1e-5) lives in the
 //! optimizer. Under data parallelism ([`SftLearner::step`] with a data-parallel sync) the step's tokens and rows
 //! are those of every rank, so the update equals one process stepping on all ranks' rows.
-//! Left out: packing several turns into one sequence, and label smoothing.
+//! Left out: packing rows across micro-batch boundaries (a micro-batch is the recipe's
+//! `per_device_batch_size` rows, as in transformers), and label smoothing.
 
 use super::optim::{AdamW, AdamWConfig, StepReport};
-use super::{GradientSync, LearnerError, SftRow, TrainablePolicy, per_second, zero_gradients};
+use super::{GradientSync, LearnerError, PackedSeq, SftRow, TrainablePolicy, per_second, zero_gradients};
 use crate::metrics::{Phase, PhaseTimes, Progress, Scalars};
 use crate::recipe::LossAggregation;
 use crate::recipe::resolved::{Optimizer, SftSchedule};
@@ -110,33 +114,44 @@ impl SftLearner {
         let params = policy.trainable_variables();
         zero_gradients(&params)?;
         let bar = Progress::new(rows.len() as u64, "sft", self.progress);
-        // Micro-batches only group rows; every weight is normalised over the whole step (every
-        // rank's rows), so the per-row backward passes accumulate exactly the step's gradient.
-        for (index, row) in rows.iter().enumerate() {
-            let weight = match self.options.aggregation {
-                LossAggregation::TokenMean => 1.0 / step_tokens.max(1) as f64,
-                LossAggregation::SeqMeanTokenMean => 1.0 / (step_rows * row.loss_tokens().max(1)) as f64,
-                LossAggregation::SeqMeanTokenSum => 1.0 / step_rows as f64,
-            };
-            let mask: Vec<f32> = row.mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
-            let mask = Tensor::f_from_slice(&mask)?.f_to_device(device)?;
+        // A micro-batch is one packed forward; every weight is normalised over the whole step
+        // (every rank's rows), so the micro-batches' backward passes accumulate exactly the
+        // step's gradient.
+        let micro = self.options.per_device_batch_size.max(1) as usize;
+        for (k, batch) in rows.chunks(micro).enumerate() {
+            let (mut weights, mut in_loss) = (Vec::new(), Vec::new());
+            for row in batch {
+                let w = match self.options.aggregation {
+                    LossAggregation::TokenMean => 1.0 / step_tokens.max(1) as f64,
+                    LossAggregation::SeqMeanTokenMean => 1.0 / (step_rows * row.loss_tokens().max(1)) as f64,
+                    LossAggregation::SeqMeanTokenSum => 1.0 / step_rows as f64,
+                };
+                weights.extend(row.mask.iter().map(|&b| if b { w as f32 } else { 0.0 }));
+                in_loss.extend(row.mask.iter().map(|&b| if b { 1.0f32 } else { 0.0 }));
+            }
+            let weights = Tensor::f_from_slice(&weights)?.f_to_device(device)?;
+            let in_loss = Tensor::f_from_slice(&in_loss)?.f_to_device(device)?;
             let mut closure = |offset: usize, lp: &Tensor, _ent: &Tensor| -> Result<Tensor, tch::TchError> {
-                let m = mask.f_narrow(0, offset as i64, super::len0(lp))?.f_to_kind(lp.kind())?;
-                let nll = lp.f_neg()?.f_mul(&m)?.f_sum(Kind::Float)?.f_mul_scalar(weight)?;
+                let len = super::len0(lp);
+                let w = weights.f_narrow(0, offset as i64, len)?.f_to_kind(lp.kind())?;
+                let nll = lp.f_neg()?.f_mul(&w)?.f_sum(Kind::Float)?;
                 loss_sum += nll.f_double_value(&[])?;
+                let m = in_loss.f_narrow(0, offset as i64, len)?.f_to_kind(lp.kind())?;
                 let sure = lp.f_detach()?.f_gt(0.5f64.ln())?.f_to_kind(Kind::Float)?.f_mul(&m)?;
                 confident += sure.f_sum(Kind::Float)?.f_double_value(&[])?;
                 Ok(nll)
             };
-            let scores = policy.forward_backward(&row.ids, &row.media, row.prompt_len, &mut closure)?;
-            if scores.logprobs.size() != [row.mask.len() as i64] {
+            let seqs: Vec<PackedSeq<'_, P::Media>> =
+                batch.iter().map(|r| PackedSeq { ids: &r.ids, media: &r.media, start: r.prompt_len }).collect();
+            let scores = policy.forward_backward_packed(&seqs, &mut closure)?;
+            if scores.logprobs.size() != [super::len0(&in_loss)] {
                 return Err(LearnerError::Row {
-                    row: index,
+                    row: k * micro,
                     message: "the policy's training forward returned the wrong length".into(),
                 });
             }
-            stats.tokens += row.ids.len();
-            bar.inc(1);
+            stats.tokens += batch.iter().map(|r| r.ids.len()).sum::<usize>();
+            bar.inc(batch.len() as u64);
         }
         bar.finish();
         stats.report = Some(sync.step(&mut self.optimizer, &params)?);

@@ -20,10 +20,10 @@
 //! weights instead. Loading copies tensors into the existing model in place. [`turn_media`]
 //! converts a rollout turn's decoded media for `RlRow::from_trajectory`.
 
-use super::{ChunkLoss, PolicyError, TokenScores, TrainablePolicy};
+use super::{ChunkLoss, PackedSeq, PolicyError, TokenScores, TrainablePolicy};
 use crate::checkpoint::tensor_io::{read_safetensors, write_safetensors};
 use crate::model::OmniThinkerConfig;
-use crate::model::logprobs::{TrainOptions, forward_backward, score};
+use crate::model::logprobs::{TrainOptions, TrainSeq, forward_backward, forward_backward_packed, score_packed};
 use crate::model::lora::{ADAPTER_CONFIG_FILE, peft_config};
 use crate::model::policy::push_media;
 use crate::model::thinker::{MediaInput, ModelError, Thinker};
@@ -66,6 +66,11 @@ pub fn items_media(items: &[std::sync::Arc<MediaItem>], patch_dim: usize) -> Res
         push_media(&mut m, &item.layout, inputs, patch_dim)?;
     }
     Ok(m)
+}
+
+/// The model's view of packed sequences.
+fn train_seqs<'a>(seqs: &[PackedSeq<'a, MediaInput>]) -> Vec<TrainSeq<'a>> {
+    seqs.iter().map(|s| TrainSeq { ids: s.ids, media: s.media, start: s.start }).collect()
 }
 
 /// A thinker ready for training.
@@ -148,7 +153,11 @@ impl TrainablePolicy for TrainableThinker {
     }
 
     fn score(&self, ids: &[u32], media: &MediaInput, start: usize) -> Result<TokenScores, PolicyError> {
-        let s = score(&self.thinker, ids, media, start, self.train.chunk_tokens)?;
+        self.score_packed(&[PackedSeq { ids, media, start }])
+    }
+
+    fn score_packed(&self, seqs: &[PackedSeq<'_, MediaInput>]) -> Result<TokenScores, PolicyError> {
+        let s = score_packed(&self.thinker, &train_seqs(seqs), self.train.chunk_tokens)?;
         Ok(TokenScores { logprobs: s.logprobs, entropies: s.entropies })
     }
 
@@ -164,17 +173,35 @@ impl TrainablePolicy for TrainableThinker {
         Ok(TokenScores { logprobs: s.logprobs, entropies: s.entropies })
     }
 
+    /// One packed row through the decoder ([`forward_backward_packed`]).
+    fn forward_backward_packed(
+        &self,
+        seqs: &[PackedSeq<'_, MediaInput>],
+        loss: &mut ChunkLoss<'_>,
+    ) -> Result<TokenScores, PolicyError> {
+        let packed = train_seqs(seqs);
+        let mut f = |o: usize, lp: &Tensor, en: &Tensor| loss(o, lp, en).map_err(ModelError::Torch);
+        let s = forward_backward_packed(&self.thinker, &packed, self.train, &mut f)?;
+        Ok(TokenScores { logprobs: s.logprobs, entropies: s.entropies })
+    }
+
     /// The kept frozen copy; else with LoRA, the base model (adapters switched off); else none.
     fn reference_logprobs(&self, ids: &[u32], media: &MediaInput, start: usize) -> Result<Option<Tensor>, PolicyError> {
+        self.reference_logprobs_packed(&[PackedSeq { ids, media, start }])
+    }
+
+    fn reference_logprobs_packed(&self, seqs: &[PackedSeq<'_, MediaInput>]) -> Result<Option<Tensor>, PolicyError> {
+        let seqs = train_seqs(seqs);
+        let chunk = self.train.chunk_tokens;
         if let Some(r) = &self.reference {
-            return Ok(Some(score(r, ids, media, start, self.train.chunk_tokens)?.logprobs));
+            return Ok(Some(score_packed(r, &seqs, chunk)?.logprobs));
         }
         if self.thinker.lora_tensors().is_empty() {
             return Ok(None);
         }
         let was = self.thinker.lora.get();
         self.thinker.lora.set(false);
-        let s = score(&self.thinker, ids, media, start, self.train.chunk_tokens);
+        let s = score_packed(&self.thinker, &seqs, chunk);
         self.thinker.lora.set(was);
         Ok(Some(s?.logprobs))
     }

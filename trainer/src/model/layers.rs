@@ -17,6 +17,9 @@
 //! long prompts) and no mask is built or converted. Pads attend only to themselves, as under the
 //! boolean mask, so their outputs are their own values.
 //!
+//! A packed row ([`Mask::Packed`], the training forward's micro-batch) runs causal SDPA per
+//! segment: the varlen layout without padding, each sequence attending only to itself.
+//!
 //! Left out: dropout (inference and RL use none), fused kernels beyond what SDPA picks.
 
 use super::lora::Lora;
@@ -90,6 +93,10 @@ pub enum Mask {
     /// which attend only to themselves; every other position attends to the non-pad positions
     /// up to itself. Only for `Lq == Lk` (a whole batch, no cache before it).
     LeftPadCausal(PadGroups),
+    /// Several sequences packed into one row: causal within each segment `(start, len)`, no
+    /// attention across segments. The segments tile the row in order. Only for `Lq == Lk` and a
+    /// batch of one row (the training forward's packed micro-batch).
+    Packed(Vec<(i64, i64)>),
 }
 
 /// The rows of a left-padded batch grouped by pad count, with each group's row indices on the
@@ -130,6 +137,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Mask, scale: f64) ->
         Mask::Causal => (None, true),
         Mask::Bool(m) => (Some(m), false),
         Mask::LeftPadCausal(pads) => return left_padded_causal(q, k, v, pads, scale),
+        Mask::Packed(segments) => return packed_causal(q, k, v, segments, scale),
     };
     if h == hkv {
         return Tensor::f_scaled_dot_product_attention(q, k, v, m, 0.0, causal, scale, false);
@@ -189,6 +197,32 @@ fn left_padded_causal(q: &Tensor, k: &Tensor, v: &Tensor, pads: &PadGroups, scal
         }
     }
     Ok(out)
+}
+
+/// [`Mask::Packed`] attention: one causal SDPA call per segment on its own positions, the
+/// outputs concatenated in order (differentiable: `narrow` and `cat`, nothing written in place).
+fn packed_causal(q: &Tensor, k: &Tensor, v: &Tensor, segments: &[(i64, i64)], scale: f64) -> TResult<Tensor> {
+    let (b, l) = (q.size()[0], q.size()[2]);
+    let mut next = 0;
+    let tiles = segments.iter().all(|&(s, n)| {
+        let ok = s == next && n > 0;
+        next = s + n;
+        ok
+    });
+    if b != 1 || k.size()[2] != l || !tiles || next != l {
+        return Err(tch::TchError::Shape(format!(
+            "packed causal attention: segments {segments:?} must tile {l} positions of one row ({b} rows, {} keys)",
+            k.size()[2]
+        )));
+    }
+    let outs = segments
+        .iter()
+        .map(|&(s, n)| {
+            let take = |t: &Tensor| t.f_narrow(2, s, n);
+            attention(&take(q)?, &take(k)?, &take(v)?, &Mask::Causal, scale)
+        })
+        .collect::<TResult<Vec<_>>>()?;
+    Tensor::f_cat(&outs, 2)
 }
 
 /// Bidirectional attention within each segment `(start, len)` of a token sequence.
@@ -270,6 +304,36 @@ mod tests {
                     let diff = (&fast - &masked).abs().max().double_value(&[]);
                     assert!(diff < 1e-5, "{dev:?} heads {heads}/{kv_heads} pads {pads:?}: {diff}");
                 }
+            }
+        }
+    }
+
+    /// Packed causal attention equals SDPA under a block-diagonal causal mask, with and without
+    /// GQA; segments that do not tile the row are errors.
+    #[test]
+    fn packed_causal_equals_the_block_diagonal_mask() {
+        for dev in [Device::Cpu].into_iter().chain(tch::Cuda::is_available().then_some(Device::Cuda(0))) {
+            tch::manual_seed(5);
+            let segments = vec![(0i64, 3i64), (3, 1), (4, 6)];
+            let l = 10;
+            let seg_of: Vec<i64> =
+                segments.iter().enumerate().flat_map(|(i, &(_, n))| (0..n).map(move |_| i as i64)).collect();
+            let seg = Tensor::from_slice(&seg_of).to_device(dev);
+            let same = seg.unsqueeze(1).eq_tensor(&seg.unsqueeze(0));
+            let mask = Tensor::ones([l, l], (Kind::Bool, dev)).tril(0).logical_and(&same).view([1, 1, l, l]);
+            for (heads, kv_heads) in [(4, 2), (2, 2)] {
+                let q = Tensor::randn([1, heads, l, 8], (Kind::Float, dev));
+                let k = Tensor::randn([1, kv_heads, l, 8], (Kind::Float, dev));
+                let v = Tensor::randn([1, kv_heads, l, 8], (Kind::Float, dev));
+                let packed = attention(&q, &k, &v, &Mask::Packed(segments.clone()), 0.3).unwrap();
+                let masked = attention(&q, &k, &v, &Mask::Bool(mask.shallow_clone()), 0.3).unwrap();
+                let diff = (&packed - &masked).abs().max().double_value(&[]);
+                assert!(diff < 1e-5, "{dev:?} heads {heads}/{kv_heads}: {diff}");
+            }
+            let q = Tensor::zeros([1, 2, l, 8], (Kind::Float, dev));
+            for bad in [vec![(0, 3), (4, 6)], vec![(0, 3), (3, 6)], vec![(0, 0), (0, 10)]] {
+                let e = attention(&q, &q, &q, &Mask::Packed(bad.clone()), 1.0).unwrap_err();
+                assert!(e.to_string().contains("packed causal attention"), "{bad:?}: {e}");
             }
         }
     }

@@ -15,11 +15,14 @@
 //! manual activation checkpointing docs/reference.md#libtorch describes. Gradients accumulate into every
 //! tensor with `requires_grad` (LoRA adapters, unfrozen base weights); the caller zeroes them.
 //!
-//! Left out: batching several sequences in one forward (one packed sequence per micro-batch is the
-//! recommended layout and needs no padding mask), sequence parallelism.
+//! [`forward_backward_packed`] runs several sequences as one packed row (causal within each,
+//! [`Mask::Packed`](super::layers::Mask::Packed)): a micro-batch without padding, whose matrix
+//! products see every sequence's tokens at once.
+//!
+//! Left out: padded `[B, L]` training batches (packing needs no padding mask and wastes no
+//! compute on pads), sequence parallelism.
 
-use super::layers::Mask;
-use super::thinker::{MResult, MediaInput, ModelError, Thinker};
+use super::thinker::{BatchInputs, MResult, MediaInput, ModelError, Thinker};
 use tch::{Kind, Tensor};
 
 /// Chunking and checkpointing of the training forward.
@@ -68,9 +71,16 @@ fn check(ids: &[u32], start: usize) -> MResult<()> {
 
 /// Log-probs and entropies of `ids[start..]` given everything before, without gradients.
 pub fn score(thinker: &Thinker, ids: &[u32], media: &MediaInput, start: usize, chunk: usize) -> MResult<Scores> {
-    check(ids, start)?;
+    score_packed(thinker, &[TrainSeq { ids, media, start }], chunk)
+}
+
+/// [`score`] of several sequences packed into one row: their scored spans, concatenated.
+pub fn score_packed(thinker: &Thinker, seqs: &[TrainSeq<'_>], chunk: usize) -> MResult<Scores> {
+    seqs.iter().try_for_each(|s| check(s.ids, s.start))?;
     tch::no_grad(|| {
-        let (h, targets) = final_hidden(thinker, ids, media, start)?;
+        let inp = packed(thinker, seqs)?;
+        let h = thinker.forward(&inp, None)?.f_get(0)?;
+        let (h, targets) = scored_spans(thinker, &h, seqs)?;
         let (mut lps, mut ents) = (Vec::new(), Vec::new());
         let n = h.size()[0];
         let c = chunk.max(1) as i64;
@@ -87,19 +97,36 @@ pub fn score(thinker: &Thinker, ids: &[u32], media: &MediaInput, start: usize, c
     })
 }
 
-/// Final-norm hidden states of positions `start-1 .. L-1` and their targets `ids[start..]`.
-fn final_hidden(thinker: &Thinker, ids: &[u32], media: &MediaInput, start: usize) -> MResult<(Tensor, Tensor)> {
-    let inp = thinker.inputs(&[(ids, media)])?;
-    let h = thinker.forward(&inp, None)?.f_get(0)?;
-    let n = (ids.len() - start) as i64;
-    let h = h.f_narrow(0, start as i64 - 1, n)?;
-    let t: Vec<i64> = ids[start..].iter().map(|&x| i64::from(x)).collect();
-    let targets = Tensor::f_from_slice(&t)?.f_to_device(thinker.device())?;
-    Ok((h, targets))
+/// The packed model inputs of `seqs`.
+fn packed(thinker: &Thinker, seqs: &[TrainSeq<'_>]) -> MResult<BatchInputs> {
+    let pairs: Vec<(&[u32], &MediaInput)> = seqs.iter().map(|s| (s.ids, s.media)).collect();
+    thinker.packed_inputs(&pairs)
+}
+
+/// The rows of final-norm hidden states `h [ΣL, D]` that predict each sequence's scored span
+/// (positions `start-1 .. L-1` of each), concatenated, and their targets `ids[start..]`.
+fn scored_spans(thinker: &Thinker, h: &Tensor, seqs: &[TrainSeq<'_>]) -> MResult<(Tensor, Tensor)> {
+    let (mut spans, mut t, mut at) = (Vec::with_capacity(seqs.len()), Vec::new(), 0i64);
+    for s in seqs {
+        let n = (s.ids.len() - s.start) as i64;
+        spans.push(h.f_narrow(0, at + s.start as i64 - 1, n)?);
+        t.extend(s.ids[s.start..].iter().map(|&x| i64::from(x)));
+        at += s.ids.len() as i64;
+    }
+    let span = if spans.len() == 1 { spans.swap_remove(0) } else { Tensor::f_cat(&spans, 0)? };
+    Ok((span, Tensor::f_from_slice(&t)?.f_to_device(thinker.device())?))
 }
 
 /// A chunk handed to the loss: offset into the scored span, log-probs and entropies (with grad).
 pub type ChunkLoss<'a> = dyn FnMut(usize, &Tensor, &Tensor) -> MResult<Tensor> + 'a;
+
+/// One sequence of a packed training forward: `ids`, its media, and where its scored span starts.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainSeq<'a> {
+    pub ids: &'a [u32],
+    pub media: &'a MediaInput,
+    pub start: usize,
+}
 
 /// Forward + backward of a token-decomposable loss over `ids[start..]` (see the module doc).
 /// `loss(offset, logprobs, entropies)` returns the scalar loss of that chunk.
@@ -111,25 +138,35 @@ pub fn forward_backward(
     opts: TrainOptions,
     loss: &mut ChunkLoss<'_>,
 ) -> MResult<Scores> {
-    check(ids, start)?;
-    let inp = thinker.inputs(&[(ids, media)])?;
+    forward_backward_packed(thinker, &[TrainSeq { ids, media, start }], opts, loss)
+}
+
+/// [`forward_backward`] of several sequences packed into one row ([`Thinker::packed_inputs`]):
+/// the scored spans are concatenated in order, and `loss` sees offsets into that concatenation.
+/// One sequence runs exactly the unpacked forward.
+pub fn forward_backward_packed(
+    thinker: &Thinker,
+    seqs: &[TrainSeq<'_>],
+    opts: TrainOptions,
+    loss: &mut ChunkLoss<'_>,
+) -> MResult<Scores> {
+    seqs.iter().try_for_each(|s| check(s.ids, s.start))?;
+    let inp = packed(thinker, seqs)?;
     let (cos, sin) = thinker.cos_sin(&inp.positions)?;
     let text = &thinker.text;
     // Decoder: with the graph, or without it keeping only each layer's input.
     let mut saved = Vec::new();
     let top = if opts.checkpoint {
-        tch::no_grad(|| text.decoder(&inp.h, &cos, &sin, &Mask::Causal, None, Some(&mut saved)))?
+        tch::no_grad(|| text.decoder(&inp.h, &cos, &sin, &inp.mask, None, Some(&mut saved)))?
             .f_detach()?
             .f_set_requires_grad(true)?
     } else {
-        text.decoder(&inp.h, &cos, &sin, &Mask::Causal, None, None)?
+        text.decoder(&inp.h, &cos, &sin, &inp.mask, None, None)?
     };
     let normed = text.norm.forward(&top)?.f_get(0)?;
-    let n = (ids.len() - start) as i64;
-    let span = normed.f_narrow(0, start as i64 - 1, n)?;
+    let (span, targets) = scored_spans(thinker, &normed, seqs)?;
+    let n = span.size()[0];
     let leaf = span.f_detach()?.f_set_requires_grad(true)?;
-    let t: Vec<i64> = ids[start..].iter().map(|&x| i64::from(x)).collect();
-    let targets = Tensor::f_from_slice(&t)?.f_to_device(thinker.device())?;
     let (mut lps, mut ents, mut total) = (Vec::new(), Vec::new(), 0.0);
     let c = opts.chunk_tokens.max(1) as i64;
     let mut s = 0;
@@ -155,7 +192,7 @@ pub fn forward_backward(
         let mut g = top_grad;
         for i in (0..saved.len()).rev() {
             let x = saved[i].f_detach()?.f_set_requires_grad(true)?;
-            let out = text.layer(i, &x, &cos, &sin, &Mask::Causal, None)?;
+            let out = text.layer(i, &x, &cos, &sin, &inp.mask, None)?;
             out.f_mul(&g)?.f_sum(Kind::Float)?.f_backward()?;
             g = x.f_grad()?;
             if !g.defined() {

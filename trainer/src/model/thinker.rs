@@ -331,6 +331,36 @@ impl Thinker {
         self.batch_inputs(&embeds, &positions)
     }
 
+    /// The model inputs of several sequences packed into one row (`[1, ΣL, D]`): each keeps its
+    /// own TMRoPE positions and attends only to itself ([`Mask::Packed`]); one sequence gives
+    /// exactly [`inputs`](Self::inputs). The training forward's micro-batch layout: no padding.
+    pub fn packed_inputs(&self, seqs: &[(&[u32], &MediaInput)]) -> MResult<BatchInputs> {
+        if seqs.len() <= 1 {
+            return self.inputs(seqs);
+        }
+        let dev = self.device();
+        let (mut embeds, mut segments) = (Vec::with_capacity(seqs.len()), Vec::with_capacity(seqs.len()));
+        let (mut t, mut h, mut w) = (Vec::new(), Vec::new(), Vec::new());
+        for &(ids, media) in seqs {
+            let p = self.positions(ids, media)?;
+            let enc = self.encode(media)?;
+            segments.push((t.len() as i64, ids.len() as i64));
+            embeds.push(self.embed(ids, &enc)?);
+            t.extend_from_slice(&p.t);
+            h.extend_from_slice(&p.h);
+            w.extend_from_slice(&p.w);
+        }
+        let n = t.len() as i64;
+        let p: Vec<i64> = [t, h, w].concat();
+        Ok(BatchInputs {
+            h: Tensor::f_cat(&embeds, 0)?.f_unsqueeze(0)?,
+            positions: Tensor::f_from_slice(&p)?.f_view([3, 1, n])?.f_to_device(dev)?,
+            mask: Mask::Packed(segments),
+            valid: Tensor::f_ones([1, n], (Kind::Bool, dev))?,
+            next_positions: Vec::new(),
+        })
+    }
+
     /// The forward pass: final-norm hidden states `[B, L, D]` of a batch (filling `cache` when
     /// given). Every caller goes through here: [`logits`](Self::logits), scoring, generation;
     /// the training forward runs the same decoder layer by layer ([`TextModel::decoder`]).

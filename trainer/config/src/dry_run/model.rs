@@ -112,8 +112,9 @@ fn trainable_tensors(cfg: &OmniThinkerConfig, model: &TrainModel) -> Vec<Trainab
 
 /// The memory of a training stage as `omnirl train` lays it out: the stage's dtype (f32 on a CPU
 /// run), fp32 master weights and AdamW state, the trained parts, ZeRO-1 over `world` ranks,
-/// activations of one row at a time (the learners run one row per forward/backward) and, for rl,
-/// a KV cache for `micro_ratio` sequences.
+/// activations of one training forward (sft: a packed micro-batch of `per_device_batch_size`
+/// rows; rl: one row, or rows packed up to `max_tokens_per_forward`) and, for rl, a KV cache for
+/// `micro_ratio` sequences.
 fn memory_for(
     stage: &ResolvedStage,
     cfg: &OmniThinkerConfig,
@@ -139,11 +140,14 @@ fn memory_for(
     inp.activation_checkpointing = m.gradient_checkpointing;
     inp.tensors = Some(trainable_tensors(cfg, m));
     match stage {
-        ResolvedStage::Sft(s) => inp.micro_batch_tokens = u64::from(s.schedule.max_seq_length),
+        ResolvedStage::Sft(s) => {
+            inp.micro_batch_tokens =
+                u64::from(s.schedule.max_seq_length) * u64::from(s.schedule.per_device_batch_size.max(1));
+        }
         ResolvedStage::Rl(r) => {
             let seq =
                 u64::from(r.episodes.settings.limits.max_prompt_tokens) + u64::from(r.episodes.max_response_length);
-            inp.micro_batch_tokens = seq;
+            inp.micro_batch_tokens = seq.max(u64::from(r.algorithm.max_tokens_per_forward));
             inp.kv_cache_tokens = seq * u64::from(r.episodes.micro_ratio.max(1));
             inp.separate_reference = r.algorithm.kl_coef > 0.0 && m.lora.is_none();
         }

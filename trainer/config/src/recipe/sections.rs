@@ -402,6 +402,10 @@ pub struct AlgorithmConfig {
     pub tis_cap: Option<f64>,
     pub kl_coef: f64,
     pub entropy_coef: f64,
+    /// Rows packed into one training forward, up to this many tokens (prompt + response) each;
+    /// 0 = one row per forward, the reference's layout [0]. Packing changes the memory and the
+    /// speed of the update, not its gradient (docs/recipes.md).
+    pub max_tokens_per_forward: u32,
 }
 
 impl Default for AlgorithmConfig {
@@ -422,6 +426,7 @@ impl Default for AlgorithmConfig {
             tis_cap: Some(2.0),
             kl_coef: 0.0,
             entropy_coef: 0.0,
+            max_tokens_per_forward: 0,
         }
     }
 }
