@@ -33,6 +33,7 @@ pub mod sft;
 pub mod thinker;
 pub mod toy;
 
+pub use crate::model::logprobs::PackedSeq;
 pub use cursor::{Batch, DataCursor, SplitMix64};
 pub use optim::{AdamW, AdamWConfig, DecayRule, LrScheduler, OptimizerCounters, StepReport};
 pub use rl::{RlLearner, RlStepStats};
@@ -54,15 +55,6 @@ pub type ChunkLoss<'a> = dyn FnMut(usize, &Tensor, &Tensor) -> Result<Tensor, tc
 pub struct TokenScores {
     pub logprobs: Tensor,
     pub entropies: Tensor,
-}
-
-/// One sequence of a packed training forward: `ids = prompt ++ response`, its media, and the
-/// start of its scored span.
-#[derive(Debug)]
-pub struct PackedSeq<'a, M> {
-    pub ids: &'a [u32],
-    pub media: &'a M,
-    pub start: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -27,8 +27,9 @@
 //!    Both flows run through the same code: the on-policy flow is "one mini-batch of every row,
 //!    micro-batches of one row, old = detach". Micro-batches decide the loss normalisation only:
 //!    the forwards run one row at a time, or rows packed up to `max_tokens_per_forward` tokens
-//!    (`learner::rl_packed`; the scoring and reference passes pack the same way). Each optimizer step clips to `grad_clip` and skips
-//!    a non-finite gradient norm (docs/reference.md#update-rule).
+//!    (`learner::rl_packed`; the scoring and reference passes pack the same way). Each optimizer
+//!    step clips to `grad_clip` and skips a non-finite gradient norm
+//!    (docs/reference.md#update-rule).
 //!
 //!    In the on-policy flow without a KL or entropy term, a row whose advantage is exactly 0
 //!    adds exactly 0 to every gradient (its loss is `−0·ρ` per token), so its forward and

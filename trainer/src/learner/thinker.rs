@@ -23,7 +23,7 @@
 use super::{ChunkLoss, PackedSeq, PolicyError, TokenScores, TrainablePolicy};
 use crate::checkpoint::tensor_io::{read_safetensors, write_safetensors};
 use crate::model::OmniThinkerConfig;
-use crate::model::logprobs::{TrainOptions, TrainSeq, forward_backward, forward_backward_packed, score_packed};
+use crate::model::logprobs::{TrainOptions, forward_backward, forward_backward_packed, score_packed};
 use crate::model::lora::{ADAPTER_CONFIG_FILE, peft_config};
 use crate::model::policy::push_media;
 use crate::model::thinker::{MediaInput, ModelError, Thinker};
@@ -66,11 +66,6 @@ pub fn items_media(items: &[std::sync::Arc<MediaItem>], patch_dim: usize) -> Res
         push_media(&mut m, &item.layout, inputs, patch_dim)?;
     }
     Ok(m)
-}
-
-/// The model's view of packed sequences.
-fn train_seqs<'a>(seqs: &[PackedSeq<'a, MediaInput>]) -> Vec<TrainSeq<'a>> {
-    seqs.iter().map(|s| TrainSeq { ids: s.ids, media: s.media, start: s.start }).collect()
 }
 
 /// A thinker ready for training.
@@ -157,7 +152,7 @@ impl TrainablePolicy for TrainableThinker {
     }
 
     fn score_packed(&self, seqs: &[PackedSeq<'_, MediaInput>]) -> Result<TokenScores, PolicyError> {
-        let s = score_packed(&self.thinker, &train_seqs(seqs), self.train.chunk_tokens)?;
+        let s = score_packed(&self.thinker, seqs, self.train.chunk_tokens)?;
         Ok(TokenScores { logprobs: s.logprobs, entropies: s.entropies })
     }
 
@@ -179,9 +174,8 @@ impl TrainablePolicy for TrainableThinker {
         seqs: &[PackedSeq<'_, MediaInput>],
         loss: &mut ChunkLoss<'_>,
     ) -> Result<TokenScores, PolicyError> {
-        let packed = train_seqs(seqs);
         let mut f = |o: usize, lp: &Tensor, en: &Tensor| loss(o, lp, en).map_err(ModelError::Torch);
-        let s = forward_backward_packed(&self.thinker, &packed, self.train, &mut f)?;
+        let s = forward_backward_packed(&self.thinker, seqs, self.train, &mut f)?;
         Ok(TokenScores { logprobs: s.logprobs, entropies: s.entropies })
     }
 
@@ -191,17 +185,16 @@ impl TrainablePolicy for TrainableThinker {
     }
 
     fn reference_logprobs_packed(&self, seqs: &[PackedSeq<'_, MediaInput>]) -> Result<Option<Tensor>, PolicyError> {
-        let seqs = train_seqs(seqs);
         let chunk = self.train.chunk_tokens;
         if let Some(r) = &self.reference {
-            return Ok(Some(score_packed(r, &seqs, chunk)?.logprobs));
+            return Ok(Some(score_packed(r, seqs, chunk)?.logprobs));
         }
         if self.thinker.lora_tensors().is_empty() {
             return Ok(None);
         }
         let was = self.thinker.lora.get();
         self.thinker.lora.set(false);
-        let s = score_packed(&self.thinker, &seqs, chunk);
+        let s = score_packed(&self.thinker, seqs, chunk);
         self.thinker.lora.set(was);
         Ok(Some(s?.logprobs))
     }

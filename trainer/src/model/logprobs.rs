@@ -71,7 +71,7 @@ fn check(ids: &[u32], start: usize) -> MResult<()> {
 
 /// Log-probs and entropies of `ids[start..]` given everything before, without gradients.
 pub fn score(thinker: &Thinker, ids: &[u32], media: &MediaInput, start: usize, chunk: usize) -> MResult<Scores> {
-    score_packed(thinker, &[TrainSeq { ids, media, start }], chunk)
+    score_packed(thinker, &[PackedSeq { ids, media, start }], chunk)
 }
 
 /// [`score`] of several sequences packed into one row: their scored spans, concatenated.
@@ -120,13 +120,18 @@ fn scored_spans(thinker: &Thinker, h: &Tensor, seqs: &[TrainSeq<'_>]) -> MResult
 /// A chunk handed to the loss: offset into the scored span, log-probs and entropies (with grad).
 pub type ChunkLoss<'a> = dyn FnMut(usize, &Tensor, &Tensor) -> MResult<Tensor> + 'a;
 
-/// One sequence of a packed training forward: `ids`, its media, and where its scored span starts.
-#[derive(Debug, Clone, Copy)]
-pub struct TrainSeq<'a> {
+/// One sequence of a packed training forward: `ids = prompt ++ response`, its media, and the
+/// start of its scored span. Generic over the media so the learners' policy trait can use it for
+/// any model; the thinker's is [`MediaInput`].
+#[derive(Debug)]
+pub struct PackedSeq<'a, M> {
     pub ids: &'a [u32],
-    pub media: &'a MediaInput,
+    pub media: &'a M,
     pub start: usize,
 }
+
+/// A sequence of the thinker's packed forward.
+pub type TrainSeq<'a> = PackedSeq<'a, MediaInput>;
 
 /// Forward + backward of a token-decomposable loss over `ids[start..]` (see the module doc).
 /// `loss(offset, logprobs, entropies)` returns the scalar loss of that chunk.
@@ -138,7 +143,7 @@ pub fn forward_backward(
     opts: TrainOptions,
     loss: &mut ChunkLoss<'_>,
 ) -> MResult<Scores> {
-    forward_backward_packed(thinker, &[TrainSeq { ids, media, start }], opts, loss)
+    forward_backward_packed(thinker, &[PackedSeq { ids, media, start }], opts, loss)
 }
 
 /// [`forward_backward`] of several sequences packed into one row ([`Thinker::packed_inputs`]):

@@ -321,6 +321,12 @@ impl Thinker {
     /// The model inputs of a batch of sequences (token ids and their media): TMRoPE positions,
     /// encoder features scattered into the token embeddings, left-padded into one batch.
     pub fn inputs(&self, seqs: &[(&[u32], &MediaInput)]) -> MResult<BatchInputs> {
+        let (embeds, positions) = self.embedded(seqs)?;
+        self.batch_inputs(&embeds, &positions)
+    }
+
+    /// Each sequence's embeddings `[L_i, D]` (encoder features scattered in) and TMRoPE positions.
+    fn embedded(&self, seqs: &[(&[u32], &MediaInput)]) -> MResult<(Vec<Tensor>, Vec<Positions>)> {
         let mut embeds = Vec::with_capacity(seqs.len());
         let mut positions = Vec::with_capacity(seqs.len());
         for &(ids, media) in seqs {
@@ -328,7 +334,7 @@ impl Thinker {
             let enc = self.encode(media)?;
             embeds.push(self.embed(ids, &enc)?);
         }
-        self.batch_inputs(&embeds, &positions)
+        Ok((embeds, positions))
     }
 
     /// The model inputs of several sequences packed into one row (`[1, ΣL, D]`): each keeps its
@@ -339,13 +345,10 @@ impl Thinker {
             return self.inputs(seqs);
         }
         let dev = self.device();
-        let (mut embeds, mut segments) = (Vec::with_capacity(seqs.len()), Vec::with_capacity(seqs.len()));
-        let (mut t, mut h, mut w) = (Vec::new(), Vec::new(), Vec::new());
-        for &(ids, media) in seqs {
-            let p = self.positions(ids, media)?;
-            let enc = self.encode(media)?;
-            segments.push((t.len() as i64, ids.len() as i64));
-            embeds.push(self.embed(ids, &enc)?);
+        let (embeds, positions) = self.embedded(seqs)?;
+        let (mut segments, mut t, mut h, mut w) = (Vec::with_capacity(seqs.len()), Vec::new(), Vec::new(), Vec::new());
+        for p in &positions {
+            segments.push((t.len() as i64, p.len() as i64));
             t.extend_from_slice(&p.t);
             h.extend_from_slice(&p.h);
             w.extend_from_slice(&p.w);
