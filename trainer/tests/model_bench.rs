@@ -132,7 +132,7 @@ fn bench_llm_throughput() {
         let p = |n| SamplingParams { greedy: true, ignore_eos: true, max_new_tokens: n, ..SamplingParams::default() };
         generate(&th, &prompts[..1], &p(2)).unwrap(); // warm-up
         // Best of 3: the CI machines are shared.
-        let mut best = GenTiming { prefill_s: f64::MAX, decode_s: f64::MAX, decode_steps: 0 };
+        let mut best = GenTiming { prefill_s: f64::MAX, decode_s: f64::MAX, ..GenTiming::default() };
         for _ in 0..3 {
             let (_, t) = generate_timed(&th, &prompts, &p(new + 1)).unwrap();
             best.prefill_s = best.prefill_s.min(t.prefill_s);

@@ -388,7 +388,7 @@ fn bad_inputs_are_errors_not_panics() {
 
 #[test]
 fn the_thinker_is_a_rollout_policy() {
-    use rollout::episode::{EpisodeSpec, MediaItem};
+    use rollout::episode::MediaItem;
     use rollout::media::{ModelInputs, VisionInputs};
     use rollout::policy::{Context, ContextInfo, Policy, Sampling};
     use std::sync::Arc;
@@ -404,23 +404,12 @@ fn the_thinker_is_a_rollout_policy() {
         layout: rollout::chat::Part::Image { grid_thw: img.grid_thw },
         inputs: Some(Arc::new(inputs)),
     });
-    let spec = EpisodeSpec {
-        question_id: "q".into(),
-        video: "v.mp4".into(),
-        question_type: "MCQ".into(),
-        qtype: rewards::QuestionType::Mcq,
-        question: "?".into(),
-        options: vec![],
-        answer: "A".into(),
-        meta: rollout::episode::validate::VideoMeta { duration: 1.0, fps: None, has_audio: false },
-        data_source: None,
-        annotations: None,
-    };
+    let spec = model_common::episode_spec();
     let media = [item];
     let info = ContextInfo { episode: 0, sample: 0, copy: 0, step: 1, max_steps: 3, spec: &spec, history: &[] };
     let ctx = Context { prompt_ids: &ids, media: &media, info };
     let mut thinker = load(Device::Cpu);
-    let mut policy = ThinkerPolicy { thinker: &mut thinker, vocab_limit: None };
+    let mut policy = ThinkerPolicy::new(&mut thinker, None, 0);
     let greedy = Sampling { temperature: 0.0, top_k: None, max_new_tokens: 8, seed: 1, ..Sampling::train() };
     let out = policy.generate(&[ctx, ctx], &greedy).unwrap();
     let want: Vec<u32> = model_common::vec_i64(&c["image.greedy"]).into_iter().map(|x| x as u32).collect();

@@ -199,6 +199,7 @@ impl<'d> Runner<'d> {
             self.stats.generate_s += t.elapsed().as_secs_f64();
             self.stats.generate_calls += 1;
             self.stats.contexts += contexts.len();
+            self.stats.prompt_tokens += contexts.iter().map(|c| c.prompt_ids.len()).sum::<usize>();
             result
         };
         match result {

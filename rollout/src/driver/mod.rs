@@ -96,8 +96,12 @@ pub struct RolloutStats {
     pub steps: usize,
     pub stored_turns: usize,
     pub generate_calls: usize,
-    /// Contexts sent to the policy.
+    /// Contexts sent to the policy, and their prompt tokens.
     pub contexts: usize,
+    pub prompt_tokens: usize,
+    /// Of those prompt tokens, how many the policy served from the contexts it kept between an
+    /// episode's turns instead of prefilling them (set by the policy's owner; 0 when it keeps none).
+    pub cached_prompt_tokens: usize,
     pub media_requests: usize,
     pub wall_s: f64,
     /// Time inside `Policy::generate`.

@@ -171,7 +171,7 @@ pub fn run(args: &InferArgs) -> anyhow::Result<ExitCode> {
     let (encoder, vocab_limit) = encoder_for(&args.model, settings.tokenizer.as_deref())?;
     let opts = load_options(Some(args.dtype.as_deref().unwrap_or("f32")), args.device.as_deref())?;
     let mut thinker = Thinker::load(&args.model, opts).with_context(|| format!("loading {}", args.model.display()))?;
-    let mut policy = ThinkerPolicy { thinker: &mut thinker, vocab_limit };
+    let mut policy = ThinkerPolicy::new(&mut thinker, vocab_limit, settings.episodes.prefix_cache_bytes);
     let sampling = Sampling {
         temperature: args.temperature,
         top_p: args.top_p,

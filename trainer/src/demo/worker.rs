@@ -119,7 +119,8 @@ fn run_job(cfg: &DemoConfig, loaded: &mut Loaded, job: &Job) {
         let view = media_view(rec.get("media").unwrap_or(&Value::Null), &video, &mut embed);
         job.send("turn", turn_event(rec, view, budget));
     };
-    let mut thinker_policy = ThinkerPolicy { thinker: &mut loaded.thinker, vocab_limit: loaded.vocab_limit };
+    let mut thinker_policy =
+        ThinkerPolicy::new(&mut loaded.thinker, loaded.vocab_limit, settings.episodes.prefix_cache_bytes);
     let mut policy = Cancellable { inner: &mut thinker_policy, cancel: &job.cancel };
     let result = run_episode(&mut policy, spec, &run, &mut observe);
     let outcome = match result {

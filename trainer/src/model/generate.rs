@@ -27,6 +27,7 @@
 //! rollouts use none of them) and continuous batching.
 
 use super::layers::Mask;
+use super::prefix::{Prefilled, PrefixKv, cached_prefill, cached_prefill_pays, text_prefix_len};
 use super::text::KvCache;
 use super::thinker::{MResult, MediaInput, ModelError, Thinker};
 use tch::{Device, Kind, Tensor};
@@ -206,6 +207,8 @@ pub struct GenTiming {
     pub prefill_s: f64,
     pub decode_s: f64,
     pub decode_steps: usize,
+    /// Prompt tokens taken from cached prefixes instead of prefilled (0 after a plain prefill).
+    pub cached_tokens: usize,
 }
 
 /// Generates for every prompt (see the module doc). Runs under `no_grad`.
@@ -219,6 +222,24 @@ pub fn generate_timed(
     prompts: &[Prompt<'_>],
     p: &SamplingParams,
 ) -> MResult<(Vec<Generation>, GenTiming)> {
+    let none: Vec<Option<PrefixKv>> = prompts.iter().map(|_| None).collect();
+    generate_cached(thinker, prompts, none, p, false).map(|(g, _, t)| (g, t))
+}
+
+/// [`generate_timed`] with a cached prefix per prompt (`prefixes[r]`: a text-only prefix of
+/// `prompts[r].ids`, shorter than it; see [`super::prefix`]), used where it saves arithmetic.
+/// With `keep`, also returns what each row leaves for its next turn: the keys and values of its
+/// prompt and fed reply tokens, cut before the first media token.
+pub fn generate_cached(
+    thinker: &Thinker,
+    prompts: &[Prompt<'_>],
+    prefixes: Vec<Option<PrefixKv>>,
+    p: &SamplingParams,
+    keep: bool,
+) -> MResult<(Vec<Generation>, Vec<Option<PrefixKv>>, GenTiming)> {
+    if prefixes.len() != prompts.len() {
+        return Err(ModelError::Input(format!("{} cached prefixes for {} prompts", prefixes.len(), prompts.len())));
+    }
     if !(p.greedy || p.temperature.is_finite() && p.temperature > 0.0) {
         return Err(ModelError::Input(format!("temperature {} must be positive (or use greedy)", p.temperature)));
     }
@@ -229,14 +250,66 @@ pub fn generate_timed(
         return Err(ModelError::Input("an empty prompt".into()));
     }
     let mut timing = GenTiming::default();
-    let out = tch::no_grad(|| generate_inner(thinker, prompts, p, &mut timing))?;
-    Ok((out, timing))
+    let mut kept: Vec<Option<PrefixKv>> = prompts.iter().map(|_| None).collect();
+    let keep = keep.then_some(&mut kept);
+    let out = tch::no_grad(|| generate_inner(thinker, prompts, prefixes, p, keep, &mut timing))?;
+    Ok((out, kept, timing))
+}
+
+/// The prefill: plain, or with the cached prefixes where that costs less
+/// ([`super::prefix::cached_prefill_pays`]).
+fn prefill(
+    thinker: &Thinker,
+    prompts: &[Prompt<'_>],
+    prefixes: Vec<Option<PrefixKv>>,
+    max_new: usize,
+) -> MResult<Prefilled> {
+    let rows: Vec<(usize, usize)> =
+        prompts.iter().zip(&prefixes).map(|(pr, pre)| (pre.as_ref().map_or(0, PrefixKv::len), pr.ids.len())).collect();
+    if cached_prefill_pays(thinker, &rows) {
+        return cached_prefill(thinker, prompts, &prefixes, max_new as i64);
+    }
+    let seqs: Vec<(&[u32], &MediaInput)> = prompts.iter().map(|pr| (pr.ids, pr.media)).collect();
+    let inp = thinker.inputs(&seqs)?;
+    let l = inp.h.size()[1];
+    let mut cache = KvCache::new(&thinker.text, prompts.len() as i64, l + max_new as i64)?;
+    let h = thinker.forward(&inp, Some(&mut cache))?;
+    let logits = thinker.text.logits(&h.f_narrow(1, l - 1, 1)?.f_squeeze_dim(1)?)?;
+    Ok(Prefilled { logits, cache, keys_valid: inp.valid, next_positions: inp.next_positions, cached_tokens: 0 })
+}
+
+/// What row `row` of the batch (active index `j`) leaves for its next turn: its prompt and fed
+/// reply tokens up to the first media token, with their keys and values.
+fn kept_prefix(
+    thinker: &Thinker,
+    prompt: &Prompt<'_>,
+    reply: &[u32],
+    cache: &KvCache,
+    keys_valid: &Tensor,
+    j: usize,
+) -> MResult<PrefixKv> {
+    let text = text_prefix_len(prompt.ids, &thinker.ids);
+    let fed = reply.len().saturating_sub(1);
+    let ids: Vec<u32> = if text < prompt.ids.len() {
+        prompt.ids[..text].to_vec()
+    } else {
+        prompt.ids.iter().chain(&reply[..fed]).copied().collect()
+    };
+    let cols = keys_valid.f_get(j as i64)?.f_nonzero()?.f_view([-1])?;
+    let n = ids.len() as i64;
+    if cols.size()[0] < n {
+        return Err(ModelError::Input(format!("{} cached tokens for a {n}-token context", cols.size()[0])));
+    }
+    let (k, v) = cache.read_row(j as i64, &cols.f_narrow(0, 0, n)?)?;
+    Ok(PrefixKv { ids, k, v })
 }
 
 fn generate_inner(
     thinker: &Thinker,
     prompts: &[Prompt<'_>],
+    prefixes: Vec<Option<PrefixKv>>,
     p: &SamplingParams,
+    mut keep_kv: Option<&mut Vec<Option<PrefixKv>>>,
     timing: &mut GenTiming,
 ) -> MResult<Vec<Generation>> {
     let t0 = std::time::Instant::now();
@@ -260,16 +333,11 @@ fn generate_inner(
     } else {
         p.stop.clone()
     };
-    let seqs: Vec<(&[u32], &MediaInput)> = prompts.iter().map(|pr| (pr.ids, pr.media)).collect();
-    let inp = thinker.inputs(&seqs)?;
-    let l = inp.h.size()[1];
-    let mut cache = KvCache::new(&thinker.text, b as i64, l + p.max_new_tokens as i64)?;
-    let h = thinker.forward(&inp, Some(&mut cache))?;
-    let mut logits = thinker.text.logits(&h.f_narrow(1, l - 1, 1)?.f_squeeze_dim(1)?)?;
-    let mut keys_valid = inp.valid.shallow_clone();
+    let Prefilled { mut logits, mut cache, mut keys_valid, next_positions: mut next_pos, cached_tokens } =
+        prefill(thinker, prompts, prefixes, p.max_new_tokens)?;
+    timing.cached_tokens = cached_tokens;
     // Per active row: original index, next position, seed.
     let mut active: Vec<usize> = (0..b).collect();
-    let mut next_pos: Vec<i64> = inp.next_positions.clone();
     let seeds: Vec<u64> =
         prompts.iter().enumerate().map(|(i, pr)| pr.seed.unwrap_or(p.seed.wrapping_add(i as u64))).collect();
     let vocab = logits.size()[1];
@@ -329,7 +397,13 @@ fn generate_inner(
                 keep.push(j);
             }
         }
-        if keep.is_empty() || step + 1 == p.max_new_tokens {
+        let last = keep.is_empty() || step + 1 == p.max_new_tokens;
+        if let Some(kept) = keep_kv.as_deref_mut() {
+            for (j, &row) in active.iter().enumerate().filter(|&(j, _)| last || !keep.contains(&j)) {
+                kept[row] = Some(kept_prefix(thinker, &prompts[row], &out[row].ids, &cache, &keys_valid, j)?);
+            }
+        }
+        if last {
             break;
         }
         if keep.len() < active.len() {

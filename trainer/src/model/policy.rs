@@ -8,9 +8,13 @@
 //! its own seed from the sampling seed, its episode index and its step, so a trajectory's tokens
 //! do not depend on which other contexts share its batch.
 //!
+//! Each episode's context is kept between its turns, within a byte budget, so a turn prefills
+//! only what its prompt adds (`model::prefix`).
+//!
 //! Left out: continuous batching across calls (one call = one padded batch).
 
-use super::generate::{Prompt, SamplingParams, generate};
+use super::generate::{Prompt, SamplingParams, generate_cached};
+use super::prefix::PrefixStore;
 use super::thinker::{Audio, MediaInput, ModelError, Thinker, Video, Visual};
 use rollout::chat::Part;
 use rollout::media::{ModelInputs, VisionInputs};
@@ -24,6 +28,18 @@ pub struct ThinkerPolicy<'a> {
     pub thinker: &'a mut Thinker,
     /// The tokenizer's vocabulary size (ids at or above it are never sampled).
     pub vocab_limit: Option<usize>,
+    /// Each episode's context kept for its next turn ([`super::prefix`]). A policy lives for
+    /// one rollout, so what it keeps never outlives the weights it was computed with.
+    pub prefixes: PrefixStore,
+    /// Prompt tokens taken from kept contexts instead of prefilled, over this policy's calls.
+    pub cached_prompt_tokens: usize,
+}
+
+impl<'a> ThinkerPolicy<'a> {
+    /// A policy keeping at most `prefix_cache_bytes` of episode contexts between turns (0: none).
+    pub fn new(thinker: &'a mut Thinker, vocab_limit: Option<usize>, prefix_cache_bytes: u64) -> Self {
+        ThinkerPolicy { thinker, vocab_limit, prefixes: PrefixStore::new(prefix_cache_bytes), cached_prompt_tokens: 0 }
+    }
 }
 
 fn split_visual(v: &VisionInputs, patch_dim: usize) -> Result<Vec<Visual>, ModelError> {
@@ -115,7 +131,18 @@ impl Policy for ThinkerPolicy<'_> {
             policy_scores: sampling.policy_scores,
             vocab_limit: self.vocab_limit,
         };
-        let out = generate(self.thinker, &prompts, &params).map_err(fail)?;
+        let caching = self.prefixes.enabled();
+        let mut prefixes = Vec::with_capacity(batch.len());
+        for c in batch {
+            prefixes.push(if caching { self.prefixes.take(c.info.episode, c.prompt_ids).map_err(fail)? } else { None });
+        }
+        let (out, kept, timing) = generate_cached(self.thinker, &prompts, prefixes, &params, caching).map_err(fail)?;
+        self.cached_prompt_tokens += timing.cached_tokens;
+        for (c, k) in batch.iter().zip(kept) {
+            if let Some(k) = k {
+                self.prefixes.put(c.info.episode, k);
+            }
+        }
         Ok(out
             .into_iter()
             .map(|g| {

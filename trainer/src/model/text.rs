@@ -71,6 +71,43 @@ impl KvCache {
         }
         Ok(())
     }
+
+    /// Writes one row's keys and values (per layer `[Hkv, n, d]`) at columns `start..start + n`.
+    pub fn write_row(&mut self, row: i64, start: i64, k: &[Tensor], v: &[Tensor]) -> TResult<()> {
+        if k.len() != self.k.len() || v.len() != self.v.len() {
+            return Err(tch::TchError::Shape(format!("{} cached layers for a {}-layer cache", k.len(), self.k.len())));
+        }
+        for (dst, src) in self.k.iter().zip(k).chain(self.v.iter().zip(v)) {
+            let n = src.size().get(1).copied().unwrap_or(0);
+            dst.f_get(row)?.f_narrow(1, start, n)?.f_copy_(src)?;
+        }
+        Ok(())
+    }
+
+    /// Rearranges the filled columns: row `r`'s column `c` becomes its old column `cols[r, c]`
+    /// (`cols`: `[B, W]` int64), leaving `W` filled columns and room for `capacity` in all.
+    pub fn gather_columns(&mut self, cols: &Tensor, capacity: i64) -> TResult<()> {
+        let (b, w) = (cols.size()[0], cols.size()[1]);
+        if w > capacity {
+            return Err(tch::TchError::Shape(format!("KV cache full ({w} > {capacity})")));
+        }
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            let (h, d) = (t.size()[1], t.size()[3]);
+            let moved = t.f_gather(2, &cols.f_view([b, 1, w, 1])?.f_expand([b, h, w, d], false)?, false)?;
+            let fresh = Tensor::f_zeros([b, h, capacity, d], (t.kind(), t.device()))?;
+            fresh.f_narrow(2, 0, w)?.f_copy_(&moved)?;
+            *t = fresh;
+        }
+        self.len = w;
+        self.capacity = capacity;
+        Ok(())
+    }
+
+    /// One row's keys and values (per layer `[Hkv, n, d]`, a copy) at the columns `cols` (int64).
+    pub fn read_row(&self, row: i64, cols: &Tensor) -> TResult<(Vec<Tensor>, Vec<Tensor>)> {
+        let take = |t: &Tensor| t.f_get(row)?.f_index_select(1, cols);
+        Ok((self.k.iter().map(take).collect::<TResult<_>>()?, self.v.iter().map(take).collect::<TResult<_>>()?))
+    }
 }
 
 #[derive(Debug)]
@@ -126,6 +163,20 @@ impl TextModel {
             kind: w.kind,
             scale: 1.0 / (head_dim as f64).sqrt(),
         })
+    }
+
+    /// Floating-point operations of the decoder per token (its matrix products, every layer)
+    /// and per attended (query, key) pair (scores and weighted sum, every layer): what
+    /// generation weighs a prefill layout by.
+    pub fn flops(&self) -> (f64, f64) {
+        let Some(l) = self.layers.first() else { return (0.0, 0.0) };
+        let (a, m) = (&l.self_attn, &l.mlp);
+        let params: i64 = [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+            .iter()
+            .map(|lin| lin.w.numel() as i64)
+            .sum();
+        let n = self.layers.len() as f64;
+        (2.0 * params as f64 * n, 4.0 * (a.heads * a.head_dim) as f64 * n)
     }
 
     /// `ids [B, L]` (int64) → `[B, L, D]`.

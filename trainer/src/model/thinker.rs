@@ -274,7 +274,7 @@ impl Thinker {
 
     /// Left-pads `[L_i, D]` rows into `[B, L, D]` and builds positions `[3, B, L]`, the
     /// attention mask and the key-valid flags. Pads take position 1 and attend only to themselves.
-    fn batch_inputs(&self, embeds: &[Tensor], pos: &[Positions]) -> MResult<BatchInputs> {
+    pub(crate) fn batch_inputs(&self, embeds: &[Tensor], pos: &[Positions]) -> MResult<BatchInputs> {
         let dev = self.device();
         let b = embeds.len();
         let l = embeds.iter().map(|e| e.size()[0]).max().unwrap_or(0);

@@ -55,7 +55,7 @@ pub fn evaluate(
     for (c, chunk) in specs.chunks(setup.batch.max(1)).enumerate() {
         let first = c * setup.batch.max(1);
         drv.config.global_samples = (first..first + chunk.len()).collect();
-        let mut batch = model.rollout(&drv, chunk, opener.clone())?;
+        let mut batch = model.rollout(&drv, chunk, opener.clone(), setup.episodes.prefix_cache_bytes)?;
         if let Some(j) = setup.judge {
             j.rescore(&mut batch.trajectories, setup.episodes.settings.shaping.format_reward)?;
         }

@@ -155,12 +155,14 @@ impl Model {
         Ok(self.thinker().thinker.vision.patch_dim as usize)
     }
 
-    /// Rolls `specs` out with the thinker as the policy.
+    /// Rolls `specs` out with the thinker as the policy, keeping at most `prefix_cache_bytes` of
+    /// episode contexts between turns.
     pub fn rollout(
         &mut self,
         driver: &Driver,
         specs: &[Arc<EpisodeSpec>],
         opener: Arc<MediaOpener>,
+        prefix_cache_bytes: u64,
     ) -> Result<RolloutBatch, RunError> {
         let vocab_limit = self.vocab_limit;
         let thinker = &mut self.thinker_mut().thinker;
@@ -174,8 +176,11 @@ impl Model {
             config: DriverConfig { overlap: false, ..driver.config.clone() },
         });
         let driver = fixed_batches.as_ref().unwrap_or(driver);
-        let mut policy = ThinkerPolicy { thinker, vocab_limit };
-        tch::no_grad(|| driver.run(&mut policy, specs, opener)).map_err(|e| RunError::Rollout(e.to_string()))
+        let mut policy = ThinkerPolicy::new(thinker, vocab_limit, prefix_cache_bytes);
+        let mut out =
+            tch::no_grad(|| driver.run(&mut policy, specs, opener)).map_err(|e| RunError::Rollout(e.to_string()))?;
+        out.stats.cached_prompt_tokens = policy.cached_prompt_tokens;
+        Ok(out)
     }
 
     /// Writes a stage's result to `dir` (through a temporary sibling and a rename): the weights

@@ -175,7 +175,7 @@ fn measure(
     for part in mine.chunks(chunk) {
         drv.config.global_samples = part.to_vec();
         let batch: Vec<Arc<EpisodeSpec>> = part.iter().map(|&i| specs[i].clone()).collect();
-        let mut out = model.rollout(&drv, &batch, opener.clone())?;
+        let mut out = model.rollout(&drv, &batch, opener.clone(), episodes.prefix_cache_bytes)?;
         if let Some(j) = judge {
             j.rescore(&mut out.trajectories, episodes.settings.shaping.format_reward)?;
         }

@@ -132,7 +132,7 @@ pub fn rl(
         // each episode's ids and sampling seed those of one process.
         let (mine, samples) = shard_prompts(&batch_specs, world, group, episodes.max_response_length)?;
         drv.config.global_samples = samples;
-        let mut out = model.rollout(&drv, &mine, opener.clone())?;
+        let mut out = model.rollout(&drv, &mine, opener.clone(), episodes.prefix_cache_bytes)?;
         let mut scalars = Scalars::default();
         if let Some(j) = judge {
             let r = j.rescore(&mut out.trajectories, episodes.settings.shaping.format_reward)?;
@@ -155,6 +155,8 @@ pub fn rl(
             scalars.extend(learner.step(model.thinker(), &rows, &mut sync)?.scalars().0);
         }
         scalars.push("rollout/wall_s", out.stats.wall_s);
+        let prompt_tokens = out.stats.prompt_tokens.max(1) as f64;
+        scalars.push("rollout/prefix_cached_share", out.stats.cached_prompt_tokens as f64 / prompt_tokens);
         if *rollout_dumps {
             dump(world, stage_dir, step, &out.trajectories)?;
         }

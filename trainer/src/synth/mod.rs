@@ -189,7 +189,7 @@ fn roll_out(
             let mut drv = driver(episodes, encoder, opts.n, s, opts.seed)?;
             drv.config.record_messages = true;
             say(&format!("rolling out {} questions x {} with {}", specs.len(), opts.n, dir.display()));
-            Ok((model.rollout(&drv, specs, opener)?.trajectories, 0))
+            Ok((model.rollout(&drv, specs, opener, episodes.prefix_cache_bytes)?.trajectories, 0))
         }
         PolicySource::Teacher(ep) => {
             let encoder = tokenizer_encoder(opts.tokenizer.as_deref())?;

@@ -77,3 +77,19 @@ pub fn devices() -> Vec<Device> {
     }
     d
 }
+
+/// An MCQ episode on a one-second video, for contexts handed to the rollout policy directly.
+pub fn episode_spec() -> rollout::episode::EpisodeSpec {
+    rollout::episode::EpisodeSpec {
+        question_id: "q".into(),
+        video: "v.mp4".into(),
+        question_type: "MCQ".into(),
+        qtype: rewards::QuestionType::Mcq,
+        question: "?".into(),
+        options: vec![],
+        answer: "A".into(),
+        meta: rollout::episode::validate::VideoMeta { duration: 1.0, fps: None, has_audio: false },
+        data_source: None,
+        annotations: None,
+    }
+}

@@ -149,6 +149,7 @@ fn memory_for(
                 u64::from(r.episodes.settings.limits.max_prompt_tokens) + u64::from(r.episodes.max_response_length);
             inp.micro_batch_tokens = seq.max(u64::from(r.algorithm.max_tokens_per_forward));
             inp.kv_cache_tokens = seq * u64::from(r.episodes.micro_ratio.max(1));
+            inp.prefix_cache_bytes = r.episodes.prefix_cache_bytes;
             inp.separate_reference = r.algorithm.kl_coef > 0.0 && m.lora.is_none();
         }
         ResolvedStage::Eval(_) => {}

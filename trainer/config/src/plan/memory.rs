@@ -28,7 +28,7 @@
 //!   inputs persist: `L x h x b + S + G`; without: `L x S + G`. 7B bf16: 501,760 B/token with,
 //!   6,190,080 B/token without.
 //! * kv_cache   = rollout tokens (concurrent sequences x length) x 2 x L x kv x b (57,344 B/token
-//!   for the 7B in bf16).
+//!   for the 7B in bf16), plus the prefix cache's budget (episode contexts kept between turns).
 //! * logits     = log-prob chunk tokens x V x 4 (one fp32 chunk of the vocabulary projection).
 //! * overhead   = a fixed CUDA context + allocator fragmentation allowance.
 //! * total      = weights + reference + grads + master + optimizer + overhead plus the larger of
@@ -175,6 +175,8 @@ pub struct MemoryInputs {
     pub micro_batch_tokens: u64,
     /// Tokens held in the rollout KV cache at once (concurrent sequences x length).
     pub kv_cache_tokens: u64,
+    /// Bytes of episode contexts kept between turns (`rollout.prefix_cache_mib`).
+    pub prefix_cache_bytes: u64,
     /// Tokens per chunk of the fp32 log-prob computation.
     pub logprob_chunk_tokens: u64,
     /// A frozen copy of the trained weights for the KL term (ignored with LoRA).
@@ -211,6 +213,7 @@ impl MemoryInputs {
             activation_checkpointing: true,
             micro_batch_tokens: 0,
             kv_cache_tokens: 0,
+            prefix_cache_bytes: 0,
             logprob_chunk_tokens: DEFAULT_LOGPROB_CHUNK,
             separate_reference: false,
             overhead_bytes: DEFAULT_OVERHEAD_BYTES,
@@ -285,7 +288,7 @@ pub fn estimate(inp: &MemoryInputs) -> MemoryBreakdown {
         sum(&[prod(&[d.layers, saved_per_layer]), backward])
     };
     let activations = prod(&[inp.micro_batch_tokens, per_token]);
-    let kv_cache = prod(&[inp.kv_cache_tokens, d.kv_bytes_per_token(b)]);
+    let kv_cache = sum(&[prod(&[inp.kv_cache_tokens, d.kv_bytes_per_token(b)]), inp.prefix_cache_bytes]);
     let logits = prod(&[inp.logprob_chunk_tokens, d.vocab, 4]);
     let overhead = inp.overhead_bytes;
     let peak_phase = kv_cache.max(sum(&[activations, logits]));

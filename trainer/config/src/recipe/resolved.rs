@@ -148,6 +148,8 @@ pub struct Episodes {
     pub media_threads: u32,
     /// Bytes of decoded media the episodes on one video share (`data.media_cache_mib`; 0: off).
     pub media_cache_bytes: u64,
+    /// Bytes of episode contexts kept between turns (`rollout.prefix_cache_mib`; 0: off).
+    pub prefix_cache_bytes: u64,
 }
 
 impl Episodes {
@@ -609,6 +611,7 @@ fn episodes(stage: &Stage, kind: StageKind) -> Result<Episodes, ResolveError> {
         max_response_length: stage.rollout.max_response_length,
         media_threads: stage.data.num_workers,
         media_cache_bytes: u64::from(stage.data.media_cache_mib.unwrap_or(DEFAULT_MEDIA_CACHE_MIB)) << 20,
+        prefix_cache_bytes: u64::from(stage.rollout.prefix_cache_mib) << 20,
     })
 }
 

@@ -161,6 +161,7 @@ impl Stage {
                 flag(expert && r.val_prompts_per_step != rd.val_prompts_per_step, "rollout.val_prompts_per_step", why);
                 flag(expert && r.sampling.is_some(), "rollout.sampling", why);
                 flag(expert && r.val_sampling != rd.val_sampling, "rollout.val_sampling", why);
+                flag(expert && r.prefix_cache_mib != rd.prefix_cache_mib, "rollout.prefix_cache_mib", why);
                 let why = "not used by an sft stage (rewards and the policy-gradient update are rl settings)";
                 flag(self.reward != RewardConfig::default(), "reward", why);
                 flag(self.algorithm != AlgorithmConfig::default(), "algorithm", why);

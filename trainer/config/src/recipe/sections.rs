@@ -263,6 +263,9 @@ pub struct RolloutConfig {
     pub sampling: Option<SamplingConfig>,
     /// Sampling of an rl stage's validation episodes.
     pub val_sampling: SamplingConfig,
+    /// MiB of each episode's context (keys and values) kept between its turns, so a turn
+    /// prefills only what its prompt adds; 0 turns prefix caching off [ours; 1024].
+    pub prefix_cache_mib: u32,
 }
 
 impl Default for RolloutConfig {
@@ -276,6 +279,7 @@ impl Default for RolloutConfig {
             max_response_length: 4096,
             sampling: None,
             val_sampling: SamplingConfig::eval(),
+            prefix_cache_mib: 1024,
         }
     }
 }
