@@ -23,6 +23,10 @@
 //! transformers' left-padded batches shift decode positions by the pad count; we do not copy that,
 //! so a row's results do not depend on its batch.
 //!
+//! Prefixes: [`generate_cached`] takes, per prompt, the keys and values its episode kept from
+//! the previous turn and prefills only the rest where that costs less, and returns what each row
+//! keeps for its next turn (`model::prefix`).
+//!
 //! Left out: repetition / presence penalties, min-p, logit bias, beam search (the reference's
 //! rollouts use none of them) and continuous batching.
 
@@ -278,8 +282,8 @@ fn prefill(
     Ok(Prefilled { logits, cache, keys_valid: inp.valid, next_positions: inp.next_positions, cached_tokens: 0 })
 }
 
-/// What row `row` of the batch (active index `j`) leaves for its next turn: its prompt and fed
-/// reply tokens up to the first media token, with their keys and values.
+/// What the row at active index `j` leaves for its next turn: its prompt and fed reply tokens
+/// up to the first media token, with their keys and values.
 fn kept_prefix(
     thinker: &Thinker,
     prompt: &Prompt<'_>,
