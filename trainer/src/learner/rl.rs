@@ -151,18 +151,7 @@ impl RlLearner {
         rows: &[RlRow<P::Media>],
         sync: &mut dyn GradientSync,
     ) -> Result<RlStepStats, LearnerError> {
-        let a = &self.algorithm;
-        if rows.is_empty() && sync.world_size() <= 1 {
-            return Err(LearnerError::Config("an RL step needs at least one row".into()));
-        }
-        if a.update_flow == UpdateFlow::OnPolicy && a.ppo_epochs != 1 {
-            return Err(LearnerError::Config(format!("the on-policy flow needs ppo_epochs = 1, got {}", a.ppo_epochs)));
-        }
-        if a.update_flow == UpdateFlow::Ppo && (a.ppo_mini_batch_size == 0 || a.micro_batch_size_per_gpu == 0) {
-            return Err(LearnerError::Config(
-                "ppo_mini_batch_size and micro_batch_size_per_gpu must be positive".into(),
-            ));
-        }
+        self.check_step(rows.is_empty(), sync.world_size())?;
         rows.iter().enumerate().try_for_each(|(i, r)| r.check(i))?;
         let mut stats = RlStepStats { rows: rows.len(), ..Default::default() };
         let device = policy.device();
@@ -193,42 +182,12 @@ impl RlLearner {
         let Advantages { values, outcome, weights } = self.estimator.compute(&adv_rows, self.ignore_exceed)?;
 
         // 3. Truncated IS weights and masks.
-        let mut tis = Vec::with_capacity(rows.len());
-        let mut masks = Vec::with_capacity(rows.len());
-        let (mut w_sum, mut w_max, mut w_capped, mut w_n) = (0.0f64, 0.0f64, 0usize, 0usize);
-        for (r, o) in rows.iter().zip(&old) {
-            let w = match (self.loss.tis_cap, &r.sampler_logprobs) {
-                (Some(cap), Some(s)) => tis_weights(o, &Tensor::f_from_slice(s)?.f_to_device(device)?, cap)?,
-                _ => o.f_ones_like()?,
-            };
-            let wv = Vec::<f32>::try_from(w.f_to_device(tch::Device::Cpu)?)?;
-            for (x, m) in wv.iter().zip(&r.mask) {
-                if *m {
-                    let x = f64::from(*x);
-                    w_sum += x;
-                    w_max = w_max.max(x);
-                    w_capped += usize::from(self.loss.tis_cap.is_some_and(|c| x >= c));
-                    w_n += 1;
-                }
-            }
-            tis.push(w);
-            let m: Vec<f32> = r.mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
-            masks.push(Tensor::f_from_slice(&m)?.f_to_device(device)?);
-        }
-        let trajectories = rows.iter().map(|r| r.traj_uid.as_str()).collect::<std::collections::HashSet<_>>().len();
-        let mut tis_sums = [w_sum, w_n as f64, w_capped as f64, rows.len() as f64, trajectories as f64];
-        sync.sum_counts(&mut tis_sums)?;
-        let [w_sum, w_n, w_capped, global_rows, global_trajectories] = tis_sums;
-        stats.loss_tokens = w_n.round() as usize;
-        stats.tis_mean = if w_n > 0.0 { w_sum / w_n } else { 0.0 };
-        stats.tis_max = w_max;
-        stats.tis_capped = if w_n > 0.0 { w_capped / w_n } else { 0.0 };
-        if global_rows < 0.5 {
-            return Err(LearnerError::Config("an RL step needs at least one row on some rank".into()));
-        }
+        let Weighting { tis, masks, global_rows, global_trajectories } =
+            self.importance_weights(rows, &old, device, sync, &mut stats)?;
 
         // 4. Update.
         let t1 = Instant::now();
+        let a = &self.algorithm;
         let all: Vec<usize> = (0..rows.len()).collect();
         let (mini_batches, micro, epochs, use_old): (Vec<&[usize]>, usize, u32, bool) = match a.update_flow {
             UpdateFlow::OnPolicy => (vec![&all[..]], 1, 1, false),
@@ -242,13 +201,7 @@ impl RlLearner {
         // Micro-batches per mini-batch over every rank: each micro-batch's loss is divided by it.
         let mut n_micros: Vec<f64> = mini_batches.iter().map(|mb| mb.len().div_ceil(micro) as f64).collect();
         sync.sum_counts(&mut n_micros)?;
-        let share = match a.row_weighting {
-            RowWeighting::PerTurn => vec![1.0; rows.len()],
-            RowWeighting::PerTrajectory => {
-                let uids: Vec<&str> = rows.iter().map(|r| r.traj_uid.as_str()).collect();
-                trajectory_shares(&uids, global_rows, global_trajectories)
-            }
-        };
+        let share = self.row_shares(rows, global_rows, global_trajectories);
         // Zero-advantage rows change nothing in the on-policy flow without KL or entropy terms.
         let skippable = self.skip_zero_advantage
             && a.update_flow == UpdateFlow::OnPolicy
@@ -297,23 +250,85 @@ impl RlLearner {
         }
         bar.finish();
         stats.times.add(Phase::Update, t1.elapsed().as_secs_f64());
-        let n_steps = stats.optimizer_steps.len().max(1) as f64;
-        let mut sums = acc.values()?;
-        sync.sum_counts(&mut sums)?;
-        let LossSums { pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new } = LossSums::from_array(sums);
-        stats.pg_loss = pg / n_steps;
-        stats.kl_loss = kl / n_steps;
-        stats.entropy_loss = entropy / n_steps;
-        if tokens > 0.0 {
-            stats.pg_clipfrac = clipped / tokens;
-            stats.pg_clipfrac_lower = dual_clipped / tokens;
-            stats.ppo_kl = old_minus_new / tokens;
-        }
-        stats.update_tokens = acc.forward_tokens;
+        record_losses(&mut stats, &acc, sync)?;
         stats.advantages = values;
         stats.outcome_advantages = outcome;
         stats.entropy_weights = weights;
         Ok(stats)
+    }
+
+    /// The algorithm settings a step needs, and at least one row somewhere.
+    fn check_step(&self, no_rows: bool, world: u32) -> Result<(), LearnerError> {
+        let a = &self.algorithm;
+        if no_rows && world <= 1 {
+            return Err(LearnerError::Config("an RL step needs at least one row".into()));
+        }
+        if a.update_flow == UpdateFlow::OnPolicy && a.ppo_epochs != 1 {
+            return Err(LearnerError::Config(format!("the on-policy flow needs ppo_epochs = 1, got {}", a.ppo_epochs)));
+        }
+        if a.update_flow == UpdateFlow::Ppo && (a.ppo_mini_batch_size == 0 || a.micro_batch_size_per_gpu == 0) {
+            return Err(LearnerError::Config(
+                "ppo_mini_batch_size and micro_batch_size_per_gpu must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Step 3: each row's truncated IS weights and loss mask on the device, their statistics in
+    /// `stats`, and the rows and trajectories of every rank.
+    fn importance_weights<M>(
+        &self,
+        rows: &[RlRow<M>],
+        old: &[Tensor],
+        device: tch::Device,
+        sync: &mut dyn GradientSync,
+        stats: &mut RlStepStats,
+    ) -> Result<Weighting, LearnerError> {
+        let mut tis = Vec::with_capacity(rows.len());
+        let mut masks = Vec::with_capacity(rows.len());
+        let (mut w_sum, mut w_max, mut w_capped, mut w_n) = (0.0f64, 0.0f64, 0usize, 0usize);
+        for (r, o) in rows.iter().zip(old) {
+            let w = match (self.loss.tis_cap, &r.sampler_logprobs) {
+                (Some(cap), Some(s)) => tis_weights(o, &Tensor::f_from_slice(s)?.f_to_device(device)?, cap)?,
+                _ => o.f_ones_like()?,
+            };
+            let wv = Vec::<f32>::try_from(w.f_to_device(tch::Device::Cpu)?)?;
+            for (x, m) in wv.iter().zip(&r.mask) {
+                if *m {
+                    let x = f64::from(*x);
+                    w_sum += x;
+                    w_max = w_max.max(x);
+                    w_capped += usize::from(self.loss.tis_cap.is_some_and(|c| x >= c));
+                    w_n += 1;
+                }
+            }
+            tis.push(w);
+            let m: Vec<f32> = r.mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+            masks.push(Tensor::f_from_slice(&m)?.f_to_device(device)?);
+        }
+        let trajectories = rows.iter().map(|r| r.traj_uid.as_str()).collect::<std::collections::HashSet<_>>().len();
+        let mut tis_sums = [w_sum, w_n as f64, w_capped as f64, rows.len() as f64, trajectories as f64];
+        sync.sum_counts(&mut tis_sums)?;
+        let [w_sum, w_n, w_capped, global_rows, global_trajectories] = tis_sums;
+        stats.loss_tokens = w_n.round() as usize;
+        stats.tis_mean = if w_n > 0.0 { w_sum / w_n } else { 0.0 };
+        stats.tis_max = w_max;
+        stats.tis_capped = if w_n > 0.0 { w_capped / w_n } else { 0.0 };
+        if global_rows < 0.5 {
+            return Err(LearnerError::Config("an RL step needs at least one row on some rank".into()));
+        }
+        Ok(Weighting { tis, masks, global_rows, global_trajectories })
+    }
+
+    /// Each row's share of the loss under `row_weighting`.
+    fn row_shares<M>(&self, rows: &[RlRow<M>], global_rows: f64, global_trajectories: f64) -> Vec<f64> {
+        match self.algorithm.row_weighting {
+            RowWeighting::PerTurn => vec![1.0; rows.len()],
+            RowWeighting::PerTrajectory => {
+                let uids: Vec<&str> = rows.iter().map(|r| r.traj_uid.as_str()).collect();
+                trajectory_shares(&uids, global_rows, global_trajectories)
+            }
+        }
     }
 
     /// Step 1: every row's old log-probs and token entropies, from a scoring pass
@@ -352,6 +367,34 @@ impl RlLearner {
         out.reference = reference;
         Ok(out)
     }
+}
+
+/// Step 3's results: per row the truncated IS weights and loss mask (on the device), and the
+/// rows and trajectories of every rank.
+struct Weighting {
+    tis: Vec<Tensor>,
+    masks: Vec<Tensor>,
+    global_rows: f64,
+    global_trajectories: f64,
+}
+
+/// The update's loss and clip figures, summed over every rank, into `stats`: losses are means
+/// over the optimizer steps, clip fractions and the PPO KL per token.
+fn record_losses(stats: &mut RlStepStats, acc: &Accum, sync: &mut dyn GradientSync) -> Result<(), LearnerError> {
+    let n_steps = stats.optimizer_steps.len().max(1) as f64;
+    let mut sums = acc.values()?;
+    sync.sum_counts(&mut sums)?;
+    let LossSums { pg, kl, entropy, tokens, clipped, dual_clipped, old_minus_new } = LossSums::from_array(sums);
+    stats.pg_loss = pg / n_steps;
+    stats.kl_loss = kl / n_steps;
+    stats.entropy_loss = entropy / n_steps;
+    if tokens > 0.0 {
+        stats.pg_clipfrac = clipped / tokens;
+        stats.pg_clipfrac_lower = dual_clipped / tokens;
+        stats.ppo_kl = old_minus_new / tokens;
+    }
+    stats.update_tokens = acc.forward_tokens;
+    Ok(())
 }
 
 /// `per-trajectory` shares, relative to equal rows: a row of a trajectory with `k` rows gets
