@@ -441,12 +441,7 @@ fn media_placeholder_ids(
     vocab: i64,
     dev: Device,
 ) -> Result<Option<Tensor>, tch::TchError> {
-    let list: Vec<i64> =
-        [ids.image, ids.video, ids.audio, ids.vision_start, ids.vision_end, ids.audio_start, ids.audio_end]
-            .into_iter()
-            .map(i64::from)
-            .filter(|&id| id < vocab)
-            .collect();
+    let list: Vec<i64> = ids.media_ids().into_iter().map(i64::from).filter(|&id| id < vocab).collect();
     if list.is_empty() { Ok(None) } else { Ok(Some(Tensor::from_slice(&list).f_to_device(dev)?)) }
 }
 

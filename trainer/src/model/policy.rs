@@ -131,12 +131,12 @@ impl Policy for ThinkerPolicy<'_> {
             policy_scores: sampling.policy_scores,
             vocab_limit: self.vocab_limit,
         };
-        let caching = self.prefixes.enabled();
-        let mut prefixes = Vec::with_capacity(batch.len());
-        for c in batch {
-            prefixes.push(if caching { self.prefixes.take(c.info.episode, c.prompt_ids).map_err(fail)? } else { None });
-        }
-        let (out, kept, timing) = generate_cached(self.thinker, &prompts, prefixes, &params, caching).map_err(fail)?;
+        // A store without a budget holds nothing, so every lookup there is `None`.
+        let prefixes =
+            batch.iter().map(|c| self.prefixes.take(c.info.episode, c.prompt_ids)).collect::<Result<Vec<_>, _>>();
+        let keep = self.prefixes.enabled();
+        let (out, kept, timing) =
+            generate_cached(self.thinker, &prompts, prefixes.map_err(fail)?, &params, keep).map_err(fail)?;
         self.cached_prompt_tokens += timing.cached_tokens;
         for (c, k) in batch.iter().zip(kept) {
             if let Some(k) = k {

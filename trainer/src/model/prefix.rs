@@ -33,7 +33,7 @@
 use super::generate::Prompt;
 use super::layers::Mask;
 use super::text::KvCache;
-use super::thinker::{MResult, Thinker};
+use super::thinker::{MResult, MediaInput, Thinker};
 use crate::model::SpecialTokens;
 use std::collections::VecDeque;
 use tch::{Kind, Tensor};
@@ -77,15 +77,7 @@ impl PrefixKv {
 
 /// How many leading tokens of `ids` come before the first media token.
 pub fn text_prefix_len(ids: &[u32], special: &SpecialTokens) -> usize {
-    let media = [
-        special.image,
-        special.video,
-        special.audio,
-        special.vision_start,
-        special.vision_end,
-        special.audio_start,
-        special.audio_end,
-    ];
+    let media = special.media_ids();
     ids.iter().position(|id| media.contains(id)).unwrap_or(ids.len())
 }
 
@@ -196,21 +188,22 @@ pub fn cached_prefill(
     let dev = thinker.device();
     let b = prompts.len() as i64;
     let plen: Vec<i64> = prefixes.iter().map(|p| p.as_ref().map_or(0, |p| p.len() as i64)).collect();
-    let (mut embeds, mut positions) = (Vec::with_capacity(prompts.len()), Vec::with_capacity(prompts.len()));
     for (pr, &p) in prompts.iter().zip(&plen) {
-        let p = p as usize;
-        if p >= pr.ids.len() || text_prefix_len(pr.ids, &thinker.ids) < p {
+        if p as usize >= pr.ids.len() || (text_prefix_len(pr.ids, &thinker.ids) as i64) < p {
             return Err(super::thinker::ModelError::Input(format!(
                 "a cached prefix of {p} tokens does not fit a {}-token prompt",
                 pr.ids.len()
             )));
         }
-        let mut pos = thinker.positions(pr.ids, pr.media)?;
+    }
+    // The whole sequences' embeddings and positions, less each cached prefix.
+    let seqs: Vec<(&[u32], &MediaInput)> = prompts.iter().map(|pr| (pr.ids, pr.media)).collect();
+    let (mut embeds, mut positions) = thinker.embedded(&seqs)?;
+    for ((e, pos), &p) in embeds.iter_mut().zip(&mut positions).zip(&plen) {
+        *e = e.f_narrow(0, p, e.size()[0] - p)?;
         for axis in [&mut pos.t, &mut pos.h, &mut pos.w] {
-            axis.drain(..p);
+            axis.drain(..p as usize);
         }
-        positions.push(pos);
-        embeds.push(thinker.embed(&pr.ids[p..], &thinker.encode(pr.media)?)?);
     }
     let suffix = thinker.batch_inputs(&embeds, &positions)?;
     let pmax = plen.iter().copied().max().unwrap_or(0);

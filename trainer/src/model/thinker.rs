@@ -326,7 +326,7 @@ impl Thinker {
     }
 
     /// Each sequence's embeddings `[L_i, D]` (encoder features scattered in) and TMRoPE positions.
-    fn embedded(&self, seqs: &[(&[u32], &MediaInput)]) -> MResult<(Vec<Tensor>, Vec<Positions>)> {
+    pub(crate) fn embedded(&self, seqs: &[(&[u32], &MediaInput)]) -> MResult<(Vec<Tensor>, Vec<Positions>)> {
         let mut embeds = Vec::with_capacity(seqs.len());
         let mut positions = Vec::with_capacity(seqs.len());
         for &(ids, media) in seqs {

@@ -206,6 +206,14 @@ pub struct SpecialTokens {
     pub pad: Option<u32>,
 }
 
+impl SpecialTokens {
+    /// The media placeholder and marker ids (image, video, audio, and the vision and audio start
+    /// and end markers): the tokens that stand for or frame encoder features.
+    pub fn media_ids(&self) -> [u32; 7] {
+        [self.image, self.video, self.audio, self.vision_start, self.vision_end, self.audio_start, self.audio_end]
+    }
+}
+
 /// One config problem: the JSON key path it is about and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigIssue {
