@@ -57,6 +57,14 @@ pub struct TokenScores {
     pub entropies: Tensor,
 }
 
+impl TokenScores {
+    /// Several sequences' scores, concatenated in order.
+    fn concat(parts: Vec<TokenScores>) -> Result<TokenScores, tch::TchError> {
+        let (lps, ents): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().map(|p| (p.logprobs, p.entropies)).unzip();
+        Ok(TokenScores { logprobs: Tensor::f_cat(&lps, 0)?, entropies: Tensor::f_cat(&ents, 0)? })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error(transparent)]
@@ -104,16 +112,14 @@ pub trait TrainablePolicy {
         if seqs.is_empty() {
             return Err(PolicyError::Other("a packed forward needs at least one sequence".into()));
         }
-        let (mut lps, mut ents, mut base) = (Vec::new(), Vec::new(), 0usize);
+        let (mut parts, mut base) = (Vec::with_capacity(seqs.len()), 0usize);
         for s in seqs {
             let at = base;
             let mut shifted = |o: usize, lp: &Tensor, en: &Tensor| loss(at + o, lp, en);
-            let scores = self.forward_backward(s.ids, s.media, s.start, &mut shifted)?;
+            parts.push(self.forward_backward(s.ids, s.media, s.start, &mut shifted)?);
             base += s.ids.len().saturating_sub(s.start);
-            lps.push(scores.logprobs);
-            ents.push(scores.entropies);
         }
-        Ok(TokenScores { logprobs: Tensor::f_cat(&lps, 0)?, entropies: Tensor::f_cat(&ents, 0)? })
+        Ok(TokenScores::concat(parts)?)
     }
 
     /// Log-probs of `ids[start..]` under a frozen reference policy, if the model has one (e.g. the
@@ -132,8 +138,7 @@ pub trait TrainablePolicy {
     /// that packs sequences into one forward overrides this.
     fn score_packed(&self, seqs: &[PackedSeq<'_, Self::Media>]) -> Result<TokenScores, PolicyError> {
         let parts = seqs.iter().map(|s| self.score(s.ids, s.media, s.start)).collect::<Result<Vec<_>, _>>()?;
-        let (lps, ents): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().map(|p| (p.logprobs, p.entropies)).unzip();
-        Ok(TokenScores { logprobs: Tensor::f_cat(&lps, 0)?, entropies: Tensor::f_cat(&ents, 0)? })
+        Ok(TokenScores::concat(parts)?)
     }
 
     /// [`reference_logprobs`](Self::reference_logprobs) of several sequences, concatenated.

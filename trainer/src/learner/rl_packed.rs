@@ -69,8 +69,7 @@ impl RlLearner {
         let lens: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
         for range in pack_by_tokens(&lens, self.algorithm.max_tokens_per_forward as usize) {
             let group = &rows[range.clone()];
-            let seqs: Vec<PackedSeq<'_, P::Media>> =
-                group.iter().map(|r| PackedSeq { ids: &r.ids, media: &r.media, start: r.prompt_len }).collect();
+            let seqs: Vec<PackedSeq<'_, P::Media>> = group.iter().map(RlRow::packed_seq).collect();
             let sizes: Vec<i64> = group.iter().map(|r| r.mask.len() as i64).collect();
             let total: i64 = sizes.iter().sum();
             let wrong = |what: &str, got: Vec<i64>| LearnerError::Row {
@@ -164,14 +163,7 @@ impl RlLearner {
             })?;
             per_token.f_mul(&wm)?.f_sum(Kind::Float)
         };
-        let seqs: Vec<PackedSeq<'_, P::Media>> = batch
-            .iter()
-            .map(|r| PackedSeq {
-                ids: &rows[r.index].ids,
-                media: &rows[r.index].media,
-                start: rows[r.index].prompt_len,
-            })
-            .collect();
+        let seqs: Vec<PackedSeq<'_, P::Media>> = batch.iter().map(|r| rows[r.index].packed_seq()).collect();
         let scores = policy.forward_backward_packed(&seqs, &mut closure)?;
         if scores.logprobs.size() != [super::len0(&mask)] {
             return Err(LearnerError::Row {

@@ -11,7 +11,7 @@
 //! to a caller-supplied function because the rollout's media items and the model's tensors belong
 //! to different crates. Dropped trajectories (data errors, prefix failures) yield no rows.
 
-use super::LearnerError;
+use super::{LearnerError, PackedSeq};
 use crate::algo::entropy::response_mask;
 use rollout::policy::PolicyScores;
 use rollout::trajectory::{Trajectory, Turn};
@@ -79,6 +79,11 @@ impl<M> RlRow<M> {
     /// Unmasked response tokens.
     pub fn loss_tokens(&self) -> usize {
         self.mask.iter().filter(|&&m| m).count()
+    }
+
+    /// The row as one sequence of a packed forward (scored from the response on).
+    pub fn packed_seq(&self) -> PackedSeq<'_, M> {
+        PackedSeq { ids: &self.ids, media: &self.media, start: self.prompt_len }
     }
 
     /// The rows of one trajectory, in turn order; none when it was dropped. `media` converts a
@@ -174,6 +179,11 @@ impl<M> SftRow<M> {
 
     pub fn loss_tokens(&self) -> usize {
         self.mask.iter().filter(|&&m| m).count()
+    }
+
+    /// The row as one sequence of a packed forward (scored from the target on).
+    pub fn packed_seq(&self) -> PackedSeq<'_, M> {
+        PackedSeq { ids: &self.ids, media: &self.media, start: self.prompt_len }
     }
 
     pub(crate) fn check(&self, row: usize) -> Result<(), LearnerError> {

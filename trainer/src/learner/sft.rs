@@ -141,8 +141,7 @@ impl SftLearner {
                 confident += sure.f_sum(Kind::Float)?.f_double_value(&[])?;
                 Ok(nll)
             };
-            let seqs: Vec<PackedSeq<'_, P::Media>> =
-                batch.iter().map(|r| PackedSeq { ids: &r.ids, media: &r.media, start: r.prompt_len }).collect();
+            let seqs: Vec<PackedSeq<'_, P::Media>> = batch.iter().map(SftRow::packed_seq).collect();
             let scores = policy.forward_backward_packed(&seqs, &mut closure)?;
             if scores.logprobs.size() != [super::len0(&in_loss)] {
                 return Err(LearnerError::Row {
