@@ -7,8 +7,9 @@ answers need the agent to look or listen at the right moment.
 
 Writes the prompts of 60 training videos, split by question type, and 48 held-out videos:
 `sft_prompts.jsonl` (what the SFT stage's expert plays: the MCQ and NUM questions of every
-training video, and the TR and SIZE questions of videos 0-11, enough to learn their answer
-format), `rl.jsonl` (the TR and SIZE questions of videos 12-59, which SFT never trains on; the
+training video, a second tone question on each training video with a tone after its first
+scene, and the TR and SIZE questions of videos 0-11, enough to learn their answer format),
+`rl.jsonl` (the TR and SIZE questions of videos 12-59, which SFT never trains on; the
 quickstart's RL stage trains on both files), `eval.jsonl` (videos 60-107, held out: 236
 questions), plus `sft.jsonl` (expert trajectories in the SFT file format for the MCQ colour
 questions of videos 0-23, frames extracted to PNG so every media path exists) and the videos.
@@ -174,6 +175,25 @@ def questions(rng, scenes):
     return out
 
 
+def extra_tone_question(rng, scenes):
+    """A second tone question for a training video: a two-second window inside a later scene
+    that carries a tone, or None. Drawn from its own stream, so the other files stay as they
+    were."""
+    later = [s for s in scenes[1:] if s["tone"]]
+    if not later:
+        return None
+    s = rng.choice(later)
+    a, b = audio_window(rng, s)
+    names = list(TONES)
+    return {
+        "question_type": "MCQ_Tone",
+        "question": f"Which tone is heard from {a:g} to {b:g} seconds?",
+        "options": [f"{'ABC'[i]}. {name}" for i, name in enumerate(names)],
+        "answer": "ABC"[names.index(s["tone"])],
+        "plan": {"type": "get_audio", "start": a, "end": b},
+    }
+
+
 def sft_turns(q, video, media_dir, stem, scenes):
     """The SFT file's view of an MCQ colour question: look at the asked moment, then answer."""
     t = q["plan"]["start"]
@@ -217,7 +237,10 @@ def main():
             if args.force or not path.exists():
                 encode(path, scenes, tmp)
             held_out = i >= TRAIN_VIDEOS
-            for j, q in enumerate(questions(rng, scenes)):
+            qs = questions(rng, scenes)
+            extra = None if held_out else extra_tone_question(random.Random(args.seed * 1000 + i), scenes)
+            qs += [extra] if extra else []
+            for j, q in enumerate(qs):
                 common = {"question_type": q["question_type"], "question": q["question"], "options": q["options"],
                           "answer": q["answer"], "video": f"videos/{name}", "data_source": "quickstart"}
                 if held_out:
