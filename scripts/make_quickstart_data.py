@@ -125,6 +125,18 @@ def audio_window(rng, scene):
     return float(a), float(a + 2)
 
 
+def tone_question(text, tone, start, end):
+    """An MCQ on the tone heard in `[start, end]`, whose answer is `tone`."""
+    names = list(TONES)
+    return {
+        "question_type": "MCQ_Tone",
+        "question": text,
+        "options": [f"{'ABC'[i]}. {name}" for i, name in enumerate(names)],
+        "answer": "ABC"[names.index(tone)],
+        "plan": {"type": "get_audio", "start": start, "end": end},
+    }
+
+
 def questions(rng, scenes):
     duration = scenes[-1]["end"]
     out = [mcq_colour(scenes)]
@@ -153,14 +165,7 @@ def questions(rng, scenes):
     s = next(x for x in scenes if x["colour"] == colour)
     size["answer"] = f"{s['end'] - s['start']:g}"
     if scenes[0]["tone"]:
-        names = list(TONES)
-        out.append({
-            "question_type": "MCQ_Tone",
-            "question": "Which tone is heard during the first two seconds?",
-            "options": [f"{'ABC'[i]}. {name}" for i, name in enumerate(names)],
-            "answer": "ABC"[names.index(scenes[0]["tone"])],
-            "plan": {"type": "get_audio", "start": 0.0, "end": 2.0},
-        })
+        out.append(tone_question("Which tone is heard during the first two seconds?", scenes[0]["tone"], 0.0, 2.0))
     spoken = [s for s in scenes if s["digit"] is not None]
     if spoken:
         s = spoken[0]
@@ -184,14 +189,7 @@ def extra_tone_question(rng, scenes):
         return None
     s = rng.choice(later)
     a, b = audio_window(rng, s)
-    names = list(TONES)
-    return {
-        "question_type": "MCQ_Tone",
-        "question": f"Which tone is heard from {a:g} to {b:g} seconds?",
-        "options": [f"{'ABC'[i]}. {name}" for i, name in enumerate(names)],
-        "answer": "ABC"[names.index(s["tone"])],
-        "plan": {"type": "get_audio", "start": a, "end": b},
-    }
+    return tone_question(f"Which tone is heard from {a:g} to {b:g} seconds?", s["tone"], a, b)
 
 
 def sft_turns(q, video, media_dir, stem, scenes):

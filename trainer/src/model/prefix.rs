@@ -107,11 +107,17 @@ impl PrefixStore {
         self.budget > 0
     }
 
+    /// Removes `episode`'s entry, if any, and releases its bytes.
+    fn remove(&mut self, episode: usize) -> Option<PrefixKv> {
+        let at = self.entries.iter().position(|(e, _)| *e == episode)?;
+        let (_, kept) = self.entries.remove(at)?;
+        self.used = self.used.saturating_sub(kept.bytes());
+        Some(kept)
+    }
+
     /// Takes `episode`'s entry out and returns the part of it `ids` can reuse (`None`: nothing).
     pub fn take(&mut self, episode: usize, ids: &[u32]) -> MResult<Option<PrefixKv>> {
-        let Some(at) = self.entries.iter().position(|(e, _)| *e == episode) else { return Ok(None) };
-        let Some((_, kept)) = self.entries.remove(at) else { return Ok(None) };
-        self.used = self.used.saturating_sub(kept.bytes());
+        let Some(kept) = self.remove(episode) else { return Ok(None) };
         let n = reusable_len(&kept.ids, ids);
         if n == 0 {
             return Ok(None);
@@ -126,11 +132,7 @@ impl PrefixStore {
         if prefix.is_empty() || bytes > self.budget {
             return;
         }
-        if let Some(at) = self.entries.iter().position(|(e, _)| *e == episode)
-            && let Some((_, old)) = self.entries.remove(at)
-        {
-            self.used = self.used.saturating_sub(old.bytes());
-        }
+        self.remove(episode);
         while self.used + bytes > self.budget {
             match self.entries.pop_front() {
                 Some((_, old)) => self.used = self.used.saturating_sub(old.bytes()),
