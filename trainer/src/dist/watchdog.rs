@@ -64,9 +64,13 @@ fn ms_since(epoch: Instant) -> u64 {
     epoch.elapsed().as_millis() as u64
 }
 
-/// Print the error and end the process.
+/// Print the error and end the process. The line goes out in one write: `eprintln!` writes each
+/// piece of its format separately, and under mpirun every rank's stderr shares one pipe, so two
+/// ranks aborting together used to splice their lines.
 fn abort(rank: u32, message: &str) -> ! {
-    eprintln!("omnirl dist: rank {rank}: aborting the job: {message}");
+    let line = format!("omnirl dist: rank {rank}: aborting the job: {message}\n");
+    // Nothing is left to report a failed write to.
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     std::process::exit(ABORT_EXIT_CODE)
 }
 
