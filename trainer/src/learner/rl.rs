@@ -182,17 +182,44 @@ impl RlLearner {
         let Advantages { values, outcome, weights } = self.estimator.compute(&adv_rows, self.ignore_exceed)?;
 
         // 3. Truncated IS weights and masks.
-        let Weighting { tis, masks, global_rows, global_trajectories } =
-            self.importance_weights(rows, &old, device, sync, &mut stats)?;
+        let weighting = self.importance_weights(rows, &old, device, sync, &mut stats)?;
 
         // 4. Update.
         let t1 = Instant::now();
+        let inputs = UpdateInputs {
+            advantages: &values,
+            old: &old,
+            reference: &reference,
+            weighting: &weighting,
+            row_entropy_sums: &row_entropy_sums,
+        };
+        let acc = self.update(policy, rows, &inputs, sync, &mut stats)?;
+        stats.times.add(Phase::Update, t1.elapsed().as_secs_f64());
+        record_losses(&mut stats, &acc, sync)?;
+        stats.advantages = values;
+        stats.outcome_advantages = outcome;
+        stats.entropy_weights = weights;
+        Ok(stats)
+    }
+
+    /// Step 4: the update flow's mini-batches and micro-batches over `rows`, each row's forward
+    /// and backward (packed into forwards of up to `max_tokens_per_forward` tokens), one
+    /// optimizer step per mini-batch; returns the loss sums.
+    fn update<P: TrainablePolicy>(
+        &mut self,
+        policy: &P,
+        rows: &[RlRow<P::Media>],
+        inputs: &UpdateInputs<'_>,
+        sync: &mut dyn GradientSync,
+        stats: &mut RlStepStats,
+    ) -> Result<Accum, LearnerError> {
+        let w = inputs.weighting;
         let a = &self.algorithm;
         let all: Vec<usize> = (0..rows.len()).collect();
         let (mini_batches, micro, epochs, use_old): (Vec<&[usize]>, usize, u32, bool) = match a.update_flow {
             UpdateFlow::OnPolicy => (vec![&all[..]], 1, 1, false),
             UpdateFlow::Ppo => (
-                mini_batches(&all, a.ppo_mini_batch_size as usize, global_rows.round() as usize, sync.world_size()),
+                mini_batches(&all, a.ppo_mini_batch_size as usize, w.global_rows.round() as usize, sync.world_size()),
                 a.micro_batch_size_per_gpu as usize,
                 a.ppo_epochs,
                 true,
@@ -201,7 +228,7 @@ impl RlLearner {
         // Micro-batches per mini-batch over every rank: each micro-batch's loss is divided by it.
         let mut n_micros: Vec<f64> = mini_batches.iter().map(|mb| mb.len().div_ceil(micro) as f64).collect();
         sync.sum_counts(&mut n_micros)?;
-        let share = self.row_shares(rows, global_rows, global_trajectories);
+        let share = self.row_shares(rows, w.global_rows, w.global_trajectories);
         // Zero-advantage rows change nothing in the on-policy flow without KL or entropy terms.
         let skippable = self.skip_zero_advantage
             && a.update_flow == UpdateFlow::OnPolicy
@@ -220,20 +247,20 @@ impl RlLearner {
                         let weight = share[i]
                             * token_weight(self.loss.aggregation, rows[i].loss_tokens(), m.len(), micro_tokens)
                             / n_micro;
-                        if skippable && values[i] == 0.0 {
+                        if skippable && inputs.advantages[i] == 0.0 {
                             acc.skipped_tokens += rows[i].loss_tokens() as f64;
-                            acc.skipped_entropy += weight * row_entropy_sums[i];
+                            acc.skipped_entropy += weight * inputs.row_entropy_sums[i];
                             stats.skipped_rows += 1;
                             bar.inc(1);
                             continue;
                         }
                         todo.push(RowInputs {
                             index: i,
-                            advantage: values[i],
-                            old: use_old.then_some(&old[i]),
-                            tis: &tis[i],
-                            reference: reference[i].as_ref(),
-                            mask: &masks[i],
+                            advantage: inputs.advantages[i],
+                            old: use_old.then_some(&inputs.old[i]),
+                            tis: &w.tis[i],
+                            reference: inputs.reference[i].as_ref(),
+                            mask: &w.masks[i],
                             weight,
                         });
                     }
@@ -249,12 +276,7 @@ impl RlLearner {
             }
         }
         bar.finish();
-        stats.times.add(Phase::Update, t1.elapsed().as_secs_f64());
-        record_losses(&mut stats, &acc, sync)?;
-        stats.advantages = values;
-        stats.outcome_advantages = outcome;
-        stats.entropy_weights = weights;
-        Ok(stats)
+        Ok(acc)
     }
 
     /// The algorithm settings a step needs, and at least one row somewhere.
@@ -367,6 +389,16 @@ impl RlLearner {
         out.reference = reference;
         Ok(out)
     }
+}
+
+/// What the update reads per row: advantages, old and reference log-probs, step 3's weights,
+/// and the masked entropy sums (for the rows it skips).
+struct UpdateInputs<'a> {
+    advantages: &'a [f64],
+    old: &'a [Tensor],
+    reference: &'a [Option<Tensor>],
+    weighting: &'a Weighting,
+    row_entropy_sums: &'a [f64],
 }
 
 /// Step 3's results: per row the truncated IS weights and loss mask (on the device), and the
