@@ -207,77 +207,16 @@ pub(crate) fn check_bytes<R: Record, T: Send>(
     };
     let outs: Vec<LineOut<T>> = lines.par_iter().map(|l| check_line::<R, T>(l, keep, &base)).collect();
 
-    let mut blank_lines = 0;
-    let mut bad_lines = 0;
-    let mut samples = 0;
-    let mut index = MediaIndex::default();
-    let mut records = Vec::new();
-    let mut question_types = BTreeMap::new();
-    let mut raw_question_types = BTreeMap::new();
-    let mut first_seen: HashMap<String, usize> = HashMap::new();
+    let mut tally = Tally::default();
     for (i, out) in outs.into_iter().enumerate() {
-        let line = i + 1;
-        if out.blank {
-            blank_lines += 1;
-            continue;
-        }
-        if out.issues.iter().any(|x| x.severity == Severity::Error) {
-            bad_lines += 1;
-        }
-        for m in out.media {
-            index.add(line, m.kind, m.path, m.field);
-        }
-        located.extend(out.issues.into_iter().map(|x| (line, x)));
-        if let Some(info) = out.sample {
-            samples += 1;
-            if let Some((qt, raw)) = info.qtype {
-                *question_types.entry(qt.as_str().to_string()).or_insert(0) += 1;
-                *raw_question_types.entry(raw).or_insert(0) += 1;
-            }
-            if let Some(key) = info.duplicate_key {
-                if let Some(first) = first_seen.get(&key) {
-                    let message = format!("{key} already appears on line {first}");
-                    located.push((line, duplicate_issue(message)));
-                } else {
-                    first_seen.insert(key, line);
-                }
-            }
-        }
-        if let Some(r) = out.record {
-            records.push((line, r));
-        }
+        tally.add(i + 1, out, &mut located);
     }
+    let Tally { blank_lines, bad_lines, samples, index, records, question_types, raw_question_types, .. } = tally;
     let media = check_media(index, &base, opts.check_media);
     located.extend(media.issues);
     located.sort_by_key(|(line, _)| *line);
-
-    let data_lines = lines.len() - blank_lines;
-    if data_lines == 0 {
-        located.insert(
-            0,
-            (
-                0,
-                Issue {
-                    severity: Severity::Error,
-                    code: ProblemCode::Empty,
-                    field: None,
-                    message: "the file has no data lines".to_string(),
-                },
-            ),
-        );
-    } else if samples == 0
-        && let Some(guess) = lines.iter().find(|l| !l.trim_ascii().is_empty()).and_then(|l| guess_format(l))
-        && guess != R::FORMAT
-    {
-        let message = format!(
-            "no line is a valid {} line, and the lines look like {} data: is this the right data format?",
-            R::FORMAT.label(),
-            guess.label()
-        );
-        located.insert(
-            0,
-            (0, Issue { severity: Severity::Warning, code: ProblemCode::FormatMismatch, field: None, message }),
-        );
+    if let Some(issue) = file_issue::<R>(&lines, blank_lines, samples) {
+        located.insert(0, (0, issue));
     }
 
     let errors = located.iter().filter(|(_, x)| x.severity == Severity::Error).count();
@@ -314,6 +253,93 @@ pub(crate) fn check_bytes<R: Record, T: Send>(
         problems_omitted,
     };
     Checked { report, records, first_error }
+}
+
+/// What the lines of a file add up to, in line order.
+struct Tally<T> {
+    blank_lines: usize,
+    bad_lines: usize,
+    samples: usize,
+    index: MediaIndex,
+    records: Vec<(usize, T)>,
+    question_types: BTreeMap<String, usize>,
+    raw_question_types: BTreeMap<String, usize>,
+    /// Duplicate key -> the line it first appears on.
+    first_seen: HashMap<String, usize>,
+}
+
+impl<T> Default for Tally<T> {
+    fn default() -> Self {
+        Tally {
+            blank_lines: 0,
+            bad_lines: 0,
+            samples: 0,
+            index: MediaIndex::default(),
+            records: Vec::new(),
+            question_types: BTreeMap::new(),
+            raw_question_types: BTreeMap::new(),
+            first_seen: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Tally<T> {
+    /// Adds line `line`'s check to the tally, its issues (and a duplicate's) to `located`.
+    fn add(&mut self, line: usize, out: LineOut<T>, located: &mut Vec<(usize, Issue)>) {
+        if out.blank {
+            self.blank_lines += 1;
+            return;
+        }
+        if out.issues.iter().any(|x| x.severity == Severity::Error) {
+            self.bad_lines += 1;
+        }
+        for m in out.media {
+            self.index.add(line, m.kind, m.path, m.field);
+        }
+        located.extend(out.issues.into_iter().map(|x| (line, x)));
+        if let Some(info) = out.sample {
+            self.samples += 1;
+            if let Some((qt, raw)) = info.qtype {
+                *self.question_types.entry(qt.as_str().to_string()).or_insert(0) += 1;
+                *self.raw_question_types.entry(raw).or_insert(0) += 1;
+            }
+            if let Some(key) = info.duplicate_key {
+                if let Some(first) = self.first_seen.get(&key) {
+                    let message = format!("{key} already appears on line {first}");
+                    located.push((line, duplicate_issue(message)));
+                } else {
+                    self.first_seen.insert(key, line);
+                }
+            }
+        }
+        if let Some(r) = out.record {
+            self.records.push((line, r));
+        }
+    }
+}
+
+/// The whole file's problem, if any: no data lines (an error), or no valid line while the
+/// lines look like another data format (a warning).
+fn file_issue<R: Record>(lines: &[&[u8]], blank_lines: usize, samples: usize) -> Option<Issue> {
+    if lines.len() == blank_lines {
+        return Some(Issue {
+            severity: Severity::Error,
+            code: ProblemCode::Empty,
+            field: None,
+            message: "the file has no data lines".to_string(),
+        });
+    }
+    let guess = lines.iter().find(|l| !l.trim_ascii().is_empty()).and_then(|l| guess_format(l))?;
+    (samples == 0 && guess != R::FORMAT).then(|| Issue {
+        severity: Severity::Warning,
+        code: ProblemCode::FormatMismatch,
+        field: None,
+        message: format!(
+            "no line is a valid {} line, and the lines look like {} data: is this the right data format?",
+            R::FORMAT.label(),
+            guess.label()
+        ),
+    })
 }
 
 fn duplicate_issue(message: String) -> Issue {

@@ -138,83 +138,9 @@ pub fn run(args: &MediaArgs) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     let mut report = match &args.action {
         MediaAction::Probe(_) => json!({ "info": src.info() }),
-        MediaAction::Frames(_) => {
-            let num = t.num.unwrap_or(8);
-            let sizing = ImageSizing::default();
-            let frames = src.frames(&FrameRequest::new(start, end, num), Some(&sizing)).map_err(media_err)?;
-            let inputs = frames_inputs(&frames, &sizing).map_err(media_err)?;
-            let elapsed = ms(began);
-            let expand_ms = time_expansion(t, inputs.images.as_ref()).map_err(media_err)?;
-            if let Some(dir) = &t.out {
-                for (i, f) in frames.frames.iter().enumerate() {
-                    write_png(&frame_name(dir, i, f.requested_s), &f.image).map_err(media_err)?;
-                }
-            }
-            let grids = inputs.images.as_ref().map(|i| i.grid_thw.clone()).unwrap_or_default();
-            json!({
-                "start": start, "end": end, "num": num,
-                "count": frames.frames.len(),
-                "timestamps": frames.frames.iter().map(|f| f.requested_s).collect::<Vec<_>>(),
-                "pts": frames.frames.iter().map(|f| f.pts_s).collect::<Vec<_>>(),
-                "sizes": frames.frames.iter().map(|f| [f.image.height, f.image.width]).collect::<Vec<_>>(),
-                "grid_thw": grids,
-                "tokens": inputs.image_tokens(),
-                "gops_decoded": frames.gops_decoded,
-                "frames_decoded": frames.frames_decoded,
-                "seconds": end - start,
-                "ms": elapsed,
-                "expand_ms": expand_ms,
-            })
-        }
-        MediaAction::Audio(_) => {
-            let audio = src.audio(start, end).map_err(media_err)?;
-            let inputs = audio_inputs(&audio);
-            let elapsed = ms(began);
-            if let Some(dir) = &t.out {
-                write_wav(&dir.join("audio.wav"), &audio.samples, audio.sample_rate).map_err(media_err)?;
-            }
-            json!({
-                "start": audio.start_s, "end": audio.end_s,
-                "count": audio.samples.len(),
-                "sample_rate": audio.sample_rate,
-                "seconds": audio.seconds(),
-                "mel_frames": inputs.audio.as_ref().map_or(0, |m| m.frames),
-                "tokens": inputs.audio_tokens(),
-                "ms": elapsed,
-            })
-        }
-        MediaAction::Clip(_) => {
-            let clip = src.clip(start, end, &VideoSampling::default()).map_err(media_err)?;
-            let inputs = clip_inputs(&clip);
-            let elapsed = ms(began);
-            let expand_ms = time_expansion(t, inputs.video.as_ref()).map_err(media_err)?;
-            if let Some(dir) = &t.out {
-                for (i, &pts) in clip.timestamps.iter().enumerate() {
-                    let image = clip.video.frame(i).ok_or_else(|| anyhow!("clip frame {i} is missing"))?;
-                    write_png(&frame_name(dir, i, pts), &image).map_err(media_err)?;
-                }
-                if let Some(a) = &clip.audio {
-                    write_wav(&dir.join("audio.wav"), &a.samples, a.sample_rate).map_err(media_err)?;
-                }
-            }
-            json!({
-                "start": clip.start_s, "end": clip.end_s,
-                "count": clip.frame_count(),
-                "source_frames": clip.source_frames,
-                "sample_fps": clip.sample_fps,
-                "timestamps": clip.timestamps,
-                "sizes": vec![<[usize; 2]>::from(clip.video.frame_size()); clip.frame_count()],
-                "grid_thw": inputs.video.as_ref().map(|v| v.grid_thw.clone()).unwrap_or_default(),
-                "video_tokens": inputs.video_tokens(),
-                "audio_samples": clip.audio.as_ref().map(|a| a.samples.len()),
-                "audio_tokens": inputs.audio_tokens(),
-                "gops_decoded": clip.gops_decoded,
-                "frames_decoded": clip.frames_decoded,
-                "seconds": clip.end_s - clip.start_s,
-                "ms": elapsed,
-                "expand_ms": expand_ms,
-            })
-        }
+        MediaAction::Frames(_) => frames_report(&mut src, t, (start, end), began)?,
+        MediaAction::Audio(_) => audio_report(&mut src, t, (start, end), began)?,
+        MediaAction::Clip(_) => clip_report(&mut src, t, (start, end), began)?,
     };
     if let Value::Object(map) = &mut report {
         map.insert("action".into(), json!(name));
@@ -227,4 +153,88 @@ pub fn run(args: &MediaArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{report}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `omnirl media frames`: the frames, their model inputs, and the PNGs under `--out`.
+fn frames_report(src: &mut MediaSource, t: &Target, (start, end): (f64, f64), began: Instant) -> anyhow::Result<Value> {
+    let num = t.num.unwrap_or(8);
+    let sizing = ImageSizing::default();
+    let frames = src.frames(&FrameRequest::new(start, end, num), Some(&sizing)).map_err(media_err)?;
+    let inputs = frames_inputs(&frames, &sizing).map_err(media_err)?;
+    let elapsed = ms(began);
+    let expand_ms = time_expansion(t, inputs.images.as_ref()).map_err(media_err)?;
+    if let Some(dir) = &t.out {
+        for (i, f) in frames.frames.iter().enumerate() {
+            write_png(&frame_name(dir, i, f.requested_s), &f.image).map_err(media_err)?;
+        }
+    }
+    let grids = inputs.images.as_ref().map(|i| i.grid_thw.clone()).unwrap_or_default();
+    Ok(json!({
+        "start": start, "end": end, "num": num,
+        "count": frames.frames.len(),
+        "timestamps": frames.frames.iter().map(|f| f.requested_s).collect::<Vec<_>>(),
+        "pts": frames.frames.iter().map(|f| f.pts_s).collect::<Vec<_>>(),
+        "sizes": frames.frames.iter().map(|f| [f.image.height, f.image.width]).collect::<Vec<_>>(),
+        "grid_thw": grids,
+        "tokens": inputs.image_tokens(),
+        "gops_decoded": frames.gops_decoded,
+        "frames_decoded": frames.frames_decoded,
+        "seconds": end - start,
+        "ms": elapsed,
+        "expand_ms": expand_ms,
+    }))
+}
+
+/// `omnirl media audio`: the samples, their log-mel frames, and `audio.wav` under `--out`.
+fn audio_report(src: &mut MediaSource, t: &Target, (start, end): (f64, f64), began: Instant) -> anyhow::Result<Value> {
+    let audio = src.audio(start, end).map_err(media_err)?;
+    let inputs = audio_inputs(&audio);
+    let elapsed = ms(began);
+    if let Some(dir) = &t.out {
+        write_wav(&dir.join("audio.wav"), &audio.samples, audio.sample_rate).map_err(media_err)?;
+    }
+    Ok(json!({
+        "start": audio.start_s, "end": audio.end_s,
+        "count": audio.samples.len(),
+        "sample_rate": audio.sample_rate,
+        "seconds": audio.seconds(),
+        "mel_frames": inputs.audio.as_ref().map_or(0, |m| m.frames),
+        "tokens": inputs.audio_tokens(),
+        "ms": elapsed,
+    }))
+}
+
+/// `omnirl media clip`: the sampled frames and audio, their model inputs, and the files under
+/// `--out`.
+fn clip_report(src: &mut MediaSource, t: &Target, (start, end): (f64, f64), began: Instant) -> anyhow::Result<Value> {
+    let clip = src.clip(start, end, &VideoSampling::default()).map_err(media_err)?;
+    let inputs = clip_inputs(&clip);
+    let elapsed = ms(began);
+    let expand_ms = time_expansion(t, inputs.video.as_ref()).map_err(media_err)?;
+    if let Some(dir) = &t.out {
+        for (i, &pts) in clip.timestamps.iter().enumerate() {
+            let image = clip.video.frame(i).ok_or_else(|| anyhow!("clip frame {i} is missing"))?;
+            write_png(&frame_name(dir, i, pts), &image).map_err(media_err)?;
+        }
+        if let Some(a) = &clip.audio {
+            write_wav(&dir.join("audio.wav"), &a.samples, a.sample_rate).map_err(media_err)?;
+        }
+    }
+    Ok(json!({
+        "start": clip.start_s, "end": clip.end_s,
+        "count": clip.frame_count(),
+        "source_frames": clip.source_frames,
+        "sample_fps": clip.sample_fps,
+        "timestamps": clip.timestamps,
+        "sizes": vec![<[usize; 2]>::from(clip.video.frame_size()); clip.frame_count()],
+        "grid_thw": inputs.video.as_ref().map(|v| v.grid_thw.clone()).unwrap_or_default(),
+        "video_tokens": inputs.video_tokens(),
+        "audio_samples": clip.audio.as_ref().map(|a| a.samples.len()),
+        "audio_tokens": inputs.audio_tokens(),
+        "gops_decoded": clip.gops_decoded,
+        "frames_decoded": clip.frames_decoded,
+        "seconds": clip.end_s - clip.start_s,
+        "ms": elapsed,
+        "expand_ms": expand_ms,
+    }))
 }

@@ -348,31 +348,8 @@ fn generate_inner(
     // With a vocabulary limit (the rollout policy), media placeholders are masked too.
     let placeholders = if p.vocab_limit.is_some() { media_placeholder_ids(&thinker.ids, vocab, dev)? } else { None };
     for step in 0..p.max_new_tokens {
-        // The raw logits' log-softmax, before any masking: the policy's own distribution.
-        let raw_logp = if p.policy_scores { Some(logits.f_log_softmax(-1, Kind::Float)?) } else { None };
-        if let Some(limit) = p.vocab_limit.filter(|&x| (x as i64) < vocab) {
-            let _ = logits.f_narrow(1, limit as i64, vocab - limit as i64)?.f_fill_(f64::NEG_INFINITY)?;
-        }
-        if let Some(ids) = &placeholders {
-            let _ = logits.f_index_fill_(1, ids, f64::NEG_INFINITY)?;
-        }
-        let proc = process_logits(&logits, p)?;
-        let logp = proc.f_log_softmax(-1, Kind::Float)?;
-        let tokens = if p.greedy || single_candidate(&proc, p)? {
-            proc.f_argmax(-1, false)?
-        } else {
-            let row_seeds: Vec<u64> = active.iter().map(|&r| seeds[r]).collect();
-            proc.f_add(&gumbel_noise(&row_seeds, step as u64, vocab, dev)?)?.f_argmax(-1, false)?
-        };
-        let lp = logp.f_gather(1, &tokens.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?;
-        let ent =
-            if p.entropies { Some(Vec::<f32>::try_from(&entropy_of(&logp)?.f_to_device(Device::Cpu)?)?) } else { None };
-        let policy = match &raw_logp {
-            Some(raw) => Some(policy_scores(raw, &tokens)?),
-            None => None,
-        };
-        let toks = Vec::<i64>::try_from(&tokens.f_to_device(Device::Cpu)?)?;
-        let lps = Vec::<f32>::try_from(&lp.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?)?;
+        let row_seeds: Vec<u64> = active.iter().map(|&r| seeds[r]).collect();
+        let Picked { toks, lps, ent, policy } = pick_tokens(&mut logits, p, placeholders.as_ref(), &row_seeds, step)?;
         let now = t0.elapsed().as_secs_f64();
         if step == 0 {
             timing.prefill_s = now;
@@ -417,20 +394,79 @@ fn generate_inner(
             active = keep.iter().map(|&j| active[j]).collect();
             next_pos = keep.iter().map(|&j| next_pos[j]).collect();
         }
-        let n = active.len() as i64;
         let last: Vec<i64> = active.iter().map(|&r| i64::from(*out[r].ids.last().unwrap_or(&0))).collect();
-        let x = thinker.text.embed(&Tensor::f_from_slice(&last)?.f_view([n, 1])?.f_to_device(dev)?)?;
-        let pos3: Vec<i64> = (0..3).flat_map(|_| next_pos.iter().copied()).collect();
-        let pos = Tensor::f_from_slice(&pos3)?.f_view([3, n, 1])?.f_to_device(dev)?;
-        keys_valid = Tensor::f_cat(&[keys_valid, Tensor::f_ones([n, 1], (Kind::Bool, dev))?], 1)?;
-        let s = keys_valid.size()[1];
-        let mask = Mask::Bool(keys_valid.f_view([n, 1, 1, s])?);
-        let (cos, sin) = thinker.cos_sin(&pos)?;
-        let h = thinker.text.forward(&x, &cos, &sin, &mask, Some(&mut cache))?;
-        logits = thinker.text.logits(&h.f_squeeze_dim(1)?)?;
+        keys_valid = Tensor::f_cat(&[keys_valid, Tensor::f_ones([active.len() as i64, 1], (Kind::Bool, dev))?], 1)?;
+        logits = decode_step(thinker, &last, &next_pos, &keys_valid, &mut cache)?;
         next_pos.iter_mut().for_each(|q| *q += 1);
     }
     Ok(out)
+}
+
+/// One decode step's choice for each active row: the token, its log-prob under the processed
+/// distribution, and, when asked for, that distribution's entropy and the policy's own scores.
+struct Picked {
+    toks: Vec<i64>,
+    lps: Vec<f32>,
+    ent: Option<Vec<f32>>,
+    policy: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Masks `logits` (vocabulary limit, media placeholders), processes them (temperature, top-k,
+/// top-p) and picks a token per row: greedy, or Gumbel-max with each row's seed at `step`.
+fn pick_tokens(
+    logits: &mut Tensor,
+    p: &SamplingParams,
+    placeholders: Option<&Tensor>,
+    row_seeds: &[u64],
+    step: usize,
+) -> MResult<Picked> {
+    let (vocab, dev) = (logits.size()[1], logits.device());
+    // The raw logits' log-softmax, before any masking: the policy's own distribution.
+    let raw_logp = if p.policy_scores { Some(logits.f_log_softmax(-1, Kind::Float)?) } else { None };
+    if let Some(limit) = p.vocab_limit.filter(|&x| (x as i64) < vocab) {
+        let _ = logits.f_narrow(1, limit as i64, vocab - limit as i64)?.f_fill_(f64::NEG_INFINITY)?;
+    }
+    if let Some(ids) = placeholders {
+        let _ = logits.f_index_fill_(1, ids, f64::NEG_INFINITY)?;
+    }
+    let proc = process_logits(logits, p)?;
+    let logp = proc.f_log_softmax(-1, Kind::Float)?;
+    let tokens = if p.greedy || single_candidate(&proc, p)? {
+        proc.f_argmax(-1, false)?
+    } else {
+        proc.f_add(&gumbel_noise(row_seeds, step as u64, vocab, dev)?)?.f_argmax(-1, false)?
+    };
+    let lp = logp.f_gather(1, &tokens.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?;
+    let ent =
+        if p.entropies { Some(Vec::<f32>::try_from(&entropy_of(&logp)?.f_to_device(Device::Cpu)?)?) } else { None };
+    let policy = match &raw_logp {
+        Some(raw) => Some(policy_scores(raw, &tokens)?),
+        None => None,
+    };
+    let toks = Vec::<i64>::try_from(&tokens.f_to_device(Device::Cpu)?)?;
+    let lps = Vec::<f32>::try_from(&lp.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?)?;
+    Ok(Picked { toks, lps, ent, policy })
+}
+
+/// Feeds each active row's last token at its next position through the cached LM; returns the
+/// next logits. `keys_valid` already includes the new token's column.
+fn decode_step(
+    thinker: &Thinker,
+    last: &[i64],
+    next_pos: &[i64],
+    keys_valid: &Tensor,
+    cache: &mut KvCache,
+) -> MResult<Tensor> {
+    let dev = thinker.device();
+    let n = last.len() as i64;
+    let x = thinker.text.embed(&Tensor::f_from_slice(last)?.f_view([n, 1])?.f_to_device(dev)?)?;
+    let pos3: Vec<i64> = (0..3).flat_map(|_| next_pos.iter().copied()).collect();
+    let pos = Tensor::f_from_slice(&pos3)?.f_view([3, n, 1])?.f_to_device(dev)?;
+    let s = keys_valid.size()[1];
+    let mask = Mask::Bool(keys_valid.f_view([n, 1, 1, s])?);
+    let (cos, sin) = thinker.cos_sin(&pos)?;
+    let h = thinker.text.forward(&x, &cos, &sin, &mask, Some(cache))?;
+    Ok(thinker.text.logits(&h.f_squeeze_dim(1)?)?)
 }
 
 /// The media placeholder and marker ids (image, video, audio, and the vision/audio start and end

@@ -148,28 +148,18 @@ fn chunks(values: &[i64], per_chunk: i64, remove: i64) -> Vec<(usize, usize)> {
 
 /// The 3-axis positions of `ids` (see the module doc).
 pub fn rope_index(ids: &[u32], spec: &RopeSpec, media: &MediaGrids) -> Result<Positions, RopeError> {
-    let merge = spec.spatial_merge_size.max(1);
-    let mut wk = Walker { out: Positions { t: vec![], h: vec![], w: vec![], delta: 0 }, next: 0 };
-    let (mut img, mut vid, mut aud) = (0usize, 0usize, 0usize);
-    let layout = |index: usize, message: String| RopeError::Layout { index, message };
-    let expect_run = |from: usize, n: usize, id: u32, what: &str| -> Result<(), RopeError> {
-        let ok = ids.get(from..from + n).is_some_and(|s| s.iter().all(|&x| x == id));
-        if ok { Ok(()) } else { Err(layout(from, format!("expected {n} {what} placeholder tokens here"))) }
-    };
-    // The next video's grid and seconds per grid step.
-    let next_video = |vid: &mut usize| -> Result<([usize; 3], f64), RopeError> {
-        let g = *media
-            .video_grids
-            .get(*vid)
-            .ok_or_else(|| RopeError::Media(format!("video placeholder {vid} has no video input")))?;
-        let spg = *media.video_second_per_grid.get(*vid).unwrap_or(&1.0);
-        *vid += 1;
-        Ok((g, spg))
+    let mut rw = RopeWalk {
+        ids,
+        spec,
+        media,
+        merge: spec.spatial_merge_size.max(1),
+        wk: Walker { out: Positions { t: vec![], h: vec![], w: vec![], delta: 0 }, next: 0 },
+        used: [0; 3],
     };
     let mut i = 0usize;
     while i < ids.len() {
         let Some(j) = (i..ids.len()).find(|&j| [spec.image, spec.video, spec.audio].contains(&ids[j])) else {
-            wk.text(ids.len() - i);
+            rw.wk.text(ids.len() - i);
             break;
         };
         let tok = ids[j];
@@ -182,81 +172,127 @@ pub fn rope_index(ids: &[u32], spec: &RopeSpec, media: &MediaGrids) -> Result<Po
         if j < i + bos {
             return Err(layout(j, "a placeholder without its bos marker".into()));
         }
-        wk.text(j - bos - i);
-        let st = wk.next;
-        let bos_pos = [st; 2];
-        wk.block(&bos_pos[..bos], &bos_pos[..bos], &bos_pos[..bos]);
-        let st = wk.next;
-        let mut k = j;
-        if tok == spec.audio {
-            let n = *media
-                .audio_tokens
-                .get(aud)
-                .ok_or_else(|| RopeError::Media(format!("audio placeholder {aud} has no audio input")))?;
-            aud += 1;
-            expect_run(k, n, spec.audio, "audio")?;
-            wk.text(n);
-            k += n;
+        rw.wk.text(j - bos - i);
+        let bos_pos = [rw.wk.next; 2];
+        rw.wk.block(&bos_pos[..bos], &bos_pos[..bos], &bos_pos[..bos]);
+        let k = if tok == spec.audio {
+            rw.audio(j)?
         } else if tok == spec.image || !with_audio {
-            let (grid, t_index, what, id) = if tok == spec.image {
-                let g = *media
-                    .image_grids
-                    .get(img)
-                    .ok_or_else(|| RopeError::Media(format!("image placeholder {img} has no image input")))?;
-                img += 1;
-                let t: Vec<i64> = (0..g[0] as i64).map(|x| x * i64::from(spec.position_id_per_seconds)).collect();
-                (g, t, "image", spec.image)
-            } else {
-                let (g, spg) = next_video(&mut vid)?;
-                (g, video_t_index(g[0], spg, spec.position_id_per_seconds), "video", spec.video)
-            };
-            check_grid(grid, merge)?;
-            let [t, h, w] = vision_block(st, grid, merge, &t_index);
-            expect_run(k, t.len(), id, what)?;
-            k += t.len();
-            wk.block(&t, &h, &w);
+            rw.vision(j, tok == spec.image)?
         } else {
-            let (g, spg) = next_video(&mut vid)?;
-            check_grid(g, merge)?;
-            let n_audio = *media
-                .audio_tokens
-                .get(aud)
-                .ok_or_else(|| RopeError::Media(format!("audio placeholder {aud} has no audio input")))?;
-            aud += 1;
-            let [vt, vh, vw] = vision_block(st, g, merge, &video_t_index(g[0], spg, spec.position_id_per_seconds));
-            let at: Vec<i64> = (0..n_audio as i64).map(|x| st + x).collect();
-            let per = i64::from(spec.position_id_per_seconds) * i64::from(spec.seconds_per_chunk);
-            let (vc, ac) = (chunks(&vt, per, st), chunks(&at, per, st));
-            for c in 0..vc.len().max(ac.len()) {
-                if let Some(&(s, e)) = vc.get(c) {
-                    expect_run(k, e - s, spec.video, "video")?;
-                    k += e - s;
-                    wk.block(&vt[s..e], &vh[s..e], &vw[s..e]);
-                }
-                if let Some(&(s, e)) = ac.get(c) {
-                    expect_run(k, e - s, spec.audio, "audio")?;
-                    k += e - s;
-                    wk.block(&at[s..e], &at[s..e], &at[s..e]);
-                }
-            }
-        }
+            rw.video_with_audio(j)?
+        };
         if k + bos > ids.len() {
             return Err(layout(k, "the sequence ends before the media's eos marker".into()));
         }
-        let e = wk.next;
-        let eos_pos = [e; 2];
-        wk.block(&eos_pos[..bos], &eos_pos[..bos], &eos_pos[..bos]);
+        let eos_pos = [rw.wk.next; 2];
+        rw.wk.block(&eos_pos[..bos], &eos_pos[..bos], &eos_pos[..bos]);
         i = k + bos;
     }
-    let (ni, nv, na) = (media.image_grids.len(), media.video_grids.len(), media.audio_tokens.len());
-    if (img, vid, aud) != (ni, nv, na) {
+    let given = [media.image_grids.len(), media.video_grids.len(), media.audio_tokens.len()];
+    if rw.used != given {
+        let ([img, vid, aud], [ni, nv, na]) = (rw.used, given);
         return Err(RopeError::Media(format!(
             "the tokens hold {img} image(s), {vid} video(s), {aud} audio(s) but {ni}, {nv}, {na} were given"
         )));
     }
-    let mut out = wk.out;
+    let mut out = rw.wk.out;
     out.delta = out.max() + 1 - out.len() as i64;
     Ok(out)
+}
+
+fn layout(index: usize, message: String) -> RopeError {
+    RopeError::Layout { index, message }
+}
+
+/// The walk over one sequence: its positions so far and the media inputs used.
+struct RopeWalk<'a> {
+    ids: &'a [u32],
+    spec: &'a RopeSpec,
+    media: &'a MediaGrids,
+    merge: usize,
+    wk: Walker,
+    /// Images, videos and audios consumed, in the order of `MediaGrids`' lists.
+    used: [usize; 3],
+}
+
+impl RopeWalk<'_> {
+    fn expect_run(&self, from: usize, n: usize, id: u32, what: &str) -> Result<(), RopeError> {
+        let ok = self.ids.get(from..from + n).is_some_and(|s| s.iter().all(|&x| x == id));
+        if ok { Ok(()) } else { Err(layout(from, format!("expected {n} {what} placeholder tokens here"))) }
+    }
+
+    /// The next input of kind `kind` (0 image, 1 video, 2 audio) from `list`.
+    fn take<T: Copy>(&mut self, kind: usize, list: &[T]) -> Result<T, RopeError> {
+        let n = self.used[kind];
+        let what = ["image", "video", "audio"][kind];
+        let x = *list.get(n).ok_or_else(|| RopeError::Media(format!("{what} placeholder {n} has no {what} input")))?;
+        self.used[kind] += 1;
+        Ok(x)
+    }
+
+    /// The next video's grid and seconds per grid step.
+    fn next_video(&mut self) -> Result<([usize; 3], f64), RopeError> {
+        let n = self.used[1];
+        let media = self.media;
+        let g = self.take(1, &media.video_grids)?;
+        Ok((g, *media.video_second_per_grid.get(n).unwrap_or(&1.0)))
+    }
+
+    /// An audio placeholder run at `k`: text-like positions; returns the index after it.
+    fn audio(&mut self, k: usize) -> Result<usize, RopeError> {
+        let media = self.media;
+        let n = self.take(2, &media.audio_tokens)?;
+        self.expect_run(k, n, self.spec.audio, "audio")?;
+        self.wk.text(n);
+        Ok(k + n)
+    }
+
+    /// An image, or a video without its audio, at `k`; returns the index after it.
+    fn vision(&mut self, k: usize, image: bool) -> Result<usize, RopeError> {
+        let (pps, st) = (self.spec.position_id_per_seconds, self.wk.next);
+        let (grid, t_index, what, id) = if image {
+            let media = self.media;
+            let g = self.take(0, &media.image_grids)?;
+            let t: Vec<i64> = (0..g[0] as i64).map(|x| x * i64::from(pps)).collect();
+            (g, t, "image", self.spec.image)
+        } else {
+            let (g, spg) = self.next_video()?;
+            (g, video_t_index(g[0], spg, pps), "video", self.spec.video)
+        };
+        check_grid(grid, self.merge)?;
+        let [t, h, w] = vision_block(st, grid, self.merge, &t_index);
+        self.expect_run(k, t.len(), id, what)?;
+        self.wk.block(&t, &h, &w);
+        Ok(k + t.len())
+    }
+
+    /// A video with its audio at `k`: the two interleaved in chunks of `seconds_per_chunk`;
+    /// returns the index after them.
+    fn video_with_audio(&mut self, mut k: usize) -> Result<usize, RopeError> {
+        let (pps, st) = (self.spec.position_id_per_seconds, self.wk.next);
+        let (g, spg) = self.next_video()?;
+        check_grid(g, self.merge)?;
+        let media = self.media;
+        let n_audio = self.take(2, &media.audio_tokens)?;
+        let [vt, vh, vw] = vision_block(st, g, self.merge, &video_t_index(g[0], spg, pps));
+        let at: Vec<i64> = (0..n_audio as i64).map(|x| st + x).collect();
+        let per = i64::from(pps) * i64::from(self.spec.seconds_per_chunk);
+        let (vc, ac) = (chunks(&vt, per, st), chunks(&at, per, st));
+        for c in 0..vc.len().max(ac.len()) {
+            if let Some(&(s, e)) = vc.get(c) {
+                self.expect_run(k, e - s, self.spec.video, "video")?;
+                k += e - s;
+                self.wk.block(&vt[s..e], &vh[s..e], &vw[s..e]);
+            }
+            if let Some(&(s, e)) = ac.get(c) {
+                self.expect_run(k, e - s, self.spec.audio, "audio")?;
+                k += e - s;
+                self.wk.block(&at[s..e], &at[s..e], &at[s..e]);
+            }
+        }
+        Ok(k)
+    }
 }
 
 fn check_grid(g: [usize; 3], merge: usize) -> Result<(), RopeError> {
@@ -371,5 +407,28 @@ mod tests {
         assert_eq!(p.t[55], 51); // audio chunk 2 starts at 50 + st
         // eos: last chunk (audio 50..59 -> 51..60) max + 1 = 61, both eos.
         assert_eq!(&p.t[65..], [61, 61, 62]);
+    }
+
+    #[test]
+    fn malformed_layouts_and_media_counts_are_errors_naming_the_place() {
+        let image = MediaGrids { image_grids: vec![[1, 4, 6]], ..Default::default() };
+        let audio = MediaGrids { audio_tokens: vec![3], ..Default::default() };
+        let none = MediaGrids::default();
+        let mut six = vec![1, VB];
+        six.extend([10; 6]);
+        six.push(VE);
+        let cases: Vec<(Vec<u32>, &MediaGrids, &str)> = vec![
+            (vec![10, 10], &image, "token 0: a placeholder without its bos marker"),
+            (vec![1, VB, 10, 10, 10, 10, 10, 10], &image, "token 8: the sequence ends before the media's eos marker"),
+            (vec![1, VB, 10, 10, 10, VE], &image, "token 2: expected 6 image placeholder tokens here"),
+            (six, &none, "image placeholder 0 has no image input"),
+            (vec![1, AB, 12, 12, 12, AE], &audio, ""),
+            (vec![1, AB, 12, 12, AE], &audio, "token 2: expected 3 audio placeholder tokens here"),
+            (vec![1, 2], &image, "the tokens hold 0 image(s), 0 video(s), 0 audio(s) but 1, 0, 0 were given"),
+        ];
+        for (ids, media, want) in cases {
+            let got = rope_index(&ids, &spec(), media).map(|_| String::new()).unwrap_or_else(|e| e.to_string());
+            assert_eq!(got, want, "{ids:?}");
+        }
     }
 }

@@ -41,7 +41,7 @@ use crate::checkpoint::{RandomCheckpointOptions, write_random_checkpoint_with};
 use crate::metrics::MetricsLogger;
 use crate::model::{FloatDtype, KeyLayout, OmniThinkerConfig};
 use crate::recipe::resolved::{EvalStage, ModelSource, ResolvedRecipe, ResolvedStage, SftSource};
-use rollout::episode::EpisodeSpec;
+use rollout::episode::{EpisodeSpec, PromptEncoder};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -227,53 +227,35 @@ pub fn run_recipe(
     let main = world.is_main();
     let mut quiet = |_: &str| {};
     let say: &mut dyn FnMut(&str) = if main { say } else { &mut quiet };
-    let run_dir = world.agree_path(&opts.resume.clone().unwrap_or_else(|| fresh_run_dir(recipe)))?;
-    if opts.resume.is_some() {
-        if !run_dir.join(RUN_RECIPE_FILE).is_file() {
-            return Err(RunError::Config(format!(
-                "--resume {}: not a run directory (no recipe.yaml)",
-                run_dir.display()
-            )));
-        }
-        check_same_recipe(&run_dir, resolved_yaml)?;
-    }
-    if main {
-        std::fs::create_dir_all(&run_dir).map_err(RunError::io(&run_dir))?;
-        let recipe_file = run_dir.join(RUN_RECIPE_FILE);
-        if !recipe_file.exists() {
-            write_atomic(&recipe_file, resolved_yaml.as_bytes())?;
-        }
-    }
-    world.barrier()?;
+    let run_dir = open_run_dir(recipe, resolved_yaml, opts, world)?;
     say(&format!("run directory: {}", run_dir.display()));
     if world.size() > 1 {
         say(&format!("{} ranks over {}", world.size(), world.comm().backend()));
     }
     tch::manual_seed(recipe.seed as i64);
-    let dev = world.device(&recipe.distributed);
     let judges = judges(recipe)?;
     let figs = figure_setup(recipe, &judges)?;
-    // On resume, the figures and stage reports written before the interruption are kept.
-    let earlier: Value = std::fs::read_to_string(run_dir.join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let mut figures: BTreeMap<String, Value> = serde_json::from_value(earlier["figures"].clone()).unwrap_or_default();
-    let earlier_reports: Vec<StageReport> = serde_json::from_value(earlier["stages"].clone()).unwrap_or_default();
+    let cx = RunContext {
+        recipe,
+        world,
+        run_dir: &run_dir,
+        dev: world.device(&recipe.distributed),
+        judges: &judges,
+        figs: figs.as_ref(),
+        t0,
+        main,
+    };
+    let mut st = RunState::earlier(&run_dir);
     // `--resume` names the stage it continues, once.
     let mut announce = opts.resume.is_some();
-    let mut reports: Vec<StageReport> = Vec::new();
-    let mut results: BTreeMap<String, PathBuf> = BTreeMap::new();
-    // The figures' evaluation of the latest result, reused by the eval stage it belongs to.
-    let mut last_eval: Option<(PathBuf, Evaluation)> = None;
     for stage in &recipe.stages {
         let name = stage.name().to_string();
         let stage_dir = run_dir.join(&name);
         if main {
             std::fs::create_dir_all(&stage_dir).map_err(RunError::io(&stage_dir))?;
         }
-        let input = stage_input(recipe, world, stage, &run_dir, &results)?;
-        let (encoder, vocab_limit) = encoder_for(&input, stage.model_ref().tokenizer.as_deref())?;
+        let input = stage_input(recipe, world, stage, &run_dir, &st.results)?;
+        let encoder = encoder_for(&input, stage.model_ref().tokenizer.as_deref())?;
         let final_dir = stage_dir.join("final");
         let done = stage.train_model().is_some() && final_dir.join("config.json").is_file();
         let resume_from =
@@ -286,100 +268,232 @@ pub fn run_recipe(
         if interrupt::agreed(world)? {
             return Err(interrupt::interrupted(&name, 0));
         }
-        let at = StagePlace {
-            world,
-            stage_dir: &stage_dir,
-            seed: recipe.seed,
-            progress: opts.progress,
-            resume: resume_from.as_ref().map(|(_, dir)| dir.as_path()),
-        };
-        let Some(train) = stage.train_model() else {
-            let ResolvedStage::Eval(e) = stage else { continue };
-            let ev = match last_eval.take() {
-                Some((dir, ev))
-                    if figs.as_ref().and_then(|f| f.eval_stage) == Some(e.name.as_str()) && dir == input =>
-                {
-                    say(&format!("stage `{name}` (eval): reusing the figures' evaluation of this model"));
-                    ev
-                }
-                _ => {
-                    let how = Loading::eval(dev, e.model.dtype);
-                    if let Some(note) = how.cpu_fallback() {
-                        say(&format!("stage `{name}`: {note}"));
-                    }
-                    let mut model = Model::load(&input, &how, encoder, vocab_limit)?;
-                    let specs = eval_specs(&e.data.files, e.data.media_root.as_deref(), e.data.max_samples)?;
-                    say(&format!("stage `{name}` (eval): {} samples", specs.len()));
-                    evaluate(&mut model, &eval_setup(e, judges.get(&name)), &specs, recipe.seed)?
-                }
-            };
-            if main {
-                write_eval_outputs(&stage_dir, &ev)?;
-                let mut logger =
-                    MetricsLogger::open(&stage_dir, &e.logging, 1, None).map_err(RunError::io(&stage_dir))?;
-                logger.log(0, true, &eval_scalars("eval", &ev.figures)).map_err(RunError::io(&stage_dir))?;
+        let here = StageInputs { name, stage_dir, input, final_dir, encoder };
+        match stage {
+            ResolvedStage::Eval(e) => cx.eval_stage(&mut st, e, here, say)?,
+            _ if done => cx.finished_stage(&mut st, stage, here, say)?,
+            _ => {
+                let resume = resume_from.as_ref().map(|(_, dir)| dir.as_path());
+                cx.train_stage(&mut st, stage, here, resume, opts.progress, say)?;
             }
-            say(&describe(&name, &ev.figures));
-            reports.push(StageReport { name, kind: "eval".into(), wall_s: ev.wall_s, ..StageReport::default() });
-            continue;
-        };
-        if done {
-            say(&format!("stage `{name}`: already done, resuming after it"));
-            reports.extend(earlier_reports.iter().filter(|r| r.name == name).cloned());
-            if let Some(f) = figs.as_ref().filter(|_| !figures.contains_key(&format!("after_{name}"))) {
-                // Stopped between the stage's result and its figures: measure them now.
-                let mut model = Model::load(&final_dir, &Loading::eval(dev, train.input.dtype), encoder, vocab_limit)?;
-                let ev = evaluate(&mut model, &f.setup, &f.specs, recipe.seed)?;
-                say(&describe(&format!("after_{name}"), &ev.figures));
-                figures.insert(format!("after_{name}"), serde_json::to_value(&ev.figures).unwrap_or(Value::Null));
-                last_eval = Some((final_dir.clone(), ev));
-            }
-            results.insert(name, final_dir);
-            continue;
         }
+    }
+    let summary = if main { st.write_summary(&cx, true)? } else { Value::Null };
+    world.barrier()?;
+    Ok(RunSummary { run_dir, summary })
+}
+
+/// The run directory: a fresh one, or the `--resume` one after checking that it is a run of
+/// this very recipe; rank 0 creates it and writes the resolved recipe once.
+fn open_run_dir(
+    recipe: &ResolvedRecipe,
+    resolved_yaml: &str,
+    opts: &RunOptions,
+    world: &World,
+) -> Result<PathBuf, RunError> {
+    let run_dir = world.agree_path(&opts.resume.clone().unwrap_or_else(|| fresh_run_dir(recipe)))?;
+    if opts.resume.is_some() {
+        if !run_dir.join(RUN_RECIPE_FILE).is_file() {
+            return Err(RunError::Config(format!(
+                "--resume {}: not a run directory (no recipe.yaml)",
+                run_dir.display()
+            )));
+        }
+        check_same_recipe(&run_dir, resolved_yaml)?;
+    }
+    if world.is_main() {
+        std::fs::create_dir_all(&run_dir).map_err(RunError::io(&run_dir))?;
+        let recipe_file = run_dir.join(RUN_RECIPE_FILE);
+        if !recipe_file.exists() {
+            write_atomic(&recipe_file, resolved_yaml.as_bytes())?;
+        }
+    }
+    world.barrier()?;
+    Ok(run_dir)
+}
+
+/// What every stage of a run reads.
+struct RunContext<'a> {
+    recipe: &'a ResolvedRecipe,
+    world: &'a World,
+    run_dir: &'a Path,
+    dev: tch::Device,
+    judges: &'a BTreeMap<String, FfJudge>,
+    figs: Option<&'a Figures<'a>>,
+    t0: std::time::Instant,
+    /// Rank 0, which writes.
+    main: bool,
+}
+
+/// What the stages so far have left: figures, reports, results, and the latest evaluation.
+struct RunState {
+    figures: BTreeMap<String, Value>,
+    /// Stage reports of the run being resumed (from its summary.json).
+    earlier_reports: Vec<StageReport>,
+    reports: Vec<StageReport>,
+    results: BTreeMap<String, PathBuf>,
+    /// The figures' evaluation of the latest result, reused by the eval stage it belongs to.
+    last_eval: Option<(PathBuf, Evaluation)>,
+}
+
+/// One stage's place and inputs.
+struct StageInputs {
+    name: String,
+    stage_dir: PathBuf,
+    /// The model directory the stage starts from.
+    input: PathBuf,
+    final_dir: PathBuf,
+    /// The prompt encoder and the tokenizer's vocabulary size.
+    encoder: (Arc<dyn PromptEncoder>, Option<usize>),
+}
+
+impl RunState {
+    /// On resume, the figures and stage reports written before the interruption are kept.
+    fn earlier(run_dir: &Path) -> RunState {
+        let earlier: Value = std::fs::read_to_string(run_dir.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        RunState {
+            figures: serde_json::from_value(earlier["figures"].clone()).unwrap_or_default(),
+            earlier_reports: serde_json::from_value(earlier["stages"].clone()).unwrap_or_default(),
+            reports: Vec::new(),
+            results: BTreeMap::new(),
+            last_eval: None,
+        }
+    }
+
+    fn write_summary(&self, cx: &RunContext<'_>, done: bool) -> Result<Value, RunError> {
+        write_summary(cx.recipe, cx.run_dir, cx.t0, &self.reports, &self.figures, done)
+    }
+
+    /// Evaluates `model` on the figures' held-out set as `label` (`before_sft`, `after_rl`).
+    fn measure(
+        &mut self,
+        cx: &RunContext<'_>,
+        model: &mut Model,
+        label: &str,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<Option<Evaluation>, RunError> {
+        let Some(f) = cx.figs else { return Ok(None) };
+        let ev = evaluate(model, &f.setup, &f.specs, cx.recipe.seed)?;
+        say(&describe(label, &ev.figures));
+        self.figures.insert(label.to_string(), serde_json::to_value(&ev.figures).unwrap_or(Value::Null));
+        Ok(Some(ev))
+    }
+}
+
+impl RunContext<'_> {
+    /// An eval stage: the figures' evaluation of the same model when it is this stage's own,
+    /// else a fresh one; writes results.jsonl, summary.json/csv and the metrics.
+    fn eval_stage(
+        &self,
+        st: &mut RunState,
+        e: &EvalStage,
+        here: StageInputs,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<(), RunError> {
+        let StageInputs { name, stage_dir, input, encoder: (encoder, vocab_limit), .. } = here;
+        let ev = match st.last_eval.take() {
+            Some((dir, ev)) if self.figs.and_then(|f| f.eval_stage) == Some(e.name.as_str()) && dir == input => {
+                say(&format!("stage `{name}` (eval): reusing the figures' evaluation of this model"));
+                ev
+            }
+            _ => {
+                let how = Loading::eval(self.dev, e.model.dtype);
+                if let Some(note) = how.cpu_fallback() {
+                    say(&format!("stage `{name}`: {note}"));
+                }
+                let mut model = Model::load(&input, &how, encoder, vocab_limit)?;
+                let specs = eval_specs(&e.data.files, e.data.media_root.as_deref(), e.data.max_samples)?;
+                say(&format!("stage `{name}` (eval): {} samples", specs.len()));
+                evaluate(&mut model, &eval_setup(e, self.judges.get(&name)), &specs, self.recipe.seed)?
+            }
+        };
+        if self.main {
+            write_eval_outputs(&stage_dir, &ev)?;
+            let mut logger = MetricsLogger::open(&stage_dir, &e.logging, 1, None).map_err(RunError::io(&stage_dir))?;
+            logger.log(0, true, &eval_scalars("eval", &ev.figures)).map_err(RunError::io(&stage_dir))?;
+        }
+        say(&describe(&name, &ev.figures));
+        st.reports.push(StageReport { name, kind: "eval".into(), wall_s: ev.wall_s, ..StageReport::default() });
+        Ok(())
+    }
+
+    /// A training stage whose result a resumed run already has: its report is kept, and its
+    /// after-figures measured if the run stopped before them.
+    fn finished_stage(
+        &self,
+        st: &mut RunState,
+        stage: &ResolvedStage,
+        here: StageInputs,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<(), RunError> {
+        let StageInputs { name, final_dir, encoder: (encoder, vocab_limit), .. } = here;
+        say(&format!("stage `{name}`: already done, resuming after it"));
+        st.reports.extend(st.earlier_reports.iter().filter(|r| r.name == name).cloned());
+        let label = format!("after_{name}");
+        if let Some(train) = stage.train_model()
+            && self.figs.is_some()
+            && !st.figures.contains_key(&label)
+        {
+            // Stopped between the stage's result and its figures: measure them now.
+            let how = Loading::eval(self.dev, train.input.dtype);
+            let mut model = Model::load(&final_dir, &how, encoder, vocab_limit)?;
+            st.last_eval = st.measure(self, &mut model, &label, say)?.map(|ev| (final_dir.clone(), ev));
+        }
+        st.results.insert(name, final_dir);
+        Ok(())
+    }
+
+    /// An SFT or RL stage: load, the before-figures if none exist yet, train, save the result
+    /// (rank 0), the after-figures, and the summary so far.
+    fn train_stage(
+        &self,
+        st: &mut RunState,
+        stage: &ResolvedStage,
+        here: StageInputs,
+        resume: Option<&Path>,
+        progress: bool,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<(), RunError> {
+        let StageInputs { name, stage_dir, input, final_dir, encoder: (encoder, vocab_limit) } = here;
+        let Some(train) = stage.train_model() else { return Ok(()) };
         let kl = matches!(stage, ResolvedStage::Rl(r) if r.algorithm.kl_coef > 0.0);
-        let how = Loading::train(train, dev, kl, recipe.seed);
+        let how = Loading::train(train, self.dev, kl, self.recipe.seed);
         if let Some(note) = how.cpu_fallback() {
             say(&format!("stage `{name}`: {note}"));
         }
         let mut model = Model::load(&input, &how, encoder, vocab_limit)?;
-        world.broadcast_weights(model.thinker())?;
-        if figures.is_empty()
-            && let Some(f) = &figs
+        self.world.broadcast_weights(model.thinker())?;
+        if st.figures.is_empty()
+            && let Some(f) = self.figs
         {
             say(&format!("evaluating before `{name}` on {} held-out samples", f.specs.len()));
-            let ev = evaluate(&mut model, &f.setup, &f.specs, recipe.seed)?;
-            say(&describe(&format!("before_{name}"), &ev.figures));
-            figures.insert(format!("before_{name}"), serde_json::to_value(&ev.figures).unwrap_or(Value::Null));
-            if main {
-                write_summary(recipe, &run_dir, t0, &reports, &figures, false)?;
+            st.measure(self, &mut model, &format!("before_{name}"), say)?;
+            if self.main {
+                st.write_summary(self, false)?;
             }
         }
+        let at = StagePlace { world: self.world, stage_dir: &stage_dir, seed: self.recipe.seed, progress, resume };
         let report = match stage {
             ResolvedStage::Sft(s) => sft(&mut model, &at, s)?,
-            ResolvedStage::Rl(r) => rl(&mut model, &at, r, judges.get(&name))?,
-            ResolvedStage::Eval(_) => continue,
+            ResolvedStage::Rl(r) => rl(&mut model, &at, r, self.judges.get(&name))?,
+            ResolvedStage::Eval(_) => return Ok(()),
         };
         say(&stage_line(&report));
-        if main {
+        if self.main {
             model.save_result(&final_dir, train.lora.as_ref().is_some_and(|l| l.merge))?;
         }
-        world.barrier()?;
-        reports.push(report);
-        if let Some(f) = &figs {
-            let ev = evaluate(&mut model, &f.setup, &f.specs, recipe.seed)?;
-            say(&describe(&format!("after_{name}"), &ev.figures));
-            figures.insert(format!("after_{name}"), serde_json::to_value(&ev.figures).unwrap_or(Value::Null));
-            last_eval = Some((final_dir.clone(), ev));
+        self.world.barrier()?;
+        st.reports.push(report);
+        st.last_eval = st.measure(self, &mut model, &format!("after_{name}"), say)?.map(|ev| (final_dir.clone(), ev));
+        st.results.insert(name, final_dir);
+        if self.main {
+            st.write_summary(self, false)?;
         }
-        results.insert(name, final_dir);
-        if main {
-            write_summary(recipe, &run_dir, t0, &reports, &figures, false)?;
-        }
+        Ok(())
     }
-    let summary = if main { write_summary(recipe, &run_dir, t0, &reports, &figures, true)? } else { Value::Null };
-    world.barrier()?;
-    Ok(RunSummary { run_dir, summary })
 }
 
 /// A contract line of `--resume` (rank 0, on stderr, without the progress prefix).

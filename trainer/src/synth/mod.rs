@@ -222,6 +222,120 @@ fn roll_out(
     }
 }
 
+/// Picks the SFT lines of one question's attempts: successful ones, best reward first (then
+/// fewer turns), distinct, at most `--keep`, each passing the audit (or the rule check without
+/// an auditor) and with its media exported; counts every drop by reason.
+struct Selector<'a> {
+    opts: &'a SynthOptions,
+    auditor: Option<audit::Auditor>,
+    policy: String,
+    media_rel: &'a str,
+    tmp_media: &'a Path,
+    dropped: BTreeMap<String, usize>,
+}
+
+impl Selector<'_> {
+    /// Appends the kept attempts' lines to `out`; returns (successful attempts, kept attempts).
+    fn select(
+        &mut self,
+        candidates: Vec<&Trajectory>,
+        out: &mut Vec<Value>,
+        say: &mut dyn FnMut(&str),
+    ) -> (usize, usize) {
+        let mut ok: Vec<&Trajectory> = Vec::new();
+        for t in candidates {
+            if t.dropped.is_some() {
+                self.drop_one("runtime_error");
+            } else if !t.won || t.episode_reward < self.opts.min_reward {
+                self.drop_one("not_successful");
+            } else {
+                ok.push(t);
+            }
+        }
+        let successful = ok.len();
+        ok.sort_by(|a, b| {
+            b.episode_reward
+                .total_cmp(&a.episode_reward)
+                .then(a.turns.len().cmp(&b.turns.len()))
+                .then(a.copy.cmp(&b.copy))
+        });
+        let mut kept: Vec<Vec<&str>> = Vec::new();
+        for t in ok {
+            let responses: Vec<&str> = t.turns.iter().map(|x| x.response.as_str()).collect();
+            let reason = if kept.contains(&responses) {
+                Some("duplicate")
+            } else if kept.len() >= self.opts.keep {
+                Some("over_keep")
+            } else {
+                self.audit(t, say)
+            };
+            if let Some(reason) = reason {
+                self.drop_one(reason);
+                continue;
+            }
+            let info = json!({"policy": self.policy, "attempt": t.copy + 1, "attempts": self.opts.n});
+            let (lines, jobs) = export::lines_and_jobs(t, self.media_rel, &info);
+            if lines.is_empty() {
+                self.drop_one("no_sft_lines");
+                continue;
+            }
+            if let Err(e) = export::write_media(t, &jobs, self.tmp_media) {
+                say(&format!("warning: media of {} ({}): {e}", t.traj_uid, t.spec.question_id));
+                self.drop_one("media_export");
+                continue;
+            }
+            kept.push(responses);
+            out.extend(lines);
+        }
+        (successful, kept.len())
+    }
+
+    /// Why the audit (or, without an auditor, the rule check) rejects `t`, if it does.
+    fn audit(&mut self, t: &Trajectory, say: &mut dyn FnMut(&str)) -> Option<&'static str> {
+        let Some(a) = self.auditor.as_mut() else { return audit::rule_check(t) };
+        match a.audit(t) {
+            Ok(true) => None,
+            Ok(false) => Some("audit_unsupported"),
+            Err(e) => {
+                say(&format!("warning: audit of {} ({}): {e}", t.traj_uid, t.spec.question_id));
+                Some("audit_failed")
+            }
+        }
+    }
+
+    fn drop_one(&mut self, reason: &str) {
+        *self.dropped.entry(reason.to_string()).or_default() += 1;
+    }
+}
+
+/// Checks the kept lines as an SFT file, then moves the media into place and writes the file
+/// atomically (nothing is replaced when the check fails).
+fn write_output(
+    opts: &SynthOptions,
+    parent: &Path,
+    tmp_media: &Path,
+    media_dir: &Path,
+    out_lines: &[Value],
+) -> Result<(), SynthError> {
+    let mut text = String::new();
+    for line in out_lines {
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    if !out_lines.is_empty() {
+        let opts_check = CheckOptions { media_root: Some(parent.to_path_buf()), check_media: false, max_problems: 5 };
+        let report = check_bytes(&opts.out, text.as_bytes(), DataFormat::Sft, &opts_check);
+        if let Some(p) = report.problems.iter().find(|p| p.severity == rollout::data::Severity::Error) {
+            return Err(SynthError::Check(p.to_string()));
+        }
+    }
+    if media_dir.exists() {
+        std::fs::remove_dir_all(media_dir).map_err(io(media_dir))?;
+    }
+    std::fs::rename(tmp_media, media_dir).map_err(io(media_dir))?;
+    Ok(write_atomic(&opts.out, text.as_bytes())?)
+}
+
 /// Runs a synthesis; `say` receives progress and warning lines.
 pub fn run(opts: &SynthOptions, say: &mut dyn FnMut(&str)) -> Result<SynthSummary, SynthError> {
     let t0 = std::time::Instant::now();
@@ -250,119 +364,45 @@ pub fn run(opts: &SynthOptions, say: &mut dyn FnMut(&str)) -> Result<SynthSummar
     }
     std::fs::create_dir_all(&tmp_media).map_err(io(&tmp_media))?;
     let _cleanup = TmpDir(tmp_media.clone());
-    let mut auditor = match &opts.audit {
+    let auditor = match &opts.audit {
         Some(ep) => Some(audit::Auditor {
             client: teacher::ChatClient::new(&ep.url, &ep.model, ep.api_key.clone(), opts.timeout, 1)?,
             requests: 0,
         }),
         None => None,
     };
-    let policy = opts.source.label();
     let mut summary = SynthSummary {
         questions: specs.len(),
         attempts: trajectories.len(),
-        policy: policy.clone(),
+        policy: opts.source.label(),
         requests,
         ..SynthSummary::default()
     };
-    let mut dropped: BTreeMap<String, usize> = BTreeMap::new();
     let mut by_question: Vec<Vec<&Trajectory>> = vec![Vec::new(); specs.len()];
     for t in &trajectories {
         if let Some(v) = by_question.get_mut(t.sample_index) {
             v.push(t);
         }
     }
+    let mut selector = Selector {
+        opts,
+        auditor,
+        policy: opts.source.label(),
+        media_rel: &media_rel,
+        tmp_media: &tmp_media,
+        dropped: BTreeMap::new(),
+    };
     let mut out_lines: Vec<Value> = Vec::new();
     for candidates in by_question {
-        let mut count_drop = |reason: &str| *dropped.entry(reason.to_string()).or_default() += 1;
-        let mut ok: Vec<&Trajectory> = Vec::new();
-        for t in candidates {
-            if t.dropped.is_some() {
-                count_drop("runtime_error");
-            } else if !t.won || t.episode_reward < opts.min_reward {
-                count_drop("not_successful");
-            } else {
-                ok.push(t);
-            }
-        }
-        summary.successful += ok.len();
-        ok.sort_by(|a, b| {
-            b.episode_reward
-                .total_cmp(&a.episode_reward)
-                .then(a.turns.len().cmp(&b.turns.len()))
-                .then(a.copy.cmp(&b.copy))
-        });
-        let mut kept: Vec<Vec<&str>> = Vec::new();
-        for t in ok {
-            let responses: Vec<&str> = t.turns.iter().map(|x| x.response.as_str()).collect();
-            if kept.contains(&responses) {
-                count_drop("duplicate");
-                continue;
-            }
-            if kept.len() >= opts.keep {
-                count_drop("over_keep");
-                continue;
-            }
-            match auditor.as_mut() {
-                None => {
-                    if let Some(reason) = audit::rule_check(t) {
-                        count_drop(reason);
-                        continue;
-                    }
-                }
-                Some(a) => match a.audit(t) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        count_drop("audit_unsupported");
-                        continue;
-                    }
-                    Err(e) => {
-                        say(&format!("warning: audit of {} ({}): {e}", t.traj_uid, t.spec.question_id));
-                        count_drop("audit_failed");
-                        continue;
-                    }
-                },
-            }
-            let info = json!({"policy": policy, "attempt": t.copy + 1, "attempts": opts.n});
-            let (lines, jobs) = export::lines_and_jobs(t, &media_rel, &info);
-            if lines.is_empty() {
-                count_drop("no_sft_lines");
-                continue;
-            }
-            if let Err(e) = export::write_media(t, &jobs, &tmp_media) {
-                say(&format!("warning: media of {} ({}): {e}", t.traj_uid, t.spec.question_id));
-                count_drop("media_export");
-                continue;
-            }
-            kept.push(responses);
-            out_lines.extend(lines);
-        }
-        summary.kept += kept.len();
-        if kept.is_empty() {
-            summary.questions_without_kept += 1;
-        }
+        let (successful, kept) = selector.select(candidates, &mut out_lines, say);
+        summary.successful += successful;
+        summary.kept += kept;
+        summary.questions_without_kept += usize::from(kept == 0);
     }
-    summary.dropped = dropped;
-    summary.audit_requests = auditor.as_ref().map_or(0, |a| a.requests);
+    summary.audit_requests = selector.auditor.as_ref().map_or(0, |a| a.requests);
+    summary.dropped = selector.dropped;
     summary.lines = out_lines.len();
-
-    let mut text = String::new();
-    for line in &out_lines {
-        text.push_str(&line.to_string());
-        text.push('\n');
-    }
-    if !out_lines.is_empty() {
-        let opts_check = CheckOptions { media_root: Some(parent.clone()), check_media: false, max_problems: 5 };
-        let report = check_bytes(&opts.out, text.as_bytes(), DataFormat::Sft, &opts_check);
-        if let Some(p) = report.problems.iter().find(|p| p.severity == rollout::data::Severity::Error) {
-            return Err(SynthError::Check(p.to_string()));
-        }
-    }
-    if media_dir.exists() {
-        std::fs::remove_dir_all(&media_dir).map_err(io(&media_dir))?;
-    }
-    std::fs::rename(&tmp_media, &media_dir).map_err(io(&media_dir))?;
-    write_atomic(&opts.out, text.as_bytes())?;
+    write_output(opts, &parent, &tmp_media, &media_dir, &out_lines)?;
     summary.out = opts.out.display().to_string();
     summary.media_dir = media_dir.display().to_string();
     summary.media_root = parent.display().to_string();

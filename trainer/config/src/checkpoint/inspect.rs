@@ -207,28 +207,83 @@ fn first_names<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
 
 fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
     let mut report = ModelReport { dir: dir.display().to_string(), ..ModelReport::default() };
-    let problems = &mut report.problems;
     if !dir.is_dir() {
-        problems.push(Problem::error(&report.dir, "model directory not found"));
+        report.problems.push(Problem::error(&report.dir, "model directory not found"));
         return report;
     }
     if !dir.join("tokenizer.json").is_file() {
         let msg = "tokenizer.json not found (needed to tokenize prompts)";
-        problems.push(Problem::warning(&report.dir, msg));
+        report.problems.push(Problem::warning(&report.dir, msg));
     }
     report.params = cfg.map(ParamCounts::of);
-    let Some(weights) = locate(dir, problems) else {
+    let Some(weights) = locate(dir, &mut report.problems) else {
         return report;
     };
-    let at = |f: &str| dir.join(f).display().to_string();
-
     let headers: Vec<(String, Result<SafetensorsHeader, HeaderError>)> =
         weights.files.par_iter().map(|f| (f.clone(), read_header(&dir.join(f)))).collect();
-    let mut found: BTreeMap<&str, (&str, &TensorInfo)> = BTreeMap::new();
-    // Tensors whose absence is already reported, or that sit in an unreadable shard.
-    let mut accounted: BTreeSet<&str> = BTreeSet::new();
+    let scan = scan_shards(dir, &weights, &headers, &mut report);
+
+    let all_names = scan.found.keys().chain(&scan.accounted).copied();
+    let Some(layout) = KeyLayout::detect(all_names) else {
+        let msg = "no thinker tensors found (expected names like `thinker.model.embed_tokens.weight`)";
+        report.problems.push(Problem::error(&weights.anchor, msg));
+        return report;
+    };
+    report.layout = Some(layout);
+    let manifest = cfg.map(|c| Manifest::new(c, layout));
+    let expected: Expected<'_> = manifest
+        .iter()
+        .flat_map(|m| &m.tensors)
+        .map(|t| (t.name.as_str(), (t.shape.as_slice(), t.component)))
+        .collect();
+    report.expected_tensors = expected.len();
+    let mut unknown = check_stored(dir, layout, &scan, &expected, manifest.is_some(), &mut report);
+    report.stored_dtype = report.dtype_counts.iter().max_by_key(|(_, n)| **n).map(|(d, _)| *d);
+    if let Some(cfg) = cfg {
+        check_config_fit(cfg, layout, &scan, &expected, &weights.anchor, &mut unknown, &mut report);
+    }
+    let problems = &mut report.problems;
+    if !unknown.is_empty() {
+        let msg = format!(
+            "{} tensors in the thinker namespace are not part of the configured thinker and are ignored: {}",
+            unknown.len(),
+            first_names(&unknown)
+        );
+        problems.push(Problem::warning(&weights.anchor, msg));
+    }
+    if report.dtype_counts.len() > 1 {
+        let mix: Vec<String> = report.dtype_counts.iter().map(|(d, n)| format!("{d} x {n}")).collect();
+        let msg = format!("mixed dtypes among thinker tensors: {}", mix.join(", "));
+        problems.push(Problem::warning(&weights.anchor, msg));
+    }
+    report
+}
+
+/// Expected tensor name -> (shape, component), from the config's manifest.
+type Expected<'a> = BTreeMap<&'a str, (&'a [usize], Component)>;
+
+/// What the shard headers hold.
+struct ShardScan<'a> {
+    /// Tensor name -> (shard file, header entry).
+    found: BTreeMap<&'a str, (&'a str, &'a TensorInfo)>,
+    /// Tensors whose absence is already reported, or that sit in an unreadable shard.
+    accounted: BTreeSet<&'a str>,
+}
+
+/// Reads the shard headers against the index: unreadable or missing shards, tensors the index
+/// puts in a shard that lacks them, shard tensors the index does not list, trailing bytes, and
+/// an index `total_size` that disagrees with the headers.
+fn scan_shards<'a>(
+    dir: &Path,
+    weights: &'a Weights,
+    headers: &'a [(String, Result<SafetensorsHeader, HeaderError>)],
+    report: &mut ModelReport,
+) -> ShardScan<'a> {
+    let at = |f: &str| dir.join(f).display().to_string();
+    let mut scan = ShardScan { found: BTreeMap::new(), accounted: BTreeSet::new() };
     let mut lacking = Vec::new();
-    for (file, header) in &headers {
+    let problems = &mut report.problems;
+    for (file, header) in headers {
         let listed: Vec<&String> = match &weights.weight_map {
             Some(map) => map.iter().filter(|(_, f)| *f == file).map(|(n, _)| n).collect(),
             None => Vec::new(),
@@ -243,7 +298,7 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
                     _ => e.message(),
                 };
                 problems.push(Problem::error(at(file), message));
-                accounted.extend(listed.iter().map(|n| n.as_str()));
+                scan.accounted.extend(listed.iter().map(|n| n.as_str()));
                 continue;
             }
         };
@@ -253,61 +308,58 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
             let msg = format!("{} bytes after the data section", header.trailing_bytes());
             problems.push(Problem::warning(at(file), msg));
         }
-        match &weights.weight_map {
-            None => found.extend(header.tensors.iter().map(|(n, t)| (n.as_str(), (file.as_str(), t)))),
-            Some(map) => {
-                for name in &listed {
-                    match header.tensors.get(name.as_str()) {
-                        Some(t) => {
-                            found.insert(name.as_str(), (file.as_str(), t));
-                        }
-                        None => {
-                            accounted.insert(name.as_str());
-                            let msg = format!(
-                                "tensor `{name}` is listed in {INDEX_FILE} for this shard but the shard does not contain it"
-                            );
-                            lacking.push(Problem::error(at(file), msg));
-                        }
-                    }
+        let Some(map) = &weights.weight_map else {
+            scan.found.extend(header.tensors.iter().map(|(n, t)| (n.as_str(), (file.as_str(), t))));
+            continue;
+        };
+        for name in &listed {
+            match header.tensors.get(name.as_str()) {
+                Some(t) => {
+                    scan.found.insert(name.as_str(), (file.as_str(), t));
                 }
-                let unlisted: Vec<&String> = header.tensors.keys().filter(|n| map.get(*n) != Some(file)).collect();
-                if !unlisted.is_empty() {
+                None => {
+                    scan.accounted.insert(name.as_str());
                     let msg = format!(
-                        "{} tensors in this shard are not mapped to it by the index and are ignored: {}",
-                        unlisted.len(),
-                        first_names(unlisted.iter().copied())
+                        "tensor `{name}` is listed in {INDEX_FILE} for this shard but the shard does not contain it"
                     );
-                    problems.push(Problem::warning(at(file), msg));
+                    lacking.push(Problem::error(at(file), msg));
                 }
             }
         }
+        let unlisted: Vec<&String> = header.tensors.keys().filter(|n| map.get(*n) != Some(file)).collect();
+        if !unlisted.is_empty() {
+            let msg = format!(
+                "{} tensors in this shard are not mapped to it by the index and are ignored: {}",
+                unlisted.len(),
+                first_names(unlisted.iter().copied())
+            );
+            problems.push(Problem::warning(at(file), msg));
+        }
     }
     push_capped(problems, lacking, "tensors missing from their shards");
-    if let (Some(total), true) = (weights.total_size, accounted.is_empty()) {
-        let stored: u64 = found.values().map(|(_, t)| t.byte_len()).sum();
+    if let (Some(total), true) = (weights.total_size, scan.accounted.is_empty()) {
+        let stored: u64 = scan.found.values().map(|(_, t)| t.byte_len()).sum();
         if total != stored {
             let msg = format!("metadata.total_size {total} differs from the {stored} bytes the shard headers describe");
             problems.push(Problem::warning(&weights.anchor, msg));
         }
     }
+    scan
+}
 
-    let all_names = found.keys().chain(&accounted).copied();
-    let Some(layout) = KeyLayout::detect(all_names) else {
-        let msg = "no thinker tensors found (expected names like `thinker.model.embed_tokens.weight`)";
-        problems.push(Problem::error(&weights.anchor, msg));
-        return report;
-    };
-    report.layout = Some(layout);
-    let manifest = cfg.map(|c| Manifest::new(c, layout));
-    let expected: BTreeMap<&str, (&[usize], Component)> = manifest
-        .iter()
-        .flat_map(|m| &m.tensors)
-        .map(|t| (t.name.as_str(), (t.shape.as_slice(), t.component)))
-        .collect();
-    report.expected_tensors = expected.len();
-
+/// Counts the stored thinker tensors into `report` and checks their dtypes and shapes against
+/// `expected`; returns the thinker tensors the config does not know (only with a manifest).
+fn check_stored(
+    dir: &Path,
+    layout: KeyLayout,
+    scan: &ShardScan<'_>,
+    expected: &Expected<'_>,
+    have_manifest: bool,
+    report: &mut ModelReport,
+) -> Vec<String> {
+    let at = |f: &str| dir.join(f).display().to_string();
     let (mut shapes, mut dtypes, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
-    for (&name, &(file, info)) in &found {
+    for (&name, &(file, info)) in &scan.found {
         if KeyLayout::is_ignored(name) || !layout.is_thinker_name(name) {
             continue;
         }
@@ -327,70 +379,64 @@ fn inspect(dir: &Path, cfg: Option<&OmniThinkerConfig>) -> ModelReport {
                     shapes.push(Problem::error(at(file), msg));
                 }
             }
-            None if manifest.is_some() => unknown.push(name.to_string()),
+            None if have_manifest => unknown.push(name.to_string()),
             None => {}
         }
     }
-    push_capped(problems, shapes, "shape mismatches");
-    push_capped(problems, dtypes, "tensors with a non-float dtype");
+    push_capped(&mut report.problems, shapes, "shape mismatches");
+    push_capped(&mut report.problems, dtypes, "tensors with a non-float dtype");
+    unknown
+}
 
-    if let Some(cfg) = cfg {
-        let missing: Vec<(&str, Component)> = expected
-            .iter()
-            .filter(|(n, _)| !found.contains_key(*n) && !accounted.contains(*n))
-            .map(|(n, (_, c))| (*n, *c))
-            .collect();
-        if !missing.is_empty() {
-            let per = |c: Component| missing.iter().filter(|(_, x)| *x == c).count();
-            let names: Vec<String> = missing.iter().map(|(n, _)| n.to_string()).collect();
-            let mut msg = format!(
-                "{} of {} expected tensors are missing (llm {}, vision {}, audio {}): {}",
-                missing.len(),
-                expected.len(),
-                per(Component::Llm),
-                per(Component::Vision),
-                per(Component::Audio),
-                first_names(&names)
-            );
-            if names.iter().any(|n| n.ends_with("lm_head.weight")) {
-                msg.push_str(" (lm_head is expected because the config has tie_word_embeddings = false)");
-            }
-            problems.push(Problem::error(&weights.anchor, msg));
-        }
-        let lm_head = layout.name("lm_head.weight");
-        if cfg.tie_word_embeddings() && found.contains_key(lm_head.as_str()) {
-            unknown.retain(|n| *n != lm_head);
-            let msg = format!("`{lm_head}` is stored but the config ties word embeddings; it will be ignored");
-            problems.push(Problem::warning(&weights.anchor, msg));
-        }
-        let stored = report.dtype_counts.iter().max_by_key(|(_, n)| **n).map(|(d, _)| *d);
-        report.stored_dtype = stored;
-        let wanted = cfg.dtype().map(|d| match d {
-            FloatDtype::F32 => Dtype::F32,
-            FloatDtype::BF16 => Dtype::Bf16,
-            FloatDtype::F16 => Dtype::F16,
-        });
-        if let (Some(stored), Some(wanted), Some(name)) = (stored, wanted, cfg.dtype_name())
-            && stored != wanted
-        {
-            let msg = format!("config.json says {name} but the weights are stored as {stored} (cast on load)");
-            problems.push(Problem::warning(&weights.anchor, msg));
-        }
-    } else {
-        report.stored_dtype = report.dtype_counts.iter().max_by_key(|(_, n)| **n).map(|(d, _)| *d);
-    }
-    if !unknown.is_empty() {
-        let msg = format!(
-            "{} tensors in the thinker namespace are not part of the configured thinker and are ignored: {}",
-            unknown.len(),
-            first_names(&unknown)
+/// What only the config can tell: expected tensors that are missing (per component), a stored
+/// `lm_head` the config ties away, and a stored dtype other than the config's.
+fn check_config_fit(
+    cfg: &OmniThinkerConfig,
+    layout: KeyLayout,
+    scan: &ShardScan<'_>,
+    expected: &Expected<'_>,
+    anchor: &str,
+    unknown: &mut Vec<String>,
+    report: &mut ModelReport,
+) {
+    let problems = &mut report.problems;
+    let missing: Vec<(&str, Component)> = expected
+        .iter()
+        .filter(|(n, _)| !scan.found.contains_key(*n) && !scan.accounted.contains(*n))
+        .map(|(n, (_, c))| (*n, *c))
+        .collect();
+    if !missing.is_empty() {
+        let per = |c: Component| missing.iter().filter(|(_, x)| *x == c).count();
+        let names: Vec<String> = missing.iter().map(|(n, _)| n.to_string()).collect();
+        let mut msg = format!(
+            "{} of {} expected tensors are missing (llm {}, vision {}, audio {}): {}",
+            missing.len(),
+            expected.len(),
+            per(Component::Llm),
+            per(Component::Vision),
+            per(Component::Audio),
+            first_names(&names)
         );
-        problems.push(Problem::warning(&weights.anchor, msg));
+        if names.iter().any(|n| n.ends_with("lm_head.weight")) {
+            msg.push_str(" (lm_head is expected because the config has tie_word_embeddings = false)");
+        }
+        problems.push(Problem::error(anchor, msg));
     }
-    if report.dtype_counts.len() > 1 {
-        let mix: Vec<String> = report.dtype_counts.iter().map(|(d, n)| format!("{d} x {n}")).collect();
-        let msg = format!("mixed dtypes among thinker tensors: {}", mix.join(", "));
-        problems.push(Problem::warning(&weights.anchor, msg));
+    let lm_head = layout.name("lm_head.weight");
+    if cfg.tie_word_embeddings() && scan.found.contains_key(lm_head.as_str()) {
+        unknown.retain(|n| *n != lm_head);
+        let msg = format!("`{lm_head}` is stored but the config ties word embeddings; it will be ignored");
+        problems.push(Problem::warning(anchor, msg));
     }
-    report
+    let wanted = cfg.dtype().map(|d| match d {
+        FloatDtype::F32 => Dtype::F32,
+        FloatDtype::BF16 => Dtype::Bf16,
+        FloatDtype::F16 => Dtype::F16,
+    });
+    if let (Some(stored), Some(wanted), Some(name)) = (report.stored_dtype, wanted, cfg.dtype_name())
+        && stored != wanted
+    {
+        let msg = format!("config.json says {name} but the weights are stored as {stored} (cast on load)");
+        problems.push(Problem::warning(anchor, msg));
+    }
 }

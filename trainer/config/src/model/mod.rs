@@ -59,11 +59,16 @@ impl OmniThinkerConfig {
     /// special-token ids distinct and inside the vocabulary, activations and RoPE type supported.
     pub fn validate(&self) -> Vec<ConfigIssue> {
         let mut out = Vec::new();
-        let p = self.key_prefix();
-        let (t, v, a, th) = (self.text(), self.vision(), self.audio(), self.thinker());
-        let th_hidden = format!("differs from text_config.hidden_size {}", t.hidden_size);
+        self.validate_text(&mut out);
+        self.validate_vision(&mut out);
+        self.validate_audio(&mut out);
+        self.validate_thinker(&mut out);
+        out
+    }
 
-        let mut c = Issues { prefix: format!("{p}text_config."), out: &mut out };
+    fn validate_text(&self, out: &mut Vec<ConfigIssue>) {
+        let t = self.text();
+        let mut c = Issues { prefix: format!("{}text_config.", self.key_prefix()), out };
         c.sizes(&[
             ("vocab_size", t.vocab_size),
             ("hidden_size", t.hidden_size),
@@ -99,8 +104,11 @@ impl OmniThinkerConfig {
         c.name("hidden_act", t.hidden_act.as_deref(), "silu");
         let msg = "sliding-window attention is not supported".into();
         c.check(t.use_sliding_window != Some(true), "use_sliding_window", msg);
+    }
 
-        let mut c = Issues { prefix: format!("{p}vision_config."), out: &mut out };
+    fn validate_vision(&self, out: &mut Vec<ConfigIssue>) {
+        let (t, v) = (self.text(), self.vision());
+        let mut c = Issues { prefix: format!("{}vision_config.", self.key_prefix()), out };
         c.sizes(&[
             ("depth", v.depth),
             ("hidden_size", v.hidden_size),
@@ -125,14 +133,17 @@ impl OmniThinkerConfig {
         let px = v.patch_size.saturating_mul(v.spatial_merge_size).max(1);
         let msg = format!("{} is not a multiple of patch_size x spatial_merge_size = {px}", v.window_size);
         c.check(v.window_size.is_multiple_of(px), "window_size", msg);
-        let msg = format!("{} {th_hidden}", v.out_hidden_size);
+        let msg = format!("{} differs from text_config.hidden_size {}", v.out_hidden_size, t.hidden_size);
         c.check(v.out_hidden_size == t.hidden_size, "out_hidden_size", msg);
         let embed_dim = v.embed_dim.unwrap_or(vhs);
         let msg = format!("{embed_dim} differs from hidden_size {vhs}");
         c.check(embed_dim == vhs, "embed_dim", msg);
         c.name("hidden_act", v.hidden_act.as_deref(), "silu");
+    }
 
-        let mut c = Issues { prefix: format!("{p}audio_config."), out: &mut out };
+    fn validate_audio(&self, out: &mut Vec<ConfigIssue>) {
+        let (t, a) = (self.text(), self.audio());
+        let mut c = Issues { prefix: format!("{}audio_config.", self.key_prefix()), out };
         c.sizes(&[
             ("d_model", a.d_model),
             ("encoder_layers", a.encoder_layers),
@@ -150,11 +161,15 @@ impl OmniThinkerConfig {
         c.check(d.is_multiple_of(2) && d >= 4, "d_model", msg);
         let msg = format!("{} exceeds max_source_positions {}", a.n_window, a.max_source_positions);
         c.check(a.n_window <= a.max_source_positions, "n_window", msg);
-        let msg = format!("{} {th_hidden}", a.output_dim);
+        let msg = format!("{} differs from text_config.hidden_size {}", a.output_dim, t.hidden_size);
         c.check(a.output_dim == t.hidden_size, "output_dim", msg);
         c.name("activation_function", a.activation_function.as_deref(), "gelu");
+    }
 
-        let mut c = Issues { prefix: p.to_string(), out: &mut out };
+    /// Special-token ids, TMRoPE time settings and `torch_dtype`.
+    fn validate_thinker(&self, out: &mut Vec<ConfigIssue>) {
+        let (p, t, th) = (self.key_prefix(), self.text(), self.thinker());
+        let mut c = Issues { prefix: p.to_string(), out };
         let ids = [
             ("audio_token_index", Some(th.audio_token_index)),
             ("image_token_index", Some(th.image_token_index)),
@@ -182,7 +197,6 @@ impl OmniThinkerConfig {
             let msg = format!("`{name}` is not one of float32, bfloat16, float16");
             c.check(FloatDtype::from_torch_name(name).is_some(), "torch_dtype", msg);
         }
-        out
     }
 
     /// [`validate`](Self::validate) as error `Problem`s located at `location` (the config file).
