@@ -64,6 +64,7 @@
 
 pub mod action;
 pub mod budget;
+mod deliver;
 pub mod format;
 pub mod media;
 pub mod memory;
@@ -86,9 +87,8 @@ pub use validate::{ErrorCode, Failure, MediaRequest, VideoMeta};
 pub use video_env::{VideoEnv, media_file_item};
 
 use crate::chat;
-use crate::data::{PartKind, Role};
+use crate::data::Role;
 use crate::prompt::{PromptTemplate, PromptVars, question::question_text};
-use format::fixed3;
 use std::sync::Arc;
 use validate::Termination;
 
@@ -336,81 +336,10 @@ impl Episode {
             self.awaiting = None;
         }
         let conf = pending.confidence;
-        let tol = 5.0 * self.settings.duration_tolerance();
-        let min_audio = self.settings.limits.min_audio_seconds;
-        let (message, delivered, atype) = match (&pending.request, result) {
-            (MediaRequest::Frames { start, end, timestamps }, result) => {
-                let atype = Some(ActionType::GetFrames);
-                let obs = match result {
-                    Ok(obs) if obs.items.len() == timestamps.len() => obs,
-                    Ok(_) => return self.fail(Failure::new(ErrorCode::FfmpegFrameFail, None), atype, conf),
-                    Err(f) => {
-                        let detail = f.at.map(|t| format!("Bad frame {}s", format::fixed2(t)));
-                        return self.fail(Failure::new(ErrorCode::FfmpegFrameFail, detail), atype, conf);
-                    }
-                };
-                let d = self.spec.meta.duration;
-                let images = timestamps
-                    .iter()
-                    .zip(obs.items)
-                    .map(|(t, item)| {
-                        let ts = t.max(0.0).min(d - 0.2);
-                        self.part(PartKind::Image, format!("STEP_{}_frame_{}.jpg", self.step, fixed3(ts)), Some(item))
-                    })
-                    .collect();
-                let delivered = Delivered {
-                    n_frames: timestamps.len(),
-                    frames_range: Some((*start, *end)),
-                    ..Delivered::default()
-                };
-                (memory::frames_message(*start, timestamps, *end, images), delivered, atype)
-            }
-            (MediaRequest::Audio { start, end }, result) => {
-                let atype = Some(ActionType::GetAudio);
-                let expect = end.minus(*start);
-                let obs = match result {
-                    Ok(obs) if obs.items.len() == 1 => obs,
-                    _ => return self.fail(Failure::new(ErrorCode::FfmpegAudioFail, None), atype, conf),
-                };
-                let a = obs.audio_seconds;
-                if a.is_none_or(|a| !positive(a) || (a - expect.value()).abs() > tol || a < min_audio) {
-                    let detail = format!("Bad audio duration {} (expect {})", py_opt(a), expect.py_repr());
-                    return self.fail(Failure::new(ErrorCode::FfmpegAudioFail, Some(detail)), atype, conf);
-                }
-                let (s, e) = (start.value(), end.value());
-                let name = format!("STEP_{}_audio_{}.wav", self.step, self.range_name(s, e));
-                let part = self.part(PartKind::Audio, name, obs.items.into_iter().next());
-                let delivered = Delivered { audio_range: Some((s, e)), ..Delivered::default() };
-                (memory::audio_message(s, e, part), delivered, atype)
-            }
-            (MediaRequest::Clip { start, end }, result) => {
-                let atype = Some(ActionType::GetClip);
-                let expect = end.minus(*start);
-                let obs = match result {
-                    Ok(obs) if obs.items.len() == 1 => obs,
-                    _ => return self.fail(Failure::new(ErrorCode::FfmpegClipFail, None), atype, conf),
-                };
-                let (v, a) = (obs.video_seconds, obs.audio_seconds);
-                let bad = match v {
-                    Some(v) if v != 0.0 && (v - expect.value()).abs() > tol => true,
-                    None => true,
-                    Some(v) if !positive(v) => true,
-                    Some(v) => {
-                        self.spec.meta.has_audio
-                            && a.is_none_or(|a| !positive(a) || a < min_audio || (a - v).abs() > tol / 5.0)
-                    }
-                };
-                if bad {
-                    let detail =
-                        format!("Bad clip duration v={}, a={}, expect {}", py_opt(v), py_opt(a), expect.py_repr());
-                    return self.fail(Failure::new(ErrorCode::FfmpegClipFail, Some(detail)), atype, conf);
-                }
-                let (s, e) = (start.value(), end.value());
-                let name = format!("STEP_{}_clip_{}.mp4", self.step, self.range_name(s, e));
-                let part = self.part(PartKind::Video, name, obs.items.into_iter().next());
-                let delivered = Delivered { clip_range: Some((s, e)), ..Delivered::default() };
-                (memory::clip_message(s, e, part), delivered, atype)
-            }
+        let atype = Some(pending.request.action_type());
+        let (message, delivered) = match self.deliver(&pending.request, result) {
+            Ok(done) => done,
+            Err(f) => return self.fail(f, atype, conf),
         };
         self.history.push(message);
         self.finalize(Ending {
@@ -434,21 +363,6 @@ impl Episode {
                 self.complete(pending, result)
             }
         }
-    }
-
-    fn part(&self, kind: PartKind, name: String, item: Option<MediaItem>) -> MediaPart {
-        let layout = match kind {
-            PartKind::Audio => chat::Part::Audio { tokens: 0 },
-            _ => chat::Part::Image { grid_thw: [1, 2, 2] },
-        };
-        let item = item.unwrap_or_else(|| MediaItem::layout_only(layout));
-        MediaPart { kind, name, item: Arc::new(item) }
-    }
-
-    /// `{s:.3f}_{e:.3f}` of the range the reference would extract (end clamped to d - 0.2).
-    fn range_name(&self, s: f64, e: f64) -> String {
-        let e = e.min(self.spec.meta.duration - 0.2).max(s);
-        format!("{}_{}", fixed3(s), fixed3(e))
     }
 
     fn answer(&mut self, content: &str, confidence: Option<f64>) -> StepOutcome {
@@ -575,14 +489,4 @@ impl Episode {
             self.tokens = None;
         }
     }
-}
-
-/// `x > 0` (false for NaN).
-fn positive(x: f64) -> bool {
-    x > 0.0
-}
-
-/// `repr` of an optional float (`None` for a missing duration).
-fn py_opt(x: Option<f64>) -> String {
-    x.map_or_else(|| "None".to_string(), format::py_float_repr)
 }

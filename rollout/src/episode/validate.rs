@@ -265,6 +265,15 @@ impl MediaRequest {
             MediaRequest::Audio { start, end } | MediaRequest::Clip { start, end } => (start.value(), end.value()),
         }
     }
+
+    /// The action that asked for this media.
+    pub fn action_type(&self) -> super::ActionType {
+        match self {
+            MediaRequest::Frames { .. } => super::ActionType::GetFrames,
+            MediaRequest::Audio { .. } => super::ActionType::GetAudio,
+            MediaRequest::Clip { .. } => super::ActionType::GetClip,
+        }
+    }
 }
 
 /// numpy's `linspace(start, end, num)` as a list of Python floats: `start + i * step`, the
