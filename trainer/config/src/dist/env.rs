@@ -151,75 +151,87 @@ pub fn discover(env: Env) -> (RankInfo, Vec<RankProblem>) {
         }
     }
     if let Some(source) = present.first() {
-        info.launcher = source.launcher;
-        let get = |vars: &[&str], problems: &mut Vec<RankProblem>| {
-            first(env, vars).and_then(|(var, text)| parse_u32(var, &text, problems).map(|v| (var.to_string(), v)))
-        };
-        let size = get(source.size, &mut problems);
-        let rank = get(source.rank, &mut problems);
-        match (&size, &rank) {
-            (None, Some((var, _))) => problems.push(RankProblem {
-                variable: source.size[0].into(),
-                message: format!("{var} is set but {} is not; a launch needs both", source.size[0]),
-            }),
-            (Some((var, _)), None) => problems.push(RankProblem {
-                variable: source.rank[0].into(),
-                message: format!("{var} is set but {} is not; a launch needs both", source.rank[0]),
-            }),
-            _ => {}
-        }
-        if let Some((var, 0)) = &size {
-            problems.push(RankProblem { variable: var.clone(), message: "world size must be at least 1".into() });
-        }
-        info.world_size = size.as_ref().map_or(1, |(_, v)| (*v).max(1));
-        info.rank = rank.as_ref().map_or(0, |(_, v)| *v);
-        if let Some((var, r)) = &rank
-            && *r >= info.world_size
-        {
-            problems.push(RankProblem {
-                variable: var.clone(),
-                message: format!("rank {r} is not below the world size {}", info.world_size),
-            });
-        }
-        let local_size = get(source.local_size, &mut problems);
-        let local_rank = get(source.local_rank, &mut problems);
-        info.local_world_size = local_size.as_ref().map_or(info.world_size, |(_, v)| (*v).max(1));
-        // Without a local rank, a single-node launch has local rank = rank.
-        info.local_rank = local_rank
-            .as_ref()
-            .map_or(if info.local_world_size == info.world_size { info.rank } else { 0 }, |(_, v)| *v);
-        if local_rank.is_none() && info.local_world_size != info.world_size {
-            problems.push(RankProblem {
-                variable: source.local_rank[0].into(),
-                message: "required on multi-node launches (which GPU this rank uses)".into(),
-            });
-        }
-        if let Some((var, lr)) = &local_rank
-            && *lr >= info.local_world_size
-        {
-            problems.push(RankProblem {
-                variable: var.clone(),
-                message: format!("local rank {lr} is not below the ranks per node {}", info.local_world_size),
-            });
-        }
-        if info.local_world_size > info.world_size {
-            problems.push(RankProblem {
-                variable: source.local_size[0].into(),
-                message: format!("{} ranks per node exceeds the world size {}", info.local_world_size, info.world_size),
-            });
-        }
-        info.nnodes =
-            info.world_size.is_multiple_of(info.local_world_size).then(|| info.world_size / info.local_world_size);
-        let needs_rendezvous = info.launcher == Launcher::Env && info.world_size > 1;
-        if needs_rendezvous && (info.master_addr.is_none() || info.master_port.is_none()) {
-            problems.push(RankProblem {
-                variable: "MASTER_ADDR".into(),
-                message: "WORLD_SIZE > 1 without MPI needs MASTER_ADDR and MASTER_PORT for the rendezvous".into(),
-            });
-        }
+        read_launch(env, source, &mut info, &mut problems);
     }
     assign_gpu(env, &mut info, &mut problems);
     (info, problems)
+}
+
+/// World size, rank, local layout and rendezvous from the launcher `source` that set them.
+fn read_launch(env: Env, source: &Source, info: &mut RankInfo, problems: &mut Vec<RankProblem>) {
+    info.launcher = source.launcher;
+    let size = read_u32(env, source.size, problems);
+    let rank = read_u32(env, source.rank, problems);
+    match (&size, &rank) {
+        (None, Some((var, _))) => problems.push(RankProblem {
+            variable: source.size[0].into(),
+            message: format!("{var} is set but {} is not; a launch needs both", source.size[0]),
+        }),
+        (Some((var, _)), None) => problems.push(RankProblem {
+            variable: source.rank[0].into(),
+            message: format!("{var} is set but {} is not; a launch needs both", source.rank[0]),
+        }),
+        _ => {}
+    }
+    if let Some((var, 0)) = &size {
+        problems.push(RankProblem { variable: var.clone(), message: "world size must be at least 1".into() });
+    }
+    info.world_size = size.as_ref().map_or(1, |(_, v)| (*v).max(1));
+    info.rank = rank.as_ref().map_or(0, |(_, v)| *v);
+    if let Some((var, r)) = &rank
+        && *r >= info.world_size
+    {
+        problems.push(RankProblem {
+            variable: var.clone(),
+            message: format!("rank {r} is not below the world size {}", info.world_size),
+        });
+    }
+    read_local_layout(env, source, info, problems);
+}
+
+/// A launcher variable as a number, with the variable's name.
+fn read_u32(env: Env, vars: &[&str], problems: &mut Vec<RankProblem>) -> Option<(String, u32)> {
+    first(env, vars).and_then(|(var, text)| parse_u32(var, &text, problems).map(|v| (var.to_string(), v)))
+}
+
+/// Ranks per node and the local rank (after the world size and rank), the node count, and
+/// the rendezvous an env-variable launch needs.
+fn read_local_layout(env: Env, source: &Source, info: &mut RankInfo, problems: &mut Vec<RankProblem>) {
+    let local_size = read_u32(env, source.local_size, problems);
+    let local_rank = read_u32(env, source.local_rank, problems);
+    info.local_world_size = local_size.as_ref().map_or(info.world_size, |(_, v)| (*v).max(1));
+    // Without a local rank, a single-node launch has local rank = rank.
+    info.local_rank =
+        local_rank.as_ref().map_or(if info.local_world_size == info.world_size { info.rank } else { 0 }, |(_, v)| *v);
+    if local_rank.is_none() && info.local_world_size != info.world_size {
+        problems.push(RankProblem {
+            variable: source.local_rank[0].into(),
+            message: "required on multi-node launches (which GPU this rank uses)".into(),
+        });
+    }
+    if let Some((var, lr)) = &local_rank
+        && *lr >= info.local_world_size
+    {
+        problems.push(RankProblem {
+            variable: var.clone(),
+            message: format!("local rank {lr} is not below the ranks per node {}", info.local_world_size),
+        });
+    }
+    if info.local_world_size > info.world_size {
+        problems.push(RankProblem {
+            variable: source.local_size[0].into(),
+            message: format!("{} ranks per node exceeds the world size {}", info.local_world_size, info.world_size),
+        });
+    }
+    info.nnodes =
+        info.world_size.is_multiple_of(info.local_world_size).then(|| info.world_size / info.local_world_size);
+    let needs_rendezvous = info.launcher == Launcher::Env && info.world_size > 1;
+    if needs_rendezvous && (info.master_addr.is_none() || info.master_port.is_none()) {
+        problems.push(RankProblem {
+            variable: "MASTER_ADDR".into(),
+            message: "WORLD_SIZE > 1 without MPI needs MASTER_ADDR and MASTER_PORT for the rendezvous".into(),
+        });
+    }
 }
 
 fn assign_gpu(env: Env, info: &mut RankInfo, problems: &mut Vec<RankProblem>) {

@@ -9,7 +9,7 @@ pub mod model;
 
 use crate::dist::{self, RankInfo};
 use crate::problem::{Problem, Severity};
-use crate::recipe::resolved::{ResolvedRecipe, ResolvedStage, SftSource};
+use crate::recipe::resolved::{Episodes, ResolvedRecipe, ResolvedStage, RlStage, SftSource, SftStage};
 use crate::recipe::{self, AppliedOverride, Recipe, StageKind};
 use batch::{MediaTokenBounds, RlBatch, SftBatch, StepPlan, StepRule};
 use data::{FileSummary, StageData};
@@ -272,26 +272,7 @@ fn stage_plan(
     };
     let episodes = match stage {
         ResolvedStage::Sft(s) => {
-            let samples = capped(sd.train_samples(), s.data.max_samples, sd.train.len());
-            let b = batch::sft_batch(&s.schedule, world);
-            let rule = StepRule {
-                epochs: s.schedule.epochs,
-                max_steps: s.schedule.max_steps,
-                warmup_ratio: s.optimizer.warmup_ratio,
-                save_every: s.checkpoint.save_every,
-            };
-            let (steps, step_issues) = batch::steps(samples, b.global_batch_size, false, rule);
-            if samples > 0 && samples < b.global_batch_size {
-                issues.push(batch::BatchIssue {
-                    key: "schedule.per_device_batch_size",
-                    error: false,
-                    message: format!(
-                        "{samples} training rows are fewer than one global batch of {}",
-                        b.global_batch_size
-                    ),
-                });
-            }
-            issues.extend(step_issues);
+            let (b, steps) = sft_schedule(s, &sd, world, &mut issues);
             plan.sft_batch = Some(b);
             plan.steps = Some(steps);
             match &s.data.source {
@@ -300,17 +281,7 @@ fn stage_plan(
             }
         }
         ResolvedStage::Rl(r) => {
-            let samples = capped(sd.train_samples(), r.data.max_samples, sd.train.len());
-            let (b, batch_issues) = batch::rl_batch(&r.rollout, r.episodes.micro_ratio, &r.algorithm, world);
-            issues.extend(batch_issues);
-            let rule = StepRule {
-                epochs: r.schedule.epochs,
-                max_steps: r.schedule.max_steps,
-                warmup_ratio: r.optimizer.warmup_ratio,
-                save_every: r.checkpoint.save_every,
-            };
-            let (steps, step_issues) = batch::steps(samples, u64::from(r.rollout.prompts_per_step), true, rule);
-            issues.extend(step_issues);
+            let (b, steps) = rl_schedule(r, &sd, world, &mut issues);
             plan.rl_batch = Some(b);
             plan.steps = Some(steps);
             Some(&r.episodes)
@@ -324,22 +295,72 @@ fn stage_plan(
         }
     };
     if let Some(ep) = episodes {
-        let limits = &ep.settings.limits;
-        let budgets: Vec<u32> = sd.durations.iter().map(|d| batch::turn_budget(limits, *d)).collect();
-        let cap = limits.max_steps;
-        plan.turn_budget = Some(TurnBudget {
-            min: budgets.iter().copied().min().unwrap_or(cap),
-            max: budgets.iter().copied().max().unwrap_or(cap),
-            cap,
-        });
-        let bounds = batch::media_token_bounds(limits, stage.preprocess());
-        let prompt_chars = ep.system_prompt.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|t| t.len());
-        let overhead = batch::prompt_overhead_tokens(prompt_chars);
-        issues.extend(batch::media_issues(&bounds, limits.max_prompt_tokens, overhead));
-        plan.media_tokens = Some(bounds);
-        plan.host_memory = Some(HostMemory { media_cache_bytes: ep.media_cache_bytes });
+        plan_episodes(ep, stage, &sd, &mut plan, &mut issues);
     }
     (plan, issues)
+}
+
+/// An SFT stage's batch layout and step plan; problems go to `issues`.
+fn sft_schedule(s: &SftStage, sd: &StageData, world: u32, issues: &mut Vec<batch::BatchIssue>) -> (SftBatch, StepPlan) {
+    let samples = capped(sd.train_samples(), s.data.max_samples, sd.train.len());
+    let b = batch::sft_batch(&s.schedule, world);
+    let rule = StepRule {
+        epochs: s.schedule.epochs,
+        max_steps: s.schedule.max_steps,
+        warmup_ratio: s.optimizer.warmup_ratio,
+        save_every: s.checkpoint.save_every,
+    };
+    let (steps, step_issues) = batch::steps(samples, b.global_batch_size, false, rule);
+    if samples > 0 && samples < b.global_batch_size {
+        issues.push(batch::BatchIssue {
+            key: "schedule.per_device_batch_size",
+            error: false,
+            message: format!("{samples} training rows are fewer than one global batch of {}", b.global_batch_size),
+        });
+    }
+    issues.extend(step_issues);
+    (b, steps)
+}
+
+/// An RL stage's batch layout and step plan; problems go to `issues`.
+fn rl_schedule(r: &RlStage, sd: &StageData, world: u32, issues: &mut Vec<batch::BatchIssue>) -> (RlBatch, StepPlan) {
+    let samples = capped(sd.train_samples(), r.data.max_samples, sd.train.len());
+    let (b, batch_issues) = batch::rl_batch(&r.rollout, r.episodes.micro_ratio, &r.algorithm, world);
+    issues.extend(batch_issues);
+    let rule = StepRule {
+        epochs: r.schedule.epochs,
+        max_steps: r.schedule.max_steps,
+        warmup_ratio: r.optimizer.warmup_ratio,
+        save_every: r.checkpoint.save_every,
+    };
+    let (steps, step_issues) = batch::steps(samples, u64::from(r.rollout.prompts_per_step), true, rule);
+    issues.extend(step_issues);
+    (b, steps)
+}
+
+/// What a stage's episodes imply: turn budgets over its videos, media-token bounds against the
+/// prompt limit, and the media cache's host memory.
+fn plan_episodes(
+    ep: &Episodes,
+    stage: &ResolvedStage,
+    sd: &StageData,
+    plan: &mut StagePlan,
+    issues: &mut Vec<batch::BatchIssue>,
+) {
+    let limits = &ep.settings.limits;
+    let budgets: Vec<u32> = sd.durations.iter().map(|d| batch::turn_budget(limits, *d)).collect();
+    let cap = limits.max_steps;
+    plan.turn_budget = Some(TurnBudget {
+        min: budgets.iter().copied().min().unwrap_or(cap),
+        max: budgets.iter().copied().max().unwrap_or(cap),
+        cap,
+    });
+    let bounds = batch::media_token_bounds(limits, stage.preprocess());
+    let prompt_chars = ep.system_prompt.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|t| t.len());
+    let overhead = batch::prompt_overhead_tokens(prompt_chars);
+    issues.extend(batch::media_issues(&bounds, limits.max_prompt_tokens, overhead));
+    plan.media_tokens = Some(bounds);
+    plan.host_memory = Some(HostMemory { media_cache_bytes: ep.media_cache_bytes });
 }
 
 #[cfg(test)]
