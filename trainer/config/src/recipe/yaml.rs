@@ -10,7 +10,7 @@
 //! `!!bool`/`!!null` ones (a recipe has no use for them), merge keys (`<<`), and multiple
 //! documents per file; each is reported as an error rather than silently misread.
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -202,16 +202,7 @@ pub fn parse(source: &str, path: &str) -> Result<Node, SyntaxError> {
                 None
             }
             Event::Scalar(text, style, anchor, tag) => {
-                let value = match (&tag, style) {
-                    (Some(tag), _) if tag.is_yaml_core_schema() => match tag.suffix.as_str() {
-                        "str" => Value::Str(text.to_string()),
-                        "null" | "bool" | "int" | "float" => resolve_plain(&text),
-                        other => return Err(err(format!("unsupported tag !!{other}"))),
-                    },
-                    (Some(tag), _) => return Err(err(format!("unsupported tag {}{}", tag.handle, tag.suffix))),
-                    (None, ScalarStyle::Plain) => resolve_plain(&text),
-                    (None, _) => Value::Str(text.to_string()),
-                };
+                let value = scalar_value(&text, style, tag.as_deref()).map_err(err)?;
                 Some((Node::new(value, origin), anchor))
             }
             Event::SequenceStart(anchor, _) => {
@@ -243,37 +234,46 @@ pub fn parse(source: &str, path: &str) -> Result<Node, SyntaxError> {
             None => root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
-                None => {
-                    let key = match &node.value {
-                        Value::Str(s) => s.clone(),
-                        Value::Int(i) => i.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        other => {
-                            return Err(SyntaxError {
-                                origin: node.origin,
-                                message: format!("mapping keys must be plain names, found {}", other.describe()),
-                            });
-                        }
-                    };
-                    if key == "<<" {
-                        return Err(SyntaxError {
-                            origin: node.origin,
-                            message: "merge keys (<<) are not supported".into(),
-                        });
-                    }
-                    if let Some(first) = entries.iter().find(|e| e.key == key) {
-                        return Err(SyntaxError {
-                            origin: node.origin,
-                            message: format!("duplicate key `{key}` (first defined at {})", first.key_origin),
-                        });
-                    }
-                    *pending_key = Some((key, node.origin));
-                }
+                None => *pending_key = Some((mapping_key(&node, entries)?, node.origin)),
                 Some((key, key_origin)) => entries.push(Entry { key, key_origin, node }),
             },
         }
     }
     Ok(root.unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Origin::File { path: path.clone(), line: 1, col: 1 })))
+}
+
+/// A scalar's value: core-schema tags (`!!str`, `!!int`, ...) are honoured, other tags refused;
+/// untagged plain scalars resolve by the core schema, quoted ones are strings.
+fn scalar_value(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
+    Ok(match (tag, style) {
+        (Some(tag), _) if tag.is_yaml_core_schema() => match tag.suffix.as_str() {
+            "str" => Value::Str(text.to_string()),
+            "null" | "bool" | "int" | "float" => resolve_plain(text),
+            other => return Err(format!("unsupported tag !!{other}")),
+        },
+        (Some(tag), _) => return Err(format!("unsupported tag {}{}", tag.handle, tag.suffix)),
+        (None, ScalarStyle::Plain) => resolve_plain(text),
+        (None, _) => Value::Str(text.to_string()),
+    })
+}
+
+/// `node` as the next key of a mapping holding `entries`: a plain name, no merge key (`<<`),
+/// not already defined.
+fn mapping_key(node: &Node, entries: &[Entry]) -> Result<String, SyntaxError> {
+    let refuse = |message: String| SyntaxError { origin: node.origin.clone(), message };
+    let key = match &node.value {
+        Value::Str(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => return Err(refuse(format!("mapping keys must be plain names, found {}", other.describe()))),
+    };
+    if key == "<<" {
+        return Err(refuse("merge keys (<<) are not supported".into()));
+    }
+    if let Some(first) = entries.iter().find(|e| e.key == key) {
+        return Err(refuse(format!("duplicate key `{key}` (first defined at {})", first.key_origin)));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -316,6 +316,25 @@ mod tests {
         assert_eq!(e.origin, Origin::File { path: "r.yaml".into(), line: 2, col: 1 });
         let e = parse("a: [1, 2\n", "r.yaml").unwrap_err();
         assert!(matches!(e.origin, Origin::File { .. }));
+    }
+
+    #[test]
+    fn what_a_recipe_cannot_hold_is_refused_where_it_is() {
+        let cases = [
+            ("a: !!binary aGk=\n", "unsupported tag !!binary", 1),
+            ("a: !custom 1\n", "unsupported tag !custom", 1),
+            ("base: &b {x: 1}\nc:\n  <<: *b\n", "merge keys (<<) are not supported", 3),
+            ("? [1, 2]\n: v\n", "mapping keys must be plain names, found a list", 1),
+            ("a: 1\n---\nb: 2\n", "a recipe holds one YAML document; found a second `---`", 2),
+        ];
+        for (text, message, line) in cases {
+            let e = parse(text, "r.yaml").unwrap_err();
+            assert_eq!(e.message, message, "{text:?}");
+            assert!(matches!(e.origin, Origin::File { line: l, .. } if l == line), "{text:?}: {}", e.origin);
+        }
+        let tagged = parse("a: !!str 12\nb: !!int 12\n", "r.yaml").unwrap();
+        assert_eq!(tagged.get("a").unwrap().value, Value::Str("12".into()));
+        assert_eq!(tagged.get("b").unwrap().value, Value::Int(12));
     }
 
     #[test]
