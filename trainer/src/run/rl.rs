@@ -85,7 +85,15 @@ pub fn rl(
     let (specs, filter_scalars) = filter_prompts(model, at, stage, judge, specs)?;
     let val_specs = eval_specs(val_files, media_root.as_deref(), *max_samples)?;
     let end_ids = model.encoder.stop_ids();
-    let prompts = (*prompts_per_step as usize).clamp(1, specs.len().max(1));
+    // The dry run refuses data with fewer prompts than one step (and the pass-rate filter
+    // refuses to keep fewer), so a step always draws `prompts_per_step` prompts.
+    let prompts = (*prompts_per_step as usize).max(1);
+    if specs.len() < prompts {
+        return Err(RunError::Data(format!(
+            "stage `{name}`: {} training prompts, fewer than the {prompts} of one step (rollout.prompts_per_step)",
+            specs.len()
+        )));
+    }
     let group = (*group_size).max(1) as usize;
     let cursor = DataCursor::new(specs.len(), *data_seed, *shuffle, true);
     let total = total_steps(cursor.batches_per_epoch(prompts) as u64, *epochs, *max_steps);
