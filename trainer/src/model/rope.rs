@@ -212,9 +212,14 @@ struct RopeWalk<'a> {
     media: &'a MediaGrids,
     merge: usize,
     wk: Walker,
-    /// Images, videos and audios consumed, in the order of `MediaGrids`' lists.
+    /// Inputs consumed, indexed by `IMAGE`, `VIDEO`, `AUDIO`.
     used: [usize; 3],
 }
+
+/// Indices of [`RopeWalk::used`].
+const IMAGE: usize = 0;
+const VIDEO: usize = 1;
+const AUDIO: usize = 2;
 
 impl RopeWalk<'_> {
     fn expect_run(&self, from: usize, n: usize, id: u32, what: &str) -> Result<(), RopeError> {
@@ -222,7 +227,7 @@ impl RopeWalk<'_> {
         if ok { Ok(()) } else { Err(layout(from, format!("expected {n} {what} placeholder tokens here"))) }
     }
 
-    /// The next input of kind `kind` (0 image, 1 video, 2 audio) from `list`.
+    /// The next input of kind `kind` (`IMAGE`, `VIDEO` or `AUDIO`) from `list`.
     fn take<T: Copy>(&mut self, kind: usize, list: &[T]) -> Result<T, RopeError> {
         let n = self.used[kind];
         let what = ["image", "video", "audio"][kind];
@@ -233,16 +238,16 @@ impl RopeWalk<'_> {
 
     /// The next video's grid and seconds per grid step.
     fn next_video(&mut self) -> Result<([usize; 3], f64), RopeError> {
-        let n = self.used[1];
+        let n = self.used[VIDEO];
         let media = self.media;
-        let g = self.take(1, &media.video_grids)?;
+        let g = self.take(VIDEO, &media.video_grids)?;
         Ok((g, *media.video_second_per_grid.get(n).unwrap_or(&1.0)))
     }
 
     /// An audio placeholder run at `k`: text-like positions; returns the index after it.
     fn audio(&mut self, k: usize) -> Result<usize, RopeError> {
         let media = self.media;
-        let n = self.take(2, &media.audio_tokens)?;
+        let n = self.take(AUDIO, &media.audio_tokens)?;
         self.expect_run(k, n, self.spec.audio, "audio")?;
         self.wk.text(n);
         Ok(k + n)
@@ -253,7 +258,7 @@ impl RopeWalk<'_> {
         let (pps, st) = (self.spec.position_id_per_seconds, self.wk.next);
         let (grid, t_index, what, id) = if image {
             let media = self.media;
-            let g = self.take(0, &media.image_grids)?;
+            let g = self.take(IMAGE, &media.image_grids)?;
             let t: Vec<i64> = (0..g[0] as i64).map(|x| x * i64::from(pps)).collect();
             (g, t, "image", self.spec.image)
         } else {
@@ -274,7 +279,7 @@ impl RopeWalk<'_> {
         let (g, spg) = self.next_video()?;
         check_grid(g, self.merge)?;
         let media = self.media;
-        let n_audio = self.take(2, &media.audio_tokens)?;
+        let n_audio = self.take(AUDIO, &media.audio_tokens)?;
         let [vt, vh, vw] = vision_block(st, g, self.merge, &video_t_index(g[0], spg, pps));
         let at: Vec<i64> = (0..n_audio as i64).map(|x| st + x).collect();
         let per = i64::from(pps) * i64::from(self.spec.seconds_per_chunk);

@@ -371,10 +371,11 @@ pub fn run(opts: &SynthOptions, say: &mut dyn FnMut(&str)) -> Result<SynthSummar
         }),
         None => None,
     };
+    let policy = opts.source.label();
     let mut summary = SynthSummary {
         questions: specs.len(),
         attempts: trajectories.len(),
-        policy: opts.source.label(),
+        policy: policy.clone(),
         requests,
         ..SynthSummary::default()
     };
@@ -384,14 +385,8 @@ pub fn run(opts: &SynthOptions, say: &mut dyn FnMut(&str)) -> Result<SynthSummar
             v.push(t);
         }
     }
-    let mut selector = Selector {
-        opts,
-        auditor,
-        policy: opts.source.label(),
-        media_rel: &media_rel,
-        tmp_media: &tmp_media,
-        dropped: BTreeMap::new(),
-    };
+    let mut selector =
+        Selector { opts, auditor, policy, media_rel: &media_rel, tmp_media: &tmp_media, dropped: BTreeMap::new() };
     let mut out_lines: Vec<Value> = Vec::new();
     for candidates in by_question {
         let (successful, kept) = selector.select(candidates, &mut out_lines, say);
