@@ -329,8 +329,11 @@ fn file_issue<R: Record>(lines: &[&[u8]], blank_lines: usize, samples: usize) ->
             message: "the file has no data lines".to_string(),
         });
     }
+    if samples > 0 {
+        return None;
+    }
     let guess = lines.iter().find(|l| !l.trim_ascii().is_empty()).and_then(|l| guess_format(l))?;
-    (samples == 0 && guess != R::FORMAT).then(|| Issue {
+    (guess != R::FORMAT).then(|| Issue {
         severity: Severity::Warning,
         code: ProblemCode::FormatMismatch,
         field: None,

@@ -348,8 +348,8 @@ fn generate_inner(
     // With a vocabulary limit (the rollout policy), media placeholders are masked too.
     let placeholders = if p.vocab_limit.is_some() { media_placeholder_ids(&thinker.ids, vocab, dev)? } else { None };
     for step in 0..p.max_new_tokens {
-        let row_seeds: Vec<u64> = active.iter().map(|&r| seeds[r]).collect();
-        let Picked { toks, lps, ent, policy } = pick_tokens(&mut logits, p, placeholders.as_ref(), &row_seeds, step)?;
+        let Picked { toks, lps, ent, policy } =
+            pick_tokens(&mut logits, p, placeholders.as_ref(), (&seeds, &active), step)?;
         let now = t0.elapsed().as_secs_f64();
         if step == 0 {
             timing.prefill_s = now;
@@ -412,12 +412,13 @@ struct Picked {
 }
 
 /// Masks `logits` (vocabulary limit, media placeholders), processes them (temperature, top-k,
-/// top-p) and picks a token per row: greedy, or Gumbel-max with each row's seed at `step`.
+/// top-p) and picks a token per row: greedy, or Gumbel-max with each active row's seed (`seeds`
+/// by original row, `active` the original row of each logits row) at `step`.
 fn pick_tokens(
     logits: &mut Tensor,
     p: &SamplingParams,
     placeholders: Option<&Tensor>,
-    row_seeds: &[u64],
+    (seeds, active): (&[u64], &[usize]),
     step: usize,
 ) -> MResult<Picked> {
     let (vocab, dev) = (logits.size()[1], logits.device());
@@ -434,7 +435,8 @@ fn pick_tokens(
     let tokens = if p.greedy || single_candidate(&proc, p)? {
         proc.f_argmax(-1, false)?
     } else {
-        proc.f_add(&gumbel_noise(row_seeds, step as u64, vocab, dev)?)?.f_argmax(-1, false)?
+        let row_seeds: Vec<u64> = active.iter().map(|&r| seeds[r]).collect();
+        proc.f_add(&gumbel_noise(&row_seeds, step as u64, vocab, dev)?)?.f_argmax(-1, false)?
     };
     let lp = logp.f_gather(1, &tokens.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?;
     let ent =
