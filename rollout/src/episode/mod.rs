@@ -319,8 +319,7 @@ impl Episode {
         if let Action::Answer { content } = &parsed.action {
             return Begin::Done(self.answer(content, conf));
         }
-        let explain = self.settings.hide_unavailable_audio;
-        match validate::check_media_action(&parsed.action, &self.spec.meta, &self.settings.limits, explain) {
+        match validate::check_media_action(&parsed.action, &self.spec.meta, &self.settings) {
             Ok(request) => {
                 let pending = PendingMedia { request, step: self.step, confidence: conf };
                 self.awaiting = Some(pending.clone());

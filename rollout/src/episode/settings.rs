@@ -17,6 +17,7 @@
 //! | `bypass_duration_check` | off | on | BYPASS_DURATION_CHECK |
 //! | `format_reward`, length bonus | off | off | FORMAT_REWARD, LEN_BONUS_ENABLE |
 //! | `hide_unavailable_audio` | on | on | ours (off = the reference's prompt and NO_AUDIO text) |
+//! | `clamp_frame_range` | off | off | ours (off = the reference's `FRAME_TS_OOB` past the end) |
 //!
 //! Left out: RANDOM_RESOURCE_SFT (randomised limits for teacher data collection): a data
 //! collection run can draw its own limits and build one `EpisodeSettings` per episode; and the
@@ -107,6 +108,9 @@ pub struct EpisodeSettings {
     /// Videos without audio: `get_audio` is left out of the prompt and a request for it gets
     /// an explanatory `NO_AUDIO` message. Off: the reference's prompt and bare `NO_AUDIO`.
     pub hide_unavailable_audio: bool,
+    /// A `get_frames` whose `end` is past the video's end samples up to the end instead of
+    /// failing with `FRAME_TS_OOB` (a `start` past the end still fails). Off: the reference.
+    pub clamp_frame_range: bool,
     /// Training episode (the length bonus applies only there).
     pub is_train: bool,
     pub shaping: Shaping,
@@ -123,6 +127,7 @@ impl EpisodeSettings {
             delete_media_on_error: true,
             bypass_duration_check: false,
             hide_unavailable_audio: true,
+            clamp_frame_range: false,
             is_train: true,
             shaping: Shaping::default(),
         }

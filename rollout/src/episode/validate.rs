@@ -30,7 +30,7 @@
 
 use super::action::{Action, Num};
 use super::format::{fixed3, limit_number, py_float_repr};
-use super::settings::EpisodeLimits;
+use super::settings::EpisodeSettings;
 use std::fmt;
 
 /// Every error code the environment reports.
@@ -295,21 +295,23 @@ pub fn linspace(start: f64, end: f64, num: usize) -> Vec<f64> {
     }
 }
 
-/// Checks a media action against the video and the limits (the answer action is scored
-/// elsewhere). `explain_no_audio` adds the masking message to `NO_AUDIO`.
+/// Checks a media action against the video and the episode's limits (the answer action is
+/// scored elsewhere). `hide_unavailable_audio` adds the masking message to `NO_AUDIO`;
+/// `clamp_frame_range` samples a `get_frames` that runs past the end up to the end.
 pub fn check_media_action(
     action: &Action,
     meta: &VideoMeta,
-    limits: &EpisodeLimits,
-    explain_no_audio: bool,
+    settings: &EpisodeSettings,
 ) -> Result<MediaRequest, Failure> {
+    let (limits, explain_no_audio) = (&settings.limits, settings.hide_unavailable_audio);
     let d = meta.duration;
     let fail = |code, detail: String| Err(Failure::new(code, Some(detail)));
     match *action {
-        Action::GetFrames { start: s, end: e, num } => {
+        Action::GetFrames { start: s, end, num } => {
+            let e = if settings.clamp_frame_range && s <= d { end.min(d) } else { end };
             if s < 0.0 || e > d {
                 let detail =
-                    format!("Range [{}, {}] OOB for {}s", py_float_repr(s), py_float_repr(e), py_float_repr(d));
+                    format!("Range [{}, {}] OOB for {}s", py_float_repr(s), py_float_repr(end), py_float_repr(d));
                 return fail(ErrorCode::FrameTsOob, detail);
             }
             if e < s {
@@ -390,9 +392,13 @@ mod tests {
 
     const META: VideoMeta = VideoMeta { duration: 30.0, fps: Some(25.0), has_audio: true };
 
+    /// The reference's training settings with the bare `NO_AUDIO` text.
+    fn unexplained() -> EpisodeSettings {
+        EpisodeSettings { hide_unavailable_audio: false, ..EpisodeSettings::train() }
+    }
+
     fn check(action: Action, meta: &VideoMeta) -> Result<MediaRequest, (String, String)> {
-        check_media_action(&action, meta, &EpisodeLimits::default(), false)
-            .map_err(|f| (f.code.to_string(), f.error_text()))
+        check_media_action(&action, meta, &unexplained()).map_err(|f| (f.code.to_string(), f.error_text()))
     }
 
     fn frames(start: f64, end: f64, num: i128) -> Action {
@@ -464,9 +470,35 @@ mod tests {
         }
         let silent = VideoMeta { has_audio: false, ..META };
         assert_eq!(check(audio(I(0), I(5)), &silent), Err(("NO_AUDIO".into(), "[ERROR] NO_AUDIO".into())));
-        let explained = check_media_action(&audio(I(-9), I(5)), &silent, &EpisodeLimits::default(), true).unwrap_err();
+        let explained = check_media_action(&audio(I(-9), I(5)), &silent, &EpisodeSettings::train()).unwrap_err();
         assert_eq!(explained.code, ErrorCode::NoAudio);
         assert!(explained.error_text().starts_with("[ERROR] NO_AUDIO: this video has no audio track"));
+    }
+
+    #[test]
+    fn clamp_frame_range_samples_up_to_the_end_and_only_past_the_end() {
+        let clamped = EpisodeSettings { clamp_frame_range: true, ..unexplained() };
+        let timestamps = |r: Result<MediaRequest, Failure>| match r {
+            Ok(MediaRequest::Frames { start, end, timestamps }) => Ok((start, end, timestamps)),
+            Ok(other) => panic!("{other:?}"),
+            Err(f) => Err(f.error_text()),
+        };
+        let oob = |s: &str, e: &str| Err(format!("[ERROR] FRAME_TS_OOB: Range [{s}, {e}] OOB for 30.0s"));
+        let cases = [
+            // (start, end, num, with clamp, reference)
+            (0.0, 40.0, 3, Ok((0.0, 30.0, vec![0.0, 15.0, 30.0])), oob("0.0", "40.0")),
+            (10.0, 20.0, 2, Ok((10.0, 20.0, vec![10.0, 20.0])), Ok((10.0, 20.0, vec![10.0, 20.0]))),
+            (30.0, 31.0, 1, Ok((30.0, 30.0, vec![30.0])), oob("30.0", "31.0")),
+            (31.0, 35.0, 2, oob("31.0", "35.0"), oob("31.0", "35.0")),
+            (-1.0, 35.0, 2, oob("-1.0", "35.0"), oob("-1.0", "35.0")),
+        ];
+        for (start, end, num, with_clamp, reference) in cases {
+            let action = frames(start, end, num);
+            let got = timestamps(check_media_action(&action, &META, &clamped));
+            assert_eq!(got, with_clamp, "clamped {start}..{end}");
+            let got = timestamps(check_media_action(&action, &META, &unexplained()));
+            assert_eq!(got, reference, "reference {start}..{end}");
+        }
     }
 
     #[test]

@@ -137,6 +137,9 @@ pub struct EnvironmentConfig {
     pub delete_media_on_error: bool,
     /// Offer get_audio only for videos with an audio track (false: the reference's prompt).
     pub hide_unavailable_audio: bool,
+    /// A get_frames past the video's end samples up to the end (false: the reference's
+    /// FRAME_TS_OOB error).
+    pub clamp_frame_range: bool,
     /// Skip extraction duration sanity checks [BYPASS_DURATION_CHECK: eval true].
     pub bypass_duration_check: Option<bool>,
     /// System-prompt template file (placeholders documented in recipes/prompts/README.md).
@@ -160,6 +163,7 @@ impl Default for EnvironmentConfig {
             retry_on_format_error: true,
             delete_media_on_error: true,
             hide_unavailable_audio: true,
+            clamp_frame_range: false,
             bypass_duration_check: None,
             system_prompt: None,
         }

@@ -187,6 +187,7 @@ fn episodes(stage: &Stage, kind: StageKind) -> Result<Episodes, ResolveError> {
         delete_media_on_error: e.delete_media_on_error,
         bypass_duration_check: e.bypass_duration_check.ok_or_else(|| missing("bypass_duration_check"))?,
         hide_unavailable_audio: e.hide_unavailable_audio,
+        clamp_frame_range: e.clamp_frame_range,
         is_train: !eval,
         shaping: Shaping {
             format_reward: stage.reward.format_reward,

@@ -508,6 +508,7 @@ mod tests {
             e.retry_on_format_error = false;
             e.delete_media_on_error = false;
             e.hide_unavailable_audio = false;
+            e.clamp_frame_range = true;
             e.bypass_duration_check = Some(true);
             s.rollout.max_prompt_length = 32768;
             s.reward.format_reward = true;
@@ -532,6 +533,7 @@ mod tests {
             delete_media_on_error: false,
             bypass_duration_check: true,
             hide_unavailable_audio: false,
+            clamp_frame_range: true,
             is_train: true,
             shaping: Shaping { format_reward: true, invalid_action_penalty: 0.25, length_bonus: None },
         };
