@@ -147,9 +147,11 @@ pub struct EnvironmentConfig {
 }
 
 impl Default for EnvironmentConfig {
-    /// The episode's own defaults (`rollout::episode::EpisodeLimits`), so each limit has one home.
+    /// The episode's own defaults (`rollout::episode::EpisodeLimits` and the switches of
+    /// `EpisodeSettings::train`, which evaluation shares), so each default has one home.
     fn default() -> Self {
         let l = rollout::episode::EpisodeLimits::default();
+        let switches = rollout::episode::EpisodeSettings::train();
         EnvironmentConfig {
             max_steps: None,
             min_max_steps: l.min_max_steps,
@@ -160,10 +162,10 @@ impl Default for EnvironmentConfig {
             min_audio_seconds: l.min_audio_seconds,
             min_clip_frames: l.min_clip_frames,
             strict_confidence: None,
-            retry_on_format_error: true,
-            delete_media_on_error: true,
-            hide_unavailable_audio: true,
-            clamp_frame_range: false,
+            retry_on_format_error: switches.retry_on_format_error,
+            delete_media_on_error: switches.delete_media_on_error,
+            hide_unavailable_audio: switches.hide_unavailable_audio,
+            clamp_frame_range: switches.clamp_frame_range,
             bypass_duration_check: None,
             system_prompt: None,
         }
